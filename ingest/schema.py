@@ -1,0 +1,168 @@
+"""The contract between ingestion and retrieval: documents, chunks, ids, payload keys, protocols.
+
+Everything here is immutable (frozen dataclasses); a stage returns new objects instead of editing
+the ones it was handed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+# A fixed namespace so that chunk ids are the same on every machine and every run.
+ID_NAMESPACE = uuid.UUID("8f0c6a52-3f0e-5b7a-9d51-6b2f3c1e4a77")
+
+
+class IngestError(Exception):
+    """Base class of every error ingestion raises on purpose."""
+
+
+class ParseError(IngestError):
+    """A file could not be turned into a Document (unreadable, corrupt, unsupported, empty)."""
+
+
+class ModelUnavailableError(IngestError):
+    """The embedding model cannot be loaded (not cached, no network, bad directory)."""
+
+
+class TokenLimitError(IngestError):
+    """A text is longer than the model accepts and the caller did not ask for truncation."""
+
+
+class StoreError(IngestError):
+    """The vector store refused an operation or does not match the configured model."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A span of a Document's text that came from one parsed element."""
+
+    start: int
+    end: int
+    category: str
+    page: int | None = None
+    heading_path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    """One parsed file: its normalised text and where each element of it came from."""
+
+    source: str
+    text: str
+    sections: tuple[Section, ...]
+    content_hash: str
+    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+    @property
+    def pages(self) -> int:
+        return max((s.page or 0 for s in self.sections), default=0)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a Document's text; `doc_text[start:end] == text` always holds."""
+
+    chunk_id: str
+    doc_id: str
+    source: str
+    text: str
+    start: int
+    end: int
+    index: int
+    page: int | None
+    heading_path: tuple[str, ...]
+    content_hash: str
+    token_count: int
+
+
+@dataclass(frozen=True)
+class StoredHit:
+    """A point the store returned for a query, with the score of the leg that found it."""
+
+    chunk_id: str
+    score: float
+    payload: dict
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def make_doc_id(source: str, content_hash: str, fingerprint: str) -> str:
+    """Document id from its source, its content (the file's bytes) and the pipeline that made it.
+
+    The fingerprint (model and chunking settings) is part of the id so that changing the model or the
+    chunk size re-ingests a file instead of silently keeping chunks made under other settings.
+    """
+    return str(uuid.uuid5(ID_NAMESPACE, f"doc\x1f{source}\x1f{content_hash}\x1f{fingerprint}"))
+
+
+def make_chunk_id(doc_id: str, start: int, end: int) -> str:
+    """Chunk id (UUIDv5) from its document and its span: stable across runs, unique per span."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"chunk\x1f{doc_id}\x1f{start}\x1f{end}"))
+
+
+class P:
+    """Payload keys: the names retrieval reads back. Change them here only."""
+
+    TEXT = "text"
+    SOURCE = "source"
+    PAGE = "page"
+    HEADING_PATH = "heading_path"
+    START = "start"
+    END = "end"
+    DOC_ID = "doc_id"
+    CHUNK_ID = "chunk_id"
+    CHUNK_INDEX = "chunk_index"
+    CHUNK_COUNT = "chunk_count"
+    CONTENT_HASH = "content_hash"
+    DOC_HASH = "doc_hash"
+    INGESTED_AT = "ingested_at"
+    TOKEN_COUNT = "token_count"
+
+
+# Fields a user may filter on (each gets a payload index on a server).
+FILTER_FIELDS: dict[str, str] = {
+    P.SOURCE: "keyword",
+    P.DOC_ID: "keyword",
+    P.PAGE: "integer",
+    P.HEADING_PATH: "keyword",
+    P.CHUNK_INDEX: "integer",
+}
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What the chunker needs from a model's tokenizer."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as the model sees a document, special tokens and prompt included."""
+        ...
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the tokens of `text`, special tokens left out."""
+        ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+
+@runtime_checkable
+class Embedder(Tokenizer, Protocol):
+    """A dense text embedder. One model per instance; `load()` is where weights are read."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def load(self) -> None: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str, truncate: bool = False) -> list[float]: ...

@@ -1,0 +1,255 @@
+"""The one store interface over Qdrant: embedded (local mode on a path) or a server, same code.
+
+Writes are idempotent (point ids are deterministic) and ordered so that nothing is lost: a changed
+document's new points are written before its stale ones are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from qdrant_client import QdrantClient, models
+
+from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError
+
+log = logging.getLogger(__name__)
+
+DENSE = "dense"
+SPARSE = "bm25"
+SCHEMA_VERSION = 1
+FilterValue = str | int | bool | list[str] | list[int]
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    collection: str = "german_rag"
+    path: str | None = "./.german-rag/qdrant"
+    url: str | None = None
+    api_key: str | None = None
+    batch_size: int = 128
+    timeout: int = 60
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+
+
+@dataclass(frozen=True)
+class DocState:
+    """What the store holds for one source: points per doc_id and the count each expects."""
+
+    present: dict[str, int]
+    expected: dict[str, int]
+
+    def complete(self, doc_id: str) -> bool:
+        return doc_id in self.present and self.present[doc_id] == self.expected.get(doc_id, -1)
+
+
+def build_filter(filters: dict[str, FilterValue] | None) -> models.Filter | None:
+    """Turn `{field: value or [values]}` into a Qdrant filter; unknown fields are an error."""
+    if not filters:
+        return None
+    conditions = []
+    for key, value in filters.items():
+        if key not in FILTER_FIELDS:
+            raise StoreError(f"filter field {key!r} is not filterable (allowed: {sorted(FILTER_FIELDS)})")
+        kind = FILTER_FIELDS[key]
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if kind == "integer" and (isinstance(v, bool) or not isinstance(v, int)):
+                raise StoreError(f"filter field {key!r} needs an integer, got {v!r}")
+            if kind == "keyword" and not isinstance(v, str):
+                raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
+        match = models.MatchAny(any=values) if isinstance(value, list) else models.MatchValue(value=value)
+        conditions.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=conditions)
+
+
+class QdrantStore:
+    """Collection schema, idempotent batched writes, deletes and searches."""
+
+    def __init__(self, options: StoreOptions) -> None:
+        self.options = options
+        self._client: QdrantClient | None = None
+
+    # -- connection ------------------------------------------------------------------------------
+    @property
+    def client(self) -> QdrantClient:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    @property
+    def location(self) -> str:
+        return self.options.url or f"embedded:{self.options.path}"
+
+    def _connect(self) -> QdrantClient:
+        o = self.options
+        if o.url:
+            return QdrantClient(url=o.url, api_key=o.api_key, timeout=o.timeout)
+        if not o.path:
+            raise StoreError("neither a Qdrant URL nor an embedded path is configured")
+        Path(o.path).mkdir(parents=True, exist_ok=True)
+        try:
+            return QdrantClient(path=o.path)
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise StoreError(
+                    f"embedded Qdrant at {o.path} is in use by another process; stop it or use a server "
+                    "(GERMAN_RAG_QDRANT_URL)"
+                ) from exc
+            raise
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- collection ------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.client.collection_exists(self.options.collection)
+
+    def metadata(self) -> dict:
+        info = self.client.get_collection(self.options.collection)
+        return dict(info.config.metadata or {})
+
+    def ensure_collection(self, model: str, dimension: int) -> None:
+        """Create the collection for this model, or check that the existing one was built by it."""
+        name = self.options.collection
+        if self.exists():
+            self.check_compatible(model, dimension)
+            return
+        o = self.options
+        self.client.create_collection(
+            name,
+            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            shard_number=o.shard_number,
+            replication_factor=o.replication_factor,
+            write_consistency_factor=o.write_consistency_factor,
+            metadata={"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION},
+        )
+        if o.url:  # embedded mode ignores payload indexes (and warns); a server needs them for filters
+            for key, kind in FILTER_FIELDS.items():
+                self.client.create_payload_index(name, key, models.PayloadSchemaType(kind))
+        log.info("collection created", extra={"collection": name, "model": model, "dimension": dimension})
+
+    def check_compatible(self, model: str, dimension: int) -> None:
+        meta = self.metadata()
+        built_model, built_dim = meta.get("embed_model"), meta.get("dimension")
+        if built_dim != dimension or built_model != model:
+            raise StoreError(
+                f"collection {self.options.collection!r} was built with model {built_model!r} "
+                f"({built_dim}-d vectors), but the configured model is {model!r} ({dimension}-d). "
+                "Use the model that built it, another --collection, or delete the collection."
+            )
+
+    def require_collection(self) -> None:
+        if not self.exists():
+            raise StoreError(
+                f"collection {self.options.collection!r} does not exist at {self.location}; ingest first"
+            )
+
+    # -- documents -------------------------------------------------------------------------------
+    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool) -> Iterator[models.Record]:
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.options.collection, scroll_filter=flt, limit=1024, offset=offset,
+                with_payload=fields, with_vectors=False,
+            )
+            yield from points
+            if offset is None:
+                return
+
+    def doc_state(self, source: str) -> DocState:
+        present: dict[str, int] = {}
+        expected: dict[str, int] = {}
+        for rec in self._scroll(build_filter({P.SOURCE: source}), [P.DOC_ID, P.CHUNK_COUNT]):
+            doc_id = rec.payload[P.DOC_ID]
+            present[doc_id] = present.get(doc_id, 0) + 1
+            expected[doc_id] = int(rec.payload.get(P.CHUNK_COUNT, -1))
+        return DocState(present, expected)
+
+    def upsert_chunks(
+        self,
+        chunks: Sequence[Chunk],
+        dense: Sequence[Sequence[float]],
+        sparse: Sequence[tuple[list[int], list[float]]] | None = None,
+        doc_hash: str = "",
+    ) -> int:
+        """Write chunks with their vectors in batches; returns the number of points written."""
+        if len(chunks) != len(dense) or (sparse is not None and len(sparse) != len(chunks)):
+            raise StoreError("internal: chunks and vectors differ in number")
+        now = datetime.now(UTC).isoformat()
+        total = len(chunks)
+        points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
+                  for i, c in enumerate(chunks)]
+        for i in range(0, len(points), self.options.batch_size):
+            self.client.upsert(self.options.collection, points[i : i + self.options.batch_size], wait=True)
+        return len(points)
+
+    @staticmethod
+    def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str) -> models.PointStruct:
+        vector: dict = {DENSE: list(dense)}
+        if sparse is not None and sparse[0]:
+            vector[SPARSE] = models.SparseVector(indices=list(sparse[0]), values=list(sparse[1]))
+        payload = {
+            P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
+            P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
+            P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,
+            P.CHUNK_COUNT: count, P.CONTENT_HASH: chunk.content_hash, P.DOC_HASH: doc_hash,
+            P.TOKEN_COUNT: chunk.token_count, P.INGESTED_AT: now,
+        }
+        return models.PointStruct(id=chunk.chunk_id, vector=vector, payload=payload)
+
+    def _delete(self, flt: models.Filter) -> int:
+        n = self.client.count(self.options.collection, count_filter=flt, exact=True).count
+        if n:
+            self.client.delete(self.options.collection, points_selector=models.FilterSelector(filter=flt),
+                               wait=True)
+        return n
+
+    def delete_stale(self, source: str, keep_doc_id: str) -> int:
+        """Delete the source's points that belong to any other doc_id than `keep_doc_id`."""
+        flt = models.Filter(
+            must=[models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source))],
+            must_not=[models.FieldCondition(key=P.DOC_ID, match=models.MatchValue(value=keep_doc_id))],
+        )
+        return self._delete(flt)
+
+    def delete_source(self, source: str) -> int:
+        return self._delete(build_filter({P.SOURCE: source}))  # type: ignore[arg-type]
+
+    def delete_doc(self, doc_id: str) -> int:
+        return self._delete(build_filter({P.DOC_ID: doc_id}))  # type: ignore[arg-type]
+
+    def count(self, filters: dict[str, FilterValue] | None = None) -> int:
+        return self.client.count(self.options.collection, count_filter=build_filter(filters), exact=True).count
+
+    def sources(self) -> dict[str, dict]:
+        """Every source with its doc_id(s), chunk count and content hash."""
+        out: dict[str, dict] = {}
+        for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]):
+            p = rec.payload
+            entry = out.setdefault(p[P.SOURCE], {"doc_ids": set(), "chunks": 0, "doc_hash": p.get(P.DOC_HASH)})
+            entry["doc_ids"].add(p[P.DOC_ID])
+            entry["chunks"] += 1
+        return out
+
+    # -- search ----------------------------------------------------------------------------------
+    def search_dense(self, vector: Sequence[float], top_k: int,
+                     filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
+        res = self.client.query_points(
+            self.options.collection, query=list(vector), using=DENSE, limit=top_k,
+            query_filter=build_filter(filters), with_payload=True,
+        )
+        return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
+
+    def fetch_chunks(self, doc_id: str, indices: Sequence[int]) -> list[dict]:
+        """Payloads of the given chunk indices of one document (for neighbour expansion)."""
+        flt = build_filter({P.DOC_ID: doc_id, P.CHUNK_INDEX: list(indices)})
+        return [dict(r.payload or {}) for r in self._scroll(flt, True)]

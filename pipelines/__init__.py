@@ -1,0 +1,1 @@
+"""Pipelines: configuration, wiring, the CLI and the jobs that compose ingest and retrieval."""

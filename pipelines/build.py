@@ -1,0 +1,55 @@
+"""The only module that names concrete classes: settings -> wired objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.chunk import ChunkOptions, TokenChunker
+from ingest.embed import EmbedderOptions, HFEmbedder
+from ingest.store import QdrantStore, StoreOptions
+from pipelines.config import Settings
+from retrieval.dense import DenseRetriever
+
+
+def model_identity(model: str) -> str:
+    """The name a collection records for its model: a hub id as given, a directory as absolute path."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() or model.startswith((".", "/", "~")) else model
+
+
+def build_embedder(settings: Settings) -> HFEmbedder:
+    return HFEmbedder(
+        EmbedderOptions(
+            model=settings.embed_model,
+            cache_dir=settings.model_cache,
+            offline=settings.offline,
+            device=settings.device,
+            max_batch_tokens=settings.embed_batch_tokens,
+            threads=settings.embed_threads,
+        )
+    )
+
+
+def build_store(settings: Settings) -> QdrantStore:
+    key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    return QdrantStore(
+        StoreOptions(
+            collection=settings.collection,
+            path=settings.qdrant_path,
+            url=settings.qdrant_url,
+            api_key=key,
+            batch_size=settings.upsert_batch,
+            timeout=settings.qdrant_timeout,
+            shard_number=settings.shard_number,
+            replication_factor=settings.replication_factor,
+            write_consistency_factor=settings.write_consistency_factor,
+        )
+    )
+
+
+def build_chunker(settings: Settings, embedder: HFEmbedder) -> TokenChunker:
+    return TokenChunker(embedder, ChunkOptions(settings.chunk_tokens, settings.chunk_overlap))
+
+
+def build_retriever(settings: Settings, embedder: HFEmbedder, store: QdrantStore) -> DenseRetriever:
+    return DenseRetriever(embedder, store)

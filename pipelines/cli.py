@@ -1,0 +1,97 @@
+"""The `german-rag` command line. Exit codes: 0 ok, 1 a file or query failed, 2 bad usage or config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from ingest.schema import IngestError, ModelUnavailableError, StoreError
+from pipelines.config import ConfigError, Settings, load_settings
+from pipelines.logs import setup_logging
+from retrieval.schema import RetrievalError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("settings (override env GERMAN_RAG_* and the TOML file)")
+    g.add_argument("--config", help="TOML settings file (default: $GERMAN_RAG_CONFIG or ./german-rag.toml)")
+    g.add_argument("--collection", help="Qdrant collection name")
+    g.add_argument("--model", dest="embed_model", help="embedding model: hub id or local directory")
+    g.add_argument("--qdrant-url", help="Qdrant server URL (default: embedded store)")
+    g.add_argument("--qdrant-path", help="embedded Qdrant folder")
+    g.add_argument("--offline", action="store_true", default=None, help="never contact the model hub")
+    g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="german-rag", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("ingest", help="ingest files and folders (recursively) into Qdrant")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
+    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
+    _common(p)
+    p = sub.add_parser("query", help="retrieve the top passages for a question")
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
+                   help="metadata filter, repeatable (source, doc_id, page, heading_path, chunk_index)")
+    p.add_argument("--truncate", action="store_true", help="cut a query over the model's token limit")
+    _common(p)
+    p = sub.add_parser("delete", help="remove one source (a file path as ingested) from the collection")
+    p.add_argument("source", metavar="SOURCE")
+    _common(p)
+    p = sub.add_parser("config", help="print the effective settings, secrets hidden")
+    _common(p)
+    p = sub.add_parser("demo", help="ingest the bundled German examples and answer two questions")
+    _common(p)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    keys = ["collection", "embed_model", "qdrant_url", "qdrant_path", "offline", "log_level", "top_k",
+            "chunk_tokens", "chunk_overlap"]
+    overrides = {k: getattr(args, k, None) for k in keys}
+    return load_settings(args.config, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        setup_logging(settings.log_level, settings.log_json)
+        from pipelines import commands
+
+        return commands.run(args.command, args, settings)
+    except (ConfigError, ModelUnavailableError) as exc:
+        return _fail(args, exc, EXIT_USAGE)
+    except StoreError as exc:
+        return _fail(args, exc, EXIT_USAGE)
+    except (RetrievalError, IngestError) as exc:
+        return _fail(args, exc, EXIT_FAILED)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
+    kind = {EXIT_USAGE: "configuration error", EXIT_FAILED: "error"}[code]
+    if getattr(args, "json", False):
+        print(json.dumps({"error": str(exc), "kind": type(exc).__name__}, ensure_ascii=False))
+    print(f"german-rag: {kind}: {exc}", file=sys.stderr)
+    return code
+
+
+def package_examples() -> Path:
+    return Path(__file__).resolve().parent / "examples"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""What each CLI command does, given parsed arguments and settings. Returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ingest.schema import FILTER_FIELDS, StoreError
+from pipelines.build import build_chunker, build_embedder, build_retriever, build_store, model_identity
+from pipelines.config import Settings
+from pipelines.discover import source_name
+from pipelines.ingest_run import IngestRunner
+from pipelines.report import IngestReport
+from retrieval.schema import Passage, RetrievalError
+
+DEMO_QUESTIONS = [
+    "Wie viele Werktage Urlaub stehen einem Arbeitnehmer jährlich mindestens zu?",
+    "Wie lange darf ein Arbeitnehmer werktäglich höchstens arbeiten?",
+]
+
+
+def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    handler = {"ingest": ingest, "query": query, "delete": delete, "config": show_config, "demo": demo}
+    return handler[command](args, settings)
+
+
+def _out(args: argparse.Namespace, data: dict, text: str) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
+
+
+# -- ingest ------------------------------------------------------------------------------------------
+def ingest_paths(settings: Settings, paths: list, progress: bool = True) -> IngestReport:
+    embedder = build_embedder(settings)
+    store = build_store(settings)
+    try:
+        runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
+                              model_identity(settings.embed_model), progress=progress)
+        return runner.run(paths)
+    finally:
+        store.close()
+
+
+def format_report(report: IngestReport) -> str:
+    s = report.summary()
+    lines = [
+        f"collection {s['collection']}: {s['files_seen']} files seen, {s['ingested']} ingested, "
+        f"{s['unchanged']} unchanged, {s['failed']} failed, {s['skipped']} skipped",
+        f"{s['chunks']} chunks, {s['points_written']} points written, {s['points_deleted']} deleted"
+        + ("" if s["points_written"] else " (nothing to write)"),
+        "time: " + ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())
+        + f", total {s['total_seconds']:.2f}s",
+    ]
+    for f in report.files:
+        if f.status in ("failed", "skipped"):
+            lines.append(f"  {f.status.upper()}: {f.error}")
+    return "\n".join(lines)
+
+
+def ingest(args: argparse.Namespace, settings: Settings) -> int:
+    report = ingest_paths(settings, args.paths, progress=not args.json)
+    _out(args, report.to_dict(), format_report(report))
+    return 1 if report.count("failed") else 0
+
+
+# -- query -------------------------------------------------------------------------------------------
+def parse_filters(items: list[str]) -> dict:
+    filters: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise RetrievalError(f"--filter {item!r}: expected FIELD=VALUE")
+        if key not in FILTER_FIELDS:
+            raise RetrievalError(f"--filter {key!r}: unknown field (allowed: {sorted(FILTER_FIELDS)})")
+        parsed: str | int = value
+        if FILTER_FIELDS[key] == "integer":
+            if not value.lstrip("-").isdigit():
+                raise RetrievalError(f"--filter {key}={value!r}: needs an integer")
+            parsed = int(value)
+        elif key == "source" and Path(value).exists():
+            parsed = source_name(Path(value))
+        if key in filters:
+            prev = filters[key]
+            filters[key] = [*prev, parsed] if isinstance(prev, list) else [prev, parsed]
+        else:
+            filters[key] = parsed
+    return filters
+
+
+def retrieve_many(settings: Settings, texts: list[str], top_k: int, filters: dict,
+                  truncate: bool) -> list[list[Passage]]:
+    """Load the model and open the store once, then answer each query."""
+    embedder = build_embedder(settings)
+    store = build_store(settings)
+    try:
+        store.require_collection()
+        embedder.load()
+        store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
+        retriever = build_retriever(settings, embedder, store)
+        return [retriever.retrieve(t, top_k, filters, truncate) for t in texts]
+    finally:
+        store.close()
+
+
+def format_passages(passages: list[Passage]) -> str:
+    if not passages:
+        return "no passages found"
+    lines = []
+    for rank, p in enumerate(passages, 1):
+        where = p.source + (f", page {p.page}" if p.page else "")
+        heading = " > ".join(p.heading_path)
+        lines.append(f"{rank}. score {p.score:.3f}  {where}  [{p.start}:{p.end}]")
+        if heading:
+            lines.append(f"   {heading}")
+        snippet = " ".join(p.text.split())
+        lines.append(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+    return "\n".join(lines)
+
+
+def query(args: argparse.Namespace, settings: Settings) -> int:
+    top_k = args.top_k or settings.top_k
+    passages = retrieve_many(settings, [args.text], top_k, parse_filters(args.filter), args.truncate)[0]
+    _out(args, {"query": args.text, "passages": [p.to_dict() for p in passages]}, format_passages(passages))
+    return 0
+
+
+# -- delete, config, demo ------------------------------------------------------------------------------
+def delete(args: argparse.Namespace, settings: Settings) -> int:
+    store = build_store(settings)
+    try:
+        store.require_collection()
+        source = args.source
+        deleted = store.delete_source(source)
+        if not deleted and Path(source).exists():
+            source = source_name(Path(source))
+            deleted = store.delete_source(source)
+    finally:
+        store.close()
+    _out(args, {"source": source, "points_deleted": deleted},
+         f"deleted {deleted} points of {source}" if deleted else f"no points stored for {source}")
+    return 0 if deleted else 1
+
+
+def show_config(args: argparse.Namespace, settings: Settings) -> int:
+    data = settings.public_dict()
+    text = "\n".join(f"{k} = {v!r}" for k, v in data.items())
+    _out(args, data, text)
+    return 0
+
+
+def demo(args: argparse.Namespace, settings: Settings) -> int:
+    examples = Path(__file__).resolve().parent / "examples"
+    settings = settings.model_copy(update={"collection": "demo"}) if not args.collection else settings
+    report = ingest_paths(settings, [examples], progress=not args.json)
+    answers = list(zip(DEMO_QUESTIONS, retrieve_many(settings, DEMO_QUESTIONS, 3, {}, False), strict=True))
+    if args.json:
+        print(json.dumps({"ingest": report.summary(), "answers": [
+            {"query": q, "passages": [p.to_dict() for p in ps]} for q, ps in answers]}, ensure_ascii=False,
+            indent=2))
+    else:
+        print(format_report(report))
+        for question, passages in answers:
+            print(f"\nFrage: {question}\n{format_passages(passages)}")
+    if report.count("failed"):
+        print("some example files failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["StoreError", "run"]

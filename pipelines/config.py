@@ -1,0 +1,120 @@
+"""All configuration in one place: defaults < TOML file < GERMAN_RAG_* environment < CLI flags."""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+DEFAULT_MODEL = "aari1995/German_Semantic_STS_V2"
+DEFAULT_CONFIG_FILE = "german-rag.toml"
+_toml_file: ContextVar[Path | None] = ContextVar("toml_file", default=None)
+_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the field and what is wrong."""
+
+
+class Settings(BaseSettings):
+    """Effective settings of a run. Environment variables are the field names prefixed GERMAN_RAG_."""
+
+    model_config = SettingsConfigDict(env_prefix="GERMAN_RAG_", extra="forbid", validate_default=True)
+
+    # embedding model
+    embed_model: str = Field(DEFAULT_MODEL, description="hub id or local sentence-transformers directory")
+    model_cache: str | None = Field(None, description="Hugging Face cache folder (default: HF_HOME)")
+    offline: bool = Field(False, description="never contact the model hub")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    embed_batch_tokens: int = Field(8192, ge=64, le=1_000_000)
+    embed_threads: int = Field(0, ge=0, le=1024, description="0 = every core")
+    # chunking
+    chunk_tokens: int = Field(256, ge=16, le=8192, description="chunk size in model tokens (capped by the model)")
+    chunk_overlap: int = Field(32, ge=0, le=4096)
+    # Qdrant
+    qdrant_path: str = Field("./.german-rag/qdrant", description="embedded store folder (used without a URL)")
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; set it to use a server")
+    qdrant_api_key: SecretStr | None = None
+    collection: str = "german_rag"
+    qdrant_timeout: int = Field(60, ge=1, le=3600)
+    upsert_batch: int = Field(128, ge=1, le=10_000)
+    shard_number: int | None = Field(None, ge=1, le=1024)
+    replication_factor: int | None = Field(None, ge=1, le=16)
+    write_consistency_factor: int | None = Field(None, ge=1, le=16)
+    # retrieval
+    top_k: int = Field(5, ge=1, le=100)
+    # logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_json: bool = False
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        sources = [init_settings, env_settings]
+        toml = _toml_file.get()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        if not _COLLECTION.match(value):
+            raise ValueError("must be 1-63 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        return value
+
+    @field_validator("qdrant_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must start with http:// or https:// and name a host")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap * 2 >= self.chunk_tokens:
+            raise ValueError(f"chunk_overlap={self.chunk_overlap} must be below half of chunk_tokens")
+        return self
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as plain values with secrets hidden."""
+        data = self.model_dump()
+        for key, value in data.items():
+            if isinstance(getattr(self, key), SecretStr):
+                data[key] = "**********" if value else None
+        return data
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from a TOML file (explicit, GERMAN_RAG_CONFIG, or ./german-rag.toml if present)."""
+    path = config_file or os.environ.get("GERMAN_RAG_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).exists():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    token = _toml_file.set(Path(path) if path else None)
+    try:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(**clean)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+    except Exception as exc:  # a malformed TOML file
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    finally:
+        _toml_file.reset(token)
+
+
+def _describe(exc: ValidationError, path: Any) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(x) for x in err["loc"]) or "settings"
+        env = f"GERMAN_RAG_{field.upper()}"
+        lines.append(f"{field} (env {env}{', file ' + str(path) if path else ''}): {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

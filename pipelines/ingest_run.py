@@ -1,0 +1,125 @@
+"""An ingest run: discover -> parse -> chunk -> embed -> write, one file at a time, never all-or-nothing.
+
+A file that fails is reported with its reason and the run goes on. Per file, new points are written
+before the stale points of an older version are deleted, so a crash leaves either the old or the new
+version searchable, never neither; the next run finishes what a crashed one started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ingest.chunk import TokenChunker
+from ingest.embed import HFEmbedder
+from ingest.parse import parse_file
+from ingest.schema import Document, IngestError, ModelUnavailableError, ParseError, make_doc_id
+from ingest.store import QdrantStore
+from pipelines.discover import Candidate, discover, is_supported
+from pipelines.report import FileResult, IngestReport
+
+log = logging.getLogger(__name__)
+CHUNKER_VERSION = "chunker-v1"
+
+
+@dataclass
+class IngestRunner:
+    embedder: HFEmbedder
+    chunker: TokenChunker
+    store: QdrantStore
+    model_id: str
+    progress: bool = True
+
+    @property
+    def fingerprint(self) -> str:
+        o = self.chunker.options
+        return f"{self.model_id}|{self.embedder.dimension}|{o.max_tokens}|{o.overlap_tokens}|{CHUNKER_VERSION}"
+
+    def run(self, paths: list, on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(collection=self.store.options.collection)
+        candidates, missing = discover(paths)
+        report.files.extend(FileResult(p, "failed", error=f"{p}: {why}") for p, why in missing)
+        self.embedder.load()  # fail before any file if the model is missing
+        self.store.ensure_collection(self.model_id, self.embedder.dimension)
+        bar = tqdm(candidates, desc="ingest", unit="file", disable=not self.progress or None, leave=False)
+        for cand in bar:
+            result = self._one(cand, report)
+            report.files.append(result)
+            if on_file:
+                on_file(result)
+        report.total_seconds = time.perf_counter() - started
+        if not report.balanced:
+            raise IngestError(f"ingest report does not balance: {report.summary()}")
+        return report
+
+    def _one(self, cand: Candidate, report: IngestReport) -> FileResult:
+        if not is_supported(cand):
+            status = "failed" if cand.explicit else "skipped"
+            return FileResult(cand.source, status, error=f"{cand.source}: unsupported file type "
+                              f"{cand.path.suffix.lower() or '(none)'!r}")
+        try:
+            with _timed(report, "parse"):
+                file_hash = sha256_file(cand.path, cand.source)
+            # The id comes from the file's bytes, not its parsed text: an unchanged file is recognised
+            # without parsing it (parsing is most of a re-ingest, and unstructured's PDF output is
+            # not always the same twice).
+            doc_id = make_doc_id(cand.source, file_hash, self.fingerprint)
+            with _timed(report, "store"):
+                state = self.store.doc_state(cand.source)
+            if state.complete(doc_id):
+                with _timed(report, "store"):
+                    deleted = self.store.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
+                return FileResult(cand.source, "unchanged", points_deleted=deleted)
+            with _timed(report, "parse"):
+                doc = parse_file(cand.path, cand.source)
+            return self._store_document(doc, doc_id, file_hash, report)
+        except ModelUnavailableError:
+            raise
+        except IngestError as exc:
+            log.warning("file failed", extra={"source": cand.source, "error": str(exc)})
+            return FileResult(cand.source, "failed", error=str(exc))
+        except Exception as exc:  # a bug or an outage must not end the run for the other files
+            log.exception("file failed unexpectedly", extra={"source": cand.source})
+            return FileResult(cand.source, "failed", error=f"{cand.source}: {type(exc).__name__}: {exc}")
+
+    def _store_document(self, doc: Document, doc_id: str, file_hash: str, report: IngestReport) -> FileResult:
+        with _timed(report, "chunk"):
+            chunks = self.chunker.chunk(doc, doc_id)
+        if not chunks:
+            raise IngestError(f"{doc.source}: no chunks made from {len(doc.text)} characters")
+        with _timed(report, "embed"):
+            vectors = self.embedder.embed_documents([c.text for c in chunks])
+        with _timed(report, "store"):
+            written = self.store.upsert_chunks(chunks, vectors, doc_hash=file_hash)
+            deleted = self.store.delete_stale(doc.source, doc_id)  # only after the new version is in
+        return FileResult(doc.source, "ingested", chunks=len(chunks), points_written=written,
+                          points_deleted=deleted)
+
+
+def sha256_file(path: Path, source: str) -> str:
+    """Hash of a file's bytes, read in blocks; an unreadable file is a ParseError naming it."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise ParseError(f"{source}: cannot read file: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
+@contextmanager
+def _timed(report: IngestReport, stage: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.stage_seconds[stage] += time.perf_counter() - started

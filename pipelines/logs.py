@@ -1,0 +1,37 @@
+"""Structured logs: key=value text for people, one JSON object per line for machines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, as_json: bool) -> None:
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        base = {"ts": round(record.created, 3), "level": record.levelname, "logger": record.name,
+                "msg": record.getMessage(), **extra}
+        if record.exc_info:
+            base["exc"] = self.formatException(record.exc_info)
+        if self.as_json:
+            return json.dumps(base, ensure_ascii=False, default=str)
+        fields = " ".join(f"{k}={v}" for k, v in extra.items())
+        return f"{record.levelname.lower()} {record.name}: {record.getMessage()} {fields}".rstrip()
+
+
+def setup_logging(level: str = "WARNING", as_json: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(as_json))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "pdfminer", "unstructured", "transformers", "huggingface_hub", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("pdfminer").setLevel(logging.ERROR)

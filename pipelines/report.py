@@ -1,0 +1,60 @@
+"""The ingest report: per-file outcome, totals that must balance, time per stage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STATUSES = ("ingested", "unchanged", "failed", "skipped")
+
+
+@dataclass
+class FileResult:
+    source: str
+    status: str
+    chunks: int = 0
+    points_written: int = 0
+    points_deleted: int = 0
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    files: list[FileResult] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(
+        default_factory=lambda: {"parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
+    )
+    total_seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def chunks(self) -> int:
+        return sum(f.chunks for f in self.files if f.status == "ingested")
+
+    @property
+    def points_written(self) -> int:
+        return sum(f.points_written for f in self.files)
+
+    @property
+    def balanced(self) -> bool:
+        """Files seen = ingested + unchanged + failed + skipped; chunks made = points written."""
+        by_status = sum(self.count(s) for s in STATUSES)
+        return by_status == len(self.files) and self.chunks == self.points_written
+
+    def summary(self) -> dict:
+        return {
+            "collection": self.collection,
+            "files_seen": len(self.files),
+            **{s: self.count(s) for s in STATUSES},
+            "chunks": self.chunks,
+            "points_written": self.points_written,
+            "points_deleted": sum(f.points_deleted for f in self.files),
+            "balanced": self.balanced,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "total_seconds": round(self.total_seconds, 3),
+        }
+
+    def to_dict(self) -> dict:
+        return {**self.summary(), "files": [asdict(f) for f in self.files]}

@@ -1,0 +1,68 @@
+"""Passages and the protocols retrieval is built from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ingest.schema import P, StoredHit
+
+
+class RetrievalError(Exception):
+    """Base class of every error retrieval raises on purpose (bad query, bad filter, store refused)."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved chunk with its provenance and a score for every stage that ranked it."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    source: str
+    page: int | None
+    heading_path: tuple[str, ...]
+    start: int
+    end: int
+    chunk_index: int
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_hit(cls, hit: StoredHit, stage: str) -> Passage:
+        p = hit.payload
+        return cls(
+            chunk_id=hit.chunk_id,
+            doc_id=p[P.DOC_ID],
+            text=p[P.TEXT],
+            source=p[P.SOURCE],
+            page=p.get(P.PAGE),
+            heading_path=tuple(p.get(P.HEADING_PATH) or ()),
+            start=int(p[P.START]),
+            end=int(p[P.END]),
+            chunk_index=int(p.get(P.CHUNK_INDEX, 0)),
+            score=hit.score,
+            scores={stage: hit.score},
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "chunk_id": self.chunk_id, "doc_id": self.doc_id, "score": self.score, "scores": self.scores,
+            "source": self.source, "page": self.page, "heading_path": list(self.heading_path),
+            "start": self.start, "end": self.end, "chunk_index": self.chunk_index, "text": self.text,
+        }
+
+
+class QueryEmbedder(Protocol):
+    def embed_query(self, text: str, truncate: bool = False) -> list[float]: ...
+
+
+class DenseIndex(Protocol):
+    def search_dense(self, vector: Sequence[float], top_k: int, filters: dict | None = None) -> list[StoredHit]:
+        ...
+
+
+class Retriever(Protocol):
+    def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None,
+                 truncate: bool = False) -> list[Passage]: ...
