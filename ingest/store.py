@@ -249,6 +249,36 @@ class QdrantStore:
         )
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
+    def search_sparse(self, indices: Sequence[int], values: Sequence[float], top_k: int,
+                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
+        """BM25 leg: the query's term weights against the IDF-weighted `bm25` sparse vector."""
+        if not indices:
+            return []
+        res = self.client.query_points(
+            self.options.collection, query=models.SparseVector(indices=list(indices), values=list(values)),
+            using=SPARSE, limit=top_k, query_filter=build_filter(filters), with_payload=True,
+        )
+        return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
+
+    def search_hybrid(self, dense: Sequence[float], sparse: tuple[Sequence[int], Sequence[float]], top_k: int,
+                      filters: dict[str, FilterValue] | None = None, fusion: str = "rrf", rrf_k: int = 60,
+                      weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
+        """Both legs prefetched and fused inside Qdrant (Query API): RRF (constant, weights) or DBSF."""
+        flt = build_filter(filters)
+        prefetch = [models.Prefetch(query=list(dense), using=DENSE, limit=candidates, filter=flt)]
+        if sparse[0]:
+            prefetch.append(models.Prefetch(
+                query=models.SparseVector(indices=list(sparse[0]), values=list(sparse[1])),
+                using=SPARSE, limit=candidates, filter=flt))
+        if fusion == "dbsf":
+            query: models.Query = models.FusionQuery(fusion=models.Fusion.DBSF)
+        else:
+            w = list(weights) if weights and len(prefetch) == 2 else None
+            query = models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=w))
+        res = self.client.query_points(self.options.collection, prefetch=prefetch, query=query, limit=top_k,
+                                       with_payload=True)
+        return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
+
     def fetch_chunks(self, doc_id: str, indices: Sequence[int]) -> list[dict]:
         """Payloads of the given chunk indices of one document (for neighbour expansion)."""
         flt = build_filter({P.DOC_ID: doc_id, P.CHUNK_INDEX: list(indices)})

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
+from ingest.sparse import GermanAnalyzer, SparseEncoder
 from ingest.store import QdrantStore, StoreOptions
 from pipelines.config import Settings
-from retrieval.dense import DenseRetriever
+from retrieval.hybrid import FusionOptions, HybridRetriever
 
 
 def model_identity(model: str) -> str:
@@ -51,5 +52,11 @@ def build_chunker(settings: Settings, embedder: HFEmbedder) -> TokenChunker:
     return TokenChunker(embedder, ChunkOptions(settings.chunk_tokens, settings.chunk_overlap))
 
 
-def build_retriever(settings: Settings, embedder: HFEmbedder, store: QdrantStore) -> DenseRetriever:
-    return DenseRetriever(embedder, store)
+def build_sparse_encoder(settings: Settings) -> SparseEncoder:
+    return SparseEncoder(GermanAnalyzer(), avgdl=settings.bm25_avgdl)
+
+
+def build_retriever(settings: Settings, embedder: HFEmbedder, store: QdrantStore) -> HybridRetriever:
+    fusion = FusionOptions(settings.fusion, settings.rrf_k, settings.dense_weight, settings.bm25_weight,
+                           settings.fusion_candidates)
+    return HybridRetriever(embedder, build_sparse_encoder(settings), store, settings.retrieval_mode, fusion)

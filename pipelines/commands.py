@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from ingest.schema import FILTER_FIELDS, StoreError
-from pipelines.build import build_chunker, build_embedder, build_retriever, build_store, model_identity
+from pipelines.build import (
+    build_chunker,
+    build_embedder,
+    build_retriever,
+    build_sparse_encoder,
+    build_store,
+    model_identity,
+)
 from pipelines.config import Settings
 from pipelines.discover import source_name
 from pipelines.ingest_run import IngestRunner
@@ -22,7 +29,8 @@ DEMO_QUESTIONS = [
 
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
-    handler = {"ingest": ingest, "query": query, "delete": delete, "config": show_config, "demo": demo}
+    handler = {"ingest": ingest, "query": query, "delete": delete, "config": show_config, "demo": demo,
+               "eval": evaluate_cmd}
     return handler[command](args, settings)
 
 
@@ -36,7 +44,7 @@ def ingest_paths(settings: Settings, paths: list, progress: bool = True) -> Inge
     store = build_store(settings)
     try:
         runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
-                              model_identity(settings.embed_model), progress=progress)
+                              model_identity(settings.embed_model), build_sparse_encoder(settings), progress)
         return runner.run(paths)
     finally:
         store.close()
@@ -110,7 +118,8 @@ def format_passages(passages: list[Passage]) -> str:
     for rank, p in enumerate(passages, 1):
         where = p.source + (f", page {p.page}" if p.page else "")
         heading = " > ".join(p.heading_path)
-        lines.append(f"{rank}. score {p.score:.3f}  {where}  [{p.start}:{p.end}]")
+        stages = " ".join(f"{k}={v:.3f}" for k, v in p.scores.items())
+        lines.append(f"{rank}. {stages}  {where}  [{p.start}:{p.end}]")
         if heading:
             lines.append(f"   {heading}")
         snippet = " ".join(p.text.split())
@@ -120,6 +129,8 @@ def format_passages(passages: list[Passage]) -> str:
 
 def query(args: argparse.Namespace, settings: Settings) -> int:
     top_k = args.top_k or settings.top_k
+    if args.mode:
+        settings = settings.model_copy(update={"retrieval_mode": args.mode})
     passages = retrieve_many(settings, [args.text], top_k, parse_filters(args.filter), args.truncate)[0]
     _out(args, {"query": args.text, "passages": [p.to_dict() for p in passages]}, format_passages(passages))
     return 0
@@ -140,6 +151,17 @@ def delete(args: argparse.Namespace, settings: Settings) -> int:
     _out(args, {"source": source, "points_deleted": deleted},
          f"deleted {deleted} points of {source}" if deleted else f"no points stored for {source}")
     return 0 if deleted else 1
+
+
+def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.evaluate import evaluate, markdown_table, write_report
+
+    report = evaluate(settings, args.dataset, args.fmt, args.modes or ["dense", "bm25", "hybrid"])
+    if args.report:
+        write_report(report, Path(args.report), "german-rag " + " ".join(sys.argv[1:]))
+    _out(args, report, f"{report['dataset']}: {report['documents']} documents, {report['queries']} queries\n"
+         + markdown_table(report))
+    return 0
 
 
 def show_config(args: argparse.Namespace, settings: Settings) -> int:

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     write_consistency_factor: int | None = Field(None, ge=1, le=16)
     # retrieval
     top_k: int = Field(5, ge=1, le=100)
+    retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    rrf_k: int = Field(60, ge=1, le=10_000)
+    dense_weight: float = Field(1.0, ge=0, le=100)
+    bm25_weight: float = Field(1.0, ge=0, le=100)
+    fusion_candidates: int = Field(50, ge=1, le=1000, description="hits per leg before fusion")
+    bm25_avgdl: float = Field(100.0, gt=0, description="average analyzed chunk length for BM25 weights")
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_json: bool = False

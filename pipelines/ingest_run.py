@@ -21,6 +21,7 @@ from ingest.chunk import TokenChunker
 from ingest.embed import HFEmbedder
 from ingest.parse import parse_file
 from ingest.schema import Document, IngestError, ModelUnavailableError, ParseError, make_doc_id
+from ingest.sparse import SparseEncoder
 from ingest.store import QdrantStore
 from pipelines.discover import Candidate, discover, is_supported
 from pipelines.report import FileResult, IngestReport
@@ -35,12 +36,16 @@ class IngestRunner:
     chunker: TokenChunker
     store: QdrantStore
     model_id: str
+    sparse: SparseEncoder | None = None
     progress: bool = True
 
     @property
     def fingerprint(self) -> str:
+        """Everything that shapes a document's points; a change re-ingests the file."""
         o = self.chunker.options
-        return f"{self.model_id}|{self.embedder.dimension}|{o.max_tokens}|{o.overlap_tokens}|{CHUNKER_VERSION}"
+        lexical = f"{self.sparse.analyzer.fingerprint()}|{self.sparse.avgdl}" if self.sparse else "none"
+        return (f"{self.model_id}|{self.embedder.dimension}|{o.max_tokens}|{o.overlap_tokens}|{CHUNKER_VERSION}"
+                f"|{lexical}")
 
     def run(self, paths: list, on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
         started = time.perf_counter()
@@ -97,8 +102,10 @@ class IngestRunner:
             raise IngestError(f"{doc.source}: no chunks made from {len(doc.text)} characters")
         with _timed(report, "embed"):
             vectors = self.embedder.embed_documents([c.text for c in chunks])
+            texts = [c.text for c in chunks]
+            sparse = self.sparse.encode_documents(texts) if self.sparse else None
         with _timed(report, "store"):
-            written = self.store.upsert_chunks(chunks, vectors, doc_hash=file_hash)
+            written = self.store.upsert_chunks(chunks, vectors, sparse, doc_hash=file_hash)
             deleted = self.store.delete_stale(doc.source, doc_id)  # only after the new version is in
         return FileResult(doc.source, "ingested", chunks=len(chunks), points_written=written,
                           points_deleted=deleted)

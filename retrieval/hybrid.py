@@ -1,0 +1,81 @@
+"""Dense, German BM25 and hybrid retrieval over one collection.
+
+The lexical leg uses the same analyzer as ingestion (ingest.sparse), so a query term matches the
+stems and compound parts that were indexed. Hybrid fusion happens inside Qdrant (Query API prefetch
+of both legs, then RRF or DBSF), so one request answers a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ingest.schema import IngestError, StoredHit
+from ingest.sparse import SparseEncoder
+from retrieval.query_check import check_query, check_top_k
+from retrieval.schema import Passage, QueryEmbedder, RetrievalError
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+class HybridIndex(Protocol):
+    def search_dense(self, vector: Sequence[float], top_k: int, filters: dict | None = None) -> list[StoredHit]:
+        ...
+
+    def search_sparse(self, indices: Sequence[int], values: Sequence[float], top_k: int,
+                      filters: dict | None = None) -> list[StoredHit]: ...
+
+    def search_hybrid(self, dense: Sequence[float], sparse: tuple[Sequence[int], Sequence[float]], top_k: int,
+                      filters: dict | None = None, fusion: str = "rrf", rrf_k: int = 60,
+                      weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]: ...
+
+
+@dataclass(frozen=True)
+class FusionOptions:
+    method: str = "rrf"  # rrf | dbsf
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    candidates: int = 50  # per leg, before fusion
+
+    def __post_init__(self) -> None:
+        if self.method not in ("rrf", "dbsf"):
+            raise RetrievalError(f"fusion: {self.method!r} is not one of ['dbsf', 'rrf']")
+        if self.rrf_k < 1 or self.candidates < 1:
+            raise RetrievalError("fusion: rrf_k and candidates must be at least 1")
+
+
+class HybridRetriever:
+    """Query -> passages by `mode`: dense, bm25 or hybrid (default)."""
+
+    def __init__(self, embedder: QueryEmbedder, encoder: SparseEncoder, index: HybridIndex,
+                 mode: str = "hybrid", fusion: FusionOptions | None = None) -> None:
+        if mode not in MODES:
+            raise RetrievalError(f"mode: {mode!r} is not one of {list(MODES)}")
+        self.embedder, self.encoder, self.index = embedder, encoder, index
+        self.mode = mode
+        self.fusion = fusion or FusionOptions()
+
+    def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None, truncate: bool = False,
+                 mode: str | None = None) -> list[Passage]:
+        query, top_k = check_query(query), check_top_k(top_k)
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise RetrievalError(f"mode: {mode!r} is not one of {list(MODES)}")
+        try:
+            return self._search(mode, query, top_k, filters, truncate)
+        except IngestError as exc:  # token limit, bad filter, store refusal
+            raise RetrievalError(str(exc)) from exc
+
+    def _search(self, mode: str, query: str, top_k: int, filters: dict | None, truncate: bool) -> list[Passage]:
+        if mode == "bm25":
+            indices, values = self.encoder.encode_query(query)
+            return [Passage.from_hit(h, "bm25") for h in self.index.search_sparse(indices, values, top_k, filters)]
+        vector = self.embedder.embed_query(query, truncate=truncate)
+        if mode == "dense":
+            return [Passage.from_hit(h, "dense") for h in self.index.search_dense(vector, top_k, filters)]
+        f = self.fusion
+        hits = self.index.search_hybrid(vector, self.encoder.encode_query(query), top_k, filters, f.method,
+                                        f.rrf_k, (f.dense_weight, f.bm25_weight), max(f.candidates, top_k))
+        return [Passage.from_hit(h, "fused") for h in hits]

@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from pipelines.cli import main
+from retrieval.hybrid import FusionOptions, HybridRetriever
+from retrieval.schema import RetrievalError
+
+DOCS = {
+    "gericht.txt": "Das Bundesverfassungsgericht in Karlsruhe entscheidet über Verfassungsbeschwerden.",
+    "urlaub.txt": "Der Urlaub beträgt jährlich mindestens vierundzwanzig Werktage.",
+    "kuendigung.txt": "Die Kündigungsfristen verlängern sich mit der Dauer der Beschäftigung.",
+}
+
+
+@pytest.fixture()
+def small_corpus(settings_env, capsys):
+    folder = settings_env / "klein"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    assert main(["ingest", str(folder), "--json"]) == 0
+    capsys.readouterr()
+    return folder
+
+
+def query(capsys, *args):
+    code = main(["query", *args, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)["passages"]
+
+
+def test_bm25_matches_compound_parts_and_inflections(capsys, small_corpus):
+    hits = query(capsys, "Gericht", "--mode", "bm25", "--top-k", "3")
+    assert len(hits) == 1 and hits[0]["source"].endswith("gericht.txt")
+    assert set(hits[0]["scores"]) == {"bm25"}
+    hits = query(capsys, "Kündigungsfrist", "--mode", "bm25", "--top-k", "3")
+    assert hits[0]["source"].endswith("kuendigung.txt")
+
+
+def test_hybrid_is_default_and_fuses_both_legs(capsys, small_corpus):
+    hits = query(capsys, "Werktage Urlaub", "--top-k", "3")
+    assert hits[0]["source"].endswith("urlaub.txt")
+    assert set(hits[0]["scores"]) == {"fused"}
+    assert len(hits) == 3  # the dense leg contributes documents the lexical leg cannot find
+
+
+def test_dense_mode_and_filters(capsys, small_corpus):
+    hits = query(capsys, "Urlaub", "--mode", "dense", "--top-k", "3",
+                 "--filter", f"source={small_corpus / 'gericht.txt'}")
+    assert [h["source"].rsplit("/", 1)[-1] for h in hits] == ["gericht.txt"]
+    assert set(hits[0]["scores"]) == {"dense"}
+
+
+def test_bad_mode_and_fusion_are_errors():
+    with pytest.raises(RetrievalError, match="mode: 'semantic'"):
+        HybridRetriever(None, None, None, mode="semantic")  # type: ignore[arg-type]
+    with pytest.raises(RetrievalError, match="fusion: 'max'"):
+        FusionOptions(method="max")
