@@ -46,27 +46,60 @@ class FusionOptions:
             raise RetrievalError("fusion: rrf_k and candidates must be at least 1")
 
 
+class Reranker(Protocol):
+    def rerank(self, query: str, passages: Sequence[Passage], top_k: int) -> list[Passage]: ...
+
+
+class Expander(Protocol):
+    def expand(self, passages: Sequence[Passage], window: int) -> list[Passage]: ...
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Defaults for the optional stages; each request may override them."""
+
+    rerank: bool = False
+    rerank_candidates: int = 30
+    expand: int = 0  # neighbour chunks on each side
+
+
 class HybridRetriever:
-    """Query -> passages by `mode`: dense, bm25 or hybrid (default)."""
+    """Query -> passages: search by `mode` (dense, bm25, hybrid), then optional rerank and expansion."""
 
     def __init__(self, embedder: QueryEmbedder, encoder: SparseEncoder, index: HybridIndex,
-                 mode: str = "hybrid", fusion: FusionOptions | None = None) -> None:
+                 mode: str = "hybrid", fusion: FusionOptions | None = None, reranker: Reranker | None = None,
+                 expander: Expander | None = None, stages: StageOptions | None = None) -> None:
         if mode not in MODES:
             raise RetrievalError(f"mode: {mode!r} is not one of {list(MODES)}")
         self.embedder, self.encoder, self.index = embedder, encoder, index
         self.mode = mode
         self.fusion = fusion or FusionOptions()
+        self.reranker, self.expander = reranker, expander
+        self.stages = stages or StageOptions()
 
     def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None, truncate: bool = False,
-                 mode: str | None = None) -> list[Passage]:
+                 mode: str | None = None, rerank: bool | None = None, expand: int | None = None) -> list[Passage]:
+        """Top passages for `query`. `rerank`/`expand` of None take the configured defaults."""
         query, top_k = check_query(query), check_top_k(top_k)
         mode = mode or self.mode
         if mode not in MODES:
             raise RetrievalError(f"mode: {mode!r} is not one of {list(MODES)}")
+        rerank = self.stages.rerank if rerank is None else rerank
+        expand = self.stages.expand if expand is None else expand
+        if rerank and self.reranker is None:
+            raise RetrievalError("rerank: no reranker is configured (set GERMAN_RAG_RERANK_MODEL)")
+        if not 0 <= expand <= 5:
+            raise RetrievalError(f"expand: must be from 0 to 5 neighbour chunks, got {expand}")
+        depth = max(top_k, self.stages.rerank_candidates) if rerank else top_k
         try:
-            return self._search(mode, query, top_k, filters, truncate)
+            passages = self._search(mode, query, depth, filters, truncate)
+            if rerank:
+                passages = self.reranker.rerank(query, passages, top_k)  # type: ignore[union-attr]
+            if expand and self.expander is not None:
+                passages = self.expander.expand(passages, expand)
         except IngestError as exc:  # token limit, bad filter, store refusal
             raise RetrievalError(str(exc)) from exc
+        return passages[:top_k]
 
     def _search(self, mode: str, query: str, top_k: int, filters: dict | None, truncate: bool) -> list[Passage]:
         if mode == "bm25":
@@ -79,3 +112,4 @@ class HybridRetriever:
         hits = self.index.search_hybrid(vector, self.encoder.encode_query(query), top_k, filters, f.method,
                                         f.rrf_k, (f.dense_weight, f.bm25_weight), max(f.candidates, top_k))
         return [Passage.from_hit(h, "fused") for h in hits]
+
