@@ -59,12 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("demo", help="ingest the bundled German examples and answer two questions")
     _common(p)
+    p = sub.add_parser("serve", help="run the HTTP retrieval service (FastAPI; /docs for the API)")
+    p.add_argument("--host", help="address to bind (default: setting `host`, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to bind (default: setting `port`, 8000)")
+    _common(p)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     keys = ["collection", "embed_model", "qdrant_url", "qdrant_path", "offline", "log_level", "top_k",
-            "chunk_tokens", "chunk_overlap"]
+            "chunk_tokens", "chunk_overlap", "host", "port"]
     overrides = {k: getattr(args, k, None) for k in keys}
     return load_settings(args.config, **overrides)
 

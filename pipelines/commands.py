@@ -30,7 +30,7 @@ DEMO_QUESTIONS = [
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
     handler = {"ingest": ingest, "query": query, "delete": delete, "config": show_config, "demo": demo,
-               "eval": evaluate_cmd}
+               "eval": evaluate_cmd, "serve": serve}
     return handler[command](args, settings)
 
 
@@ -162,6 +162,12 @@ def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
     _out(args, report, f"{report['dataset']}: {report['documents']} documents, {report['queries']} queries\n"
          + markdown_table(report))
     return 0
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.service import serve as run_service
+
+    return run_service(settings)
 
 
 def show_config(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,153 @@
+"""What the HTTP service shares between requests: one model, one store client, locks, admission, batching.
+
+qdrant-client's embedded mode allows one client per storage path per process and is not thread-safe,
+and a Hugging Face fast tokenizer must not be used from two threads at once. So the service owns exactly
+one store and one embedder and serializes every call on each behind its own lock; retrieves (threadpool)
+and the ingest worker (its own thread) interleave call by call instead of excluding each other for a
+whole job.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.schema import TokenLimitError
+
+log = logging.getLogger(__name__)
+EMBED_SLICE = 8  # texts per locked embed call during ingest: bounds how long a retrieve waits for the model
+
+
+class Serialized:
+    """Every method call on the wrapped object runs under `lock`; plain attributes pass through."""
+
+    def __init__(self, inner: Any, lock: threading.Lock | threading.RLock) -> None:
+        self._inner, self._lock = inner, lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
+class SlicedEmbedder(Serialized):
+    """The ingest side of the model: document batches are cut into slices, each under the model lock."""
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for i in range(0, len(texts), EMBED_SLICE):
+            with self._lock:
+                out.extend(self._inner.embed_documents(texts[i : i + EMBED_SLICE]))
+        return out
+
+
+@dataclass
+class _Pending:
+    text: str
+    truncate: bool
+    future: Future
+
+
+class QueryBatcher:
+    """`embed_query` for many request threads: queries that arrive together go through the model together.
+
+    A batch is embedded with `embed_documents` only when the model uses the same prompt for queries and
+    documents (then both paths tokenize identically); otherwise, or when a query is over the token limit,
+    each query goes through `embed_query` so that it gets its own result or error.
+    """
+
+    def __init__(self, embedder: Any, lock: threading.Lock, wait_s: float = 0.002, max_batch: int = 32,
+                 observe: Callable[[float, int], None] | None = None) -> None:
+        self._embedder, self._lock = embedder, lock
+        self._wait_s, self._max_batch = wait_s, max_batch
+        self._observe = observe or (lambda seconds, size: None)
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="query-batcher", daemon=True)
+        self._thread.start()
+
+    def embed_query(self, text: str, truncate: bool = False) -> list[float]:
+        future: Future = Future()
+        self._queue.put(_Pending(text, truncate, future))
+        return future.result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self._wait_s
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._run(batch)
+
+    def _same_prompts(self) -> bool:
+        prompts = getattr(self._embedder.spec, "prompts", {}) or {}
+        return prompts.get("query", "") == prompts.get("document", "")
+
+    def _run(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        with self._lock:
+            vectors: list | None = None
+            if len(batch) > 1 and self._same_prompts():
+                try:
+                    vectors = self._embedder.embed_documents([p.text for p in batch])
+                except TokenLimitError:
+                    vectors = None  # one query is too long: answer each alone, with its own error
+            for i, pending in enumerate(batch):
+                try:
+                    vec = vectors[i] if vectors is not None else self._embedder.embed_query(
+                        pending.text, truncate=pending.truncate)
+                    pending.future.set_result(vec)
+                except Exception as exc:  # handed to the waiting request thread, which maps it
+                    pending.future.set_exception(exc)
+        self._observe(time.perf_counter() - started, len(batch))
+
+
+class Admission:
+    """A bounded number of requests in flight; beyond it the caller gets `False` (HTTP 429), no waiting."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self._in_flight >= self.limit:
+                return False
+            self._in_flight += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1

@@ -1,0 +1,208 @@
+"""Upload jobs: files land in a private folder, one worker thread ingests them, the folder is removed.
+
+An uploaded file's name is only a label: it becomes the stored source `upload:<name>` (so uploading a
+changed file of the same name replaces the old version, as re-ingesting a path does) but it is never
+part of a path on disk; the file is saved as `<index><extension>` inside a folder only this user can read.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import queue
+import re
+import shutil
+import threading
+import time
+import unicodedata
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.schema import ModelUnavailableError
+from pipelines.discover import Candidate
+from pipelines.ingest_run import IngestRunner
+from pipelines.report import FileResult, IngestReport
+
+log = logging.getLogger(__name__)
+UPLOAD_PREFIX = "upload:"
+MAX_NAME_CHARS = 200
+KEEP_JOBS = 1000  # finished jobs remembered for GET /v1/jobs/{id}; the oldest are forgotten first
+
+
+def display_name(filename: str | None) -> str:
+    """The label of an uploaded file: its last path component, control characters removed, bounded."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return name[:MAX_NAME_CHARS] or "unnamed"
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    name: str  # display name as sent
+    path: Path  # inside the job's private folder
+
+    @property
+    def source(self) -> str:
+        return UPLOAD_PREFIX + self.name
+
+
+@dataclass
+class Job:
+    job_id: str
+    files: list[UploadedFile]
+    folder: Path
+    state: str = "queued"  # queued | running | succeeded | failed
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    results: list[FileResult] = field(default_factory=list)
+    summary: dict | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        by_source = {r.source: r for r in self.results}
+        files = []
+        for f in self.files:
+            r = by_source.get(f.source)
+            files.append({"name": f.name, "source": f.source, **({k: v for k, v in asdict(r).items() if k != "source"}
+                                                                   if r else {"status": "pending"})})
+        return {"job_id": self.job_id, "state": self.state, "created_at": self.created_at,
+                "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
+                "counts": self.summary, "files": files}
+
+
+class UploadRunner(IngestRunner):
+    """IngestRunner over uploaded files with their own source names (not discovered from paths).
+
+    It reuses the runner's per-file step (`_one`), so uploads get exactly the CLI's hashing, unchanged
+    detection, parsing, limits and write order. That step gained a parse worker argument while this was
+    written; both forms are handled until IngestRunner offers a public way to run named candidates.
+    """
+
+    def run_uploads(self, files: list[UploadedFile], stop: threading.Event,
+                    on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(collection=self.store.options.collection)
+        with self._parse_worker() as worker:
+            self.embedder.load()
+            self.store.ensure_collection(self.model_id, self.embedder.dimension)
+            for f in files:
+                if stop.is_set():  # shutting down: a file not begun is reported, never half-written
+                    result = FileResult(f.source, "failed", error=f"{f.source}: not ingested, the service shut down")
+                else:
+                    cand = Candidate(f.path, f.source, True)
+                    result = self._one(cand, worker, report) if worker is not None else self._one(cand, report)
+                report.files.append(result)
+                if on_file:
+                    on_file(result)
+        report.total_seconds = time.perf_counter() - started
+        return report
+
+    @contextmanager
+    def _parse_worker(self) -> Iterator[Any]:
+        if "worker" not in inspect.signature(self._one).parameters:
+            yield None
+            return
+        from ingest.parse_worker import ParseWorker  # type: ignore[import-not-found]
+
+        worker = ParseWorker(self.limits)  # type: ignore[attr-defined]
+        try:
+            worker.start()
+            yield worker
+        finally:
+            worker.close()
+
+
+class JobManager:
+    """A bounded queue of jobs and one worker thread; full queue -> `submit` returns None (HTTP 429)."""
+
+    def __init__(self, runner: UploadRunner, queue_size: int,
+                 on_result: Callable[[FileResult], None] | None = None) -> None:
+        self._runner, self._on_result = runner, on_result
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.accepting = True
+        self._thread = threading.Thread(target=self._loop, name="ingest-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, files: list[UploadedFile], folder: Path) -> Job | None:
+        job = Job(uuid.uuid4().hex, files, folder)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            return None
+        with self._lock:
+            self._jobs[job.job_id] = job
+            while len(self._jobs) > KEEP_JOBS:
+                self._jobs.popitem(last=False)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if self._stop.is_set():
+                self._finish(job, "failed", "not started: the service shut down")
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        job.state, job.started_at = "running", time.time()
+        try:
+            report = self._runner.run_uploads(job.files, self._stop, self._record(job))
+            job.summary = report.summary()
+            failed = report.count("failed")
+            self._finish(job, "failed" if failed else "succeeded",
+                         f"{failed} of {len(job.files)} files failed" if failed else None)
+        except ModelUnavailableError as exc:
+            self._finish(job, "failed", str(exc))
+        except Exception as exc:  # the store went away, a bug: the job fails, the worker lives on
+            log.exception("ingest job failed", extra={"job_id": job.job_id})
+            self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
+
+    def _record(self, job: Job) -> Callable[[FileResult], None]:
+        def on_file(result: FileResult) -> None:
+            job.results.append(result)
+            if self._on_result:
+                self._on_result(result)
+        return on_file
+
+    @staticmethod
+    def _finish(job: Job, state: str, error: str | None) -> None:
+        shutil.rmtree(job.folder, ignore_errors=True)
+        job.state, job.error, job.finished_at = state, error, time.time()
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop taking jobs; let queued and running jobs finish within `timeout`, then stop between files.
+
+        What is left then is marked failed: files not begun and jobs not started. A file being written
+        when the timeout ends is still completed (the store writes new points before it deletes old
+        ones), so nothing is left half-written.
+        """
+        self.accepting = False
+        deadline = time.monotonic() + timeout
+        while not self._idle() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self._queue.put(None)  # after every queued job: the worker marks those failed, then ends
+        self._thread.join()
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return all(j.state in ("succeeded", "failed") for j in self._jobs.values())

@@ -1,0 +1,117 @@
+"""Request and response bodies of the HTTP API (they are also its published OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from ingest.schema import FILTER_FIELDS
+from retrieval.query_check import MAX_QUERY_CHARS, MAX_TOP_K
+
+MAX_FILTER_VALUES = 100
+FilterValue = (StrictInt | StrictStr | list[StrictInt] | list[StrictStr])
+
+
+class RetrieveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., max_length=MAX_QUERY_CHARS, description="the question, in German")
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K)
+    mode: Literal["dense", "bm25", "hybrid"] | None = Field(None, description="default: the configured mode")
+    filters: dict[str, FilterValue] = Field(
+        default_factory=dict, description=f"field -> value or list of values; fields: {sorted(FILTER_FIELDS)}")
+    truncate: bool = Field(False, description="cut a query over the model's token limit instead of refusing it")
+    rerank: bool | None = Field(None, description="rerank with the cross-encoder (default: setting `rerank`)")
+    expand: int | None = Field(None, ge=0, le=5, description="neighbour chunks added on each side")
+
+    @field_validator("filters")
+    @classmethod
+    def _known_fields(cls, filters: dict) -> dict:
+        for key, value in filters.items():
+            if key not in FILTER_FIELDS:
+                raise ValueError(f"unknown filter field {key!r} (allowed: {sorted(FILTER_FIELDS)})")
+            values = value if isinstance(value, list) else [value]
+            if not values or len(values) > MAX_FILTER_VALUES:
+                raise ValueError(f"filter {key!r}: give 1 to {MAX_FILTER_VALUES} values")
+            wanted = int if FILTER_FIELDS[key] == "integer" else str
+            if not all(isinstance(v, wanted) for v in values):
+                raise ValueError(f"filter {key!r} needs {'integers' if wanted is int else 'strings'}")
+            if wanted is str and any(not v or len(v) > 4096 for v in values):
+                raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
+        return filters
+
+
+class PassageOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    chunk_id: str
+    doc_id: str
+    score: float
+    scores: dict[str, float]
+    source: str
+    page: int | None
+    heading_path: list[str]
+    start: int
+    end: int
+    chunk_index: int
+    text: str
+
+
+class RetrieveResponse(BaseModel):
+    query: str
+    mode: str
+    passages: list[PassageOut]
+    took_ms: float
+
+
+class JobFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    source: str
+    status: str
+
+
+class JobOut(BaseModel):
+    job_id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    counts: dict | None
+    files: list[JobFile]
+
+
+class DocumentOut(BaseModel):
+    source: str
+    doc_ids: list[str]
+    chunks: int
+    doc_hash: str | None
+
+
+class DocumentPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    documents: list[DocumentOut]
+
+
+class Deleted(BaseModel):
+    doc_id: str
+    points_deleted: int
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+class ErrorBody(BaseModel):
+    kind: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,186 @@
+"""The endpoints of the HTTP API, versioned under /v1 (plus /healthz, /readyz, /metrics)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, FastAPI, File, Header, Query, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipelines.service_http import (
+    EmptyInput,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    Overloaded,
+    TooLarge,
+    UnsupportedType,
+)
+from pipelines.service_jobs import KEEP_JOBS, UploadedFile, display_name
+from pipelines.service_models import (
+    Deleted,
+    DocumentOut,
+    DocumentPage,
+    ErrorOut,
+    Health,
+    JobOut,
+    RetrieveRequest,
+    RetrieveResponse,
+)
+
+if TYPE_CHECKING:
+    from pipelines.service import ServiceRuntime
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+READ_ERRORS = {s: {"model": ErrorOut} for s in (401, 411, 413, 422, 429, 503)}
+WRITE_ERRORS = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (400, 403, 404, 415)}}
+COPY_BLOCK = 1 << 20
+UPLOAD_PATH = "/v1/documents"
+
+
+def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
+    def auth(scope: str):
+        def check(authorization: Annotated[str | None, Header()] = None) -> None:
+            rt.keys.check(authorization, scope)
+        return Depends(check)
+
+    read, write = auth("read"), auth("write")
+
+    @app.post("/v1/retrieve", response_model=RetrieveResponse, dependencies=[read], responses=READ_ERRORS)
+    async def retrieve(body: RetrieveRequest) -> RetrieveResponse:
+        """Top passages for a query, with scores per stage, source, page, heading path and character span."""
+        if not rt.admission.try_enter():
+            raise Overloaded(f"{rt.admission.limit} retrieve requests are in flight; retry shortly",
+                             {"Retry-After": "1"})
+        rt.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            mode, passages = await run_in_threadpool(rt.retrieve, body.query, body.top_k, body.mode, body.filters,
+                                                     body.truncate, body.rerank, body.expand)
+        finally:
+            rt.admission.leave()
+            rt.metrics.in_flight.dec()
+        return RetrieveResponse(query=body.query, mode=mode, passages=[p.to_dict() for p in passages],
+                                took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    @app.post(UPLOAD_PATH, status_code=202, response_model=JobOut, dependencies=[write], responses=WRITE_ERRORS)
+    async def upload(files: Annotated[list[UploadFile], File(description="one or more documents")],
+                     response: Response) -> JobOut:
+        """Store the files in a private folder and queue an ingest job; poll GET /v1/jobs/{job_id}."""
+        rt.require_ready()
+        if rt.jobs is None or not rt.jobs.accepting:
+            raise NotReady("the service is shutting down")
+        limit = rt.settings.max_upload_files
+        if len(files) > limit:
+            raise TooLarge(f"{len(files)} files in one upload, more than the {limit} allowed")
+        folder = Path(tempfile.mkdtemp(prefix="german-rag-upload-", dir=rt.settings.upload_dir))  # mode 0700
+        try:
+            saved = [await _save(f, i, folder, rt) for i, f in enumerate(files)]
+            _check_unique(saved)
+            job = rt.jobs.submit(saved, folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if job is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise Overloaded(f"{rt.settings.job_queue_size} ingest jobs are waiting; retry later",
+                             {"Retry-After": "10"})
+        rt.metrics.job_queue.set(rt.jobs.depth)
+        response.headers["Location"] = f"/v1/jobs/{job.job_id}"
+        return JobOut(**job.to_dict())
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=[read], responses=READ_ERRORS | {
+        404: {"model": ErrorOut}})
+    async def get_job(job_id: str) -> JobOut:
+        """State of an ingest job: queued, running, succeeded or failed, with per-file results and counts."""
+        job = rt.jobs.get(job_id) if rt.jobs is not None else None
+        if job is None:
+            raise NotFound(f"no job {job_id[:80]!r} (the latest {KEEP_JOBS} jobs are kept in memory until a restart)")
+        return JobOut(**job.to_dict())
+
+    @app.get("/v1/documents", response_model=DocumentPage, dependencies=[read], responses=READ_ERRORS)
+    async def list_documents(offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+                             limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> DocumentPage:
+        """Stored sources, sorted, one page at a time, with their doc ids, chunk counts and content hashes."""
+        rt.require_ready()
+        sources = await run_in_threadpool(rt.locked_store.sources)
+        names = sorted(sources)
+        page = [DocumentOut(source=s, doc_ids=sorted(sources[s]["doc_ids"]), chunks=sources[s]["chunks"],
+                            doc_hash=sources[s]["doc_hash"]) for s in names[offset: offset + limit]]
+        return DocumentPage(total=len(names), offset=offset, limit=limit, documents=page)
+
+    @app.delete("/v1/documents/{doc_id}", response_model=Deleted, dependencies=[write],
+                responses=WRITE_ERRORS)
+    async def delete_document(doc_id: str) -> Deleted:
+        """Remove every point of one document (its doc_id as listed by GET /v1/documents)."""
+        rt.require_ready()
+        if not _is_uuid(doc_id):
+            raise InvalidInput(f"doc_id: {doc_id[:80]!r} is not a document id (a UUID)")
+        deleted = await run_in_threadpool(rt.locked_store.delete_doc, doc_id)
+        if not deleted:
+            raise NotFound(f"no points stored for doc_id {doc_id}")
+        return Deleted(doc_id=doc_id, points_deleted=deleted)
+
+    _install_probes(app, rt, read)
+
+
+def _install_probes(app: FastAPI, rt: ServiceRuntime, read) -> None:
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """The process answers (liveness); it says nothing about the model or the store."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": ErrorOut}})
+    async def readyz() -> Health:
+        """Model loaded, Qdrant reachable and the collection built by this model."""
+        await run_in_threadpool(rt.check_ready)
+        return Health(status="ready", detail=f"{rt.model_id} on {rt.store.location}")
+
+    @app.get("/metrics", dependencies=[read], response_class=Response, responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {"model": ErrorOut}})
+    async def metrics() -> Response:
+        """Prometheus text format: requests and latency per endpoint, ingest counters, embedding time."""
+        if rt.jobs is not None:
+            rt.metrics.job_queue.set(rt.jobs.depth)
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+
+async def _save(upload: UploadFile, index: int, folder: Path, rt: ServiceRuntime) -> UploadedFile:
+    """Copy one upload into the job folder as `<index><ext>`, counting bytes against the limit."""
+    name = display_name(upload.filename)
+    ext = Path(name).suffix.lower()
+    if ext not in rt.extensions:
+        raise UnsupportedType(f"{name}: unsupported file type {ext or '(none)'!r} (allowed: "
+                              f"{', '.join(sorted(rt.extensions))})")
+    path = folder / f"{index:04d}{ext}"
+    limit, size = rt.settings.max_upload_bytes, 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while block := await upload.read(COPY_BLOCK):
+            size += len(block)
+            if size > limit:
+                raise TooLarge(f"{name}: larger than the limit of {limit} bytes per file")
+            out.write(block)
+    if size == 0:
+        raise EmptyInput(f"{name}: file is empty (0 bytes)")
+    return UploadedFile(name, path)
+
+
+def _check_unique(files: list[UploadedFile]) -> None:
+    seen: set[str] = set()
+    for f in files:
+        if f.name in seen:
+            raise InvalidInput(f"{f.name}: uploaded twice in one request (names must be unique)")
+        seen.add(f.name)
+
+
+def _is_uuid(value: str) -> bool:
+    return re.fullmatch(UUID_PATTERN, value) is not None
