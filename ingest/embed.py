@@ -12,9 +12,11 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from ingest.embed_backends import BackendRequest, EncoderBackend, build_backend, resolve_backend
 from ingest.model_files import ModelSpec, read_model_spec, resolve_model_dir
 from ingest.schema import ModelUnavailableError, TokenLimitError
 
@@ -32,6 +34,8 @@ class EmbedderOptions:
     max_batch_tokens: int = 8192
     max_batch_size: int = 64
     threads: int = 0  # 0 = every core
+    backend: str = "torch"  # see ingest.embed_backends.BACKENDS
+    backend_cache: str | None = None  # folder for exported models (default ~/.cache/german-rag/backends)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -52,6 +56,17 @@ def _pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     summed = (hidden * m).sum(dim=1)
     counts = m.sum(dim=1).clamp(min=1e-9)
     return summed / (counts.sqrt() if mode == "mean_sqrt_len" else counts)
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id rows into (ids, mask) tensors; cheaper than the tokenizer's generic `pad`."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
 
 
 def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_size: int) -> list[list[int]]:
@@ -77,7 +92,7 @@ class HFEmbedder:
         self.options = options
         self._spec: ModelSpec | None = None
         self._tokenizer = None
-        self._model = None
+        self._backend: EncoderBackend | None = None
         self._device = torch.device("cpu")
         self._dimension = 0
         self._max_tokens = 0
@@ -86,7 +101,7 @@ class HFEmbedder:
     # -- loading -------------------------------------------------------------------------------
     def load(self) -> None:
         """Find the model (directory, cache or hub) and read weights; idempotent."""
-        if self._model is not None:
+        if self._backend is not None:
             return
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -105,11 +120,26 @@ class HFEmbedder:
         threads = self.options.threads or os.cpu_count() or 1
         torch.set_num_threads(threads)
         self._device = pick_device(self.options.device)
-        self._model = model.to(self._device).eval()
+        self._backend = build_backend(self._backend_request(spec, tokenizer, threads), model.eval())
         self._tokenizer, self._spec = tokenizer, spec
         self._max_tokens = self._limit(spec, tokenizer, model.config)
         self._dimension = int(model.config.hidden_size)
-        log.info("embedding model loaded", extra={"model": str(directory), "device": str(self._device)})
+        log.info("embedding model loaded", extra={"model": str(directory), "device": str(self._device),
+                                                   "backend": self._backend.name})
+
+    def _backend_request(self, spec: ModelSpec, tokenizer, threads: int) -> BackendRequest:
+        cache = self.options.backend_cache or os.path.join(os.path.expanduser("~"), ".cache", "german-rag", "backends")
+        return BackendRequest(
+            name=resolve_backend(self.options.backend), transformer_dir=spec.transformer_dir,
+            device=self._device, threads=threads, cache_dir=Path(cache),
+            token_type_ids="token_type_ids" in tokenizer.model_input_names,
+        )
+
+    @property
+    def backend_name(self) -> str:
+        self.load()
+        assert self._backend is not None
+        return self._backend.name
 
     @staticmethod
     def _limit(spec: ModelSpec, tokenizer, config) -> int:
@@ -165,10 +195,21 @@ class HFEmbedder:
         return [tuple(o) for o in enc["offset_mapping"]]
 
     # -- embedding -----------------------------------------------------------------------------
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        """Vectors for document texts; a text over the token limit is an error, never cut."""
+    def document_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of document texts as `embed_documents` feeds them (prompt and special tokens included)."""
         prompt = self._prompt("document")
-        ids = self._encode_ids([prompt + t for t in texts])
+        return self._encode_ids([prompt + t for t in texts])
+
+    def embed_documents(self, texts: Sequence[str], token_ids: Sequence[Sequence[int]] | None = None
+                        ) -> list[list[float]]:
+        """Vectors for document texts; a text over the token limit is an error, never cut.
+
+        `token_ids` (from `document_ids`) skips the second tokenizer pass when the caller already
+        tokenized the texts, e.g. to count or cache them; it must hold one row per text.
+        """
+        if token_ids is not None and len(token_ids) != len(texts):
+            raise ValueError(f"token_ids has {len(token_ids)} rows for {len(texts)} texts")
+        ids = [list(r) for r in token_ids] if token_ids is not None else self.document_ids(texts)
         for i, row in enumerate(ids):
             if len(row) > self.max_tokens:
                 raise TokenLimitError(
@@ -205,12 +246,11 @@ class HFEmbedder:
         return out  # type: ignore[return-value]
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
-        padded = self._tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
-        inputs = {k: v.to(self._device) for k, v in padded.items()}
-        if "token_type_ids" in self._tokenizer.model_input_names:
-            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
-        hidden = self._model(**inputs).last_hidden_state
-        pooled = _pool(hidden, inputs["attention_mask"], self.spec.pooling)
+        input_ids, mask = _pad(rows, self._tokenizer.pad_token_id or 0)
+        types = torch.zeros_like(input_ids) if "token_type_ids" in self._tokenizer.model_input_names else None
+        assert self._backend is not None
+        hidden = self._backend.hidden_states(input_ids, mask, types)
+        pooled = _pool(hidden, mask.to(hidden.device), self.spec.pooling)
         if self.spec.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled.float().cpu()

@@ -27,6 +27,8 @@ def build_embedder(settings: Settings) -> HFEmbedder:
             device=settings.device,
             max_batch_tokens=settings.embed_batch_tokens,
             threads=settings.embed_threads,
+            backend=settings.embed_backend,
+            backend_cache=settings.embed_backend_cache,
         )
     )
 

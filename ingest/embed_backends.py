@@ -1,0 +1,252 @@
+"""Inference backends behind one seam: token ids and mask in, the encoder's last hidden state out.
+
+`HFEmbedder` tokenizes, batches and pools; a backend only runs the transformer. Choices:
+
+- `torch`: fp32 eager (the reference every other backend is checked against);
+- `torch-int8`: torch dynamic quantization of the Linear layers (int8 weights, activations quantized
+  per batch); small batches are bound by reading weights, so a quarter of the bytes pays there;
+- `onnx` / `onnx-int8`: the model exported once with `torch.onnx` and run by ONNX Runtime (fp32, or
+  with ONNX Runtime's dynamic int8 quantization of the MatMuls);
+- `openvino`: the same model converted by OpenVINO and run by its CPU plugin (fp32);
+- `cuda-bf16`: torch on a CUDA device in bfloat16 (CPUs without bf16 units run it ~300x slower);
+- `auto`: `cuda-bf16` when a GPU is present, `torch` otherwise.
+
+Exported files are cached in a folder keyed by the model's weights and the library versions, so the
+export (seconds for small models, a minute for gBERT-large) happens once per model and backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ingest.schema import IngestError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8", "openvino", "cuda-bf16", "auto")
+EXPORTED = ("onnx", "onnx-int8", "openvino")
+
+
+class BackendError(IngestError):
+    """A backend cannot be built or run here (missing package, no GPU, failed export)."""
+
+
+class EncoderBackend(Protocol):
+    name: str
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        """Last hidden state (batch, seq, hidden) as float32 on the backend's device."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    """What a backend needs: which one, the transformer folder, where to put exports, threads."""
+
+    name: str
+    transformer_dir: Path
+    device: torch.device
+    threads: int
+    cache_dir: Path
+    token_type_ids: bool  # the model takes token_type_ids (BERT) and is fed zeros
+
+
+def resolve_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise BackendError(f"embed_backend={name!r} is not one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "cuda-bf16" if torch.cuda.is_available() else "torch"
+    return name
+
+
+class TorchBackend:
+    """A transformers module run eagerly under inference mode (fp32, int8-dynamic or bf16)."""
+
+    def __init__(self, name: str, model: torch.nn.Module, device: torch.device) -> None:
+        self.name, self.model, self.device = name, model, device
+
+    def hidden_states(self, input_ids, attention_mask, token_type_ids):
+        inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids.to(self.device)
+        with torch.inference_mode():
+            return self.model(**inputs).last_hidden_state.float()
+
+
+class OnnxBackend:
+    def __init__(self, name: str, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.name = name
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def hidden_states(self, input_ids, attention_mask, token_type_ids):
+        feed = _numpy_feed(input_ids, attention_mask, token_type_ids, self.inputs)
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+class OpenVinoBackend:
+    def __init__(self, path: Path, threads: int) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        # One stream with every thread: the embedder sends one batch at a time, so latency mode.
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+                  "INFERENCE_PRECISION_HINT": "f32"}
+        self.name = "openvino"
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.inputs = {p.get_any_name() for p in self.compiled.inputs}
+
+    def hidden_states(self, input_ids, attention_mask, token_type_ids):
+        feed = _numpy_feed(input_ids, attention_mask, token_type_ids, self.inputs)
+        out = self.compiled(feed)[self.compiled.outputs[0]]
+        return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+
+
+def _numpy_feed(input_ids, attention_mask, token_type_ids, names: set[str]) -> dict[str, np.ndarray]:
+    feed = {"input_ids": input_ids.numpy().astype(np.int64), "attention_mask": attention_mask.numpy().astype(np.int64)}
+    if "token_type_ids" in names:
+        ttype = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        feed["token_type_ids"] = ttype.numpy().astype(np.int64)
+    return feed
+
+
+class _HiddenState(torch.nn.Module):
+    """Wrap a transformers encoder so tracing sees plain tensors in and one tensor out."""
+
+    def __init__(self, model: torch.nn.Module, with_types: bool) -> None:
+        super().__init__()
+        self.model, self.with_types = model, with_types
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"token_type_ids": token_type_ids} if self.with_types else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+
+
+def build_backend(request: BackendRequest, model: torch.nn.Module) -> EncoderBackend:
+    """The backend `request.name` names, for `model` (the fp32 module loaded from transformer_dir)."""
+    name = resolve_backend(request.name)
+    if name == "torch":
+        return TorchBackend(name, model.to(request.device), request.device)
+    if name == "torch-int8":
+        return TorchBackend(name, _quantize_torch(model), torch.device("cpu"))
+    if name == "cuda-bf16":
+        if not torch.cuda.is_available():
+            raise BackendError("embed_backend='cuda-bf16' needs a CUDA GPU; none is visible to torch")
+        device = request.device if request.device.type == "cuda" else torch.device("cuda")
+        return TorchBackend(name, model.to(device=device, dtype=torch.bfloat16), device)
+    folder = export_folder(request)
+    onnx_path = _export_onnx(model, request, folder)
+    if name == "onnx":
+        return OnnxBackend(name, onnx_path, request.threads)
+    if name == "onnx-int8":
+        return OnnxBackend(name, _quantize_onnx(onnx_path, folder), request.threads)
+    return OpenVinoBackend(_convert_openvino(onnx_path, folder), request.threads)
+
+
+def keep_fp32(name: str) -> bool:
+    """Layers int8 leaves in fp32: FFN down projections (BERT `layer.N.output.dense`, fed by GELU
+    outputs with outliers) and the whole first layer (fed by raw embeddings). Module or ONNX node name."""
+    dotted = name.replace("/", ".").removesuffix(".MatMul")
+    ffn_out = dotted.endswith("output.dense") and "attention" not in dotted
+    return ffn_out or ".layer.0." in f".{dotted}."
+
+
+def _quantize_torch(model: torch.nn.Module) -> torch.nn.Module:
+    # Per-channel weight scales, and `keep_fp32` layers stay fp32: their inputs carry outliers that one
+    # per-tensor activation scale flattens (all-MiniLM on German text: cosine 0.78 to fp32 with every
+    # Linear quantized, 0.98 like this).
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    spec = {name: per_channel_dynamic_qconfig for name, mod in model.named_modules()
+            if isinstance(mod, torch.nn.Linear) and not keep_fp32(name)}
+    with warnings.catch_warnings():  # torch.ao.quantization warns that it moves to torchao; it works
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model.cpu(), spec, dtype=torch.qint8)
+
+
+def export_folder(request: BackendRequest) -> Path:
+    """Cache folder for exports of this model: keyed by its weight files and the library versions."""
+    import onnxruntime
+
+    digest = hashlib.sha256()
+    digest.update(str(request.transformer_dir.resolve()).encode())
+    for path in sorted(request.transformer_dir.glob("*")):
+        if path.is_file() and path.suffix in {".safetensors", ".bin", ".json"}:
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    digest.update(f"torch={torch.__version__};ort={onnxruntime.__version__}".encode())
+    return request.cache_dir / f"{request.transformer_dir.name}-{digest.hexdigest()[:16]}"
+
+
+def _export_onnx(model: torch.nn.Module, request: BackendRequest, folder: Path) -> Path:
+    path = folder / "model.onnx"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = torch.full((2, 16), 5, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # a padded row, so the mask path is traced as it runs
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if request.token_type_ids else [])
+    args = (ids, mask, torch.zeros_like(ids)) if request.token_type_ids else (ids, mask)
+    axes = {n: {0: "batch", 1: "seq"} for n in [*names, "hidden"]}
+    tmp = folder / "model.onnx.part"
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about Python conditionals on shapes
+            torch.onnx.export(_HiddenState(model.cpu(), request.token_type_ids), args, str(tmp),
+                              input_names=names, output_names=["hidden"], dynamic_axes=axes,
+                              opset_version=17, dynamo=False)
+    except Exception as exc:
+        raise BackendError(f"ONNX export of {request.transformer_dir} failed: {exc}") from exc
+    tmp.rename(path)  # a crash mid-export leaves no half file under the cached name
+    log.info("exported ONNX model", extra={"path": str(path)})
+    return path
+
+
+def _quantize_onnx(fp32_path: Path, folder: Path) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = folder / "model-int8.onnx"
+    if not path.exists():
+        # Same recipe as torch-int8: per-channel weights, `keep_fp32` layers in fp32 (all-MiniLM on German
+        # text in batches of 3: min cosine 0.855 with every MatMul per tensor, 0.979 without the first
+        # layer's exception, 0.994 like this).
+        graph = onnx.load(str(fp32_path), load_external_data=False).graph
+        keep = [n.name for n in graph.node if n.op_type == "MatMul" and keep_fp32(n.name)]
+        tmp = folder / "model-int8.part.onnx"
+        logging.getLogger().disabled, was = True, logging.getLogger().disabled  # "run pre-processing" advice
+        try:
+            quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                             nodes_to_exclude=keep)
+        finally:
+            logging.getLogger().disabled = was
+        tmp.rename(path)
+    return path
+
+
+def _convert_openvino(onnx_path: Path, folder: Path) -> Path:
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendError("embed_backend='openvino' needs the openvino package (pip install openvino)") from exc
+    path = folder / "openvino.xml"
+    if not path.exists():
+        # From the ONNX file, not the torch module: one traced graph for both runtimes. Weights stay
+        # fp32 (save_model would halve them to fp16 by default, which CPUs without fp16 units widen back).
+        ov.save_model(ov.convert_model(str(onnx_path)), str(path), compress_to_fp16=False)
+    return path
