@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from pipelines.service import ServiceRuntime
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-READ_ERRORS = {s: {"model": ErrorOut} for s in (401, 411, 413, 422, 429, 503)}
-WRITE_ERRORS = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (400, 403, 404, 415)}}
+READ_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 411, 413, 422, 429, 503)}
+WRITE_ERRORS = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (403, 404, 415)}}
 COPY_BLOCK = 1 << 20
 UPLOAD_PATH = "/v1/documents"
 
