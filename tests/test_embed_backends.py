@@ -20,7 +20,7 @@ GERMAN = [
     "Arbeitsverhältnis in dem Betrieb oder Unternehmen zwei Jahre bestanden hat, einen Monat zum Ende eines "
     "Kalendermonats.",
 ]
-CPU_BACKENDS = ["torch-int8", "onnx", "onnx-int8", "openvino"]
+CPU_BACKENDS = ["torch-int8", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16"]
 
 
 def cosines(a, b) -> np.ndarray:
@@ -48,7 +48,7 @@ CASES = [pytest.param(b, m, marks=_TORCH_INT8_MINILM if (b, m) == ("torch-int8",
 
 @pytest.mark.parametrize(("backend", "model"), CASES)
 def test_backend_matches_fp32_eager(backend, model, request, backend_cache):
-    if backend == "openvino":
+    if backend.startswith("openvino"):
         pytest.importorskip("openvino")
     model_dir = request.getfixturevalue(model)
     reference = embedder(model_dir, "torch", backend_cache).embed_documents(GERMAN * 2)
@@ -91,7 +91,7 @@ def test_unknown_backend_and_missing_gpu_are_clear_errors(tiny_model_dir, tmp_pa
     import torch
 
     if not torch.cuda.is_available():
-        assert resolve_backend("auto") == "torch"
+        assert resolve_backend("auto") in ("torch", "torch-bf16")
         with pytest.raises(BackendError, match="needs a CUDA GPU"):
             embedder(tiny_model_dir, "cuda-bf16", tmp_path).load()
     assert "auto" in BACKENDS
