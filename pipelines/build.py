@@ -8,6 +8,7 @@ from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.sparse import GermanAnalyzer, SparseEncoder
 from ingest.store import QdrantStore, StoreOptions
+from ingest.store_edge import EdgeStore
 from pipelines.config import Settings
 from retrieval.hybrid import FusionOptions, HybridRetriever
 
@@ -34,20 +35,22 @@ def build_embedder(settings: Settings) -> HFEmbedder:
 
 
 def build_store(settings: Settings) -> QdrantStore:
+    """A URL means a server (qdrant-client); otherwise the embedded engine `qdrant_engine` names."""
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    return QdrantStore(
-        StoreOptions(
-            collection=settings.collection,
-            path=settings.qdrant_path,
-            url=settings.qdrant_url,
-            api_key=key,
-            batch_size=settings.upsert_batch,
-            timeout=settings.qdrant_timeout,
-            shard_number=settings.shard_number,
-            replication_factor=settings.replication_factor,
-            write_consistency_factor=settings.write_consistency_factor,
-        )
+    options = StoreOptions(
+        collection=settings.collection,
+        path=settings.qdrant_path,
+        url=settings.qdrant_url,
+        api_key=key,
+        batch_size=settings.upsert_batch,
+        timeout=settings.qdrant_timeout,
+        shard_number=settings.shard_number,
+        replication_factor=settings.replication_factor,
+        write_consistency_factor=settings.write_consistency_factor,
     )
+    if settings.qdrant_engine == "edge" and not settings.qdrant_url:
+        return EdgeStore(options)  # type: ignore[return-value]  # same interface (ingest.schema.VectorStore)
+    return QdrantStore(options)
 
 
 def build_chunker(settings: Settings, embedder: HFEmbedder) -> TokenChunker:

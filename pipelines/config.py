@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     shard_number: int | None = Field(None, ge=1, le=1024)
     replication_factor: int | None = Field(None, ge=1, le=16)
     write_consistency_factor: int | None = Field(None, ge=1, le=16)
+    # store engine
+    qdrant_engine: Literal["local", "edge"] = Field(
+        "local", description="embedded engine: local (qdrant-client local mode) or edge (qdrant-edge-py); "
+        "a qdrant_url always means a server")
     # retrieval
     top_k: int = Field(5, ge=1, le=100)
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"

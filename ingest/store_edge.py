@@ -1,0 +1,335 @@
+"""The embedded store on Qdrant's own engine in-process (`qdrant-edge-py`), same interface as QdrantStore.
+
+qdrant-client's local mode scores every point in Python (hundreds of ms at 100k chunks, tens of seconds to
+reopen); qdrant-edge runs Qdrant's Rust segments, payload indexes, sparse IDF and Query API fusion in this
+process. Layout under `options.path`:
+
+    edge/.lock                     held (flock) while a store is open: a second process gets a StoreError
+    edge/<collection>/shard/       the EdgeShard (segments + WAL)
+    edge/<collection>/collection.json   model, dimension, schema version (the engine keeps no metadata)
+
+Filters are built by `ingest.store.build_filter` (one validation for both engines) and translated here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import qdrant_edge as qe
+from qdrant_client import models
+
+from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError
+from ingest.store import DENSE, SCHEMA_VERSION, SPARSE, DocState, FilterValue, StoreOptions, build_filter
+
+log = logging.getLogger(__name__)
+
+_INDEX_KIND = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+_SCROLL_PAGE = 1024
+
+
+@dataclass(frozen=True)
+class EdgeSearch:
+    """How dense search runs: `exact` scans every vector (what local mode does); otherwise HNSW where built.
+
+    Segments stay plain (exact scan in Rust) until `EdgeStore.optimize()` builds HNSW, so the default gives
+    local mode's results; `hnsw_ef` matters only after an optimize.
+    """
+
+    exact: bool = False
+    hnsw_ef: int | None = 128
+
+
+def to_edge_filter(flt: models.Filter | None) -> qe.Filter | None:
+    """Translate the filters `build_filter` (and delete_stale) make: field match value / any, must, must_not."""
+    if flt is None:
+        return None
+
+    def cond(c: Any) -> qe.FieldCondition:
+        if not isinstance(c, models.FieldCondition) or c.match is None:
+            raise StoreError(f"internal: the edge engine adapter cannot translate filter condition {c!r}")
+        if isinstance(c.match, models.MatchAny):
+            return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.match.any)))
+        if isinstance(c.match, models.MatchValue):
+            return qe.FieldCondition(c.key, match=qe.MatchValue(c.match.value))
+        raise StoreError(f"internal: unsupported match {c.match!r} on field {c.key!r}")
+
+    def conds(items: Any) -> list[qe.FieldCondition] | None:
+        if items is None:
+            return None
+        return [cond(c) for c in (items if isinstance(items, list) else [items])] or None
+
+    return qe.Filter(must=conds(flt.must), must_not=conds(flt.must_not))
+
+
+class EdgeStore:
+    """Collection schema, idempotent batched writes, deletes and searches on an in-process Qdrant shard."""
+
+    def __init__(self, options: StoreOptions, search: EdgeSearch | None = None) -> None:
+        if not options.path:
+            raise StoreError("the edge engine needs an embedded path (qdrant_path); a URL means a server")
+        self.options = options
+        self.search = search or EdgeSearch()
+        self._lock: IO[str] | None = None
+        self._shard: qe.EdgeShard | None = None
+
+    # -- paths, lock, shard ----------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return f"edge:{self.options.path}"
+
+    @property
+    def _root(self) -> Path:
+        return Path(str(self.options.path)) / "edge"
+
+    @property
+    def _dir(self) -> Path:
+        return self._root / self.options.collection
+
+    @property
+    def _meta_file(self) -> Path:
+        return self._dir / "collection.json"
+
+    def _acquire(self) -> None:
+        if self._lock is not None:
+            return
+        self._root.mkdir(parents=True, exist_ok=True)
+        handle = open(self._root / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise StoreError(
+                f"embedded Qdrant (edge engine) at {self.options.path} is in use by another process; stop it "
+                "or use a server (GERMAN_RAG_QDRANT_URL)"
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    @property
+    def shard(self) -> qe.EdgeShard:
+        """The open shard; opening takes the path's lock first."""
+        if self._shard is None:
+            self._acquire()
+            if not self.exists():
+                raise StoreError(f"collection {self.options.collection!r} does not exist at {self.location}")
+            try:
+                self._shard = qe.EdgeShard.load(str(self._dir / "shard"))
+            except Exception as exc:  # the binding raises plain Exception
+                raise StoreError(f"cannot open the edge shard at {self._dir / 'shard'}: {exc}") from exc
+        return self._shard
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def optimize(self) -> bool:
+        """Build HNSW and merge segments (blocking; minutes at 100k 1024-d points on 2 cores)."""
+        return bool(self.shard.optimize())
+
+    # -- collection ------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        self._acquire()
+        return self._meta_file.is_file() and (self._dir / "shard").is_dir()
+
+    def metadata(self) -> dict:
+        self._acquire()
+        try:
+            return dict(json.loads(self._meta_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read collection metadata {self._meta_file}: {exc}") from exc
+
+    def ensure_collection(self, model: str, dimension: int) -> None:
+        """Create the collection for this model, or check that the existing one was built by it."""
+        if self.exists():
+            self.check_compatible(model, dimension)
+            return
+        shard_dir = self._dir / "shard"
+        if shard_dir.exists():  # a create that died before its metadata was written: nothing was stored
+            shutil.rmtree(shard_dir)
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        self._shard = qe.EdgeShard.create(str(shard_dir), config)
+        for key, kind in FILTER_FIELDS.items():  # the engine uses payload indexes for filtered search
+            self._shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[kind]))
+        self._shard.flush()
+        meta = {"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION, "engine": "edge"}
+        tmp = self._meta_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta), encoding="utf-8")
+        tmp.replace(self._meta_file)  # atomic: the collection exists only once its metadata does
+        log.info("collection created", extra={"collection": self.options.collection, "model": model,
+                                              "dimension": dimension, "engine": "edge"})
+
+    def check_compatible(self, model: str, dimension: int) -> None:
+        meta = self.metadata()
+        built_model, built_dim = meta.get("embed_model"), meta.get("dimension")
+        if built_dim != dimension or built_model != model:
+            raise StoreError(
+                f"collection {self.options.collection!r} was built with model {built_model!r} "
+                f"({built_dim}-d vectors), but the configured model is {model!r} ({dimension}-d). "
+                "Use the model that built it, another --collection, or delete the collection."
+            )
+
+    def require_collection(self) -> None:
+        if not self.exists():
+            raise StoreError(
+                f"collection {self.options.collection!r} does not exist at {self.location}; ingest first"
+            )
+
+    # -- documents -------------------------------------------------------------------------------
+    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool) -> Iterator[qe.Record]:
+        offset = None
+        efilter = to_edge_filter(flt)
+        while True:
+            points, offset = self.shard.scroll(qe.ScrollRequest(
+                offset=offset, limit=_SCROLL_PAGE, filter=efilter, with_payload=fields, with_vector=False))
+            yield from points
+            if offset is None:
+                return
+
+    def doc_state(self, source: str) -> DocState:
+        present: dict[str, int] = {}
+        expected: dict[str, int] = {}
+        for rec in self._scroll(build_filter({P.SOURCE: source}), [P.DOC_ID, P.CHUNK_COUNT]):
+            payload = rec.payload or {}
+            doc_id = payload[P.DOC_ID]
+            present[doc_id] = present.get(doc_id, 0) + 1
+            expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
+        return DocState(present, expected)
+
+    def upsert_chunks(
+        self,
+        chunks: Sequence[Chunk],
+        dense: Sequence[Sequence[float]],
+        sparse: Sequence[tuple[list[int], list[float]]] | None = None,
+        doc_hash: str = "",
+    ) -> int:
+        """Write chunks with their vectors in batches; returns the number of points written."""
+        if len(chunks) != len(dense) or (sparse is not None and len(sparse) != len(chunks)):
+            raise StoreError("internal: chunks and vectors differ in number")
+        now = datetime.now(UTC).isoformat()
+        total = len(chunks)
+        points = [_point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
+                  for i, c in enumerate(chunks)]
+        for i in range(0, len(points), self.options.batch_size):
+            self.shard.update(qe.UpdateOperation.upsert_points(points[i : i + self.options.batch_size]))
+        self.shard.flush()  # durable on return, like qdrant-client's wait=True
+        return len(points)
+
+    def _delete(self, flt: models.Filter) -> int:
+        efilter = to_edge_filter(flt)
+        n = self.shard.count(qe.CountRequest(exact=True, filter=efilter))
+        if n:
+            self.shard.update(qe.UpdateOperation.delete_points_by_filter(efilter))
+            self.shard.flush()
+        return int(n)
+
+    def delete_stale(self, source: str, keep_doc_id: str) -> int:
+        """Delete the source's points that belong to any other doc_id than `keep_doc_id`."""
+        flt = models.Filter(
+            must=[models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source))],
+            must_not=[models.FieldCondition(key=P.DOC_ID, match=models.MatchValue(value=keep_doc_id))],
+        )
+        return self._delete(flt)
+
+    def delete_source(self, source: str) -> int:
+        return self._delete(build_filter({P.SOURCE: source}))  # type: ignore[arg-type]
+
+    def delete_doc(self, doc_id: str) -> int:
+        return self._delete(build_filter({P.DOC_ID: doc_id}))  # type: ignore[arg-type]
+
+    def count(self, filters: dict[str, FilterValue] | None = None) -> int:
+        return int(self.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(build_filter(filters)))))
+
+    def sources(self) -> dict[str, dict]:
+        """Every source with its doc_id(s), chunk count and content hash."""
+        out: dict[str, dict] = {}
+        for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]):
+            p = rec.payload or {}
+            entry = out.setdefault(p[P.SOURCE], {"doc_ids": set(), "chunks": 0, "doc_hash": p.get(P.DOC_HASH)})
+            entry["doc_ids"].add(p[P.DOC_ID])
+            entry["chunks"] += 1
+        return out
+
+    # -- search ----------------------------------------------------------------------------------
+    def _params(self) -> qe.SearchParams:
+        return qe.SearchParams(exact=self.search.exact, hnsw_ef=self.search.hnsw_ef)
+
+    def _query(self, request: qe.QueryRequest) -> list[StoredHit]:
+        return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)]
+
+    def _dense_query(self, vector: Sequence[float]) -> qe.Query:
+        return qe.Query.Nearest(list(map(float, vector)), using=DENSE)
+
+    @staticmethod
+    def _sparse_query(indices: Sequence[int], values: Sequence[float]) -> qe.Query:
+        return qe.Query.Nearest(qe.SparseVector(list(indices), list(map(float, values))), using=SPARSE)
+
+    def search_dense(self, vector: Sequence[float], top_k: int,
+                     filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
+        return self._query(qe.QueryRequest(
+            limit=top_k, query=self._dense_query(vector), filter=to_edge_filter(build_filter(filters)),
+            params=self._params(), with_payload=True))
+
+    def search_sparse(self, indices: Sequence[int], values: Sequence[float], top_k: int,
+                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
+        """BM25 leg: the query's term weights against the IDF-weighted `bm25` sparse vector."""
+        if not indices:
+            return []
+        return self._query(qe.QueryRequest(
+            limit=top_k, query=self._sparse_query(indices, values), filter=to_edge_filter(build_filter(filters)),
+            with_payload=True))
+
+    def search_hybrid(self, dense: Sequence[float], sparse: tuple[Sequence[int], Sequence[float]], top_k: int,
+                      filters: dict[str, FilterValue] | None = None, fusion: str = "rrf", rrf_k: int = 60,
+                      weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
+        """Both legs prefetched and fused inside the engine (Query API): RRF (constant, weights) or DBSF."""
+        flt = to_edge_filter(build_filter(filters))
+        prefetch = [qe.Prefetch(limit=candidates, query=self._dense_query(dense), filter=flt, params=self._params())]
+        if sparse[0]:
+            prefetch.append(qe.Prefetch(limit=candidates, query=self._sparse_query(*sparse), filter=flt))
+        if fusion == "dbsf":
+            query: Any = qe.Fusion.Dbsf()
+        else:
+            w = [float(x) for x in weights] if weights and len(prefetch) == 2 else None
+            query = qe.Fusion.Rrf(k=rrf_k, weights=w)
+        return self._query(qe.QueryRequest(limit=top_k, query=query, prefetches=prefetch, with_payload=True))
+
+    def fetch_chunks(self, doc_id: str, indices: Sequence[int]) -> list[dict]:
+        """Payloads of the given chunk indices of one document (for neighbour expansion)."""
+        flt = build_filter({P.DOC_ID: doc_id, P.CHUNK_INDEX: list(indices)})
+        return [dict(r.payload or {}) for r in self._scroll(flt, True)]
+
+
+def _point(chunk: Chunk, dense: Sequence[float], sparse: tuple[list[int], list[float]] | None, count: int,
+           doc_hash: str, now: str) -> qe.Point:
+    vector: dict[str, Any] = {DENSE: list(map(float, dense))}
+    if sparse is not None and sparse[0]:
+        vector[SPARSE] = qe.SparseVector(list(sparse[0]), list(map(float, sparse[1])))
+    payload = {
+        P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
+        P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
+        P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,
+        P.CHUNK_COUNT: count, P.CONTENT_HASH: chunk.content_hash, P.DOC_HASH: doc_hash,
+        P.TOKEN_COUNT: chunk.token_count, P.INGESTED_AT: now,
+    }
+    return qe.Point(chunk.chunk_id, vector, payload)
