@@ -51,20 +51,43 @@ def run_modes(settings: Settings, evalset: EvalSet, modes: list[str]) -> list[Mo
         store.close()
 
 
-def evaluate(settings: Settings, dataset: str, fmt: str | None, modes: list[str]) -> dict:
+# Lexical-analyzer variants for the ablation rows: each is ingested into its own collection and
+# searched in bm25 mode. "plain" is lower-cased word tokens: the usual BM25 baseline.
+ABLATIONS: dict[str, dict] = {
+    "bm25 plain words": {"bm25_stem": False, "bm25_compounds": False, "bm25_stopwords": False, "bm25_fold": False},
+    "bm25 + stopwords": {"bm25_stem": False, "bm25_compounds": False},
+    "bm25 + stemming": {"bm25_compounds": False},
+    "bm25 + compounds (no stemming)": {"bm25_stem": False},
+    "bm25 full analyzer": {},
+}
+
+
+def _one_variant(settings: Settings, evalset: EvalSet, modes: list[str], tmp: Path, tag: str) -> tuple[dict, list]:
+    if settings.qdrant_url is None:
+        settings = settings.model_copy(update={"qdrant_path": str(tmp / f"qdrant-{tag}")})
+    settings = settings.model_copy(update={"collection": f"eval_{tag}"})
+    ingest = ingest_corpus(settings, evalset, tmp / "corpus")
+    return ingest, run_modes(settings, evalset, modes)
+
+
+def evaluate(settings: Settings, dataset: str, fmt: str | None, modes: list[str], ablation: bool = False) -> dict:
+    """Scores per mode; with `ablation`, also bm25 rows for each analyzer variant."""
     evalset = load_dataset(dataset, fmt)
+    rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="german-rag-eval-") as tmp:
-        if settings.qdrant_url is None:
-            settings = settings.model_copy(update={"qdrant_path": str(Path(tmp) / "qdrant")})
-        settings = settings.model_copy(update={"collection": f"eval_{abs(hash(evalset.name)) % 10**8}"})
         started = time.perf_counter()
-        ingest = ingest_corpus(settings, evalset, Path(tmp) / "corpus")
+        ingest, results = _one_variant(settings, evalset, modes, Path(tmp), "main")
         ingest_seconds = time.perf_counter() - started
-        results = run_modes(settings, evalset, modes)
+        rows.update({r.mode: {"seconds": round(r.seconds, 2), **r.metrics} for r in results})
+        for i, (label, overrides) in enumerate(ABLATIONS.items() if ablation else ()):
+            _, (res,) = _one_variant(settings.model_copy(update=overrides), evalset, ["bm25"], Path(tmp), f"ab{i}")
+            rows[label] = {"seconds": round(res.seconds, 2), "settings": overrides, **res.metrics}
     return {
         "dataset": evalset.name, "model": settings.embed_model, "documents": len(evalset.corpus),
         "queries": len(evalset.queries), "ingest": ingest, "ingest_seconds": round(ingest_seconds, 2),
-        "modes": {r.mode: {"seconds": round(r.seconds, 2), **r.metrics} for r in results},
+        "settings": {k: v for k, v in settings.public_dict().items() if k.startswith(("bm25", "fusion", "rrf",
+                     "dense_weight", "chunk", "retrieval_mode", "rerank", "expand"))},
+        "modes": rows,
     }
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ingest.schema import IngestError, StoredHit
 from ingest.sparse import SparseEncoder
+from retrieval.diversify import diversify
 from retrieval.query_check import check_query, check_top_k
 from retrieval.schema import Passage, QueryEmbedder, RetrievalError
 
@@ -61,6 +62,8 @@ class StageOptions:
     rerank: bool = False
     rerank_candidates: int = 30
     expand: int = 0  # neighbour chunks on each side
+    mmr: float | None = None  # MMR lambda (1 = relevance only); None = off
+    mmr_candidates: int = 30
 
 
 class HybridRetriever:
@@ -78,8 +81,9 @@ class HybridRetriever:
         self.stages = stages or StageOptions()
 
     def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None, truncate: bool = False,
-                 mode: str | None = None, rerank: bool | None = None, expand: int | None = None) -> list[Passage]:
-        """Top passages for `query`. `rerank`/`expand` of None take the configured defaults."""
+                 mode: str | None = None, rerank: bool | None = None, expand: int | None = None,
+                 mmr: float | None = None) -> list[Passage]:
+        """Top passages for `query`. `rerank`/`expand`/`mmr` of None take the configured defaults."""
         query, top_k = check_query(query), check_top_k(top_k)
         mode = mode or self.mode
         if mode not in MODES:
@@ -90,11 +94,18 @@ class HybridRetriever:
             raise RetrievalError("rerank: no reranker is configured (set GERMAN_RAG_RERANK_MODEL)")
         if not 0 <= expand <= 5:
             raise RetrievalError(f"expand: must be from 0 to 5 neighbour chunks, got {expand}")
-        depth = max(top_k, self.stages.rerank_candidates) if rerank else top_k
+        mmr = self.stages.mmr if mmr is None else mmr
+        if mmr is not None and not 0.0 <= mmr <= 1.0:
+            raise RetrievalError(f"mmr: lambda must be from 0 to 1, got {mmr}")
+        depth = max(top_k, self.stages.rerank_candidates if rerank else 0,
+                    self.stages.mmr_candidates if mmr is not None else 0)
         try:
             passages = self._search(mode, query, depth, filters, truncate)
             if rerank:
-                passages = self.reranker.rerank(query, passages, top_k)  # type: ignore[union-attr]
+                keep = depth if mmr is not None else top_k  # MMR still needs the candidates
+                passages = self.reranker.rerank(query, passages, keep)  # type: ignore[union-attr]
+            if mmr is not None:
+                passages = diversify(self.encoder, passages, top_k, mmr)
             if expand and self.expander is not None:
                 passages = self.expander.expand(passages, expand)
         except IngestError as exc:  # token limit, bad filter, store refusal
