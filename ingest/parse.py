@@ -13,6 +13,17 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from ingest.limits import (
+    HTML_FORMATS,
+    ZIP_FORMATS,
+    Limits,
+    check_html_depth,
+    check_pages,
+    check_size,
+    check_text,
+    check_zip,
+    file_stamp,
+)
 from ingest.normalize import is_page_number, is_running_line, normalize_text, running_lines
 from ingest.schema import Document, ParseError, Section, sha256_text
 from ingest.textfile import decode_text
@@ -65,6 +76,22 @@ def _prepare_unstructured() -> None:
             return tokenize._load_spacy_model()
 
     tokenize._get_nlp = lru_cache(maxsize=1)(load)
+
+
+def prepare_parsers() -> None:
+    """Import and set up unstructured now (a forked parse worker then inherits it ready to use).
+
+    The spaCy pipeline and the text partitioners are loaded here, so a worker's first file does not
+    pay for them against its time limit; the PDF and Office partitioners stay lazy (seconds to import).
+    """
+    _prepare_unstructured()
+    import unstructured.partition.auto
+    import unstructured.partition.html
+    import unstructured.partition.md
+    import unstructured.partition.text  # noqa: F401
+    from unstructured.nlp import tokenize
+
+    tokenize._get_nlp()
 
 
 def _partition(path: Path, text: str | None) -> list:
@@ -151,30 +178,34 @@ def _check_pdf(path: Path, source: str) -> int:
         raise ParseError(f"{source}: cannot parse as PDF: {type(exc).__name__}: {exc}") from exc
 
 
-def parse_file(path: Path, source: str | None = None) -> Document:
-    """Parse one file into a Document. Raises ParseError with the file and the reason."""
+def parse_file(path: Path, source: str | None = None, limits: Limits | None = None) -> Document:
+    """Parse one file into a Document. Raises ParseError (LimitError for a limit) with the file and reason."""
     source = source or str(path)
+    limits = limits or Limits()
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise ParseError(f"{source}: unsupported file type {ext or '(none)'!r}")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ParseError(f"{source}: cannot read file: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise ParseError(f"{source}: file is empty (0 bytes)")
+    size = file_stamp(path, source)[0]
+    check_size(size, source, limits)
     text, encoding = None, None
     if ext == ".pdf":
-        _check_pdf(path, source)
+        check_pages(_check_pdf(path, source), source, limits)
+    elif ext in ZIP_FORMATS:
+        check_zip(path, source, limits)
+    elif ext in HTML_FORMATS:
+        check_html_depth(decode_text(path)[0], source)
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path)
         text = _strip_front_matter(text) if ext in {".md", ".markdown"} else text
+        check_text(len(text), source, limits)
     try:
         elements = _partition(path, text)
     except ParseError:
         raise
     except PermissionError as exc:
         raise ParseError(f"{source}: cannot read file: permission denied") from exc
+    except RecursionError as exc:
+        raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: structure nested too deeply") from exc
     except Exception as exc:  # unstructured raises many kinds for a broken file
         raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: {type(exc).__name__}: {exc}") from exc
     rows = _element_rows(elements, is_pdf=ext == ".pdf")
@@ -184,4 +215,6 @@ def parse_file(path: Path, source: str | None = None) -> Document:
     meta: dict = {"file_type": ext[1:], "bytes": size}
     if encoding:
         meta["encoding"] = encoding
-    return _assemble(source, rows, meta)
+    doc = _assemble(source, rows, meta)
+    check_text(len(doc.text), source, limits)
+    return doc

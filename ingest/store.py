@@ -7,12 +7,16 @@ document's new points are written before its stale ones are deleted.
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError
 
@@ -22,6 +26,12 @@ DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA_VERSION = 1
 FilterValue = str | int | bool | list[str] | list[int]
+_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class StoreUnavailableError(StoreError):
+    """The Qdrant server did not answer (or answered 5xx) through every retry."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,23 @@ class StoreOptions:
     shard_number: int | None = None
     replication_factor: int | None = None
     write_consistency_factor: int | None = None
+    retries: int = 5  # attempts after the first, for a server that is down, slow or restarting
+    retry_backoff_s: float = 0.5  # first wait; doubles per attempt up to retry_max_backoff_s
+    retry_max_backoff_s: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not _COLLECTION.match(self.collection or ""):
+            raise StoreError(f"collection name {self.collection!r} is invalid: use 1-63 letters, digits, '_', "
+                             "'-' or '.', starting with a letter or digit")
+        if self.batch_size < 1 or self.retries < 0 or self.retry_backoff_s < 0:
+            raise StoreError("store options: batch_size must be >= 1, retries and retry_backoff_s >= 0")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: no connection, timeouts, a proxy or server answering 5xx/429."""
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code in _TRANSIENT_STATUS
+    return isinstance(exc, ResponseHandlingException | httpx.TransportError | ConnectionError | TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,31 @@ class QdrantStore:
                 ) from exc
             raise
 
+    def _call(self, what: str, *args, **kwargs):
+        """One client call; transient server errors are retried with bounded exponential backoff.
+
+        Every write is idempotent (deterministic ids, deletes by filter), so repeating one that may
+        have reached the server before the connection broke is safe.
+        """
+        o = self.options
+        delay, started = o.retry_backoff_s, time.monotonic()
+        for attempt in range(o.retries + 1):
+            try:
+                return getattr(self.client, what)(*args, **kwargs)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if attempt == o.retries:
+                    raise StoreUnavailableError(
+                        f"Qdrant at {self.location} is unavailable: {what} failed {attempt + 1} times in "
+                        f"{time.monotonic() - started:.1f} s (last error: {type(exc).__name__}: {exc})"
+                    ) from exc
+                log.warning("qdrant call failed, retrying", extra={"op": what, "attempt": attempt + 1,
+                                                                    "error": f"{type(exc).__name__}: {exc}"})
+                time.sleep(delay)
+                delay = min(delay * 2, o.retry_max_backoff_s)
+        raise AssertionError("unreachable")
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -110,10 +162,10 @@ class QdrantStore:
 
     # -- collection ------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.client.collection_exists(self.options.collection)
+        return self._call("collection_exists", self.options.collection)
 
     def metadata(self) -> dict:
-        info = self.client.get_collection(self.options.collection)
+        info = self._call("get_collection", self.options.collection)
         return dict(info.config.metadata or {})
 
     def ensure_collection(self, model: str, dimension: int) -> None:
@@ -123,7 +175,7 @@ class QdrantStore:
             self.check_compatible(model, dimension)
             return
         o = self.options
-        self.client.create_collection(
+        self._call("create_collection",
             name,
             vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
@@ -134,7 +186,7 @@ class QdrantStore:
         )
         if o.url:  # embedded mode ignores payload indexes (and warns); a server needs them for filters
             for key, kind in FILTER_FIELDS.items():
-                self.client.create_payload_index(name, key, models.PayloadSchemaType(kind))
+                self._call("create_payload_index", name, key, models.PayloadSchemaType(kind))
         log.info("collection created", extra={"collection": name, "model": model, "dimension": dimension})
 
     def check_compatible(self, model: str, dimension: int) -> None:
@@ -154,16 +206,23 @@ class QdrantStore:
             )
 
     # -- documents -------------------------------------------------------------------------------
-    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool) -> Iterator[models.Record]:
+    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,
+                vectors: list[str] | bool = False) -> Iterator[models.Record]:
         offset = None
         while True:
-            points, offset = self.client.scroll(
-                self.options.collection, scroll_filter=flt, limit=1024, offset=offset,
-                with_payload=fields, with_vectors=False,
+            points, offset = self._call(
+                "scroll", self.options.collection, scroll_filter=flt, limit=1024, offset=offset,
+                with_payload=fields, with_vectors=vectors,
             )
             yield from points
             if offset is None:
                 return
+
+    def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]:
+        """Every point as (id, payload fields, dense vector or None), page by page (for `verify`)."""
+        for rec in self._scroll(None, fields, [DENSE] if vectors else False):
+            vec = rec.vector.get(DENSE) if isinstance(rec.vector, dict) else rec.vector
+            yield str(rec.id), dict(rec.payload or {}), (list(vec) if vec is not None else None)
 
     def doc_state(self, source: str) -> DocState:
         present: dict[str, int] = {}
@@ -189,7 +248,7 @@ class QdrantStore:
         points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
                   for i, c in enumerate(chunks)]
         for i in range(0, len(points), self.options.batch_size):
-            self.client.upsert(self.options.collection, points[i : i + self.options.batch_size], wait=True)
+            self._call("upsert", self.options.collection, points[i : i + self.options.batch_size], wait=True)
         return len(points)
 
     @staticmethod
@@ -207,9 +266,9 @@ class QdrantStore:
         return models.PointStruct(id=chunk.chunk_id, vector=vector, payload=payload)
 
     def _delete(self, flt: models.Filter) -> int:
-        n = self.client.count(self.options.collection, count_filter=flt, exact=True).count
+        n = self._call("count", self.options.collection, count_filter=flt, exact=True).count
         if n:
-            self.client.delete(self.options.collection, points_selector=models.FilterSelector(filter=flt),
+            self._call("delete", self.options.collection, points_selector=models.FilterSelector(filter=flt),
                                wait=True)
         return n
 
@@ -228,7 +287,7 @@ class QdrantStore:
         return self._delete(build_filter({P.DOC_ID: doc_id}))  # type: ignore[arg-type]
 
     def count(self, filters: dict[str, FilterValue] | None = None) -> int:
-        return self.client.count(self.options.collection, count_filter=build_filter(filters), exact=True).count
+        return self._call("count", self.options.collection, count_filter=build_filter(filters), exact=True).count
 
     def sources(self) -> dict[str, dict]:
         """Every source with its doc_id(s), chunk count and content hash."""
@@ -243,7 +302,7 @@ class QdrantStore:
     # -- search ----------------------------------------------------------------------------------
     def search_dense(self, vector: Sequence[float], top_k: int,
                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
-        res = self.client.query_points(
+        res = self._call("query_points",
             self.options.collection, query=list(vector), using=DENSE, limit=top_k,
             query_filter=build_filter(filters), with_payload=True,
         )
@@ -254,7 +313,7 @@ class QdrantStore:
         """BM25 leg: the query's term weights against the IDF-weighted `bm25` sparse vector."""
         if not indices:
             return []
-        res = self.client.query_points(
+        res = self._call("query_points",
             self.options.collection, query=models.SparseVector(indices=list(indices), values=list(values)),
             using=SPARSE, limit=top_k, query_filter=build_filter(filters), with_payload=True,
         )
@@ -275,7 +334,7 @@ class QdrantStore:
         else:
             w = list(weights) if weights and len(prefetch) == 2 else None
             query = models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=w))
-        res = self.client.query_points(self.options.collection, prefetch=prefetch, query=query, limit=top_k,
+        res = self._call("query_points", self.options.collection, prefetch=prefetch, query=query, limit=top_k,
                                        with_payload=True)
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 

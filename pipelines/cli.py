@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
     p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
+    p.add_argument("--shard", metavar="I/N", help="take only shard I of N (0 <= I < N; stable hash of the path)")
+    p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
+    p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
+    p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
+    _common(p)
+    p = sub.add_parser("verify", help="check a collection against its source files (exit 1 if anything is off)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
     _common(p)
     p = sub.add_parser("query", help="retrieve the top passages for a question")
     p.add_argument("text", metavar="TEXT")
@@ -68,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     keys = ["collection", "embed_model", "qdrant_url", "qdrant_path", "offline", "log_level", "top_k",
-            "chunk_tokens", "chunk_overlap", "host", "port"]
+            "chunk_tokens", "chunk_overlap", "host", "port", "max_file_bytes", "max_pages", "parse_timeout"]
     overrides = {k: getattr(args, k, None) for k in keys}
     return load_settings(args.config, **overrides)
 

@@ -16,10 +16,11 @@ from pipelines.build import (
     build_store,
     model_identity,
 )
-from pipelines.config import Settings
-from pipelines.discover import source_name
-from pipelines.ingest_run import IngestRunner
+from pipelines.config import ConfigError, Settings
+from pipelines.discover import parse_shard, source_name
+from pipelines.ingest_run import IngestRunner, limits_from, with_retries
 from pipelines.report import IngestReport
+from pipelines.verify import format_verify, verify_collection
 from retrieval.schema import Passage, RetrievalError
 
 DEMO_QUESTIONS = [
@@ -30,7 +31,7 @@ DEMO_QUESTIONS = [
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
     handler = {"ingest": ingest, "query": query, "delete": delete, "config": show_config, "demo": demo,
-               "eval": evaluate_cmd, "serve": serve}
+               "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve}
     return handler[command](args, settings)
 
 
@@ -39,12 +40,14 @@ def _out(args: argparse.Namespace, data: dict, text: str) -> None:
 
 
 # -- ingest ------------------------------------------------------------------------------------------
-def ingest_paths(settings: Settings, paths: list, progress: bool = True) -> IngestReport:
+def ingest_paths(settings: Settings, paths: list, progress: bool = True,
+                 shard: tuple[int, int] | None = None) -> IngestReport:
     embedder = build_embedder(settings)
-    store = build_store(settings)
+    store = with_retries(build_store(settings), settings)
     try:
         runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
-                              model_identity(settings.embed_model), build_sparse_encoder(settings), progress)
+                              model_identity(settings.embed_model), build_sparse_encoder(settings), progress,
+                              limits_from(settings), shard)
         return runner.run(paths)
     finally:
         store.close()
@@ -67,7 +70,11 @@ def format_report(report: IngestReport) -> str:
 
 
 def ingest(args: argparse.Namespace, settings: Settings) -> int:
-    report = ingest_paths(settings, args.paths, progress=not args.json)
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    report = ingest_paths(settings, args.paths, progress=not args.json, shard=shard)
     _out(args, report.to_dict(), format_report(report))
     return 1 if report.count("failed") else 0
 
@@ -162,6 +169,20 @@ def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
     _out(args, report, f"{report['dataset']}: {report['documents']} documents, {report['queries']} queries\n"
          + markdown_table(report))
     return 0
+
+
+def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    embedder = build_embedder(settings)
+    store = with_retries(build_store(settings), settings)
+    try:
+        embedder.load()
+        runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
+                              model_identity(settings.embed_model), build_sparse_encoder(settings), False)
+        report = verify_collection(store, runner.model_id, embedder.dimension, runner.fingerprint, args.paths)
+    finally:
+        store.close()
+    _out(args, report.to_dict(), format_verify(report))
+    return 0 if report.ok else 1
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     parse_timeout: float = Field(600.0, ge=0, description="seconds per file, in a worker process; 0 = in process")
     store_retries: int = Field(5, ge=0, le=100, description="retries of a Qdrant call that found no server")
     store_retry_backoff: float = Field(0.5, ge=0, le=60, description="first wait before a retry (doubles, max 8 s)")
+    # limits and retries (ingest; 0 switches a limit off)
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=0, description="per file; larger files are reported")
+    max_pages: int = Field(5000, ge=0, description="PDF pages per file")
+    max_unzipped_bytes: int = Field(1024 * 1024 * 1024, ge=0, description="unpacked size of DOCX/XLSX/PPTX/ODT/EPUB")
+    max_text_chars: int = Field(50_000_000, ge=0, description="characters of parsed text per file")
+    parse_timeout: float = Field(600.0, ge=0, description="seconds per file, in a worker process; 0 = in process")
+    store_retries: int = Field(5, ge=0, le=100, description="retries of a Qdrant call that found no server")
+    store_retry_backoff: float = Field(0.5, ge=0, le=60, description="first wait before a retry (doubles, max 8 s)")
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_json: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,28 +23,60 @@ def source_name(path: Path) -> str:
 
 
 def discover(paths: list[str | Path]) -> tuple[list[Candidate], list[tuple[str, str]]]:
-    """Files to ingest, sorted, each once; plus (path, reason) for named paths that do not exist."""
+    """Files to ingest, sorted, each once; plus (path, reason) for paths that cannot be looked at.
+
+    Named paths that do not exist and folders that cannot be listed (too long a path, no permission)
+    are reported, never skipped in silence.
+    """
     found: dict[str, Candidate] = {}
     missing: list[tuple[str, str]] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            for file in _walk(path):
+        try:
+            is_dir, exists = path.is_dir(), path.exists() or path.is_symlink()
+        except OSError as exc:
+            missing.append((str(raw), f"cannot look at it: {exc.strerror or exc}"))
+            continue
+        if is_dir:
+            for file in _walk(path, missing):
                 found.setdefault(source_name(file), Candidate(file, source_name(file), False))
-        elif path.exists() or path.is_symlink():
+        elif exists:
             found.setdefault(source_name(path), Candidate(path, source_name(path), True))
         else:
             missing.append((str(raw), "no such file or directory"))
     return sorted(found.values(), key=lambda c: c.source), missing
 
 
-def _walk(root: Path) -> list[Path]:
+def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:
     """Every non-hidden file below root; symlinked folders are not followed (no loops)."""
     out = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
+
+    def failed(exc: OSError) -> None:
+        name = source_name(Path(exc.filename)) if exc.filename else str(root)
+        errors.append((name, f"cannot list folder: {exc.strerror or exc}"))
+
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=failed):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out.extend(Path(folder) / f for f in sorted(files) if not f.startswith("."))
     return out
+
+
+def in_shard(source: str, index: int, count: int) -> bool:
+    """Whether `source` belongs to shard `index` of `count`: a stable hash of the path, the same on
+    every machine and every run (Python's hash() is salted per process, so it is not used)."""
+    digest = hashlib.sha256(source.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count == index
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` with 0 <= I < N -> (I, N); anything else is a ValueError naming the flag."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4")
+    i, n = int(index), int(count)
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: needs N >= 1 and 0 <= I < N")
+    return i, n
 
 
 def is_supported(candidate: Candidate) -> bool:

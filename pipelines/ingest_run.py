@@ -12,18 +12,19 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ingest.chunk import TokenChunker
 from ingest.embed import HFEmbedder
-from ingest.parse import parse_file
+from ingest.limits import Limits, check_name, file_stamp, printable
+from ingest.parse_worker import ParseWorker
 from ingest.schema import Document, IngestError, ModelUnavailableError, ParseError, make_doc_id
 from ingest.sparse import SparseEncoder
-from ingest.store import QdrantStore
-from pipelines.discover import Candidate, discover, is_supported
+from ingest.store import QdrantStore, StoreUnavailableError
+from pipelines.discover import Candidate, discover, in_shard, is_supported
 from pipelines.report import FileResult, IngestReport
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class IngestRunner:
     model_id: str
     sparse: SparseEncoder | None = None
     progress: bool = True
+    limits: Limits = field(default_factory=Limits)
+    shard: tuple[int, int] | None = None  # (index, count): this run takes the files whose path hashes to index
 
     @property
     def fingerprint(self) -> str:
@@ -51,27 +54,51 @@ class IngestRunner:
         started = time.perf_counter()
         report = IngestReport(collection=self.store.options.collection)
         candidates, missing = discover(paths)
+        if self.shard is not None:
+            candidates = [c for c in candidates if in_shard(c.source, *self.shard)]
         report.files.extend(FileResult(p, "failed", error=f"{p}: {why}") for p, why in missing)
-        self.embedder.load()  # fail before any file if the model is missing
-        self.store.ensure_collection(self.model_id, self.embedder.dimension)
-        bar = tqdm(candidates, desc="ingest", unit="file", disable=not self.progress or None, leave=False)
-        for cand in bar:
-            result = self._one(cand, report)
-            report.files.append(result)
-            if on_file:
-                on_file(result)
+        worker = ParseWorker(self.limits)
+        try:
+            worker.start()  # forked before the model loads: the worker shares no torch threads
+            self.embedder.load()  # fail before any file if the model is missing
+            self.store.ensure_collection(self.model_id, self.embedder.dimension)
+            self._loop(candidates, worker, report, on_file)
+        finally:
+            worker.close()
         report.total_seconds = time.perf_counter() - started
         if not report.balanced:
             raise IngestError(f"ingest report does not balance: {report.summary()}")
         return report
 
-    def _one(self, cand: Candidate, report: IngestReport) -> FileResult:
+    def _loop(self, candidates: list[Candidate], worker: ParseWorker, report: IngestReport,
+              on_file: Callable[[FileResult], None] | None) -> None:
+        outage: str | None = None
+        bar = tqdm(candidates, desc="ingest", unit="file", disable=not self.progress or None, leave=False)
+        for cand in bar:
+            if outage:  # the store is gone: say so per file instead of waiting out every retry again
+                result = FileResult(cand.source, "failed", error=f"{cand.source}: not attempted: {outage}")
+            else:
+                try:
+                    result = self._one(cand, worker, report)
+                except StoreUnavailableError as exc:
+                    outage = str(exc)
+                    result = FileResult(cand.source, "failed", error=f"{cand.source}: {exc}")
+            report.files.append(result)
+            if on_file:
+                on_file(result)
+
+    def _one(self, cand: Candidate, worker: ParseWorker, report: IngestReport) -> FileResult:
         if not is_supported(cand):
             status = "failed" if cand.explicit else "skipped"
             return FileResult(cand.source, status, error=f"{cand.source}: unsupported file type "
                               f"{cand.path.suffix.lower() or '(none)'!r}")
         try:
+            check_name(cand.source)
+        except ParseError as exc:  # the report must stay printable: show the name escaped
+            return FileResult(printable(cand.source), "failed", error=str(exc))
+        try:
             with _timed(report, "parse"):
+                stamp = file_stamp(cand.path, cand.source)
                 file_hash = sha256_file(cand.path, cand.source)
             # The id comes from the file's bytes, not its parsed text: an unchanged file is recognised
             # without parsing it (parsing is most of a re-ingest, and unstructured's PDF output is
@@ -84,14 +111,16 @@ class IngestRunner:
                     deleted = self.store.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
                 return FileResult(cand.source, "unchanged", points_deleted=deleted)
             with _timed(report, "parse"):
-                doc = parse_file(cand.path, cand.source)
+                doc = worker.parse(cand.path, cand.source)
+                if file_stamp(cand.path, cand.source) != stamp:  # the text may not match file_hash
+                    raise ParseError(f"{cand.source}: file changed while it was being ingested; run again")
             return self._store_document(doc, doc_id, file_hash, report)
-        except ModelUnavailableError:
+        except (ModelUnavailableError, StoreUnavailableError):
             raise
         except IngestError as exc:
             log.warning("file failed", extra={"source": cand.source, "error": str(exc)})
             return FileResult(cand.source, "failed", error=str(exc))
-        except Exception as exc:  # a bug or an outage must not end the run for the other files
+        except Exception as exc:  # a bug must not end the run for the other files
             log.exception("file failed unexpectedly", extra={"source": cand.source})
             return FileResult(cand.source, "failed", error=f"{cand.source}: {type(exc).__name__}: {exc}")
 
@@ -109,6 +138,21 @@ class IngestRunner:
             deleted = self.store.delete_stale(doc.source, doc_id)  # only after the new version is in
         return FileResult(doc.source, "ingested", chunks=len(chunks), points_written=written,
                           points_deleted=deleted)
+
+
+def limits_from(settings) -> Limits:
+    """The per-file limits of a Settings object (pipelines.config)."""
+    return Limits(max_file_bytes=settings.max_file_bytes, max_pages=settings.max_pages,
+                  max_unzipped_bytes=settings.max_unzipped_bytes, max_text_chars=settings.max_text_chars,
+                  parse_timeout_s=settings.parse_timeout)
+
+
+def with_retries(store, settings):
+    """The store with the retry settings applied (build.py predates them; a server store only)."""
+    if not isinstance(store, QdrantStore):
+        return store
+    return QdrantStore(replace(store.options, retries=settings.store_retries,
+                               retry_backoff_s=settings.store_retry_backoff))
 
 
 def sha256_file(path: Path, source: str) -> str:

@@ -1,0 +1,141 @@
+"""Per-file limits and the checks that run before a parser touches a file.
+
+Unattended runs meet files nobody looked at: FIFOs that block a reader forever, zip archives that
+expand to gigabytes, encrypted Office files that look like corrupt ones. Each gets a ParseError that
+names the file and the reason *before* any parsing, so a file over a limit is reported, never
+half-ingested.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from ingest.schema import ParseError
+
+ZIP_FORMATS = {".docx", ".pptx", ".xlsx", ".odt", ".epub"}
+HTML_FORMATS = {".html", ".htm", ".xhtml"}
+MAX_HTML_DEPTH = 255  # libxml2's HTML parser drops what lies deeper, so unstructured would lose that text
+_VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+              "track", "wbr", "p", "li", "td", "th", "tr", "option", "dt", "dd"}  # void or often left open
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # compound file: legacy Office, or encrypted OOXML
+
+
+class LimitError(ParseError):
+    """A file is over one of the per-file limits (bytes, pages, unpacked size, parse time)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-file limits; 0 switches a limit off."""
+
+    max_file_bytes: int = 512 * 1024 * 1024
+    max_pages: int = 5000
+    max_unzipped_bytes: int = 1024 * 1024 * 1024  # bounds decompression bombs in DOCX/XLSX/PPTX/ODT/EPUB
+    max_text_chars: int = 50_000_000
+    parse_timeout_s: float = 600.0  # parse in a worker process that is killed past this; 0 = in process
+
+    def __post_init__(self) -> None:
+        for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_text_chars", "parse_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"limit {name} must be >= 0, got {getattr(self, name)!r}")
+
+
+def file_stamp(path: Path, source: str) -> tuple[int, int, int]:
+    """(size, mtime_ns, inode) of a regular file; anything else is a ParseError naming it.
+
+    A FIFO or socket would block a reader forever, so it is refused before it is opened.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ParseError(f"{source}: cannot read file: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise ParseError(f"{source}: cannot read file: it is {kind}, not a regular file")
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def printable(name: str) -> str:
+    """A file name as valid text: undecodable bytes (surrogate escapes) shown as \\xNN."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_name(source: str) -> None:
+    """Payloads are JSON: a file name that is not valid UTF-8 cannot be stored faithfully."""
+    if printable(source) != source:
+        raise ParseError(f"{printable(source)}: file name is not valid UTF-8; rename the file")
+
+
+def check_size(size: int, source: str, limits: Limits) -> None:
+    if size == 0:
+        raise ParseError(f"{source}: file is empty (0 bytes)")
+    if limits.max_file_bytes and size > limits.max_file_bytes:
+        raise LimitError(f"{source}: {size} bytes, over the limit of {limits.max_file_bytes} (max_file_bytes)")
+
+
+def check_zip(path: Path, source: str, limits: Limits) -> None:
+    """Office/ODF/EPUB are zip archives: tell encrypted from corrupt, and refuse decompression bombs."""
+    ext = path.suffix.lower()
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head == _OLE_MAGIC:
+        data = path.read_bytes()[:4_000_000]
+        if "EncryptionInfo".encode("utf-16-le") in data or "EncryptedPackage".encode("utf-16-le") in data:
+            raise ParseError(f"{source}: {ext[1:].upper()} file is password-protected (encrypted)")
+        raise ParseError(f"{source}: not a {ext[1:].upper()} file (an old binary Office file?); save it as "
+                         f"{ext[1:].upper()}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ParseError(f"{source}: corrupt or truncated {ext[1:].upper()} file (not a valid zip archive: "
+                         f"{exc})") from exc
+    if limits.max_unzipped_bytes and unpacked > limits.max_unzipped_bytes:
+        raise LimitError(f"{source}: unpacks to {unpacked} bytes, over the limit of {limits.max_unzipped_bytes} "
+                         "(max_unzipped_bytes; a decompression bomb?)")
+
+
+def check_pages(pages: int, source: str, limits: Limits) -> None:
+    if limits.max_pages and pages > limits.max_pages:
+        raise LimitError(f"{source}: {pages} pages, over the limit of {limits.max_pages} (max_pages)")
+
+
+def check_text(chars: int, source: str, limits: Limits) -> None:
+    if limits.max_text_chars and chars > limits.max_text_chars:
+        raise LimitError(f"{source}: {chars} characters of text, over the limit of {limits.max_text_chars} "
+                         "(max_text_chars)")
+
+
+class _DepthProbe(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.depth = self.deepest = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in _VOID_TAGS:
+            self.depth += 1
+            self.deepest = max(self.deepest, self.depth)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in _VOID_TAGS:
+            self.depth = max(0, self.depth - 1)
+
+
+def check_html_depth(text: str, source: str) -> None:
+    """Refuse HTML nested deeper than the parser keeps: its inner text would vanish without a word."""
+    probe = _DepthProbe()
+    probe.feed(text)
+    if probe.deepest > MAX_HTML_DEPTH:
+        raise ParseError(f"{source}: HTML nested {probe.deepest} levels deep, more than the {MAX_HTML_DEPTH} the "
+                         "parser keeps (its inner text would be lost)")

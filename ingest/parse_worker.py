@@ -1,0 +1,109 @@
+"""Parsing in a worker process that can be killed: the parse-time limit, and a shield for the run.
+
+A parser that hangs (a crafted PDF, a pathological HTML) or blows up (a segfault in a C library, the
+kernel's OOM killer) takes only the worker down; the run reports the file and forks a new worker.
+The worker is one long-lived forked process, so a file costs a pipe round trip, not a process start.
+Without `fork` (or with `parse_timeout_s = 0`) files are parsed in process, without a time limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from ingest.limits import LimitError, Limits
+from ingest.parse import parse_file, prepare_parsers
+from ingest.schema import Document, ParseError
+
+log = logging.getLogger(__name__)
+
+
+def _serve(conn: Connection, limits: Limits) -> None:
+    """Worker loop: (path, source) in, (True, Document) or (False, ParseError) out; None or EOF ends it."""
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone (even if it was SIGKILLed)
+            return
+        if msg is None:
+            return
+        path, source = msg
+        try:
+            conn.send((True, parse_file(Path(path), source, limits)))
+        except ParseError as exc:
+            conn.send((False, type(exc)(str(exc))))
+        except BaseException as exc:  # anything else must reach the parent as a message, not a hang
+            conn.send((False, ParseError(f"{source}: parser failed: {type(exc).__name__}: {exc}")))
+
+
+class ParseWorker:
+    """`parse(path, source)` with the time limit of `limits.parse_timeout_s`."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._proc: mp.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self.restarts = 0
+
+    @property
+    def isolated(self) -> bool:
+        return self.limits.parse_timeout_s > 0 and "fork" in mp.get_all_start_methods()
+
+    def start(self) -> None:
+        """Fork the worker now (before the model loads, so the child shares no torch threads)."""
+        if not self.isolated or self._proc is not None:
+            return
+        prepare_parsers()  # import unstructured once in the parent; every forked worker inherits it
+        parent, child = mp.get_context("fork").Pipe()
+        self._proc = mp.get_context("fork").Process(target=_serve, args=(child, self.limits), daemon=True,
+                                                    name="german-rag-parse")
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    def parse(self, path: Path, source: str) -> Document:
+        if not self.isolated:
+            return parse_file(path, source, self.limits)
+        self.start()
+        conn = self._conn
+        if conn is None:  # could not fork
+            return parse_file(path, source, self.limits)
+        conn.send((str(path), source))
+        timeout = self.limits.parse_timeout_s
+        if not conn.poll(timeout):
+            self._stop(kill=True)
+            raise LimitError(f"{source}: parsing took longer than {timeout:g} s (parse_timeout_s); stopped")
+        try:
+            ok, value = conn.recv()
+        except (EOFError, OSError) as exc:
+            code = self._proc.exitcode if self._proc is not None else None
+            self._stop(kill=True)
+            raise ParseError(f"{source}: the parser process died (exit code {code}) on this file") from exc
+        if ok:
+            return value
+        raise value
+
+    def _stop(self, kill: bool) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc, self._conn = None, None
+        if proc is None:
+            return
+        if kill:
+            self.restarts += 1
+            proc.kill()
+        elif conn is not None:
+            try:
+                conn.send(None)
+            except OSError:
+                proc.kill()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop(kill=False)
