@@ -29,6 +29,7 @@ from qdrant_client import models
 
 from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError
 from ingest.store import DENSE, SCHEMA_VERSION, SPARSE, DocState, FilterValue, StoreOptions, build_filter
+from ingest.store_edge_convert import edge_point, to_edge_filter
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +47,6 @@ class EdgeSearch:
 
     exact: bool = False
     hnsw_ef: int | None = 128
-
-
-def to_edge_filter(flt: models.Filter | None) -> qe.Filter | None:
-    """Translate the filters `build_filter` (and delete_stale) make: field match value / any, must, must_not."""
-    if flt is None:
-        return None
-
-    def cond(c: Any) -> qe.FieldCondition:
-        if not isinstance(c, models.FieldCondition) or c.match is None:
-            raise StoreError(f"internal: the edge engine adapter cannot translate filter condition {c!r}")
-        if isinstance(c.match, models.MatchAny):
-            return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.match.any)))
-        if isinstance(c.match, models.MatchValue):
-            return qe.FieldCondition(c.key, match=qe.MatchValue(c.match.value))
-        raise StoreError(f"internal: unsupported match {c.match!r} on field {c.key!r}")
-
-    def conds(items: Any) -> list[qe.FieldCondition] | None:
-        if items is None:
-            return None
-        return [cond(c) for c in (items if isinstance(items, list) else [items])] or None
-
-    return qe.Filter(must=conds(flt.must), must_not=conds(flt.must_not))
 
 
 class EdgeStore:
@@ -196,15 +175,22 @@ class EdgeStore:
             )
 
     # -- documents -------------------------------------------------------------------------------
-    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool) -> Iterator[qe.Record]:
+    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,
+                vectors: list[str] | bool = False) -> Iterator[qe.Record]:
         offset = None
         efilter = to_edge_filter(flt)
         while True:
             points, offset = self.shard.scroll(qe.ScrollRequest(
-                offset=offset, limit=_SCROLL_PAGE, filter=efilter, with_payload=fields, with_vector=False))
+                offset=offset, limit=_SCROLL_PAGE, filter=efilter, with_payload=fields, with_vector=vectors))
             yield from points
             if offset is None:
                 return
+
+    def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]:
+        """Every point as (id, payload fields, dense vector or None), page by page (for `verify`)."""
+        for rec in self._scroll(None, fields, [DENSE] if vectors else False):
+            vec = rec.vector.get(DENSE) if isinstance(rec.vector, dict) else rec.vector
+            yield str(rec.id), dict(rec.payload or {}), (list(vec) if vec is not None else None)
 
     def doc_state(self, source: str) -> DocState:
         present: dict[str, int] = {}
@@ -228,11 +214,12 @@ class EdgeStore:
             raise StoreError("internal: chunks and vectors differ in number")
         now = datetime.now(UTC).isoformat()
         total = len(chunks)
-        points = [_point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
+        points = [edge_point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
                   for i, c in enumerate(chunks)]
         for i in range(0, len(points), self.options.batch_size):
+            # each update is in the shard's write-ahead log when it returns (durable, like wait=True);
+            # segments are flushed on close, not per call (a flush per document made ingest 50x slower)
             self.shard.update(qe.UpdateOperation.upsert_points(points[i : i + self.options.batch_size]))
-        self.shard.flush()  # durable on return, like qdrant-client's wait=True
         return len(points)
 
     def _delete(self, flt: models.Filter) -> int:
@@ -240,7 +227,6 @@ class EdgeStore:
         n = self.shard.count(qe.CountRequest(exact=True, filter=efilter))
         if n:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(efilter))
-            self.shard.flush()
         return int(n)
 
     def delete_stale(self, source: str, keep_doc_id: str) -> int:
@@ -319,17 +305,3 @@ class EdgeStore:
         flt = build_filter({P.DOC_ID: doc_id, P.CHUNK_INDEX: list(indices)})
         return [dict(r.payload or {}) for r in self._scroll(flt, True)]
 
-
-def _point(chunk: Chunk, dense: Sequence[float], sparse: tuple[list[int], list[float]] | None, count: int,
-           doc_hash: str, now: str) -> qe.Point:
-    vector: dict[str, Any] = {DENSE: list(map(float, dense))}
-    if sparse is not None and sparse[0]:
-        vector[SPARSE] = qe.SparseVector(list(sparse[0]), list(map(float, sparse[1])))
-    payload = {
-        P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
-        P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
-        P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,
-        P.CHUNK_COUNT: count, P.CONTENT_HASH: chunk.content_hash, P.DOC_HASH: doc_hash,
-        P.TOKEN_COUNT: chunk.token_count, P.INGESTED_AT: now,
-    }
-    return qe.Point(chunk.chunk_id, vector, payload)

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import multiprocessing
+import os
 import re
 
 import numpy as np
@@ -273,6 +274,27 @@ def test_edge_path_in_use_by_another_process(tmp_path):
     first.close()
     assert second.exists() and second.count() == 0  # free again once the first one closed
     second.close()
+
+
+def _write_and_die(path: str, texts: list[str]) -> None:
+    store = EdgeStore(StoreOptions(collection="p", path=path))
+    store.ensure_collection("modell", DIM)
+    write(store, "a.txt", "a1", texts)
+    store.delete_doc("nichts")
+    os._exit(0)  # no close(), no flush: what a killed ingest leaves behind
+
+
+def test_edge_writes_survive_a_process_that_dies_without_close(tmp_path, texts):
+    path = str(tmp_path / "q")
+    proc = multiprocessing.get_context("spawn").Process(target=_write_and_die, args=(path, texts[:30]))
+    proc.start()
+    proc.join(60)
+    store = EdgeStore(StoreOptions(collection="p", path=path))
+    assert store.count() == 30 and store.doc_state("a.txt").complete("a1")
+    scanned = list(store.scan(["text"], vectors=True))
+    assert len(scanned) == 30 and all(len(v) == DIM for _, _, v in scanned)
+    assert {p["text"] for _, p, _ in scanned} == set(texts[:30])
+    store.close()
 
 
 def test_edge_needs_a_path():
