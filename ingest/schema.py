@@ -168,6 +168,8 @@ class Embedder(Tokenizer, Protocol):
     def embed_query(self, text: str, truncate: bool = False) -> list[float]: ...
 
 
+from collections.abc import Iterator  # noqa: E402  (VectorStore section appended after the contract)
+
 StoreFilters = dict[str, str | int | bool | list[str] | list[int]]
 
 
@@ -221,5 +223,7 @@ class VectorStore(Protocol):
                       weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]: ...
 
     def fetch_chunks(self, doc_id: str, indices: Sequence[int]) -> list[dict]: ...
+
+    def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]: ...
 
     def close(self) -> None: ...
