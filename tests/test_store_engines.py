@@ -16,12 +16,15 @@ import re
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from ingest.schema import Chunk, StoreError, VectorStore, make_chunk_id, sha256_text
 from ingest.sparse import SparseEncoder
 from ingest.store import QdrantStore, StoreOptions
 from ingest.store_edge import EdgeSearch, EdgeStore
+from pipelines.build import build_store
 from pipelines.cli import main
+from pipelines.config import Settings
 
 DIM = 16
 ENCODER = SparseEncoder()
@@ -300,6 +303,16 @@ def test_edge_writes_survive_a_process_that_dies_without_close(tmp_path, texts):
 def test_edge_needs_a_path():
     with pytest.raises(StoreError, match="needs an embedded path"):
         EdgeStore(StoreOptions(collection="p", path=None, url="http://127.0.0.1:6333"))
+
+
+def test_build_store_picks_the_engine(tmp_path):
+    base = {"qdrant_path": str(tmp_path / "q"), "embed_model": "m"}
+    assert isinstance(build_store(Settings(**base)), QdrantStore)  # local mode stays the default
+    assert isinstance(build_store(Settings(**base, qdrant_engine="edge")), EdgeStore)
+    server = build_store(Settings(**base, qdrant_engine="edge", qdrant_url="http://127.0.0.1:6333"))
+    assert isinstance(server, QdrantStore) and server.location == "http://127.0.0.1:6333"  # a URL means a server
+    with pytest.raises(ValidationError, match="qdrant_engine"):
+        Settings(**base, qdrant_engine="rocksdb")
 
 
 def test_cli_ingest_and_query_on_edge(capsys, settings_env, shared_data, monkeypatch):
