@@ -47,11 +47,13 @@ class Serialized:
 class SlicedEmbedder(Serialized):
     """The ingest side of the model: document batches are cut into slices, each under the model lock."""
 
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed_documents(self, texts: Sequence[str], token_ids: Sequence[Sequence[int]] | None = None
+                        ) -> list[list[float]]:
         out: list[list[float]] = []
         for i in range(0, len(texts), EMBED_SLICE):
+            extra = {} if token_ids is None else {"token_ids": token_ids[i : i + EMBED_SLICE]}
             with self._lock:
-                out.extend(self._inner.embed_documents(texts[i : i + EMBED_SLICE]))
+                out.extend(self._inner.embed_documents(texts[i : i + EMBED_SLICE], **extra))
         return out
 
 
@@ -107,11 +109,23 @@ class QueryBatcher:
             self._run(batch)
 
     def _same_prompts(self) -> bool:
-        prompts = getattr(self._embedder.spec, "prompts", {}) or {}
+        spec = getattr(self._embedder, "spec", None)  # a backend without a spec is answered query by query
+        if spec is None:
+            return False
+        prompts = getattr(spec, "prompts", {}) or {}
         return prompts.get("query", "") == prompts.get("document", "")
 
     def _run(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
+        try:
+            self._embed(batch)
+        except BaseException as exc:  # never leave a request thread waiting on a future nobody sets
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+        self._observe(time.perf_counter() - started, len(batch))
+
+    def _embed(self, batch: list[_Pending]) -> None:
         with self._lock:
             vectors: list | None = None
             if len(batch) > 1 and self._same_prompts():
@@ -126,7 +140,6 @@ class QueryBatcher:
                     pending.future.set_result(vec)
                 except Exception as exc:  # handed to the waiting request thread, which maps it
                     pending.future.set_exception(exc)
-        self._observe(time.perf_counter() - started, len(batch))
 
 
 class Admission:
