@@ -107,3 +107,17 @@ def test_setting_reaches_the_embedder(tiny_model_dir, tmp_path):
     assert emb.backend_name == "onnx" and list(tmp_path.rglob("model.onnx"))
     with pytest.raises(ConfigError, match="embed_backend"):
         load_settings(embed_backend="tensorrt")
+
+
+@pytest.mark.slow
+def test_backends_on_the_gbert_large_shape(tmp_path_factory, shared_data):
+    """The exact gBERT-large shape (random weights, ~1.3 GB, minutes): every CPU backend within 0.99."""
+    from pipelines.random_model import GBERT_LARGE, build_random_model, german_sample_texts
+
+    model_dir = build_random_model(tmp_path_factory.mktemp("gbert-large"),
+                                   german_sample_texts(shared_data, limit_chars=300_000), GBERT_LARGE)
+    cache = tmp_path_factory.mktemp("gbert-backends")
+    reference = embedder(model_dir, "torch", cache).embed_documents(GERMAN[:4])
+    for backend in CPU_BACKENDS:
+        vectors = embedder(model_dir, backend, cache).embed_documents(GERMAN[:4])
+        assert cosines(vectors, reference).min() >= 0.99, backend
