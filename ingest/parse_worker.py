@@ -1,9 +1,14 @@
 """Parsing in a worker process that can be killed: the parse-time limit, and a shield for the run.
 
 A parser that hangs (a crafted PDF, a pathological HTML) or blows up (a segfault in a C library, the
-kernel's OOM killer) takes only the worker down; the run reports the file and forks a new worker.
-The worker is one long-lived forked process, so a file costs a pipe round trip, not a process start.
-Without `fork` (or with `parse_timeout_s = 0`) files are parsed in process, without a time limit.
+kernel's OOM killer) takes only the worker down; the run reports the file and starts a new worker.
+The worker is one long-lived process, so a file costs a pipe round trip, not a process start.
+
+Workers come from multiprocessing's fork server, not a plain fork of this process: forking a
+process with threads (torch, a service running several ingests, filelock's fork guard) is unsafe.
+The fork server imports unstructured and spaCy once (`ingest._parse_preload`), so a new worker
+starts in milliseconds with the parsers loaded. Without a fork server (or with
+`parse_timeout_s = 0`) files are parsed in process, without a time limit.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ingest.limits import LimitError, Limits
-from ingest.parse import parse_file, prepare_parsers
+from ingest.parse import parse_file
 from ingest.schema import Document, ParseError
 
 log = logging.getLogger(__name__)
@@ -49,19 +54,19 @@ class ParseWorker:
 
     @property
     def isolated(self) -> bool:
-        return self.limits.parse_timeout_s > 0 and "fork" in mp.get_all_start_methods()
+        return self.limits.parse_timeout_s > 0 and "forkserver" in mp.get_all_start_methods()
 
     def start(self) -> None:
-        """Fork the worker now (before the model loads, so the child shares no torch threads)."""
+        """Start the worker now (the fork server's first start imports the parsers: seconds, once)."""
         if not self.isolated or self._proc is not None:
             return
-        prepare_parsers()  # import unstructured once in the parent; every forked worker inherits it
-        parent, child = mp.get_context("fork").Pipe()
-        self._proc = mp.get_context("fork").Process(target=_serve, args=(child, self.limits), daemon=True,
-                                                    name="german-rag-parse")
-        self._proc.start()
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["ingest._parse_preload"])
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child, self.limits), daemon=True, name="german-rag-parse")
+        proc.start()
         child.close()
-        self._conn = parent
+        self._proc, self._conn = proc, parent
 
     def parse(self, path: Path, source: str) -> Document:
         if not self.isolated:

@@ -1,0 +1,7 @@
+"""Imported by the parse workers' fork server: unstructured and spaCy loaded once, inherited by each worker."""
+
+from __future__ import annotations
+
+from ingest.parse import prepare_parsers
+
+prepare_parsers()
