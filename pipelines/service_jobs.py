@@ -195,6 +195,8 @@ class JobManager:
         when the timeout ends is still completed (the store writes new points before it deletes old
         ones), so nothing is left half-written.
         """
+        if self._stop.is_set():  # already shut down (a test, then the app's own shutdown)
+            return
         self.accepting = False
         deadline = time.monotonic() + timeout
         while not self._idle() and time.monotonic() < deadline:
