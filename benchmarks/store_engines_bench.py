@@ -23,13 +23,14 @@ import json
 import multiprocessing as mp
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DATA, finish, german_documents, machine, markdown_table, percentile, write_outputs
+from benchmarks.common import DATA, finish, german_documents, machine, markdown_table, percentile, timed, write_outputs
 from ingest.schema import Chunk, VectorStore, make_chunk_id, sha256_text
 from ingest.sparse import SparseEncoder
 from ingest.store import QdrantStore, StoreOptions
@@ -150,6 +151,40 @@ def latencies(paths: dict[str, Path], queries, rounds: int = 3) -> dict[str, dic
                 for m, v in per.items()} for e, per in times.items()}
 
 
+def hnsw_probe(n: int, windows, sparse, queries, root: Path) -> dict:
+    """Edge after `optimize()` (HNSW built, m=16, ef_construct=100): build time, latency and dense recall@10
+    against the exact scan. Uniform random vectors are HNSW's worst case; real embeddings recall better."""
+    from ingest.store_edge import EdgeSearch, EdgeStore
+
+    path = root / f"edge-hnsw-{n}"
+    opts = StoreOptions(collection="bench", path=str(path), batch_size=BATCH)
+    store = EdgeStore(opts)
+    store.ensure_collection("bench-model", 1024)
+    for chunks, vectors, sparses in corpus(n, windows, sparse):
+        store.upsert_chunks(chunks, [v.tolist() for v in vectors], sparses, doc_hash="h")
+    seconds, _ = timed(store.optimize)
+    store.close()
+    out: dict = {"points": n, "optimize_s": seconds}
+    for ef in (128, 512):
+        hnsw, exact = EdgeStore(opts, EdgeSearch(hnsw_ef=ef)), EdgeStore(opts, EdgeSearch(exact=True))
+        times: dict[str, list[float]] = {m: [] for m in MODES}
+        search(hnsw, "hybrid", *queries[-1])  # warm-up
+        for dense, sp in queries:
+            for mode in MODES:
+                t = time.perf_counter()
+                search(hnsw, mode, dense, sp)
+                times[mode].append((time.perf_counter() - t) * 1000)
+        found = [{h.chunk_id for h in hnsw.search_dense(dense, 10)} for dense, _ in queries]
+        hnsw.close()  # one open handle per path (the lock)
+        recall = [len(f & {h.chunk_id for h in exact.search_dense(dense, 10)}) / 10
+                  for f, (dense, _) in zip(found, queries, strict=True)]
+        exact.close()
+        out[f"ef{ef}"] = {"recall_at_10": statistics.fmean(recall),
+                          **{f"{m}_p50_ms": percentile(v, 50) for m, v in times.items()}}
+    shutil.rmtree(path, ignore_errors=True)
+    return out
+
+
 def questions(n: int) -> list[str]:
     data = json.loads((DATA / "xquad-de" / "xquad.de.json").read_text(encoding="utf-8"))
     qs = [qa["question"] for art in data["data"] for par in art["paragraphs"] for qa in par["qas"]]
@@ -190,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    ap.add_argument("--hnsw", action="store_true", help="only the edge engine after optimize() (HNSW)")
     ap.add_argument("--json", help="output JSON path (default docs/bench/store_engines-<machine>.json)")
     args = ap.parse_args(argv)
     info = machine()
@@ -200,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(windows)} unique German chunks, BM25-encoded in {time.perf_counter() - t:.1f} s", flush=True)
     queries = [(dense_vector(q, 1024).tolist(), encoder.encode_query(q)) for q in questions(args.queries)]
     results: list[dict] = []
+    if args.hnsw:
+        with tempfile.TemporaryDirectory(prefix="store-engines-") as tmp:
+            hnsw = [hnsw_probe(n, windows, sparse, queries, Path(tmp)) for n in args.sizes]
+        print(json.dumps(hnsw, indent=2))
+        finish(info)
+        Path(args.json or "store_engines_hnsw.json").write_text(json.dumps({"machine": info, "hnsw": hnsw}, indent=2))
+        return 0
     with tempfile.TemporaryDirectory(prefix="store-engines-") as tmp:
         for n in args.sizes:  # outputs rewritten after each size, so a long run leaves what it measured
             results.append(run_size(n, windows, sparse, queries, Path(tmp), args.engines))
