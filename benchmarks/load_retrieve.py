@@ -1,7 +1,8 @@
 """Bounded load test of POST /v1/retrieve on loopback: throughput and p50/p95/p99 at 1, 8 and 32 clients.
 
 Starts `german-rag serve` as a child process on 127.0.0.1 with the tiny random German BERT and a fresh
-embedded store, uploads the bundled examples, then runs each concurrency level for a fixed time.
+embedded store, uploads the bundled examples, then runs each concurrency level for a fixed time, on two
+servers in alternation: with query batching across requests and without (GERMAN_RAG_BATCH_MAX=1).
 Everything stops by itself: each level ends after --seconds, the whole run after a hard alarm, and the
 server is terminated on the way out. Writes docs/bench/load_retrieve.json and .md.
 
@@ -113,10 +114,11 @@ def prepare(work: Path) -> Path:
                                                                          limit_chars=1_500_000))
 
 
-def start_server(model: Path, work: Path, port: int) -> subprocess.Popen:
+def start_server(model: Path, work: Path, port: int, batch_max: int) -> subprocess.Popen:
+    work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GERMAN_RAG_EMBED_MODEL": str(model), "GERMAN_RAG_QDRANT_PATH": str(work / "qdrant"),
            "GERMAN_RAG_OFFLINE": "true", "HF_HUB_OFFLINE": "1", "GERMAN_RAG_QUEUE_SIZE": "256",
-           "GERMAN_RAG_LOG_LEVEL": "WARNING"}
+           "GERMAN_RAG_LOG_LEVEL": "WARNING", "GERMAN_RAG_BATCH_MAX": str(batch_max)}
     env.pop("GERMAN_RAG_QDRANT_URL", None)
     return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--host", HOST, "--port", str(port)],
                             cwd=work, env=env)
@@ -139,17 +141,38 @@ def ingest_examples(url: str) -> dict:
     return result["counts"]
 
 
+VARIANTS = {"batched": 32, "unbatched": 1}  # GERMAN_RAG_BATCH_MAX of each server
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Load test of POST /v1/retrieve ({report['model']}, mode {report['mode']})", "",
              f"`{report['command']}` on {report['machine']}; load average before {report['load_before']}, "
-             f"after {report['load_after']}. Server and clients share the machine.", "",
-             "| clients | requests | throughput (req/s) | p50 ms | p95 ms | p99 ms | errors |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             f"after {report['load_after']}. Server and clients share the machine. Two servers, one with "
+             "query batching across requests (batch_max 32) and one without (batch_max 1), measured in "
+             "alternation level by level.", "",
+             "| server | clients | requests | throughput (req/s) | p50 ms | p95 ms | p99 ms | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["levels"]:
-        lines.append(f"| {r['clients']} | {r['requests']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} "
-                     f"| {r['p99_ms']} | {r['errors']} |")
-    lines += ["", f"Mean queries per model call (batching across requests): {report['embed_batch_mean']}.", ""]
+        lines.append(f"| {r['server']} | {r['clients']} | {r['requests']} | {r['throughput_rps']} | {r['p50_ms']} "
+                     f"| {r['p95_ms']} | {r['p99_ms']} | {r['errors']} |")
+    lines += ["", "Throughput batched / unbatched: " + ", ".join(
+        f"{c} clients {v}" for c, v in report["batching_ratio"].items()) + ".",
+        f"Mean queries per model call on the batched server: {report['embed_batch_mean']}.", ""]
     return "\n".join(lines)
+
+
+def measure(urls: dict[str, str], clients: list[int], seconds: float, mode: str) -> list[dict]:
+    levels = []
+    for i, c in enumerate(clients):
+        order = list(urls) if i % 2 == 0 else list(reversed(urls))  # alternate who goes first
+        for name in order:
+            levels.append({"server": name, **asyncio.run(level(urls[name], c, seconds, mode))})
+    return levels
+
+
+def ratios(levels: list[dict]) -> dict[int, float]:
+    by = {(r["server"], r["clients"]): r["throughput_rps"] for r in levels}
+    return {c: round(by[("batched", c)] / by[("unbatched", c)], 2) for _, c in by if by[("unbatched", c)]}
 
 
 def main() -> int:
@@ -161,31 +184,37 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.seconds <= 120 or max(args.clients) > 256:
         parser.error("--seconds must be 1 to 120 and clients at most 256 (this test is bounded)")
-    budget = int(300 + (args.seconds + 5) * len(args.clients))
+    budget = int(300 + 2 * (args.seconds + 5) * len(args.clients))
     signal.alarm(budget)  # the hard stop: SIGALRM ends the process even if something hangs
     with tempfile.TemporaryDirectory(prefix="load-retrieve-") as tmp:
         work = Path(tmp)
-        model, port = prepare(work), free_port()
-        url = f"http://{HOST}:{port}"
-        server = start_server(model, work, port)
+        model = prepare(work)
+        ports = {name: free_port() for name in VARIANTS}
+        urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
+        servers = [start_server(model, work / name, ports[name], VARIANTS[name]) for name in VARIANTS]
         try:
-            wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 120, "server ready")
-            counts = ingest_examples(url)
-            asyncio.run(level(url, 4, 2.0, args.mode))  # warm-up, not reported
+            counts = {}
+            for name, url in urls.items():
+                wait_until(lambda url=url: httpx.get(f"{url}/readyz").status_code == 200, 120, "server ready")
+                counts[name] = ingest_examples(url)
+                asyncio.run(level(url, 4, 2.0, args.mode))  # warm-up, not reported
             load_before = os.getloadavg()
-            levels = [asyncio.run(level(url, c, args.seconds, args.mode)) for c in args.clients]
+            levels = measure(urls, args.clients, args.seconds, args.mode)
             report = {"command": "python benchmarks/load_retrieve.py " + " ".join(sys.argv[1:]),
                       "model": "tiny random German BERT (pipelines/random_model.py TINY)", "mode": args.mode,
                       "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
                       "load_before": [round(v, 2) for v in load_before],
                       "load_after": [round(v, 2) for v in os.getloadavg()], "ingest": counts,
-                      "embed_batch_mean": embed_batch_mean(url), "levels": levels}
+                      "embed_batch_mean": embed_batch_mean(urls["batched"]), "levels": levels,
+                      "batching_ratio": ratios(levels)}
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            for server in servers:
+                server.send_signal(signal.SIGTERM)
+            for server in servers:
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "load_retrieve.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     (args.out / "load_retrieve.md").write_text(markdown(report))

@@ -79,7 +79,7 @@ class ServiceRuntime:
             with self.store_lock:
                 self.store.ensure_collection(self.model_id, self.embedder.dimension)
             self.batcher = QueryBatcher(self.embedder, self.model_lock, self.settings.batch_wait_ms / 1000,
-                                        observe=self.metrics.observe_embed)
+                                        self.settings.batch_max, observe=self.metrics.observe_embed)
             self.retriever = build_retriever(self.settings, self.batcher, self.locked_store)  # type: ignore[arg-type]
             embedder = SlicedEmbedder(self.embedder, self.model_lock)
             runner = UploadRunner(embedder, build_chunker(self.settings, embedder), self.locked_store,  # type: ignore[arg-type]

@@ -72,7 +72,7 @@ class QueryBatcher:
     each query goes through `embed_query` so that it gets its own result or error.
     """
 
-    def __init__(self, embedder: Any, lock: threading.Lock, wait_s: float = 0.002, max_batch: int = 32,
+    def __init__(self, embedder: Any, lock: threading.Lock, wait_s: float = 0.0, max_batch: int = 32,
                  observe: Callable[[float, int], None] | None = None) -> None:
         self._embedder, self._lock = embedder, lock
         self._wait_s, self._max_batch = wait_s, max_batch
@@ -95,11 +95,14 @@ class QueryBatcher:
             first = self._queue.get()
             if first is None:
                 return
+            # Take what queued up while the model was busy; wait longer only if asked (`wait_s`):
+            # a lone query pays nothing, and under concurrency batches form by themselves.
             batch = [first]
             deadline = time.monotonic() + self._wait_s
             while len(batch) < self._max_batch:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    left = deadline - time.monotonic()
+                    item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
