@@ -106,11 +106,17 @@ class TokenChunker:
         )
         pieces, cursor = [], start
         for part in splitter.split_text(text[start:end]):
-            # strip_whitespace=False and no overlap: the parts tile the sentence, in order.
-            if text[cursor : cursor + len(part)] != part:
-                raise IngestError("internal: splitter pieces do not tile the sentence")
-            pieces.append((cursor, cursor + len(part)))
-            cursor += len(part)
+            # The parts come in order, but around whitespace runs the splitter drops or repeats
+            # whitespace, so each part's non-blank core is located from a running cursor (never
+            # from the sentence start: a repeated phrase must not jump back).
+            core = part.strip()
+            if not core:
+                continue
+            at = text.find(core, cursor, end)
+            if at < 0:
+                raise IngestError("internal: a splitter piece is not in its sentence")
+            pieces.append((at, at + len(core)))
+            cursor = at + len(core)
         out: list[tuple[int, int]] = []
         for s, e in pieces:
             s, e = _trim(text, s, e)
