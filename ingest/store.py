@@ -175,6 +175,23 @@ class QdrantStore:
             self.check_compatible(model, dimension)
             return
         o = self.options
+        try:
+            self._create(name, model, dimension)
+        except StoreError:
+            raise
+        except Exception:
+            # Another run (a second shard, a parallel job) created it first: use theirs if it matches.
+            if not self.exists():
+                raise
+            self.check_compatible(model, dimension)
+            return
+        if o.url:  # embedded mode ignores payload indexes (and warns); a server needs them for filters
+            for key, kind in FILTER_FIELDS.items():
+                self._call("create_payload_index", name, key, models.PayloadSchemaType(kind))
+        log.info("collection created", extra={"collection": name, "model": model, "dimension": dimension})
+
+    def _create(self, name: str, model: str, dimension: int) -> None:
+        o = self.options
         self._call("create_collection",
             name,
             vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
@@ -184,10 +201,6 @@ class QdrantStore:
             write_consistency_factor=o.write_consistency_factor,
             metadata={"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION},
         )
-        if o.url:  # embedded mode ignores payload indexes (and warns); a server needs them for filters
-            for key, kind in FILTER_FIELDS.items():
-                self._call("create_payload_index", name, key, models.PayloadSchemaType(kind))
-        log.info("collection created", extra={"collection": name, "model": model, "dimension": dimension})
 
     def check_compatible(self, model: str, dimension: int) -> None:
         meta = self.metadata()

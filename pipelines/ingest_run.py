@@ -2,7 +2,10 @@
 
 A file that fails is reported with its reason and the run goes on. Per file, new points are written
 before the stale points of an older version are deleted, so a crash leaves either the old or the new
-version searchable, never neither; the next run finishes what a crashed one started.
+version searchable, never neither; the next run finishes what a crashed one started (tests/test_crash.py
+kills runs with SIGKILL to prove it). Files are parsed in a worker process under per-file limits
+(ingest/limits.py); a store that stays unreachable through its retries fails the current file and
+marks the rest "not attempted", so the report never counts a point that was not confirmed.
 """
 
 from __future__ import annotations
@@ -57,9 +60,8 @@ class IngestRunner:
         if self.shard is not None:
             candidates = [c for c in candidates if in_shard(c.source, *self.shard)]
         report.files.extend(FileResult(p, "failed", error=f"{p}: {why}") for p, why in missing)
-        worker = ParseWorker(self.limits)
+        worker = ParseWorker(self.limits)  # started on the first file that needs parsing (none if unchanged)
         try:
-            worker.start()  # forked before the model loads: the worker shares no torch threads
             self.embedder.load()  # fail before any file if the model is missing
             self.store.ensure_collection(self.model_id, self.embedder.dimension)
             self._loop(candidates, worker, report, on_file)
