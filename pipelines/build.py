@@ -10,7 +10,12 @@ from ingest.sparse import GermanAnalyzer, SparseEncoder
 from ingest.store import QdrantStore, StoreOptions
 from ingest.store_edge import EdgeStore
 from pipelines.config import Settings
-from retrieval.hybrid import FusionOptions, HybridRetriever
+from ingest.embed_use import MODEL_NAME as USE_MODEL
+from ingest.embed_use import USEEmbedder
+from ingest.model_files import resolve_model_dir
+from retrieval.expand import NeighbourExpander
+from retrieval.hybrid import FusionOptions, HybridRetriever, StageOptions
+from retrieval.rerank import CrossEncoderReranker, RerankerOptions
 
 
 def model_identity(model: str) -> str:
@@ -20,6 +25,8 @@ def model_identity(model: str) -> str:
 
 
 def build_embedder(settings: Settings) -> HFEmbedder:
+    if settings.embed_model == USE_MODEL:  # the optional multilingual USE backend (numpy, offline)
+        return USEEmbedder(threads=settings.embed_threads)  # type: ignore[return-value]  # same protocol
     return HFEmbedder(
         EmbedderOptions(
             model=settings.embed_model,
@@ -58,10 +65,25 @@ def build_chunker(settings: Settings, embedder: HFEmbedder) -> TokenChunker:
 
 
 def build_sparse_encoder(settings: Settings) -> SparseEncoder:
-    return SparseEncoder(GermanAnalyzer(), avgdl=settings.bm25_avgdl)
+    analyzer = GermanAnalyzer(stem=settings.bm25_stem, split_compounds=settings.bm25_compounds,
+                              stopwords=settings.bm25_stopwords, fold=settings.bm25_fold)
+    return SparseEncoder(analyzer, avgdl=settings.bm25_avgdl)
 
 
-def build_retriever(settings: Settings, embedder: HFEmbedder, store: QdrantStore) -> HybridRetriever:
+def build_reranker(settings: Settings) -> CrossEncoderReranker:
+    """The cross-encoder, found like the embedder (directory, cache, hub); loaded on first use."""
+    directory = resolve_model_dir(settings.rerank_model, settings.model_cache, settings.offline)
+    return CrossEncoderReranker(RerankerOptions(str(directory), settings.rerank_batch, device=settings.device))
+
+
+def build_retriever(settings: Settings, embedder: HFEmbedder, store: QdrantStore,
+                    with_reranker: bool | None = None) -> HybridRetriever:
+    """The retriever with its optional stages; the reranker is located only when it may be used."""
     fusion = FusionOptions(settings.fusion, settings.rrf_k, settings.dense_weight, settings.bm25_weight,
                            settings.fusion_candidates)
-    return HybridRetriever(embedder, build_sparse_encoder(settings), store, settings.retrieval_mode, fusion)
+    want_reranker = settings.rerank if with_reranker is None else with_reranker
+    reranker = build_reranker(settings) if want_reranker else None
+    stages = StageOptions(settings.rerank, settings.rerank_candidates, settings.expand, settings.mmr,
+                          settings.mmr_candidates)
+    return HybridRetriever(embedder, build_sparse_encoder(settings), store, settings.retrieval_mode, fusion,
+                           reranker, NeighbourExpander(store), stages)

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metadata filter, repeatable (source, doc_id, page, heading_path, chunk_index)")
     p.add_argument("--truncate", action="store_true", help="cut a query over the model's token limit")
     p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (default: hybrid)")
+    p.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=None,
+                   help="rerank with the cross-encoder (default: setting `rerank`)")
+    p.add_argument("--expand", type=int, metavar="N", help="add N neighbour chunks on each side")
+    p.add_argument("--mmr", type=float, metavar="LAMBDA", help="diversify with MMR (0..1, 1 = relevance only)")
     _common(p)
     p = sub.add_parser("delete", help="remove one source (a file path as ingested) from the collection")
     p.add_argument("source", metavar="SOURCE")
@@ -63,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", dest="modes", action="append", choices=["dense", "bm25", "hybrid"],
                    help="repeatable; default: all three")
     p.add_argument("--report", metavar="DIR", help="write Markdown, JSON and a recall@k plot here")
+    p.add_argument("--ablation", action="store_true", help="add bm25 rows for each lexical-analyzer variant")
     _common(p)
     p = sub.add_parser("demo", help="ingest the bundled German examples and answer two questions")
     _common(p)

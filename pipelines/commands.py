@@ -103,8 +103,9 @@ def parse_filters(items: list[str]) -> dict:
     return filters
 
 
-def retrieve_many(settings: Settings, texts: list[str], top_k: int, filters: dict,
-                  truncate: bool) -> list[list[Passage]]:
+def retrieve_many(settings: Settings, texts: list[str], top_k: int, filters: dict, truncate: bool,
+                  rerank: bool | None = None, expand: int | None = None,
+                  mmr: float | None = None) -> list[list[Passage]]:
     """Load the model and open the store once, then answer each query."""
     embedder = build_embedder(settings)
     store = build_store(settings)
@@ -112,8 +113,9 @@ def retrieve_many(settings: Settings, texts: list[str], top_k: int, filters: dic
         store.require_collection()
         embedder.load()
         store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
-        retriever = build_retriever(settings, embedder, store)
-        return [retriever.retrieve(t, top_k, filters, truncate) for t in texts]
+        retriever = build_retriever(settings, embedder, store, with_reranker=rerank)
+        return [retriever.retrieve(t, top_k, filters, truncate, rerank=rerank, expand=expand, mmr=mmr)
+                for t in texts]
     finally:
         store.close()
 
@@ -138,7 +140,8 @@ def query(args: argparse.Namespace, settings: Settings) -> int:
     top_k = args.top_k or settings.top_k
     if args.mode:
         settings = settings.model_copy(update={"retrieval_mode": args.mode})
-    passages = retrieve_many(settings, [args.text], top_k, parse_filters(args.filter), args.truncate)[0]
+    passages = retrieve_many(settings, [args.text], top_k, parse_filters(args.filter), args.truncate,
+                             args.rerank, args.expand, args.mmr)[0]
     _out(args, {"query": args.text, "passages": [p.to_dict() for p in passages]}, format_passages(passages))
     return 0
 
@@ -163,7 +166,7 @@ def delete(args: argparse.Namespace, settings: Settings) -> int:
 def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from pipelines.evaluate import evaluate, markdown_table, write_report
 
-    report = evaluate(settings, args.dataset, args.fmt, args.modes or ["dense", "bm25", "hybrid"])
+    report = evaluate(settings, args.dataset, args.fmt, args.modes or ["dense", "bm25", "hybrid"], args.ablation)
     if args.report:
         write_report(report, Path(args.report), "german-rag " + " ".join(sys.argv[1:]))
     _out(args, report, f"{report['dataset']}: {report['documents']} documents, {report['queries']} queries\n"
