@@ -10,6 +10,7 @@ it (hub id, cache, offline) happens in pipelines.build with the same code as the
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +42,9 @@ class CrossEncoderReranker:
         self._tokenizer = None
         self._device = None
         self.seconds_in_model = 0.0
+        # A fast tokenizer is not safe to share between threads ("Already borrowed"); the HTTP
+        # service calls retrieve from several threads, so one scoring pass runs at a time.
+        self._lock = threading.Lock()
 
     def load(self) -> None:
         if self._model is not None:
@@ -79,7 +83,7 @@ class CrossEncoderReranker:
         self.load()
         scores: list[float] = []
         started = time.perf_counter()
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             for i in range(0, len(texts), self.options.batch_size):
                 batch = list(texts[i : i + self.options.batch_size])
                 enc = self._tokenizer([query] * len(batch), batch, padding=True, truncation="only_second",
