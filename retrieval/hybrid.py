@@ -8,12 +8,13 @@ of both legs, then RRF or DBSF), so one request answers a query.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ingest.schema import IngestError, StoredHit
 from ingest.sparse import SparseEncoder
 from retrieval.diversify import diversify
+from retrieval.fusion import dbsf
 from retrieval.query_check import check_query, check_top_k
 from retrieval.schema import Passage, QueryEmbedder, RetrievalError
 
@@ -120,7 +121,24 @@ class HybridRetriever:
         if mode == "dense":
             return [Passage.from_hit(h, "dense") for h in self.index.search_dense(vector, top_k, filters)]
         f = self.fusion
+        if f.method == "dbsf" and f.dense_weight != f.bm25_weight:
+            return self._weighted_dbsf(vector, query, top_k, filters)
         hits = self.index.search_hybrid(vector, self.encoder.encode_query(query), top_k, filters, f.method,
                                         f.rrf_k, (f.dense_weight, f.bm25_weight), max(f.candidates, top_k))
         return [Passage.from_hit(h, "fused") for h in hits]
+
+    def _weighted_dbsf(self, vector: list[float], query: str, top_k: int, filters: dict | None) -> list[Passage]:
+        """DBSF with leg weights, fused here: Qdrant's DBSF takes no weights. Both legs' scores are kept."""
+        depth = max(self.fusion.candidates, top_k)
+        dense = self.index.search_dense(vector, depth, filters)
+        sparse = self.index.search_sparse(*self.encoder.encode_query(query), depth, filters)
+        fused = dbsf([[(h.chunk_id, h.score) for h in dense], [(h.chunk_id, h.score) for h in sparse]],
+                     weights=[self.fusion.dense_weight, self.fusion.bm25_weight], limit=top_k)
+        legs = {"dense": {h.chunk_id: h for h in dense}, "bm25": {h.chunk_id: h for h in sparse}}
+        out = []
+        for chunk_id, score in fused:
+            hit = legs["dense"].get(chunk_id) or legs["bm25"][chunk_id]
+            scores = {leg: hits[chunk_id].score for leg, hits in legs.items() if chunk_id in hits}
+            out.append(replace(Passage.from_hit(hit, "fused"), score=score, scores={**scores, "fused": score}))
+        return out
 
