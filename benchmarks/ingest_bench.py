@@ -167,13 +167,18 @@ def main(argv: list[str] | None = None) -> dict:
         work.mkdir(parents=True, exist_ok=True)
         for name in args.models.split(","):
             rows += bench_model(name.strip(), work, args)
-    result = {"laws": args.laws, "news": args.news, "files": args.laws + args.news, "changed_fraction": args.changed,
-              "command": " ".join(sys.argv), "results": rows}
-    finish(info)
-    path = write_outputs("ingest", info, result, render(result), args.json)
+            save(info, args, rows, complete=False)  # after each model: an interrupted run leaves its figures
+    result, path = save(info, args, rows, complete=True)
     print(render(result))
     print(f"\nwritten {path}")
     return result
+
+
+def save(info: dict, args: argparse.Namespace, rows: list[dict], complete: bool) -> tuple[dict, Path]:
+    result = {"laws": args.laws, "news": args.news, "files": args.laws + args.news, "changed_fraction": args.changed,
+              "command": " ".join(sys.argv), "complete": complete, "results": rows}
+    finish(info)
+    return result, write_outputs("ingest", info, result, render(result), args.json)
 
 
 def render(result: dict) -> str:
