@@ -113,10 +113,12 @@ class TokenChunker:
             if not core:
                 continue
             at = text.find(core, cursor, end)
-            if at < 0:
-                raise IngestError("internal: a splitter piece is not in its sentence")
+            if at < 0:  # the splitter re-joined pieces differently: cut the rest at token boundaries
+                break
             pieces.append((at, at + len(core)))
             cursor = at + len(core)
+        if cursor < end and text[cursor:end].strip():
+            pieces.append((cursor, end))  # checked below; over the limit it is cut at tokens
         out: list[tuple[int, int]] = []
         for s, e in pieces:
             s, e = _trim(text, s, e)

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -43,6 +47,27 @@ def _serve(conn: Connection, limits: Limits) -> None:
             conn.send((False, ParseError(f"{source}: parser failed: {type(exc).__name__}: {exc}")))
 
 
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start the worker without it re-running the caller's script.
+
+    A fork-server child imports the parent's `__main__` by path or module name; for a script without
+    an `if __name__ == "__main__":` guard that would run the whole job again inside the worker. The
+    worker needs only this module, so the main module's file and spec are hidden while it starts.
+    """
+    main = sys.modules.get("__main__")
+    had_file, file, spec = hasattr(main, "__file__"), getattr(main, "__file__", None), getattr(main, "__spec__", None)
+    try:
+        if had_file:
+            del main.__file__
+        main.__spec__ = None  # multiprocessing reads it, so it must exist
+        yield
+    finally:
+        main.__spec__ = spec
+        if had_file:
+            main.__file__ = file
+
+
 class ParseWorker:
     """`parse(path, source)` with the time limit of `limits.parse_timeout_s`."""
 
@@ -64,7 +89,19 @@ class ParseWorker:
         ctx.set_forkserver_preload(["ingest._parse_preload"])
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child, self.limits), daemon=True, name="german-rag-parse")
-        proc.start()
+        try:
+            with _main_module_hidden():
+                proc.start()
+        except (RuntimeError, OSError) as exc:
+            # e.g. a script calling the library at import time without `if __name__ == "__main__":`:
+            # multiprocessing refuses to start workers there. Parse in process (no time limit) rather
+            # than fail every file.
+            log.warning("parse worker unavailable, parsing in process without a time limit",
+                        extra={"error": str(exc).strip().splitlines()[0]})
+            self.limits = replace(self.limits, parse_timeout_s=0)
+            parent.close()
+            child.close()
+            return
         child.close()
         self._proc, self._conn = proc, parent
 
@@ -75,7 +112,15 @@ class ParseWorker:
         conn = self._conn
         if conn is None:  # could not fork
             return parse_file(path, source, self.limits)
-        conn.send((str(path), source))
+        try:
+            conn.send((str(path), source))
+        except OSError:  # the worker died between files (OOM killer, a signal): start a new one once
+            self._stop(kill=True)
+            self.start()
+            if self._conn is None:
+                return parse_file(path, source, self.limits)
+            conn = self._conn
+            conn.send((str(path), source))
         timeout = self.limits.parse_timeout_s
         if not conn.poll(timeout):
             self._stop(kill=True)

@@ -94,3 +94,13 @@ def test_bad_options_are_errors():
         ChunkOptions(64, 40)
     with pytest.raises(IngestError, match="too small"):
         ChunkOptions(4, 0)
+
+
+def test_unnormalised_text_with_soft_hyphen_and_repeats(tiny_embedder):
+    text = "Die Die z. B. 0000 0000000000 \xad " + "Datenschutzgrundverordnung" * 3
+    doc = make_doc([("NarrativeText", text)])
+    chunks = TokenChunker(tiny_embedder, ChunkOptions(32, 4)).chunk(doc, "d1")
+    assert all(doc.text[c.start : c.end] == c.text for c in chunks)
+    assert all(tiny_embedder.count_tokens(c.text) <= 32 for c in chunks)
+    covered = {i for c in chunks for i in range(c.start, c.end)}
+    assert all(i in covered for i, ch in enumerate(doc.text) if not ch.isspace())
