@@ -6,13 +6,13 @@ from pathlib import Path
 
 from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
+from ingest.embed_use import MODEL_NAME as USE_MODEL
+from ingest.embed_use import USEEmbedder
+from ingest.model_files import resolve_model_dir
 from ingest.sparse import GermanAnalyzer, SparseEncoder
 from ingest.store import QdrantStore, StoreOptions
 from ingest.store_edge import EdgeStore
 from pipelines.config import Settings
-from ingest.embed_use import MODEL_NAME as USE_MODEL
-from ingest.embed_use import USEEmbedder
-from ingest.model_files import resolve_model_dir
 from retrieval.expand import NeighbourExpander
 from retrieval.hybrid import FusionOptions, HybridRetriever, StageOptions
 from retrieval.rerank import CrossEncoderReranker, RerankerOptions

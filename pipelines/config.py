@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     embed_threads: int = Field(0, ge=0, le=1024, description="0 = every core")
     # embedding backend
     embed_backend: Literal["torch", "torch-int8", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16",
-                           "cuda-bf16", "auto"] = Field("torch", description="torch is fp32 eager; see ingest.embed_backends")
+                           "cuda-bf16", "auto"] = Field(
+        "torch", description="torch is fp32 eager; see ingest.embed_backends")
     embed_backend_cache: str | None = Field(None, description="folder for exported models (~/.cache/german-rag)")
     # chunking
     chunk_tokens: int = Field(256, ge=16, le=8192, description="chunk size in model tokens (capped by the model)")
