@@ -125,6 +125,17 @@ class P:
     TOKEN_COUNT = "token_count"
 
 
+def chunk_payload(chunk: Chunk, count: int, doc_hash: str, ingested_at: str) -> dict:
+    """The payload every engine stores with a chunk's vectors: what retrieval reads back."""
+    return {
+        P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
+        P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
+        P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,
+        P.CHUNK_COUNT: count, P.CONTENT_HASH: chunk.content_hash, P.DOC_HASH: doc_hash,
+        P.TOKEN_COUNT: chunk.token_count, P.INGESTED_AT: ingested_at,
+    }
+
+
 # Fields a user may filter on (each gets a payload index on a server).
 FILTER_FIELDS: dict[str, str] = {
     P.SOURCE: "keyword",

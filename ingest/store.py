@@ -18,7 +18,7 @@ import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError
+from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError, chunk_payload
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,17 @@ def build_filter(filters: dict[str, FilterValue] | None) -> models.Filter | None
         match = models.MatchAny(any=values) if isinstance(value, list) else models.MatchValue(value=value)
         conditions.append(models.FieldCondition(key=key, match=match))
     return models.Filter(must=conditions)
+
+
+def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> None:
+    """A collection's recorded model and vector size must be the configured ones (every engine)."""
+    built_model, built_dim = meta.get("embed_model"), meta.get("dimension")
+    if built_dim != dimension or built_model != model:
+        raise StoreError(
+            f"collection {collection!r} was built with model {built_model!r} ({built_dim}-d vectors), "
+            f"but the configured model is {model!r} ({dimension}-d). "
+            "Use the model that built it, another --collection, or delete the collection."
+        )
 
 
 class QdrantStore:
@@ -203,14 +214,7 @@ class QdrantStore:
         )
 
     def check_compatible(self, model: str, dimension: int) -> None:
-        meta = self.metadata()
-        built_model, built_dim = meta.get("embed_model"), meta.get("dimension")
-        if built_dim != dimension or built_model != model:
-            raise StoreError(
-                f"collection {self.options.collection!r} was built with model {built_model!r} "
-                f"({built_dim}-d vectors), but the configured model is {model!r} ({dimension}-d). "
-                "Use the model that built it, another --collection, or delete the collection."
-            )
+        check_built_by(self.options.collection, self.metadata(), model, dimension)
 
     def require_collection(self) -> None:
         if not self.exists():
@@ -269,13 +273,7 @@ class QdrantStore:
         vector: dict = {DENSE: list(dense)}
         if sparse is not None and sparse[0]:
             vector[SPARSE] = models.SparseVector(indices=list(sparse[0]), values=list(sparse[1]))
-        payload = {
-            P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
-            P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
-            P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,
-            P.CHUNK_COUNT: count, P.CONTENT_HASH: chunk.content_hash, P.DOC_HASH: doc_hash,
-            P.TOKEN_COUNT: chunk.token_count, P.INGESTED_AT: now,
-        }
+        payload = chunk_payload(chunk, count, doc_hash, now)
         return models.PointStruct(id=chunk.chunk_id, vector=vector, payload=payload)
 
     def _delete(self, flt: models.Filter) -> int:

@@ -28,7 +28,16 @@ import qdrant_edge as qe
 from qdrant_client import models
 
 from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError
-from ingest.store import DENSE, SCHEMA_VERSION, SPARSE, DocState, FilterValue, StoreOptions, build_filter
+from ingest.store import (
+    DENSE,
+    SCHEMA_VERSION,
+    SPARSE,
+    DocState,
+    FilterValue,
+    StoreOptions,
+    build_filter,
+    check_built_by,
+)
 from ingest.store_edge_convert import edge_point, to_edge_filter
 
 log = logging.getLogger(__name__)
@@ -159,14 +168,7 @@ class EdgeStore:
                                               "dimension": dimension, "engine": "edge"})
 
     def check_compatible(self, model: str, dimension: int) -> None:
-        meta = self.metadata()
-        built_model, built_dim = meta.get("embed_model"), meta.get("dimension")
-        if built_dim != dimension or built_model != model:
-            raise StoreError(
-                f"collection {self.options.collection!r} was built with model {built_model!r} "
-                f"({built_dim}-d vectors), but the configured model is {model!r} ({dimension}-d). "
-                "Use the model that built it, another --collection, or delete the collection."
-            )
+        check_built_by(self.options.collection, self.metadata(), model, dimension)
 
     def require_collection(self) -> None:
         if not self.exists():

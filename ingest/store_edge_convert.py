@@ -8,7 +8,7 @@ from typing import Any
 import qdrant_edge as qe
 from qdrant_client import models
 
-from ingest.schema import Chunk, P, StoreError
+from ingest.schema import Chunk, StoreError, chunk_payload
 from ingest.store import DENSE, SPARSE
 
 
@@ -40,11 +40,5 @@ def edge_point(chunk: Chunk, dense: Sequence[float], sparse: tuple[list[int], li
     vector: dict[str, Any] = {DENSE: list(map(float, dense))}
     if sparse is not None and sparse[0]:
         vector[SPARSE] = qe.SparseVector(list(sparse[0]), list(map(float, sparse[1])))
-    payload = {
-        P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
-        P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
-        P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,
-        P.CHUNK_COUNT: count, P.CONTENT_HASH: chunk.content_hash, P.DOC_HASH: doc_hash,
-        P.TOKEN_COUNT: chunk.token_count, P.INGESTED_AT: now,
-    }
+    payload = chunk_payload(chunk, count, doc_hash, now)
     return qe.Point(chunk.chunk_id, vector, payload)
