@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,17 +55,24 @@ class IngestRunner:
                 f"|{lexical}")
 
     def run(self, paths: list, on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
-        started = time.perf_counter()
-        report = IngestReport(collection=self.store.options.collection)
+        """Discover files and folders (recursively), take this run's shard, ingest each."""
         candidates, missing = discover(paths)
         if self.shard is not None:
             candidates = [c for c in candidates if in_shard(c.source, *self.shard)]
+        return self.run_candidates(candidates, on_file, missing=missing)
+
+    def run_candidates(self, candidates: list[Candidate], on_file: Callable[[FileResult], None] | None = None,
+                       stop: threading.Event | None = None,
+                       missing: Sequence[tuple[str, str]] = ()) -> IngestReport:
+        """Ingest named files (e.g. uploads with their own source names); `stop` ends the run between files."""
+        started = time.perf_counter()
+        report = IngestReport(collection=self.store.options.collection)
         report.files.extend(FileResult(p, "failed", error=f"{p}: {why}") for p, why in missing)
         worker = ParseWorker(self.limits)  # started on the first file that needs parsing (none if unchanged)
         try:
             self.embedder.load()  # fail before any file if the model is missing
             self.store.ensure_collection(self.model_id, self.embedder.dimension)
-            self._loop(candidates, worker, report, on_file)
+            self._loop(candidates, worker, report, on_file, stop)
         finally:
             worker.close()
         report.total_seconds = time.perf_counter() - started
@@ -73,11 +81,14 @@ class IngestRunner:
         return report
 
     def _loop(self, candidates: list[Candidate], worker: ParseWorker, report: IngestReport,
-              on_file: Callable[[FileResult], None] | None) -> None:
+              on_file: Callable[[FileResult], None] | None, stop: threading.Event | None = None) -> None:
         outage: str | None = None
         bar = tqdm(candidates, desc="ingest", unit="file", disable=not self.progress or None, leave=False)
         for cand in bar:
-            if outage:  # the store is gone: say so per file instead of waiting out every retry again
+            if stop is not None and stop.is_set():  # shutting down: a file not begun is reported, not begun
+                result = FileResult(cand.source, "failed", error=f"{cand.source}: not ingested, the run was "
+                                    "stopped (service shut down)")
+            elif outage:  # the store is gone: say so per file instead of waiting out every retry again
                 result = FileResult(cand.source, "failed", error=f"{cand.source}: not attempted: {outage}")
             else:
                 try:

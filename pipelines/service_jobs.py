@@ -7,7 +7,6 @@ part of a path on disk; the file is saved as `<index><extension>` inside a folde
 
 from __future__ import annotations
 
-import inspect
 import logging
 import queue
 import re
@@ -17,11 +16,9 @@ import time
 import unicodedata
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ingest.schema import ModelUnavailableError
 from pipelines.discover import Candidate
@@ -77,45 +74,13 @@ class Job:
 
 
 class UploadRunner(IngestRunner):
-    """IngestRunner over uploaded files with their own source names (not discovered from paths).
-
-    It reuses the runner's per-file step (`_one`), so uploads get exactly the CLI's hashing, unchanged
-    detection, parsing, limits and write order. That step gained a parse worker argument while this was
-    written; both forms are handled until IngestRunner offers a public way to run named candidates.
-    """
+    """IngestRunner over uploaded files with their own source names (not discovered from paths), so
+    uploads get exactly the CLI's hashing, unchanged detection, parsing, limits and write order."""
 
     def run_uploads(self, files: list[UploadedFile], stop: threading.Event,
                     on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
-        started = time.perf_counter()
-        report = IngestReport(collection=self.store.options.collection)
-        with self._parse_worker() as worker:
-            self.embedder.load()
-            self.store.ensure_collection(self.model_id, self.embedder.dimension)
-            for f in files:
-                if stop.is_set():  # shutting down: a file not begun is reported, never half-written
-                    result = FileResult(f.source, "failed", error=f"{f.source}: not ingested, the service shut down")
-                else:
-                    cand = Candidate(f.path, f.source, True)
-                    result = self._one(cand, worker, report) if worker is not None else self._one(cand, report)
-                report.files.append(result)
-                if on_file:
-                    on_file(result)
-        report.total_seconds = time.perf_counter() - started
-        return report
-
-    @contextmanager
-    def _parse_worker(self) -> Iterator[Any]:
-        if "worker" not in inspect.signature(self._one).parameters:
-            yield None
-            return
-        from ingest.parse_worker import ParseWorker  # type: ignore[import-not-found]
-
-        worker = ParseWorker(self.limits)  # type: ignore[attr-defined]
-        try:
-            worker.start()
-            yield worker
-        finally:
-            worker.close()
+        candidates = [Candidate(f.path, f.source, True) for f in files]
+        return self.run_candidates(candidates, on_file, stop)
 
 
 class JobManager:
