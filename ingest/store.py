@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +93,24 @@ def build_filter(filters: dict[str, FilterValue] | None) -> models.Filter | None
         match = models.MatchAny(any=values) if isinstance(value, list) else models.MatchValue(value=value)
         conditions.append(models.FieldCondition(key=key, match=match))
     return models.Filter(must=conditions)
+
+
+def stale_filter(source: str, keep_doc_id: str) -> models.Filter:
+    """The source's points of any other version than `keep_doc_id`."""
+    return models.Filter(
+        must=[models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source))],
+        must_not=[models.FieldCondition(key=P.DOC_ID, match=models.MatchValue(value=keep_doc_id))],
+    )
+
+
+def summarize_sources(payloads: Iterable[dict]) -> dict[str, dict]:
+    """Every source with its doc_id(s), chunk count and content hash, from the points' payloads."""
+    out: dict[str, dict] = {}
+    for p in payloads:
+        entry = out.setdefault(p[P.SOURCE], {"doc_ids": set(), "chunks": 0, "doc_hash": p.get(P.DOC_HASH)})
+        entry["doc_ids"].add(p[P.DOC_ID])
+        entry["chunks"] += 1
+    return out
 
 
 def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> None:
@@ -285,11 +303,7 @@ class QdrantStore:
 
     def delete_stale(self, source: str, keep_doc_id: str) -> int:
         """Delete the source's points that belong to any other doc_id than `keep_doc_id`."""
-        flt = models.Filter(
-            must=[models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source))],
-            must_not=[models.FieldCondition(key=P.DOC_ID, match=models.MatchValue(value=keep_doc_id))],
-        )
-        return self._delete(flt)
+        return self._delete(stale_filter(source, keep_doc_id))
 
     def delete_source(self, source: str) -> int:
         return self._delete(build_filter({P.SOURCE: source}))  # type: ignore[arg-type]
@@ -302,13 +316,7 @@ class QdrantStore:
 
     def sources(self) -> dict[str, dict]:
         """Every source with its doc_id(s), chunk count and content hash."""
-        out: dict[str, dict] = {}
-        for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]):
-            p = rec.payload
-            entry = out.setdefault(p[P.SOURCE], {"doc_ids": set(), "chunks": 0, "doc_hash": p.get(P.DOC_HASH)})
-            entry["doc_ids"].add(p[P.DOC_ID])
-            entry["chunks"] += 1
-        return out
+        return summarize_sources(rec.payload or {} for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]))
 
     # -- search ----------------------------------------------------------------------------------
     def search_dense(self, vector: Sequence[float], top_k: int,

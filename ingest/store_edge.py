@@ -37,6 +37,8 @@ from ingest.store import (
     StoreOptions,
     build_filter,
     check_built_by,
+    stale_filter,
+    summarize_sources,
 )
 from ingest.store_edge_convert import edge_point, to_edge_filter
 
@@ -233,11 +235,7 @@ class EdgeStore:
 
     def delete_stale(self, source: str, keep_doc_id: str) -> int:
         """Delete the source's points that belong to any other doc_id than `keep_doc_id`."""
-        flt = models.Filter(
-            must=[models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source))],
-            must_not=[models.FieldCondition(key=P.DOC_ID, match=models.MatchValue(value=keep_doc_id))],
-        )
-        return self._delete(flt)
+        return self._delete(stale_filter(source, keep_doc_id))
 
     def delete_source(self, source: str) -> int:
         return self._delete(build_filter({P.SOURCE: source}))  # type: ignore[arg-type]
@@ -250,13 +248,7 @@ class EdgeStore:
 
     def sources(self) -> dict[str, dict]:
         """Every source with its doc_id(s), chunk count and content hash."""
-        out: dict[str, dict] = {}
-        for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]):
-            p = rec.payload or {}
-            entry = out.setdefault(p[P.SOURCE], {"doc_ids": set(), "chunks": 0, "doc_hash": p.get(P.DOC_HASH)})
-            entry["doc_ids"].add(p[P.DOC_ID])
-            entry["chunks"] += 1
-        return out
+        return summarize_sources(rec.payload or {} for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]))
 
     # -- search ----------------------------------------------------------------------------------
     def _params(self) -> qe.SearchParams:

@@ -8,6 +8,7 @@ from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.embed_use import MODEL_NAME as USE_MODEL
 from ingest.embed_use import USEEmbedder
+from ingest.limits import Limits
 from ingest.model_files import resolve_model_dir
 from ingest.sparse import GermanAnalyzer, SparseEncoder
 from ingest.store import QdrantStore, StoreOptions
@@ -54,10 +55,19 @@ def build_store(settings: Settings) -> QdrantStore:
         shard_number=settings.shard_number,
         replication_factor=settings.replication_factor,
         write_consistency_factor=settings.write_consistency_factor,
+        retries=settings.store_retries,
+        retry_backoff_s=settings.store_retry_backoff,
     )
     if settings.qdrant_engine == "edge" and not settings.qdrant_url:
         return EdgeStore(options)  # type: ignore[return-value]  # same interface (ingest.schema.VectorStore)
     return QdrantStore(options)
+
+
+def build_limits(settings: Settings) -> Limits:
+    """Per-file ingest limits."""
+    return Limits(max_file_bytes=settings.max_file_bytes, max_pages=settings.max_pages,
+                  max_unzipped_bytes=settings.max_unzipped_bytes, max_text_chars=settings.max_text_chars,
+                  parse_timeout_s=settings.parse_timeout)
 
 
 def build_chunker(settings: Settings, embedder: HFEmbedder) -> TokenChunker:

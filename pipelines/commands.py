@@ -11,6 +11,7 @@ from ingest.schema import FILTER_FIELDS, StoreError
 from pipelines.build import (
     build_chunker,
     build_embedder,
+    build_limits,
     build_retriever,
     build_sparse_encoder,
     build_store,
@@ -18,7 +19,7 @@ from pipelines.build import (
 )
 from pipelines.config import ConfigError, Settings
 from pipelines.discover import parse_shard, source_name
-from pipelines.ingest_run import IngestRunner, limits_from, with_retries
+from pipelines.ingest_run import IngestRunner
 from pipelines.report import IngestReport
 from pipelines.verify import format_verify, verify_collection
 from retrieval.schema import Passage, RetrievalError
@@ -43,11 +44,11 @@ def _out(args: argparse.Namespace, data: dict, text: str) -> None:
 def ingest_paths(settings: Settings, paths: list, progress: bool = True,
                  shard: tuple[int, int] | None = None) -> IngestReport:
     embedder = build_embedder(settings)
-    store = with_retries(build_store(settings), settings)
+    store = build_store(settings)
     try:
         runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
                               model_identity(settings.embed_model), build_sparse_encoder(settings), progress,
-                              limits_from(settings), shard)
+                              build_limits(settings), shard)
         return runner.run(paths)
     finally:
         store.close()
@@ -176,7 +177,7 @@ def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
 def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
     embedder = build_embedder(settings)
-    store = with_retries(build_store(settings), settings)
+    store = build_store(settings)
     try:
         embedder.load()
         runner = IngestRunner(embedder, build_chunker(settings, embedder), store,

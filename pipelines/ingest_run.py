@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -151,21 +151,6 @@ class IngestRunner:
             deleted = self.store.delete_stale(doc.source, doc_id)  # only after the new version is in
         return FileResult(doc.source, "ingested", chunks=len(chunks), points_written=written,
                           points_deleted=deleted)
-
-
-def limits_from(settings) -> Limits:
-    """The per-file limits of a Settings object (pipelines.config)."""
-    return Limits(max_file_bytes=settings.max_file_bytes, max_pages=settings.max_pages,
-                  max_unzipped_bytes=settings.max_unzipped_bytes, max_text_chars=settings.max_text_chars,
-                  parse_timeout_s=settings.parse_timeout)
-
-
-def with_retries(store, settings):
-    """The store with the retry settings applied (build.py predates them; a server store only)."""
-    if not isinstance(store, QdrantStore):
-        return store
-    return QdrantStore(replace(store.options, retries=settings.store_retries,
-                               retry_backoff_s=settings.store_retry_backoff))
 
 
 def sha256_file(path: Path, source: str) -> str:
