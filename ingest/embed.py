@@ -96,35 +96,52 @@ class HFEmbedder:
         self._device = torch.device("cpu")
         self._dimension = 0
         self._max_tokens = 0
+        self._directory: Path | None = None
         self.seconds_in_model = 0.0
 
     # -- loading -------------------------------------------------------------------------------
-    def load(self) -> None:
-        """Find the model (directory, cache or hub) and read weights; idempotent."""
-        if self._backend is not None:
+    def prepare(self) -> None:
+        """Find the model (directory, cache or hub) and read its tokenizer and config, not its weights.
+
+        Enough to tokenize, chunk and know the dimension: a re-ingest of unchanged files never
+        pays for reading weights. Idempotent; a missing model raises ModelUnavailableError here.
+        """
+        if self._spec is not None:
             return
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a per-load weight bar is noise in CLI output
-
         directory = resolve_model_dir(self.options.model, self.options.cache_dir, self.options.offline)
         spec = read_model_spec(directory)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_dir))
-            model = AutoModel.from_pretrained(str(spec.transformer_dir))
+            config = AutoConfig.from_pretrained(str(spec.transformer_dir))
         except (OSError, ValueError) as exc:
             raise ModelUnavailableError(f"cannot load model from {spec.transformer_dir}: {exc}") from exc
         if not getattr(tokenizer, "is_fast", False):
             raise ModelUnavailableError(f"model {directory} has no fast tokenizer (tokenizer.json needed)")
+        self._max_tokens = self._limit(spec, tokenizer, config)
+        self._dimension = int(config.hidden_size)
+        self._tokenizer, self._spec, self._directory = tokenizer, spec, directory
+
+    def load(self) -> None:
+        """`prepare`, then read the weights and build the backend; idempotent."""
+        if self._backend is not None:
+            return
+        self.prepare()
+        from transformers import AutoModel
+
+        assert self._spec is not None
+        try:
+            model = AutoModel.from_pretrained(str(self._spec.transformer_dir))
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(f"cannot load model from {self._spec.transformer_dir}: {exc}") from exc
         threads = self.options.threads or os.cpu_count() or 1
         torch.set_num_threads(threads)
         self._device = pick_device(self.options.device)
-        self._backend = build_backend(self._backend_request(spec, tokenizer, threads), model.eval())
-        self._tokenizer, self._spec = tokenizer, spec
-        self._max_tokens = self._limit(spec, tokenizer, model.config)
-        self._dimension = int(model.config.hidden_size)
-        log.info("embedding model loaded", extra={"model": str(directory), "device": str(self._device),
+        self._backend = build_backend(self._backend_request(self._spec, self._tokenizer, threads), model.eval())
+        log.info("embedding model loaded", extra={"model": str(self._directory), "device": str(self._device),
                                                    "backend": self._backend.name})
 
     def _backend_request(self, spec: ModelSpec, tokenizer, threads: int) -> BackendRequest:
@@ -156,17 +173,17 @@ class HFEmbedder:
 
     @property
     def dimension(self) -> int:
-        self.load()
+        self.prepare()
         return self._dimension
 
     @property
     def max_tokens(self) -> int:
-        self.load()
+        self.prepare()
         return self._max_tokens
 
     @property
     def spec(self) -> ModelSpec:
-        self.load()
+        self.prepare()
         assert self._spec is not None
         return self._spec
 
@@ -175,7 +192,7 @@ class HFEmbedder:
         return self.spec.prompts.get(kind, "")
 
     def _encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        self.load()
+        self.prepare()
         if self.spec.do_lower_case:
             texts = [t.lower() for t in texts]
         return self._tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
@@ -190,7 +207,7 @@ class HFEmbedder:
         return [len(ids) for ids in self._encode_ids([prompt + t for t in texts])]
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        self.load()
+        self.prepare()
         enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [tuple(o) for o in enc["offset_mapping"]]
 
@@ -232,6 +249,7 @@ class HFEmbedder:
     def _embed_ids(self, ids: list[list[int]]) -> list[list[float]]:
         if not ids:
             return []
+        self.load()
         batches = token_budget_batches(
             [len(r) for r in ids], self.options.max_batch_tokens, self.options.max_batch_size
         )

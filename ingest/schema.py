@@ -164,13 +164,17 @@ class Tokenizer(Protocol):
 
 @runtime_checkable
 class Embedder(Tokenizer, Protocol):
-    """A dense text embedder. One model per instance; `load()` is where weights are read."""
+    """A dense text embedder. One model per instance; `load()` is where weights are read.
+
+    `prepare()` finds the model and reads what tokenizing needs (it may load everything)."""
 
     @property
     def model_name(self) -> str: ...
 
     @property
     def dimension(self) -> int: ...
+
+    def prepare(self) -> None: ...
 
     def load(self) -> None: ...
 
@@ -208,6 +212,10 @@ class VectorStore(Protocol):
 
     def doc_state(self, source: str) -> object:
         """A DocState (ingest.store): points present and expected per doc_id of one source."""
+        ...
+
+    def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
+        """Dense vectors already stored for this source's chunks, by chunk content hash."""
         ...
 
     def upsert_chunks(self, chunks: Sequence[Chunk], dense: Sequence[Sequence[float]],

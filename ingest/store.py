@@ -113,6 +113,24 @@ def summarize_sources(payloads: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
+def vectors_by_hash(records: Iterable[models.Record]) -> dict[str, list[float]]:
+    """content hash -> dense vector from scrolled records (the first one wins: equal texts, equal vectors)."""
+    found: dict[str, list[float]] = {}
+    for rec in records:
+        vec = rec.vector.get(DENSE) if isinstance(rec.vector, dict) else rec.vector
+        key = (rec.payload or {}).get(P.CONTENT_HASH)
+        if key and vec is not None and key not in found:
+            found[key] = list(vec)
+    return found
+
+
+def reuse_filter(source: str, content_hashes: Sequence[str]) -> models.Filter:
+    return models.Filter(must=[
+        models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source)),
+        models.FieldCondition(key=P.CONTENT_HASH, match=models.MatchAny(any=list(content_hashes))),
+    ])
+
+
 def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> None:
     """A collection's recorded model and vector size must be the configured ones (every engine)."""
     built_model, built_dim = meta.get("embed_model"), meta.get("dimension")
@@ -267,6 +285,12 @@ class QdrantStore:
             present[doc_id] = present.get(doc_id, 0) + 1
             expected[doc_id] = int(rec.payload.get(P.CHUNK_COUNT, -1))
         return DocState(present, expected)
+
+    def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
+        """Dense vectors this source already has, by chunk content hash: a changed file re-embeds only new text."""
+        if not content_hashes:
+            return {}
+        return vectors_by_hash(self._scroll(reuse_filter(source, content_hashes), [P.CONTENT_HASH], [DENSE]))
 
     def upsert_chunks(
         self,

@@ -37,8 +37,10 @@ from ingest.store import (
     StoreOptions,
     build_filter,
     check_built_by,
+    reuse_filter,
     stale_filter,
     summarize_sources,
+    vectors_by_hash,
 )
 from ingest.store_edge_convert import edge_point, to_edge_filter
 
@@ -205,6 +207,12 @@ class EdgeStore:
             present[doc_id] = present.get(doc_id, 0) + 1
             expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
         return DocState(present, expected)
+
+    def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
+        """Dense vectors this source already has, by chunk content hash: a changed file re-embeds only new text."""
+        if not content_hashes:
+            return {}
+        return vectors_by_hash(self._scroll(reuse_filter(source, content_hashes), [P.CONTENT_HASH], [DENSE]))
 
     def upsert_chunks(
         self,

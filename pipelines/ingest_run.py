@@ -1,4 +1,10 @@
-"""An ingest run: discover -> parse -> chunk -> embed -> write, one file at a time, never all-or-nothing.
+"""An ingest run: discover -> triage -> parse -> chunk -> embed -> write, never all-or-nothing.
+
+Triage hashes each file's bytes and asks the store whether that exact version is already complete:
+unchanged files cost a hash and a lookup, no parsing, no model weights. The rest flow through a
+pipeline (pipelines/ingest_stages.py): a worker process parses ahead while the model embeds chunks of
+several files in one batch, and a writer thread stores finished files behind it. A changed file
+re-embeds only chunks whose text is new; the others keep their stored vectors.
 
 A file that fails is reported with its reason and the run goes on. Per file, new points are written
 before the stale points of an older version are deleted, so a crash leaves either the old or the new
@@ -15,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +30,16 @@ from ingest.chunk import TokenChunker
 from ingest.embed import HFEmbedder
 from ingest.limits import Limits, check_name, file_stamp, printable
 from ingest.parse_worker import ParseWorker
-from ingest.schema import Document, IngestError, ModelUnavailableError, ParseError, make_doc_id
+from ingest.schema import Chunk, Document, IngestError, ModelUnavailableError, ParseError, make_doc_id
 from ingest.sparse import SparseEncoder
 from ingest.store import QdrantStore, StoreUnavailableError
 from pipelines.discover import Candidate, discover, in_shard, is_supported
+from pipelines.ingest_stages import ParseAhead, Pending, Ready, StageClock, Writer
 from pipelines.report import FileResult, IngestReport
 
 log = logging.getLogger(__name__)
 CHUNKER_VERSION = "chunker-v1"
+_STOPPED = "not ingested, the run was stopped (service shut down)"
 
 
 @dataclass
@@ -45,6 +52,8 @@ class IngestRunner:
     progress: bool = True
     limits: Limits = field(default_factory=Limits)
     shard: tuple[int, int] | None = None  # (index, count): this run takes the files whose path hashes to index
+    batch_tokens: int = 32_768  # chunks of several files are embedded together up to this many tokens
+    parse_ahead: int = 16  # files parsed ahead of the model at most (bounded: memory stays flat)
 
     @property
     def fingerprint(self) -> str:
@@ -68,39 +77,61 @@ class IngestRunner:
         started = time.perf_counter()
         report = IngestReport(collection=self.store.options.collection)
         report.files.extend(FileResult(p, "failed", error=f"{p}: {why}") for p, why in missing)
-        worker = ParseWorker(self.limits)  # started on the first file that needs parsing (none if unchanged)
+        clock = StageClock(report)
+        bar = tqdm(total=len(candidates), desc="ingest", unit="file", disable=not self.progress or None,
+                   leave=False)
+        lock = threading.Lock()
+
+        def emit(result: FileResult) -> None:
+            with lock:
+                report.files.append(result)
+                bar.update(1)
+                bar.set_postfix(chunks=report.chunks, refresh=False)
+            if on_file:
+                on_file(result)
+
         try:
-            self.embedder.load()  # fail before any file if the model is missing
+            self.embedder.prepare()  # fail before any file if the model is missing (weights wait)
             self.store.ensure_collection(self.model_id, self.embedder.dimension)
-            self._loop(candidates, worker, report, on_file, stop)
+            pending = self._triage(candidates, clock, emit, stop)
+            if pending:
+                self._ingest(pending, clock, emit, stop)
         finally:
-            worker.close()
+            bar.close()
         report.total_seconds = time.perf_counter() - started
         if not report.balanced:
             raise IngestError(f"ingest report does not balance: {report.summary()}")
         return report
 
-    def _loop(self, candidates: list[Candidate], worker: ParseWorker, report: IngestReport,
-              on_file: Callable[[FileResult], None] | None, stop: threading.Event | None = None) -> None:
+    # -- triage: what needs work, without parsing or the model ---------------------------------
+    def _triage(self, candidates: list[Candidate], clock: StageClock, emit: Callable[[FileResult], None],
+                stop: threading.Event | None) -> list[Pending]:
+        """Report unsupported, unreadable and unchanged files now; return the files to (re-)ingest."""
+        pending: list[Pending] = []
         outage: str | None = None
-        bar = tqdm(candidates, desc="ingest", unit="file", disable=not self.progress or None, leave=False)
-        for cand in bar:
+        for cand in candidates:
             if stop is not None and stop.is_set():  # shutting down: a file not begun is reported, not begun
-                result = FileResult(cand.source, "failed", error=f"{cand.source}: not ingested, the run was "
-                                    "stopped (service shut down)")
-            elif outage:  # the store is gone: say so per file instead of waiting out every retry again
-                result = FileResult(cand.source, "failed", error=f"{cand.source}: not attempted: {outage}")
+                emit(FileResult(cand.source, "failed", error=f"{cand.source}: {_STOPPED}"))
+                continue
+            if outage:  # the store is gone: say so per file instead of waiting out every retry again
+                emit(FileResult(cand.source, "failed", error=f"{cand.source}: not attempted: {outage}"))
+                continue
+            try:
+                result = self._triage_one(cand, clock)
+            except StoreUnavailableError as exc:
+                outage = str(exc)
+                result = FileResult(cand.source, "failed", error=f"{cand.source}: {exc}")
+            if isinstance(result, Pending):
+                pending.append(result)
             else:
-                try:
-                    result = self._one(cand, worker, report)
-                except StoreUnavailableError as exc:
-                    outage = str(exc)
-                    result = FileResult(cand.source, "failed", error=f"{cand.source}: {exc}")
-            report.files.append(result)
-            if on_file:
-                on_file(result)
+                emit(result)
+        if outage:
+            for item in pending:
+                emit(FileResult(item.cand.source, "failed", error=f"{item.cand.source}: not attempted: {outage}"))
+            return []
+        return pending
 
-    def _one(self, cand: Candidate, worker: ParseWorker, report: IngestReport) -> FileResult:
+    def _triage_one(self, cand: Candidate, clock: StageClock) -> FileResult | Pending:
         if not is_supported(cand):
             status = "failed" if cand.explicit else "skipped"
             return FileResult(cand.source, status, error=f"{cand.source}: unsupported file type "
@@ -110,47 +141,115 @@ class IngestRunner:
         except ParseError as exc:  # the report must stay printable: show the name escaped
             return FileResult(printable(cand.source), "failed", error=str(exc))
         try:
-            with _timed(report, "parse"):
+            with clock.timed("parse"):
                 stamp = file_stamp(cand.path, cand.source)
                 file_hash = sha256_file(cand.path, cand.source)
-            # The id comes from the file's bytes, not its parsed text: an unchanged file is recognised
-            # without parsing it (parsing is most of a re-ingest, and unstructured's PDF output is
-            # not always the same twice).
-            doc_id = make_doc_id(cand.source, file_hash, self.fingerprint)
-            with _timed(report, "store"):
-                state = self.store.doc_state(cand.source)
-            if state.complete(doc_id):
-                with _timed(report, "store"):
-                    deleted = self.store.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
-                return FileResult(cand.source, "unchanged", points_deleted=deleted)
-            with _timed(report, "parse"):
-                doc = worker.parse(cand.path, cand.source)
-                if file_stamp(cand.path, cand.source) != stamp:  # the text may not match file_hash
-                    raise ParseError(f"{cand.source}: file changed while it was being ingested; run again")
-            return self._store_document(doc, doc_id, file_hash, report)
-        except (ModelUnavailableError, StoreUnavailableError):
-            raise
         except IngestError as exc:
-            log.warning("file failed", extra={"source": cand.source, "error": str(exc)})
             return FileResult(cand.source, "failed", error=str(exc))
-        except Exception as exc:  # a bug must not end the run for the other files
-            log.exception("file failed unexpectedly", extra={"source": cand.source})
-            return FileResult(cand.source, "failed", error=f"{cand.source}: {type(exc).__name__}: {exc}")
+        # The id comes from the file's bytes, not its parsed text: an unchanged file is recognised
+        # without parsing it (parsing is most of a re-ingest, and unstructured's PDF output is
+        # not always the same twice).
+        doc_id = make_doc_id(cand.source, file_hash, self.fingerprint)
+        with clock.timed("store"):
+            state = self.store.doc_state(cand.source)
+            if state.complete(doc_id):
+                deleted = self.store.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
+                return FileResult(cand.source, "unchanged", points_deleted=deleted)
+        return Pending(cand, doc_id, file_hash, stamp, had_version=bool(state.present))
 
-    def _store_document(self, doc: Document, doc_id: str, file_hash: str, report: IngestReport) -> FileResult:
-        with _timed(report, "chunk"):
-            chunks = self.chunker.chunk(doc, doc_id)
-        if not chunks:
-            raise IngestError(f"{doc.source}: no chunks made from {len(doc.text)} characters")
-        with _timed(report, "embed"):
-            vectors = self.embedder.embed_documents([c.text for c in chunks])
-            texts = [c.text for c in chunks]
-            sparse = self.sparse.encode_documents(texts) if self.sparse else None
-        with _timed(report, "store"):
-            written = self.store.upsert_chunks(chunks, vectors, sparse, doc_hash=file_hash)
-            deleted = self.store.delete_stale(doc.source, doc_id)  # only after the new version is in
-        return FileResult(doc.source, "ingested", chunks=len(chunks), points_written=written,
-                          points_deleted=deleted)
+    # -- the pipeline: parse ahead -> chunk + embed (batched across files) -> write behind ---------
+    def _ingest(self, pending: list[Pending], clock: StageClock, emit: Callable[[FileResult], None],
+                stop: threading.Event | None) -> None:
+        store_lock = threading.Lock()  # the embedded engines are not thread-safe: one store call at a time
+        writer = Writer(self.store, store_lock, clock, emit)
+
+        def cancelled() -> str | None:
+            if stop is not None and stop.is_set():
+                return _STOPPED
+            return f"not attempted: {writer.outage}" if writer.outage else None
+
+        worker = ParseWorker(self.limits)
+        parse = ParseAhead(worker, pending, clock, self.parse_ahead, cancelled)  # starts the worker at once
+        try:
+            self.embedder.load()  # weights load while the parse worker starts and parses ahead
+            batch: list[tuple[Pending, list[Chunk]] | FileResult] = []
+            tokens = 0
+            for item, value in parse:
+                why = value if isinstance(value, str) else cancelled()
+                if why is not None:
+                    batch.append(FileResult(item.cand.source, "failed", error=f"{item.cand.source}: {why}"))
+                elif isinstance(value, FileResult):
+                    batch.append(value)
+                else:
+                    entry = self._chunk(item, value, clock)
+                    batch.append(entry)
+                    tokens += 0 if isinstance(entry, FileResult) else sum(c.token_count for c in entry[1])
+                # Embed when the batch is big enough, or now if the parser has nothing ready (never idle).
+                if tokens >= self.batch_tokens or not parse.has_ready():
+                    writer.put(self._embed(batch, clock, store_lock))
+                    batch, tokens = [], 0
+            if batch:
+                writer.put(self._embed(batch, clock, store_lock))
+        finally:
+            parse.close()
+            worker.close()
+            writer.finish()
+
+    def _chunk(self, item: Pending, doc: Document, clock: StageClock) -> tuple[Pending, list[Chunk]] | FileResult:
+        source = item.cand.source
+        try:
+            with clock.timed("chunk"):
+                chunks = self.chunker.chunk(doc, item.doc_id)
+            if not chunks:
+                raise IngestError(f"{source}: no chunks made from {len(doc.text)} characters")
+            return item, chunks
+        except IngestError as exc:
+            log.warning("file failed", extra={"source": source, "error": str(exc)})
+            return FileResult(source, "failed", error=str(exc))
+        except Exception as exc:  # a bug must not end the run for the other files
+            log.exception("file failed unexpectedly", extra={"source": source})
+            return FileResult(source, "failed", error=f"{source}: {type(exc).__name__}: {exc}")
+
+    def _embed(self, batch: list, clock: StageClock, store_lock: threading.Lock) -> list[Ready | FileResult]:
+        """Vectors for every chunk of the batch: reused from the store where the text is unchanged,
+        otherwise from one model call over all files (similar lengths batch together, less padding)."""
+        files = [e for e in batch if not isinstance(e, FileResult)]
+        known: dict[str, list[float]] = {}
+        for item, chunks in files:
+            if item.had_version:  # a changed file: its unchanged chunks keep their vectors
+                try:
+                    with clock.timed("store"), store_lock:
+                        known.update(self.store.stored_vectors(item.cand.source, [c.content_hash for c in chunks]))
+                except StoreUnavailableError:
+                    pass  # the writer meets the outage and reports it
+        new: dict[str, str] = {}  # content hash -> text, each distinct new text embedded once
+        for _, chunks in files:
+            for c in chunks:
+                if c.content_hash not in known:
+                    new.setdefault(c.content_hash, c.text)
+        try:
+            with clock.timed("embed"):
+                vectors = dict(zip(new, self.embedder.embed_documents(list(new.values())), strict=True))
+                vectors.update(known)
+                out: list[Ready | FileResult] = []
+                for entry in batch:
+                    if isinstance(entry, FileResult):
+                        out.append(entry)
+                        continue
+                    item, chunks = entry
+                    texts = [c.text for c in chunks]
+                    out.append(Ready(item, chunks, [vectors[c.content_hash] for c in chunks],
+                                     self.sparse.encode_documents(texts) if self.sparse else None,
+                                     reused=sum(1 for c in chunks if c.content_hash in known)))
+                return out
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:  # the batch's files fail; the run goes on with the next ones
+            log.exception("embedding failed", extra={"files": len(files)})
+            why = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
+            return [e if isinstance(e, FileResult) else
+                    FileResult(e[0].cand.source, "failed", error=f"{e[0].cand.source}: embedding failed: {why}")
+                    for e in batch]
 
 
 def sha256_file(path: Path, source: str) -> str:
@@ -163,12 +262,3 @@ def sha256_file(path: Path, source: str) -> str:
     except OSError as exc:
         raise ParseError(f"{source}: cannot read file: {exc.strerror or exc}") from exc
     return digest.hexdigest()
-
-
-@contextmanager
-def _timed(report: IngestReport, stage: str):
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        report.stage_seconds[stage] += time.perf_counter() - started

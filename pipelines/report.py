@@ -14,6 +14,7 @@ class FileResult:
     chunks: int = 0
     points_written: int = 0
     points_deleted: int = 0
+    chunks_reused: int = 0  # chunks whose vectors came from the store (unchanged text), not the model
     error: str | None = None
 
 
@@ -51,6 +52,7 @@ class IngestReport:
             "chunks": self.chunks,
             "points_written": self.points_written,
             "points_deleted": sum(f.points_deleted for f in self.files),
+            "chunks_reused": sum(f.chunks_reused for f in self.files),
             "balanced": self.balanced,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "total_seconds": round(self.total_seconds, 3),

@@ -101,7 +101,11 @@ def test_slow_server_fails_clearly_and_reports_only_what_was_written(server, cor
     proxy.slow(0)
     time.sleep(1.6)  # let the delayed requests drain
     again = make_runner(tiny_embedder, proxy.url).run([corpus])
-    assert [f.status for f in again.files] == ["unchanged", "ingested", "ingested", "ingested"]
+    statuses = [f.status for f in again.files]
+    # The timed-out upsert of the second file may still have reached the server whole (a delayed
+    # request is processed late): then it is complete and unchanged now; either way never doubled.
+    assert statuses[0] == "unchanged" and statuses[1] in ("unchanged", "ingested")
+    assert statuses[2:] == ["ingested", "ingested"]
     keys = Counter((p["doc_id"], p["chunk_index"]) for p in stored(standin).values())
     assert max(keys.values()) == 1
 

@@ -184,34 +184,38 @@ def test_files_that_vanish_or_change_during_the_run(tmp_path, tiny_embedder, mon
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    for name in ("a.txt", "b.txt", "c.txt"):
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt"):
         (docs / name).write_text(f"{name}: {bf.GERMAN}", encoding="utf-8")
     store = QdrantStore(StoreOptions(collection="t", path=str(tmp_path / "q")))
     runner = IngestRunner(tiny_embedder, TokenChunker(tiny_embedder), store, "tiny", progress=False,
                           limits=Limits(parse_timeout_s=0))  # in process, so the hook below sees the parse
     real_hash = ir.sha256_file
 
-    def hash_then_edit(path, source):  # c.txt is rewritten between hashing and parsing
+    def hash_then_edit(path, source):
+        if path.name == "a.txt":  # b.txt is deleted after discovery, before its turn
+            (docs / "b.txt").unlink()
         digest = real_hash(path, source)
-        if path.name == "c.txt":
+        if path.name == "c.txt":  # c.txt is rewritten between hashing and parsing
             path.write_text("Ganz neuer Inhalt, länger als vorher. " * 3, encoding="utf-8")
+        if path.name == "d.txt":  # d.txt is deleted between hashing and parsing
+            path.unlink()
         return digest
 
     monkeypatch.setattr(ir, "sha256_file", hash_then_edit)
-
-    def vanish(result) -> None:  # b.txt is deleted after discovery, before its turn
-        if result.source.endswith("a.txt"):
-            (docs / "b.txt").unlink()
     try:
-        report = runner.run([docs], on_file=vanish)
-        a, b, c = report.files
+        report = runner.run([docs])
+        files = {Path(f.source).name: f for f in report.files}
+        a, b, c, d = (files[n] for n in ("a.txt", "b.txt", "c.txt", "d.txt"))
         assert a.status == "ingested"
         assert b.status == "failed" and re.search(r"b\.txt: cannot read file: No such file", b.error)
         assert c.status == "failed" and "changed while it was being ingested; run again" in c.error
-        assert store.count({"source": b.source}) == 0 and store.count({"source": c.source}) == 0
+        assert d.status == "failed" and "d.txt" in d.error and "No such file" in d.error
+        for gone in (b, c, d):
+            assert store.count({"source": gone.source}) == 0
         monkeypatch.setattr(ir, "sha256_file", real_hash)
         again = runner.run([docs])
-        assert [f.status for f in again.files] == ["unchanged", "ingested"]  # the next run takes it
+        assert sorted((Path(f.source).name, f.status) for f in again.files) == [
+            ("a.txt", "unchanged"), ("c.txt", "ingested")]  # the next run takes it
     finally:
         store.close()
 

@@ -1,0 +1,180 @@
+"""The threads of an ingest run: parsing ahead of the model, and writing behind it.
+
+    parse-ahead thread --(bounded queue)--> caller: chunk + embed --(bounded queue)--> writer thread
+
+The parse worker is another process, so parsing the next files runs while the model embeds; the
+writer sends finished files to Qdrant while the model embeds the next batch. Both queues are bounded,
+so a corpus of any size holds only a few files in memory. Every queued item ends as exactly one
+FileResult, in the order the files were handed in, so the report balances whatever fails.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ingest.limits import file_stamp
+from ingest.parse_worker import ParseWorker
+from ingest.schema import Chunk, Document, IngestError, ParseError
+from ingest.store import StoreUnavailableError
+from pipelines.discover import Candidate
+from pipelines.report import FileResult, IngestReport
+
+_END = object()
+
+
+@dataclass
+class Pending:
+    """A file that must be (re-)ingested, as triage found it."""
+
+    cand: Candidate
+    doc_id: str
+    file_hash: str
+    stamp: tuple
+    had_version: bool  # the store holds another version of this source: vectors may be reused, stale deleted
+
+
+@dataclass
+class Ready:
+    """A file with its chunks and vectors, ready to write."""
+
+    pending: Pending
+    chunks: list[Chunk]
+    dense: list[list[float]]
+    sparse: list[tuple[list[int], list[float]]] | None
+    reused: int = 0
+
+
+@dataclass
+class StageClock:
+    """Seconds per stage, summed across threads (stages overlap, so they add up to more than the wall)."""
+
+    report: IngestReport
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        import time
+
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.report.stage_seconds[stage] += time.perf_counter() - started
+
+
+class ParseAhead:
+    """Parses pending files in order on a thread, at most `depth` files ahead of the consumer."""
+
+    def __init__(self, worker: ParseWorker, items: Iterable[Pending], clock: StageClock, depth: int,
+                 cancelled: Callable[[], str | None]) -> None:
+        self._worker, self._items, self._clock, self._cancelled = worker, list(items), clock, cancelled
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="german-rag-parse-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if self._closed.is_set():
+                    return
+                why = self._cancelled()
+                self._put((item, why) if why else (item, self._parse(item)))
+        finally:
+            self._put(_END)
+
+    def _parse(self, item: Pending) -> Document | FileResult:
+        source = item.cand.source
+        try:
+            with self._clock.timed("parse"):
+                doc = self._worker.parse(item.cand.path, source)
+                if file_stamp(item.cand.path, source) != item.stamp:  # the text may not match file_hash
+                    raise ParseError(f"{source}: file changed while it was being ingested; run again")
+            return doc
+        except IngestError as exc:
+            return FileResult(source, "failed", error=str(exc))
+        except Exception as exc:  # a bug must not end the run for the other files
+            return FileResult(source, "failed", error=f"{source}: {type(exc).__name__}: {exc}")
+
+    def _put(self, value) -> None:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(value, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[tuple[Pending, Document | FileResult | str]]:
+        while True:
+            value = self._queue.get()
+            if value is _END:
+                return
+            yield value
+
+    def has_ready(self) -> bool:
+        return not self._queue.empty()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
+
+
+class Writer:
+    """Writes ready files on a thread, in order: new points first, then the old version's stale points.
+
+    A store that stays unreachable fails the file being written and every later one ("not attempted"),
+    so the report never counts a point that was not confirmed. `emit` is called from this thread only.
+    """
+
+    def __init__(self, store, store_lock: threading.Lock, clock: StageClock,
+                 emit: Callable[[FileResult], None], depth: int = 2) -> None:
+        self._store, self._lock, self._clock, self._emit = store, store_lock, clock, emit
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.outage: str | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="german-rag-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, item: list[Ready | FileResult]) -> None:
+        self._queue.put(item)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            for entry in item:
+                try:
+                    self._emit(entry if isinstance(entry, FileResult) else self._write(entry))
+                except BaseException as exc:
+                    self.error = self.error or exc
+
+    def _write(self, ready: Ready) -> FileResult:
+        source = ready.pending.cand.source
+        if self.outage:
+            return FileResult(source, "failed", error=f"{source}: not attempted: {self.outage}")
+        try:
+            with self._clock.timed("store"), self._lock:
+                written = self._store.upsert_chunks(ready.chunks, ready.dense, ready.sparse,
+                                                    doc_hash=ready.pending.file_hash)
+                deleted = (self._store.delete_stale(source, ready.pending.doc_id)  # only after the new version
+                           if ready.pending.had_version else 0)
+        except StoreUnavailableError as exc:
+            self.outage = str(exc)
+            return FileResult(source, "failed", error=f"{source}: {exc}")
+        except IngestError as exc:
+            return FileResult(source, "failed", error=str(exc))
+        return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,
+                          points_deleted=deleted, chunks_reused=ready.reused)
+
+    def finish(self) -> None:
+        """Wait for every queued file; re-raise what broke the thread (a bug, never a per-file error)."""
+        self._queue.put(_END)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error

@@ -1,0 +1,109 @@
+"""The ingest pipeline's economies: unchanged files cost no model, changed files re-embed only new text,
+small files share model batches, and none of it changes what is stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.chunk import ChunkOptions, TokenChunker
+from ingest.embed import EmbedderOptions, HFEmbedder
+from ingest.limits import Limits
+from ingest.store import QdrantStore, StoreOptions
+from pipelines.ingest_run import IngestRunner
+
+PARAGRAPH = ("§ {n} Geltungsbereich. Dieses Gesetz gilt für alle Arbeitnehmerinnen und Arbeitnehmer, "
+             "die in Betrieben der Bundesrepublik Deutschland beschäftigt sind, soweit nichts anderes "
+             "bestimmt ist. Die Arbeitszeit darf acht Stunden werktäglich nicht überschreiten.\n\n")
+
+
+class CountingEmbedder(HFEmbedder):
+    """The real embedder, counting what reaches the model."""
+
+    def __init__(self, options: EmbedderOptions) -> None:
+        super().__init__(options)
+        self.calls: list[int] = []
+
+    def embed_documents(self, texts, token_ids=None):
+        self.calls.append(len(texts))
+        return super().embed_documents(texts, token_ids)
+
+
+def make_runner(model_dir: Path, store_path: Path) -> tuple[IngestRunner, CountingEmbedder]:
+    emb = CountingEmbedder(EmbedderOptions(model=str(model_dir)))
+    store = QdrantStore(StoreOptions(collection="p", path=str(store_path)))
+    chunker = TokenChunker(emb, ChunkOptions(max_tokens=48, overlap_tokens=0))
+    runner = IngestRunner(emb, chunker, store, "tiny", progress=False, limits=Limits(parse_timeout_s=0))
+    return runner, emb
+
+
+def vectors_by_text(store: QdrantStore) -> dict[str, list[float]]:
+    """Unit vectors by chunk text (a reopened local store returns them normalised for cosine)."""
+    out = {}
+    for _, payload, vec in store.scan(["text"], vectors=True):
+        norm = sum(x * x for x in vec) ** 0.5
+        out[payload["text"]] = [x / norm for x in vec]
+    return out
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "gesetz.txt").write_text("".join(PARAGRAPH.format(n=n) for n in range(1, 9)), encoding="utf-8")
+    for i in range(6):
+        (docs / f"notiz_{i}.txt").write_text(f"Notiz {i}: Der Betriebsrat tagt am Montag um {i + 8} Uhr.",
+                                            encoding="utf-8")
+    return docs
+
+
+def test_unchanged_reingest_reads_no_weights_and_parses_nothing(tiny_model_dir, corpus, tmp_path):
+    runner, _ = make_runner(tiny_model_dir, tmp_path / "q")
+    first = runner.run([corpus])
+    runner.store.close()
+    again, emb = make_runner(tiny_model_dir, tmp_path / "q")
+    report = again.run([corpus])
+    again.store.close()
+    assert first.count("ingested") == 7 and report.count("unchanged") == 7
+    assert emb._backend is None and emb.calls == []  # the weights were never read
+    assert report.stage_seconds["embed"] == 0 and report.points_written == 0
+
+
+def test_changed_file_reembeds_only_its_new_chunks(tiny_model_dir, corpus, tmp_path):
+    runner, _ = make_runner(tiny_model_dir, tmp_path / "q")
+    first = runner.run([corpus])
+    before = vectors_by_text(runner.store)
+    runner.store.close()
+    law = corpus / "gesetz.txt"
+    law.write_text(law.read_text(encoding="utf-8") + "Nachtrag: Diese Fassung wurde geändert.\n", encoding="utf-8")
+    again, emb = make_runner(tiny_model_dir, tmp_path / "q")
+    report = again.run([corpus])
+    after = vectors_by_text(again.store)
+    count = again.store.count()
+    again.store.close()
+    (changed,) = [f for f in report.files if f.status == "ingested"]
+    assert changed.chunks > 2 and changed.chunks_reused == changed.chunks - 1  # only the last chunk is new
+    assert sum(emb.calls) == 1
+    others = sum(f.chunks for f in first.files if not f.source.endswith("gesetz.txt"))
+    assert count == others + changed.chunks  # the old version replaced, nothing doubled
+    for text, vec in after.items():
+        if text in before:
+            assert vec == pytest.approx(before[text], abs=1e-6), text  # reused, not recomputed
+
+
+def test_small_files_share_model_batches_and_vectors_do_not_depend_on_it(tiny_model_dir, corpus, tmp_path):
+    runner, emb = make_runner(tiny_model_dir, tmp_path / "q")
+    report = runner.run([corpus])
+    batched = vectors_by_text(runner.store)
+    runner.store.close()
+    assert len(emb.calls) < report.count("ingested")  # fewer model calls than files
+    single, emb1 = make_runner(tiny_model_dir, tmp_path / "q1")
+    single.batch_tokens = 1  # every file embedded on its own
+    single.run([corpus])
+    alone = vectors_by_text(single.store)
+    single.store.close()
+    assert len(emb1.calls) == report.count("ingested")
+    assert batched.keys() == alone.keys()
+    for text in batched:
+        assert batched[text] == pytest.approx(alone[text], abs=1e-5)
