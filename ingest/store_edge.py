@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _INDEX_KIND = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
 _SCROLL_PAGE = 1024
+_DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ class EdgeStore:
         if shard_dir.exists():  # a create that died before its metadata was written: nothing was stored
             shutil.rmtree(shard_dir)
         config = qe.EdgeConfig(
-            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
+            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine,
+                                                datatype=_DATATYPE[self.options.vector_datatype])},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         )
         self._shard = qe.EdgeShard.create(str(shard_dir), config)

@@ -57,6 +57,7 @@ def build_store(settings: Settings) -> QdrantStore:
         write_consistency_factor=settings.write_consistency_factor,
         retries=settings.store_retries,
         retry_backoff_s=settings.store_retry_backoff,
+        vector_datatype=settings.vector_datatype,
     )
     if settings.qdrant_engine == "edge" and not settings.qdrant_url:
         return EdgeStore(options)  # type: ignore[return-value]  # same interface (ingest.schema.VectorStore)

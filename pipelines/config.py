@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     qdrant_engine: Literal["local", "edge"] = Field(
         "local", description="embedded engine: local (qdrant-client local mode) or edge (qdrant-edge-py); "
         "a qdrant_url always means a server")
+    vector_datatype: Literal["float32", "float16"] = Field(
+        "float16", description="dense vector storage on a server or the edge engine (local mode: always float32); "
+        "fixed when a collection is created")
     # retrieval
     top_k: int = Field(5, ge=1, le=100)
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
