@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     write_consistency_factor: int | None = Field(None, ge=1, le=16)
     # store engine
     qdrant_engine: Literal["local", "edge"] = Field(
-        "local", description="embedded engine: local (qdrant-client local mode) or edge (qdrant-edge-py); "
+        "edge", description="embedded engine: local (qdrant-client local mode) or edge (qdrant-edge-py); "
         "a qdrant_url always means a server")
     vector_datatype: Literal["float32", "float16"] = Field(
         "float16", description="dense vector storage on a server or the edge engine (local mode: always float32); "

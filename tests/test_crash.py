@@ -20,10 +20,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 
+from ingest.schema import P
+from pipelines.build import build_store
 from pipelines.commands import ingest_paths
-from pipelines.config import load_settings
+from pipelines.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COLLECTION = "crash"
@@ -48,8 +49,19 @@ def write_corpus(folder: Path, version: int, files: int = 8, changed: int = 0) -
         (folder / f"regel_{i:02d}.md").write_text("\n\n".join(paras), encoding="utf-8")
 
 
+ENGINE = os.environ.get("GERMAN_RAG_QDRANT_ENGINE", "edge")  # set per test by the `engine` fixture
+
+
+@pytest.fixture(params=["edge", "local"])
+def engine(request, monkeypatch) -> str:
+    """Both embedded engines: edge (the default) and qdrant-client's local mode."""
+    monkeypatch.setattr(sys.modules[__name__], "ENGINE", request.param)
+    return request.param
+
+
 def env_for(model: Path, qdrant: Path) -> dict[str, str]:
-    return {**os.environ, "GERMAN_RAG_EMBED_MODEL": str(model), "GERMAN_RAG_QDRANT_PATH": str(qdrant),
+    return {**os.environ, "GERMAN_RAG_QDRANT_ENGINE": ENGINE,
+            "GERMAN_RAG_EMBED_MODEL": str(model), "GERMAN_RAG_QDRANT_PATH": str(qdrant),
             "GERMAN_RAG_COLLECTION": COLLECTION, "GERMAN_RAG_UPSERT_BATCH": "3", "GERMAN_RAG_CHUNK_TOKENS": "64",
             "GERMAN_RAG_CHUNK_OVERLAP": "8", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
@@ -66,18 +78,13 @@ def clean_ingest(model: Path, qdrant: Path, corpus: Path, monkeypatch) -> float:
 
 
 def snapshot(qdrant: Path) -> dict[str, dict]:
-    """point id -> payload without ingested_at."""
-    client = QdrantClient(path=str(qdrant))
+    """point id -> payload without ingested_at, read through the store adapter of the engine under test."""
+    fields = [v for k, v in vars(P).items() if k.isupper() and v != P.INGESTED_AT]
+    store = build_store(Settings(qdrant_path=str(qdrant), collection=COLLECTION, qdrant_engine=ENGINE))
     try:
-        out, offset = {}, None
-        while True:
-            points, offset = client.scroll(COLLECTION, limit=1000, offset=offset, with_payload=True)
-            for p in points:
-                out[str(p.id)] = {k: v for k, v in p.payload.items() if k != "ingested_at"}
-            if offset is None:
-                return out
+        return {pid: payload for pid, payload, _ in store.scan(fields)}
     finally:
-        client.close()
+        store.close()
 
 
 def killed_run(model: Path, qdrant: Path, corpus: Path, delay: float) -> int | None:
@@ -85,7 +92,8 @@ def killed_run(model: Path, qdrant: Path, corpus: Path, delay: float) -> int | N
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", str(corpus), "--json"],
                             env=env_for(model, qdrant), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    marker = qdrant / "collection" / COLLECTION
+    marker = (qdrant / "edge" / COLLECTION / "collection.json" if ENGINE == "edge"
+              else qdrant / "collection" / COLLECTION)
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -153,14 +161,14 @@ def _copy_corpus(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_sigkill_at_random_points_then_rerun_equals_clean_run(tmp_path, tiny_model_dir, monkeypatch):
+def test_sigkill_at_random_points_then_rerun_equals_clean_run(tmp_path, tiny_model_dir, monkeypatch, engine):
     """The default suite: one kill in a changed-file re-ingest (the case where data could be lost)."""
     stats = run_kill_points(tmp_path, tiny_model_dir, monkeypatch, points=1, seed=7, fresh=False)
     assert stats["kills"] + stats["finished_before_kill"] == 1
 
 
 @pytest.mark.slow
-def test_sigkill_at_many_points(tmp_path, tiny_model_dir, monkeypatch):
+def test_sigkill_at_many_points(tmp_path, tiny_model_dir, monkeypatch, engine):
     n = int(os.environ.get("GERMAN_RAG_KILL_POINTS", "12"))
     stats = run_kill_points(tmp_path, tiny_model_dir, monkeypatch, points=n, seed=11)
     print(f"kill points: {2 * n}, killed mid-run: {stats['kills']}, finished first: "

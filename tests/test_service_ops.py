@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from ingest.schema import TokenLimitError
-from ingest.store import QdrantStore, StoreOptions
+from pipelines.build import build_store
 from pipelines.cli import main
-from pipelines.config import ConfigError, load_settings
+from pipelines.config import ConfigError, Settings, load_settings
 from pipelines.service import check_bind
 from pipelines.service_core import QueryBatcher
 from tests.test_service import assert_error
@@ -41,7 +41,7 @@ def test_api_keys_separate_read_and_write(tiny_model_dir, tmp_path):
 
 
 def test_not_ready_when_the_collection_belongs_to_another_model(tiny_model_dir, tmp_path):
-    other = QdrantStore(StoreOptions(path=str(tmp_path / "q")))
+    other = build_store(Settings(qdrant_path=str(tmp_path / "q")))  # the default engine, as the service uses
     other.ensure_collection("some/other-model", 7)
     other.close()
     with live_server(service_settings(tiny_model_dir, tmp_path / "q")) as srv, srv.client() as c:

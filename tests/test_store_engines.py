@@ -328,8 +328,8 @@ def test_edge_needs_a_path():
 
 def test_build_store_picks_the_engine(tmp_path):
     base = {"qdrant_path": str(tmp_path / "q"), "embed_model": "m"}
-    assert isinstance(build_store(Settings(**base)), QdrantStore)  # local mode stays the default
-    assert isinstance(build_store(Settings(**base, qdrant_engine="edge")), EdgeStore)
+    assert isinstance(build_store(Settings(**base)), EdgeStore)  # Qdrant's engine in-process is the default
+    assert isinstance(build_store(Settings(**base, qdrant_engine="local")), QdrantStore)
     server = build_store(Settings(**base, qdrant_engine="edge", qdrant_url="http://127.0.0.1:6333"))
     assert isinstance(server, QdrantStore) and server.location == "http://127.0.0.1:6333"  # a URL means a server
     with pytest.raises(ValidationError, match="qdrant_engine"):

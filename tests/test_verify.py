@@ -35,6 +35,7 @@ def tamper(settings_env, fn) -> None:
 
 
 def test_verify_finds_every_kind_of_problem(settings_env, capsys, monkeypatch):
+    monkeypatch.setenv("GERMAN_RAG_QDRANT_ENGINE", "local")  # the damage below is done with qdrant-client directly
     monkeypatch.setenv("GERMAN_RAG_CHUNK_TOKENS", "24")  # several chunks per file
     monkeypatch.setenv("GERMAN_RAG_CHUNK_OVERLAP", "4")
     docs = corpus(settings_env)
