@@ -49,12 +49,18 @@ class SlicedEmbedder(Serialized):
 
     def embed_documents(self, texts: Sequence[str], token_ids: Sequence[Sequence[int]] | None = None
                         ) -> list[list[float]]:
-        out: list[list[float]] = []
-        for i in range(0, len(texts), EMBED_SLICE):
-            extra = {} if token_ids is None else {"token_ids": token_ids[i : i + EMBED_SLICE]}
+        # Slices of similar length (by characters): a slice pads to its longest text, so mixing a
+        # 20-token heading with 256-token chunks would waste most of the model's work.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[list[float] | None] = [None] * len(texts)
+        for start in range(0, len(order), EMBED_SLICE):
+            picked = order[start : start + EMBED_SLICE]
+            extra = {} if token_ids is None else {"token_ids": [token_ids[i] for i in picked]}
             with self._lock:
-                out.extend(self._inner.embed_documents(texts[i : i + EMBED_SLICE], **extra))
-        return out
+                vectors = self._inner.embed_documents([texts[i] for i in picked], **extra)
+            for i, vec in zip(picked, vectors, strict=True):
+                out[i] = vec
+        return out  # type: ignore[return-value]
 
 
 @dataclass

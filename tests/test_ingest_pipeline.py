@@ -3,6 +3,7 @@ small files share model batches, and none of it changes what is stored."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,25 @@ def test_small_files_share_model_batches_and_vectors_do_not_depend_on_it(tiny_mo
     assert batched.keys() == alone.keys()
     for text in batched:
         assert batched[text] == pytest.approx(alone[text], abs=1e-5)
+
+
+def test_service_slices_keep_input_order_and_batch_similar_lengths(tiny_embedder):
+    import threading
+
+    from pipelines.service_core import EMBED_SLICE, SlicedEmbedder
+
+    texts = [("Kurz." if i % 2 else "Ein deutlich längerer Satz über die Arbeitszeit im Betrieb. " * 3) + str(i)
+             for i in range(2 * EMBED_SLICE + 3)]
+    seen: list[list[str]] = []
+
+    class Spy:
+        def embed_documents(self, batch, token_ids=None):
+            seen.append(list(batch))
+            return tiny_embedder.embed_documents(batch)
+
+    sliced = SlicedEmbedder(Spy(), threading.Lock()).embed_documents(texts)
+    for got, want in zip(sliced, tiny_embedder.embed_documents(texts), strict=True):  # input order kept
+        assert got == pytest.approx(want, abs=1e-5)
+    assert all(len(b) <= EMBED_SLICE for b in seen)
+    for a, b in itertools.pairwise(seen):  # shortest slices first: no slice mixes lengths more than needed
+        assert max(map(len, a)) <= min(map(len, b))
