@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     # embedding backend
     embed_backend: Literal["torch", "torch-int8", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16",
                            "cuda-bf16", "auto"] = Field(
-        "torch", description="torch is fp32 eager; see ingest.embed_backends")
+        "auto", description="auto: cuda-bf16 on a GPU, torch-bf16 on CPUs with AMX, else torch (fp32 eager); "
+        "see ingest.embed_backends")
     embed_backend_cache: str | None = Field(None, description="folder for exported models (~/.cache/german-rag)")
     # chunking
     chunk_tokens: int = Field(256, ge=16, le=8192, description="chunk size in model tokens (capped by the model)")
