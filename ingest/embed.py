@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ingest.embed_backends import BackendRequest, EncoderBackend, build_backend, resolve_backend
-from ingest.model_files import ModelSpec, read_model_spec, resolve_model_dir
+from ingest.model_files import ModelSpec, read_hidden_size, read_model_spec, resolve_model_dir
 from ingest.schema import ModelUnavailableError, TokenLimitError
 
 log = logging.getLogger(__name__)
@@ -101,35 +101,43 @@ class HFEmbedder:
 
     # -- loading -------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Find the model (directory, cache or hub) and read its tokenizer and config, not its weights.
+        """Find the model (directory, cache or hub) and read its own config files; no transformers import.
 
-        Enough to tokenize, chunk and know the dimension: a re-ingest of unchanged files never
-        pays for reading weights. Idempotent; a missing model raises ModelUnavailableError here.
+        Enough to know the dimension and recognise unchanged files: a re-ingest of unchanged files never
+        pays for the tokenizer or the weights. Idempotent; a missing model raises ModelUnavailableError.
         """
         if self._spec is not None:
             return
+        directory = resolve_model_dir(self.options.model, self.options.cache_dir, self.options.offline)
+        spec = read_model_spec(directory)
+        self._dimension = read_hidden_size(spec.transformer_dir)
+        self._spec, self._directory = spec, directory
+
+    def _ensure_tokenizer(self) -> None:
+        """The fast tokenizer and the token limit (transformers is imported here, on first use)."""
+        if self._tokenizer is not None:
+            return
+        self.prepare()
         from transformers import AutoConfig, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a per-load weight bar is noise in CLI output
-        directory = resolve_model_dir(self.options.model, self.options.cache_dir, self.options.offline)
-        spec = read_model_spec(directory)
+        assert self._spec is not None
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_dir))
-            config = AutoConfig.from_pretrained(str(spec.transformer_dir))
+            tokenizer = AutoTokenizer.from_pretrained(str(self._spec.transformer_dir))
+            config = AutoConfig.from_pretrained(str(self._spec.transformer_dir))
         except (OSError, ValueError) as exc:
-            raise ModelUnavailableError(f"cannot load model from {spec.transformer_dir}: {exc}") from exc
+            raise ModelUnavailableError(f"cannot load model from {self._spec.transformer_dir}: {exc}") from exc
         if not getattr(tokenizer, "is_fast", False):
-            raise ModelUnavailableError(f"model {directory} has no fast tokenizer (tokenizer.json needed)")
-        self._max_tokens = self._limit(spec, tokenizer, config)
-        self._dimension = int(config.hidden_size)
-        self._tokenizer, self._spec, self._directory = tokenizer, spec, directory
+            raise ModelUnavailableError(f"model {self._directory} has no fast tokenizer (tokenizer.json needed)")
+        self._max_tokens = self._limit(self._spec, tokenizer, config)
+        self._tokenizer = tokenizer
 
     def load(self) -> None:
-        """`prepare`, then read the weights and build the backend; idempotent."""
+        """`prepare`, the tokenizer, then the weights and the backend; idempotent."""
         if self._backend is not None:
             return
-        self.prepare()
+        self._ensure_tokenizer()
         from transformers import AutoModel
 
         assert self._spec is not None
@@ -178,7 +186,7 @@ class HFEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        self.prepare()
+        self._ensure_tokenizer()
         return self._max_tokens
 
     @property
@@ -192,7 +200,7 @@ class HFEmbedder:
         return self.spec.prompts.get(kind, "")
 
     def _encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        self.prepare()
+        self._ensure_tokenizer()
         if self.spec.do_lower_case:
             texts = [t.lower() for t in texts]
         return self._tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
@@ -207,7 +215,7 @@ class HFEmbedder:
         return [len(ids) for ids in self._encode_ids([prompt + t for t in texts])]
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        self.prepare()
+        self._ensure_tokenizer()
         enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [tuple(o) for o in enc["offset_mapping"]]
 

@@ -106,6 +106,15 @@ def _pooling_mode(cfg: dict) -> str:
     return cfg.get("pooling_mode", "mean")
 
 
+def read_hidden_size(transformer_dir: Path) -> int:
+    """The encoder's output width from its config.json (the names architectures use for it)."""
+    config = _read_json(transformer_dir / "config.json")
+    for key in ("hidden_size", "d_model", "dim", "n_embd"):
+        if isinstance(config.get(key), int):
+            return int(config[key])
+    raise ModelUnavailableError(f"model {transformer_dir}: config.json missing or without hidden_size")
+
+
 def read_model_spec(directory: Path) -> ModelSpec:
     """Read modules.json, the pooling config, max_seq_length and prompts from a model directory.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -45,18 +46,47 @@ _HEADING = {"Title"}
 _DROP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Formula"}
 
 
-@lru_cache(maxsize=1)
-def _prepare_unstructured() -> None:
-    """Make unstructured work offline and on text-heavy PDFs.
+def _import_spacy():
+    """spaCy without torch: its thinc layer imports torch when installed (1.6 s of a parse worker's
+    start) though a blank pipeline never runs a neural layer, so torch is hidden while spaCy imports.
+    Where torch is already loaded (parsing in process) nothing is hidden."""
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
 
-    1. Hand it a blank German spaCy pipeline instead of its English model (a run-time download).
-    2. Its "too complex" PDF check counts graphics operators per page and, above 10,000 at a ratio
-       of 20 to text, silently switches to `hi_res` without text (0 elements offline). Lecture
-       notes full of formulas trip it, so the operator count limit is raised; the check's limits
-       on raw stream sizes (its defence against crafted content streams) stay as they are.
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
+    try:
+        import spacy
+    finally:
+        del sys.modules["torch"]
+    return spacy
+
+
+@lru_cache(maxsize=1)
+def _prepare_text() -> None:
+    """Hand unstructured a blank German spaCy pipeline instead of its English model (a run-time download).
+
+    unstructured asks spaCy for sentences and words only (its POS checks are for English). A blank German
+    pipeline with the rule-based sentencizer tokenizes German correctly and is about 10x faster than the
+    English statistical model's parser it would load otherwise.
     """
-    import spacy
+    spacy = _import_spacy()
     from unstructured.nlp import tokenize
+
+    def load():
+        nlp = spacy.blank("de")
+        nlp.add_pipe("sentencizer")
+        return nlp
+
+    tokenize._get_nlp = lru_cache(maxsize=1)(load)
+
+
+@lru_cache(maxsize=1)
+def _prepare_pdf() -> None:
+    """Its "too complex" PDF check counts graphics operators per page and, above 10,000 at a ratio of 20
+    to text, silently switches to `hi_res` without text (0 elements offline). Lecture notes full of
+    formulas trip it, so the operator count limit is raised; the check's limits on raw stream sizes
+    (its defence against crafted content streams) stay as they are. Imported on the first PDF (2 s)."""
     from unstructured.partition import pdf as unstructured_pdf
 
     original_check = unstructured_pdf.is_pdf_too_complex
@@ -69,16 +99,6 @@ def _prepare_unstructured() -> None:
         lenient_check._german_rag = True  # type: ignore[attr-defined]
         unstructured_pdf.is_pdf_too_complex = lenient_check
 
-    def load():
-        # unstructured asks spaCy for sentences and words only (its POS checks are for English).
-        # A blank German pipeline with the rule-based sentencizer tokenizes German correctly and is
-        # about 10x faster than the English statistical model's parser it would load otherwise.
-        nlp = spacy.blank("de")
-        nlp.add_pipe("sentencizer")
-        return nlp
-
-    tokenize._get_nlp = lru_cache(maxsize=1)(load)
-
 
 def prepare_parsers() -> None:
     """Import and set up unstructured now (a forked parse worker then inherits it ready to use).
@@ -86,7 +106,7 @@ def prepare_parsers() -> None:
     The spaCy pipeline and the text partitioners are loaded here, so a worker's first file does not
     pay for them against its time limit; the PDF and Office partitioners stay lazy (seconds to import).
     """
-    _prepare_unstructured()
+    _prepare_text()
     import unstructured.partition.auto
     import unstructured.partition.html
     import unstructured.partition.md
@@ -97,8 +117,10 @@ def prepare_parsers() -> None:
 
 
 def _partition(path: Path, text: str | None) -> list:
-    _prepare_unstructured()
+    _prepare_text()
     ext = path.suffix.lower()
+    if ext == ".pdf":
+        _prepare_pdf()
     if text is not None:
         if ext in {".md", ".markdown"}:
             from unstructured.partition.md import partition_md

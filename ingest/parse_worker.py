@@ -27,6 +27,7 @@ from ingest.parse import parse_file
 from ingest.schema import Document, ParseError
 
 log = logging.getLogger(__name__)
+_PRELOAD = "ingest._parse_preload"
 
 
 def _serve(conn: Connection, limits: Limits) -> None:
@@ -68,6 +69,22 @@ def _main_module_hidden() -> Iterator[None]:
             main.__file__ = file
 
 
+def warm_up() -> None:
+    """Start the fork server now: it imports the parsers (about 3 s) on another core while this process
+    imports the model's libraries, so the first file to parse finds it ready. Best effort: if it cannot
+    start here, `ParseWorker.start` tries again and falls back as usual."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload([_PRELOAD])
+    try:
+        with _main_module_hidden():
+            forkserver.ensure_running()
+    except (RuntimeError, OSError) as exc:
+        log.debug("parse fork server not started early", extra={"error": str(exc)})
+
+
 class ParseWorker:
     """`parse(path, source)` with the time limit of `limits.parse_timeout_s`."""
 
@@ -86,7 +103,7 @@ class ParseWorker:
         if not self.isolated or self._proc is not None:
             return
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["ingest._parse_preload"])
+        ctx.set_forkserver_preload([_PRELOAD])
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child, self.limits), daemon=True, name="german-rag-parse")
         try:

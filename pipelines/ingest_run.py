@@ -203,6 +203,8 @@ class IngestRunner:
             if not chunks:
                 raise IngestError(f"{source}: no chunks made from {len(doc.text)} characters")
             return item, chunks
+        except ModelUnavailableError:
+            raise
         except IngestError as exc:
             log.warning("file failed", extra={"source": source, "error": str(exc)})
             return FileResult(source, "failed", error=str(exc))
