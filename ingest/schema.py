@@ -214,6 +214,14 @@ class VectorStore(Protocol):
         """A DocState (ingest.store): points present and expected per doc_id of one source."""
         ...
 
+    def begin_bulk(self) -> bool:
+        """Defer index building for a large load (a server); False where there is nothing to defer."""
+        ...
+
+    def end_bulk(self) -> bool:
+        """Restore what `begin_bulk` deferred, also after a run that died; False if nothing was deferred."""
+        ...
+
     def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
         """Dense vectors already stored for this source's chunks, by chunk content hash."""
         ...

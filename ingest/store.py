@@ -118,6 +118,10 @@ def summarize_sources(payloads: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
+BULK_KEY = "german_rag_bulk_indexing_threshold"  # collection metadata: the threshold to restore after a bulk load
+_QDRANT_INDEXING = 20_000  # Qdrant's default indexing_threshold (KB of vectors per segment before HNSW)
+
+
 def vectors_by_hash(records: Iterable[models.Record]) -> dict[str, list[float]]:
     """content hash -> dense vector from scrolled records (the first one wins: equal texts, equal vectors)."""
     found: dict[str, list[float]] = {}
@@ -291,6 +295,41 @@ class QdrantStore:
             present[doc_id] = present.get(doc_id, 0) + 1
             expected[doc_id] = int(rec.payload.get(P.CHUNK_COUNT, -1))
         return DocState(present, expected)
+
+    # -- bulk loads -------------------------------------------------------------------------------
+    def begin_bulk(self) -> bool:
+        """On a server: stop HNSW indexing (indexing_threshold 0) while a large load runs.
+
+        Qdrant then appends to plain segments instead of rebuilding graphs during the load. The old
+        threshold is kept in the collection's metadata first, so a run that dies mid-load leaves the
+        way back behind: `end_bulk` (called by the next ingest) restores it. Embedded engines build no
+        index during writes, so there is nothing to defer: returns False there.
+        """
+        if not self.options.url:
+            return False
+        name = self.options.collection
+        info = self._call("get_collection", name)
+        if (info.config.metadata or {}).get(BULK_KEY) is None:  # a second worker keeps the first's value
+            threshold = info.config.optimizer_config.indexing_threshold
+            self._call("update_collection", name, metadata={BULK_KEY: threshold if threshold is not None else -1})
+        self._call("update_collection", name, optimizers_config=models.OptimizersConfigDiff(indexing_threshold=0))
+        log.info("bulk load: indexing deferred", extra={"collection": name})
+        return True
+
+    def end_bulk(self) -> bool:
+        """Restore the indexing threshold a bulk load set aside (if any); Qdrant then builds the index."""
+        if not self.options.url or not self.exists():
+            return False
+        name = self.options.collection
+        saved = self.metadata().get(BULK_KEY)
+        if saved is None:
+            return False
+        threshold = None if saved == -1 else int(saved)  # -1: the server default (left unset)
+        self._call("update_collection", name,
+                   optimizers_config=models.OptimizersConfigDiff(indexing_threshold=threshold or _QDRANT_INDEXING))
+        self._call("update_collection", name, metadata={BULK_KEY: None})
+        log.info("bulk load finished: indexing restored", extra={"collection": name, "indexing_threshold": threshold})
+        return True
 
     def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
         """Dense vectors this source already has, by chunk content hash: a changed file re-embeds only new text."""

@@ -210,6 +210,13 @@ class EdgeStore:
             expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
         return DocState(present, expected)
 
+    def begin_bulk(self) -> bool:
+        """Nothing to defer: segments stay plain (no index is built during writes) until `optimize()`."""
+        return False
+
+    def end_bulk(self) -> bool:
+        return False
+
     def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
         """Dense vectors this source already has, by chunk content hash: a changed file re-embeds only new text."""
         if not content_hashes:

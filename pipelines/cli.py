@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
     p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
     p.add_argument("--shard", metavar="I/N", help="take only shard I of N (0 <= I < N; stable hash of the path)")
+    p.add_argument("--bulk", action="store_true", help="a large load into a server: defer HNSW indexing to the end")
     p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
     p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
     p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")

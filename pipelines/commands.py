@@ -42,13 +42,13 @@ def _out(args: argparse.Namespace, data: dict, text: str) -> None:
 
 # -- ingest ------------------------------------------------------------------------------------------
 def ingest_paths(settings: Settings, paths: list, progress: bool = True,
-                 shard: tuple[int, int] | None = None) -> IngestReport:
+                 shard: tuple[int, int] | None = None, bulk: bool = False) -> IngestReport:
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
         runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
                               model_identity(settings.embed_model), build_sparse_encoder(settings), progress,
-                              build_limits(settings), shard)
+                              build_limits(settings), shard, bulk=bulk)
         return runner.run(paths)
     finally:
         store.close()
@@ -75,7 +75,7 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    report = ingest_paths(settings, args.paths, progress=not args.json, shard=shard)
+    report = ingest_paths(settings, args.paths, progress=not args.json, shard=shard, bulk=args.bulk)
     _out(args, report.to_dict(), format_report(report))
     return 1 if report.count("failed") else 0
 

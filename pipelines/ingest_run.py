@@ -54,6 +54,7 @@ class IngestRunner:
     shard: tuple[int, int] | None = None  # (index, count): this run takes the files whose path hashes to index
     batch_tokens: int = 32_768  # chunks of several files are embedded together up to this many tokens
     parse_ahead: int = 16  # files parsed ahead of the model at most (bounded: memory stays flat)
+    bulk: bool = False  # a large load: the server defers HNSW indexing until the run ends
 
     @property
     def fingerprint(self) -> str:
@@ -93,9 +94,17 @@ class IngestRunner:
         try:
             self.embedder.prepare()  # fail before any file if the model is missing (weights wait)
             self.store.ensure_collection(self.model_id, self.embedder.dimension)
-            pending = self._triage(candidates, clock, emit, stop)
-            if pending:
-                self._ingest(pending, clock, emit, stop)
+            if self.bulk:
+                self.store.begin_bulk()
+            else:
+                self.store.end_bulk()  # a bulk run that died left indexing off: turn it back on
+            try:
+                pending = self._triage(candidates, clock, emit, stop)
+                if pending:
+                    self._ingest(pending, clock, emit, stop)
+            finally:
+                if self.bulk:
+                    self.store.end_bulk()
         finally:
             bar.close()
         report.total_seconds = time.perf_counter() - started

@@ -17,7 +17,7 @@ import pytest
 
 from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.schema import StoreError
-from ingest.store import QdrantStore, StoreOptions, StoreUnavailableError
+from ingest.store import BULK_KEY, QdrantStore, StoreOptions, StoreUnavailableError
 from pipelines.ingest_run import IngestRunner
 from tests.standin.qdrant_rest import FaultProxy, StandinQdrant
 
@@ -152,3 +152,28 @@ def test_embedded_store_held_by_another_process_is_in_use(tmp_path):
     store = QdrantStore(StoreOptions(collection="t", path=str(path)))
     assert store.exists() is False  # usable once the other process is gone, nothing corrupted
     store.close()
+
+
+def test_bulk_load_defers_indexing_and_restores_it_even_after_a_dead_run(server, corpus, tiny_embedder):
+    standin, _ = server
+    runner = make_runner(tiny_embedder, standin.url)
+    runner.bulk = True
+    during: list[int | None] = []
+    report = runner.run([corpus], on_file=lambda r: during.append(standin.indexing_threshold.get("outage")))
+    assert report.count("ingested") == 4 and during == [0, 0, 0, 0]  # every file written with indexing off
+    assert standin.threshold_log == [0, 20_000] and standin.indexing_threshold["outage"] == 20_000
+    assert BULK_KEY not in runner.store.metadata()
+    assert runner.store.begin_bulk() and standin.indexing_threshold["outage"] == 0  # a bulk run that then dies
+    runner.store.close()
+    again = make_runner(tiny_embedder, standin.url).run([corpus])  # the next (plain) run restores indexing
+    assert again.count("unchanged") == 4 and standin.indexing_threshold["outage"] == 20_000
+
+
+def test_embedded_engines_have_nothing_to_defer(tmp_path):
+    from ingest.store_edge import EdgeStore
+
+    for store in (QdrantStore(StoreOptions(collection="b", path=str(tmp_path / "l"))),
+                  EdgeStore(StoreOptions(collection="b", path=str(tmp_path / "e")))):
+        store.ensure_collection("m", 4)
+        assert store.begin_bulk() is False and store.end_bulk() is False
+        store.close()

@@ -26,6 +26,8 @@ class StandinQdrant:
         self.engine = QdrantClient(location=":memory:")
         self.lock = threading.Lock()  # local mode is not thread-safe; a server serialises here
         self.requests = 0
+        self.indexing_threshold: dict[str, int] = {}  # per collection; local mode has no optimizers
+        self.threshold_log: list[int] = []  # every indexing_threshold a client set, in order
         handler = type("Handler", (_Handler,), {"standin": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -84,7 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/":  # version info is not wrapped in {"result": ...}
             self._reply(200, {"title": "qdrant REST stand-in (tests only)", "version": "1.15.0"}, raw=True)
             return
-        body = self._body() if method in ("PUT", "POST") else {}
+        body = self._body() if method in ("PUT", "POST", "PATCH") else {}
         try:
             with self.standin.lock:
                 result = self._dispatch(method, path, body)
@@ -105,7 +107,17 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == "/exists":
             return {"exists": e.collection_exists(name)}
         if rest == "" and method == "GET":
-            return e.get_collection(name)
+            info = e.get_collection(name)
+            info.config.optimizer_config.indexing_threshold = self.standin.indexing_threshold.get(name, 20_000)
+            return info
+        if rest == "" and method == "PATCH":
+            req = models.UpdateCollection.model_validate(body)
+            if req.optimizers_config is not None and req.optimizers_config.indexing_threshold is not None:
+                self.standin.indexing_threshold[name] = req.optimizers_config.indexing_threshold
+                self.standin.threshold_log.append(req.optimizers_config.indexing_threshold)
+            if req.metadata is not None:  # merged, as a server does
+                e.update_collection(name, metadata=req.metadata)
+            return True
         if rest == "" and method == "PUT":
             req = models.CreateCollection.model_validate(body)
             return e.create_collection(name, vectors_config=req.vectors, sparse_vectors_config=req.sparse_vectors,
@@ -151,6 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._route("POST")
+
+    def do_PATCH(self) -> None:
+        self._route("PATCH")
 
     def do_DELETE(self) -> None:
         self._route("DELETE")
