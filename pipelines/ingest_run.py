@@ -170,7 +170,7 @@ class IngestRunner:
     def _ingest(self, pending: list[Pending], clock: StageClock, emit: Callable[[FileResult], None],
                 stop: threading.Event | None) -> None:
         store_lock = threading.Lock()  # the embedded engines are not thread-safe: one store call at a time
-        writer = Writer(self.store, store_lock, clock, emit)
+        writer = Writer(self.store, store_lock, clock, emit, sparse=self.sparse)
 
         def cancelled() -> str | None:
             if stop is not None and stop.is_set():
@@ -248,9 +248,7 @@ class IngestRunner:
                         out.append(entry)
                         continue
                     item, chunks = entry
-                    texts = [c.text for c in chunks]
-                    out.append(Ready(item, chunks, [vectors[c.content_hash] for c in chunks],
-                                     self.sparse.encode_documents(texts) if self.sparse else None,
+                    out.append(Ready(item, chunks, [vectors[c.content_hash] for c in chunks], None,  # BM25: writer
                                      reused=sum(1 for c in chunks if c.content_hash in known)))
                 return out
         except ModelUnavailableError:
