@@ -206,11 +206,11 @@ def render(result: dict) -> str:
                     f"x{li['wall_seconds'] / r['wall_seconds']:.2f} wall")
         rows.append([r["model"], r["pipeline"], backend, r["run"], r.get("files_seen", ""), r.get("chunks", ""),
                      r.get("chunks_reused", ""), r["wall_seconds"], r.get("total_seconds", float("nan")),
-                     *(st.get(k, float("nan")) for k in ("parse", "chunk", "embed", "bm25", "store")),
+                     *(st.get(k, float("nan")) for k in ("parse", "chunk", "embed", "store")),
                      r.get("files_seen", 0) / r["wall_seconds"], r.get("chunks", 0) / r["wall_seconds"],
                      r["peak_rss_mib"], note])
     headers = ["model", "pipeline", "backend", "run", "files", "chunks", "reused", "wall s", "in-process s",
-               "parse s", "chunk s", "embed s", "bm25 s", "store s", "docs/s", "chunks/s", "peak RSS MiB", "note"]
+               "parse s", "chunk s", "embed s", "store s", "docs/s", "chunks/s", "peak RSS MiB", "note"]
     head = (f"{result['files']} files ({result['laws']} laws from gesetze, {result['news']} 10kgnad articles); "
             f"each run a subprocess: wall time includes interpreter start and imports, in-process time is "
             f"the pipeline's own total after its imports. german-rag's stages overlap (parsing in a worker "

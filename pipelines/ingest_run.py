@@ -170,7 +170,7 @@ class IngestRunner:
     def _ingest(self, pending: list[Pending], clock: StageClock, emit: Callable[[FileResult], None],
                 stop: threading.Event | None) -> None:
         store_lock = threading.Lock()  # the embedded engines are not thread-safe: one store call at a time
-        writer = Writer(self.store, store_lock, clock, emit, sparse=self.sparse)
+        writer = Writer(self.store, store_lock, clock, emit)
 
         def cancelled() -> str | None:
             if stop is not None and stop.is_set():
@@ -248,7 +248,9 @@ class IngestRunner:
                         out.append(entry)
                         continue
                     item, chunks = entry
-                    out.append(Ready(item, chunks, [vectors[c.content_hash] for c in chunks], None,  # BM25: writer
+                    texts = [c.text for c in chunks]
+                    out.append(Ready(item, chunks, [vectors[c.content_hash] for c in chunks],
+                                     self.sparse.encode_documents(texts) if self.sparse else None,
                                      reused=sum(1 for c in chunks if c.content_hash in known)))
                 return out
         except ModelUnavailableError:

@@ -125,16 +125,15 @@ class ParseAhead:
 
 
 class Writer:
-    """Writes ready files on a thread, in order: BM25 vectors, new points, then the old version's stale points.
+    """Writes ready files on a thread, in order: new points first, then the old version's stale points.
 
     A store that stays unreachable fails the file being written and every later one ("not attempted"),
     so the report never counts a point that was not confirmed. `emit` is called from this thread only.
     """
 
     def __init__(self, store, store_lock: threading.Lock, clock: StageClock,
-                 emit: Callable[[FileResult], None], sparse=None, depth: int = 2) -> None:
+                 emit: Callable[[FileResult], None], depth: int = 2) -> None:
         self._store, self._lock, self._clock, self._emit = store, store_lock, clock, emit
-        self._sparse = sparse  # BM25 vectors are made here, overlapping the model's next batch
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self.outage: str | None = None
         self.error: BaseException | None = None
@@ -159,12 +158,6 @@ class Writer:
         source = ready.pending.cand.source
         if self.outage:
             return FileResult(source, "failed", error=f"{source}: not attempted: {self.outage}")
-        if self._sparse is not None and ready.sparse is None:
-            try:
-                with self._clock.timed("bm25"):
-                    ready.sparse = self._sparse.encode_documents([c.text for c in ready.chunks])
-            except Exception as exc:  # a bug must not end the run for the other files
-                return FileResult(source, "failed", error=f"{source}: BM25 vectors failed: {type(exc).__name__}: {exc}")
         try:
             with self._clock.timed("store"), self._lock:
                 written = self._store.upsert_chunks(ready.chunks, ready.dense, ready.sparse,

@@ -23,7 +23,7 @@ class IngestReport:
     collection: str
     files: list[FileResult] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(
-        default_factory=lambda: {"parse": 0.0, "chunk": 0.0, "embed": 0.0, "bm25": 0.0, "store": 0.0}
+        default_factory=lambda: {"parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
     )
     total_seconds: float = 0.0
 

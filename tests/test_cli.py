@@ -40,7 +40,7 @@ def test_ingest_reports_balance_and_reingest_is_a_noop(capsys, corpus):
     assert report["balanced"] and report["chunks"] == report["points_written"] > 10
     failed = [f for f in report["files"] if f["status"] == "failed"]
     assert "scan.pdf" in failed[0]["error"] and "OCR" in failed[0]["error"]
-    assert set(report["stage_seconds"]) == {"parse", "chunk", "embed", "bm25", "store"}
+    assert set(report["stage_seconds"]) == {"parse", "chunk", "embed", "store"}
 
     code, again, _ = run_json(capsys, "ingest", str(corpus))
     assert (again["ingested"], again["unchanged"], again["points_written"]) == (0, 3, 0)
