@@ -214,6 +214,10 @@ class VectorStore(Protocol):
         """A DocState (ingest.store): points present and expected per doc_id of one source."""
         ...
 
+    def doc_states(self, sources: Sequence[str]) -> dict[str, object]:
+        """DocStates of many sources, fetched together."""
+        ...
+
     def begin_bulk(self) -> bool:
         """Defer index building for a large load (a server); False where there is nothing to defer."""
         ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +78,24 @@ class DocState:
 
     def complete(self, doc_id: str) -> bool:
         return doc_id in self.present and self.present[doc_id] == self.expected.get(doc_id, -1)
+
+
+STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT]
+_STATE_BATCH = 256  # sources per scroll when asking for many doc states at once
+
+
+def states_by_source(sources: Sequence[str], pages: Callable[[list[str]], Iterable]) -> dict[str, DocState]:
+    """DocState for every source, asking `pages(batch)` (records with STATE_FIELDS) once per batch of sources."""
+    out = {source: DocState({}, {}) for source in sources}
+    unique = list(out)
+    for i in range(0, len(unique), _STATE_BATCH):
+        for rec in pages(unique[i : i + _STATE_BATCH]):
+            payload = rec.payload or {}
+            state = out.setdefault(payload[P.SOURCE], DocState({}, {}))
+            doc_id = payload[P.DOC_ID]
+            state.present[doc_id] = state.present.get(doc_id, 0) + 1
+            state.expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
+    return out
 
 
 def build_filter(filters: dict[str, FilterValue] | None) -> models.Filter | None:
@@ -288,13 +306,11 @@ class QdrantStore:
             yield str(rec.id), dict(rec.payload or {}), (list(vec) if vec is not None else None)
 
     def doc_state(self, source: str) -> DocState:
-        present: dict[str, int] = {}
-        expected: dict[str, int] = {}
-        for rec in self._scroll(build_filter({P.SOURCE: source}), [P.DOC_ID, P.CHUNK_COUNT]):
-            doc_id = rec.payload[P.DOC_ID]
-            present[doc_id] = present.get(doc_id, 0) + 1
-            expected[doc_id] = int(rec.payload.get(P.CHUNK_COUNT, -1))
-        return DocState(present, expected)
+        return self.doc_states([source])[source]
+
+    def doc_states(self, sources: Sequence[str]) -> dict[str, DocState]:
+        """doc_state of many sources in one scroll per 256 (a large re-ingest asks once, not per file)."""
+        return states_by_source(sources, lambda batch: self._scroll(build_filter({P.SOURCE: batch}), STATE_FIELDS))
 
     # -- bulk loads -------------------------------------------------------------------------------
     def begin_bulk(self) -> bool:

@@ -32,6 +32,7 @@ from ingest.store import (
     DENSE,
     SCHEMA_VERSION,
     SPARSE,
+    STATE_FIELDS,
     DocState,
     FilterValue,
     StoreOptions,
@@ -39,6 +40,7 @@ from ingest.store import (
     check_built_by,
     reuse_filter,
     stale_filter,
+    states_by_source,
     summarize_sources,
     vectors_by_hash,
 )
@@ -201,14 +203,11 @@ class EdgeStore:
             yield str(rec.id), dict(rec.payload or {}), (list(vec) if vec is not None else None)
 
     def doc_state(self, source: str) -> DocState:
-        present: dict[str, int] = {}
-        expected: dict[str, int] = {}
-        for rec in self._scroll(build_filter({P.SOURCE: source}), [P.DOC_ID, P.CHUNK_COUNT]):
-            payload = rec.payload or {}
-            doc_id = payload[P.DOC_ID]
-            present[doc_id] = present.get(doc_id, 0) + 1
-            expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
-        return DocState(present, expected)
+        return self.doc_states([source])[source]
+
+    def doc_states(self, sources: Sequence[str]) -> dict[str, DocState]:
+        """doc_state of many sources in one scroll per 256 (a large re-ingest asks once, not per file)."""
+        return states_by_source(sources, lambda batch: self._scroll(build_filter({P.SOURCE: batch}), STATE_FIELDS))
 
     def begin_bulk(self) -> bool:
         """Nothing to defer: segments stay plain (no index is built during writes) until `optimize()`."""

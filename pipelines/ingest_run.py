@@ -32,7 +32,7 @@ from ingest.limits import Limits, check_name, file_stamp, printable
 from ingest.parse_worker import ParseWorker
 from ingest.schema import Chunk, Document, IngestError, ModelUnavailableError, ParseError, make_doc_id
 from ingest.sparse import SparseEncoder
-from ingest.store import QdrantStore, StoreUnavailableError
+from ingest.store import DocState, QdrantStore, StoreUnavailableError
 from pipelines.discover import Candidate, discover, in_shard, is_supported
 from pipelines.ingest_stages import ParseAhead, Pending, Ready, StageClock, Writer
 from pipelines.report import FileResult, IngestReport
@@ -118,7 +118,8 @@ class IngestRunner:
         """Report unsupported, unreadable and unchanged files now; return the files to (re-)ingest."""
         pending: list[Pending] = []
         outage: str | None = None
-        for cand in candidates:
+        states: dict = {}  # source -> DocState, fetched for the next 256 files at a time
+        for i, cand in enumerate(candidates):
             if stop is not None and stop.is_set():  # shutting down: a file not begun is reported, not begun
                 emit(FileResult(cand.source, "failed", error=f"{cand.source}: {_STOPPED}"))
                 continue
@@ -126,7 +127,10 @@ class IngestRunner:
                 emit(FileResult(cand.source, "failed", error=f"{cand.source}: not attempted: {outage}"))
                 continue
             try:
-                result = self._triage_one(cand, clock)
+                if cand.source not in states:
+                    with clock.timed("store"):
+                        states = self.store.doc_states([c.source for c in candidates[i : i + 256]])
+                result = self._triage_one(cand, clock, states[cand.source])
             except StoreUnavailableError as exc:
                 outage = str(exc)
                 result = FileResult(cand.source, "failed", error=f"{cand.source}: {exc}")
@@ -140,7 +144,7 @@ class IngestRunner:
             return []
         return pending
 
-    def _triage_one(self, cand: Candidate, clock: StageClock) -> FileResult | Pending:
+    def _triage_one(self, cand: Candidate, clock: StageClock, state: DocState) -> FileResult | Pending:
         if not is_supported(cand):
             status = "failed" if cand.explicit else "skipped"
             return FileResult(cand.source, status, error=f"{cand.source}: unsupported file type "
@@ -160,7 +164,6 @@ class IngestRunner:
         # not always the same twice).
         doc_id = make_doc_id(cand.source, file_hash, self.fingerprint)
         with clock.timed("store"):
-            state = self.store.doc_state(cand.source)
             if state.complete(doc_id):
                 deleted = self.store.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
                 return FileResult(cand.source, "unchanged", points_deleted=deleted)

@@ -224,6 +224,11 @@ def test_counts_states_sources_and_deletes_agree(fresh_engines, texts):
 
     assert snapshot(local) == snapshot(edge)
     assert local.count() == 120 and local.doc_state("c.txt").complete("c2")
+    many = ["c.txt", "a.txt", "nie.txt", "b.txt", "c.txt"]  # duplicates and an unknown source too
+    for s in fresh_engines:  # the batched lookup of triage equals one lookup per source
+        assert s.doc_states(many) == {src: s.doc_state(src) for src in many}
+        assert s.doc_states(many)["nie.txt"].present == {} and s.doc_states(many)["c.txt"].present == {"c1": 30,
+                                                                                                     "c2": 10}
     assert write(edge, "a.txt", "a1", texts[:40]) == 40  # idempotent: same ids, nothing added
     assert snapshot(local) == snapshot(edge)
     assert [s.delete_stale("c.txt", "c2") for s in fresh_engines] == [30, 30]
