@@ -243,7 +243,8 @@ class IngestRunner:
                     new.setdefault(c.content_hash, c.text)
         try:
             with clock.timed("embed"):
-                vectors = dict(zip(new, self.embedder.embed_documents(list(new.values())), strict=True))
+                fresh = self.embedder.embed_documents(list(new.values())) if new else []
+                vectors = dict(zip(new, fresh, strict=True))
                 vectors.update(known)
                 out: list[Ready | FileResult] = []
                 for entry in batch:

@@ -130,3 +130,15 @@ def test_service_slices_keep_input_order_and_batch_similar_lengths(tiny_embedder
     assert all(len(b) <= EMBED_SLICE for b in seen)
     for a, b in itertools.pairwise(seen):  # shortest slices first: no slice mixes lengths more than needed
         assert max(map(len, a)) <= min(map(len, b))
+
+
+def test_a_batch_of_only_failed_files_never_calls_the_model(tiny_model_dir, tmp_path, caplog):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "kaputt.pdf").write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 8)
+    runner, emb = make_runner(tiny_model_dir, tmp_path / "q")
+    with caplog.at_level("WARNING"):
+        report = runner.run([docs])
+    runner.store.close()
+    assert report.count("failed") == 1 and "kaputt.pdf" in report.files[0].error
+    assert emb.calls == [] and not [r for r in caplog.records if "embedding failed" in r.getMessage()]
