@@ -82,12 +82,14 @@ class IngestRunner:
         bar = tqdm(total=len(candidates), desc="ingest", unit="file", disable=not self.progress or None,
                    leave=False)
         lock = threading.Lock()
+        chunks_done = [0]  # a running count: summing the report per file would be quadratic
 
         def emit(result: FileResult) -> None:
             with lock:
                 report.files.append(result)
+                chunks_done[0] += result.chunks if result.status == "ingested" else 0
                 bar.update(1)
-                bar.set_postfix(chunks=report.chunks, refresh=False)
+                bar.set_postfix(chunks=chunks_done[0], refresh=False)
             if on_file:
                 on_file(result)
 
@@ -104,13 +106,22 @@ class IngestRunner:
                     self._ingest(pending, clock, emit, stop)
             finally:
                 if self.bulk:
-                    self.store.end_bulk()
+                    self._end_bulk()
         finally:
             bar.close()
         report.total_seconds = time.perf_counter() - started
         if not report.balanced:
             raise IngestError(f"ingest report does not balance: {report.summary()}")
         return report
+
+    def _end_bulk(self) -> None:
+        """Restore indexing after a bulk run; if the store is unreachable now, the next ingest does it
+        (the old value waits in the collection's metadata), so this never hides the run's own outcome."""
+        try:
+            self.store.end_bulk()
+        except Exception as exc:
+            log.warning("bulk load: indexing not restored yet; the next ingest restores it",
+                        extra={"error": str(exc)})
 
     # -- triage: what needs work, without parsing or the model ---------------------------------
     def _triage(self, candidates: list[Candidate], clock: StageClock, emit: Callable[[FileResult], None],
@@ -134,6 +145,10 @@ class IngestRunner:
             except StoreUnavailableError as exc:
                 outage = str(exc)
                 result = FileResult(cand.source, "failed", error=f"{cand.source}: {exc}")
+            except Exception as exc:  # an engine error on this file's lookup: this file fails, the run goes on
+                log.exception("file failed unexpectedly", extra={"source": cand.source})
+                states.pop(cand.source, None)
+                result = FileResult(cand.source, "failed", error=f"{cand.source}: {type(exc).__name__}: {exc}")
             if isinstance(result, Pending):
                 pending.append(result)
             else:
@@ -198,14 +213,18 @@ class IngestRunner:
                     tokens += 0 if isinstance(entry, FileResult) else sum(c.token_count for c in entry[1])
                 # Embed when the batch is big enough, or now if the parser has nothing ready (never idle).
                 if tokens >= self.batch_tokens or not parse.has_ready():
-                    writer.put(self._embed(batch, clock, store_lock))
+                    writer.put(self._embed(batch, clock, store_lock, lambda: writer.outage))
                     batch, tokens = [], 0
             if batch:
-                writer.put(self._embed(batch, clock, store_lock))
-        finally:
+                writer.put(self._embed(batch, clock, store_lock, lambda: writer.outage))
+        except BaseException:
             parse.close()
             worker.close()
-            writer.finish()
+            writer.finish(raise_error=False)  # the exception in flight is the one to report
+            raise
+        parse.close()
+        worker.close()
+        writer.finish()
 
     def _chunk(self, item: Pending, doc: Document, clock: StageClock) -> tuple[Pending, list[Chunk]] | FileResult:
         source = item.cand.source
@@ -224,42 +243,48 @@ class IngestRunner:
             log.exception("file failed unexpectedly", extra={"source": source})
             return FileResult(source, "failed", error=f"{source}: {type(exc).__name__}: {exc}")
 
-    def _embed(self, batch: list, clock: StageClock, store_lock: threading.Lock) -> list[Ready | FileResult]:
-        """Vectors for every chunk of the batch: reused from the store where the text is unchanged,
-        otherwise from one model call over all files (similar lengths batch together, less padding)."""
+    def _embed(self, batch: list, clock: StageClock, store_lock: threading.Lock,
+               outage: Callable[[], str | None] = lambda: None) -> list[Ready | FileResult]:
+        """Vectors for every chunk of the batch: reused from the store where a file's own chunk text is
+        unchanged, otherwise from one model call over all files (similar lengths batch together)."""
         files = [e for e in batch if not isinstance(e, FileResult)]
-        known: dict[str, list[float]] = {}
+        known: dict[str, dict[str, list[float]]] = {}  # source -> content hash -> stored vector
         for item, chunks in files:
-            if item.had_version:  # a changed file: its unchanged chunks keep their vectors
+            if item.had_version and not outage():  # a changed file: its unchanged chunks keep their vectors
                 try:
                     with clock.timed("store"), store_lock:
-                        known.update(self.store.stored_vectors(item.cand.source, [c.content_hash for c in chunks]))
-                except StoreUnavailableError:
-                    pass  # the writer meets the outage and reports it
+                        known[item.cand.source] = self.store.stored_vectors(
+                            item.cand.source, [c.content_hash for c in chunks])
+                except Exception:
+                    log.warning("stored vectors unavailable, embedding again", extra={"source": item.cand.source})
+                    break  # one failed lookup is enough: do not wait out the retries once per file
         new: dict[str, str] = {}  # content hash -> text, each distinct new text embedded once
-        for _, chunks in files:
+        for item, chunks in files:
+            mine = known.get(item.cand.source, {})
             for c in chunks:
-                if c.content_hash not in known:
+                if c.content_hash not in mine:
                     new.setdefault(c.content_hash, c.text)
         try:
             with clock.timed("embed"):
-                fresh = self.embedder.embed_documents(list(new.values())) if new else []
-                vectors = dict(zip(new, fresh, strict=True))
-                vectors.update(known)
+                fresh = dict(zip(new, self.embedder.embed_documents(list(new.values())) if new else [], strict=True))
                 out: list[Ready | FileResult] = []
                 for entry in batch:
                     if isinstance(entry, FileResult):
                         out.append(entry)
                         continue
                     item, chunks = entry
+                    mine = known.get(item.cand.source, {})
                     texts = [c.text for c in chunks]
-                    out.append(Ready(item, chunks, [vectors[c.content_hash] for c in chunks],
+                    out.append(Ready(item, chunks, [mine.get(c.content_hash) or fresh[c.content_hash] for c in chunks],
                                      self.sparse.encode_documents(texts) if self.sparse else None,
-                                     reused=sum(1 for c in chunks if c.content_hash in known)))
+                                     reused=sum(1 for c in chunks if c.content_hash in mine)))
                 return out
         except ModelUnavailableError:
             raise
-        except Exception as exc:  # the batch's files fail; the run goes on with the next ones
+        except Exception as exc:
+            if len(files) > 1:  # find the file that breaks: the others of the batch still go in
+                log.warning("batch failed, embedding its files one by one", extra={"files": len(files)})
+                return [r for entry in batch for r in self._embed([entry], clock, store_lock, outage)]
             log.exception("embedding failed", extra={"files": len(files)})
             why = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
             return [e if isinstance(e, FileResult) else

@@ -10,6 +10,7 @@ FileResult, in the order the files were handed in, so the report balances whatev
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ from pipelines.discover import Candidate
 from pipelines.report import FileResult, IngestReport
 
 _END = object()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -169,12 +171,17 @@ class Writer:
             return FileResult(source, "failed", error=f"{source}: {exc}")
         except IngestError as exc:
             return FileResult(source, "failed", error=str(exc))
+        except Exception as exc:  # an engine error (a 4xx, the edge binding's plain Exception): this file only
+            log.exception("write failed", extra={"source": source})
+            return FileResult(source, "failed", error=f"{source}: write failed: {type(exc).__name__}: {exc}")
         return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,
                           points_deleted=deleted, chunks_reused=ready.reused)
 
-    def finish(self) -> None:
+    def finish(self, raise_error: bool = True) -> None:
         """Wait for every queued file; re-raise what broke the thread (a bug, never a per-file error)."""
         self._queue.put(_END)
         self._thread.join()
         if self.error is not None:
-            raise self.error
+            if raise_error:
+                raise self.error
+            log.error("writer failed", extra={"error": repr(self.error)})

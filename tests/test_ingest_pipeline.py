@@ -11,7 +11,7 @@ import pytest
 from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.limits import Limits
-from ingest.store import QdrantStore, StoreOptions
+from ingest.store import QdrantStore, StoreOptions, StoreUnavailableError
 from pipelines.ingest_run import IngestRunner
 
 PARAGRAPH = ("§ {n} Geltungsbereich. Dieses Gesetz gilt für alle Arbeitnehmerinnen und Arbeitnehmer, "
@@ -142,3 +142,49 @@ def test_a_batch_of_only_failed_files_never_calls_the_model(tiny_model_dir, tmp_
     runner.store.close()
     assert report.count("failed") == 1 and "kaputt.pdf" in report.files[0].error
     assert emb.calls == [] and not [r for r in caplog.records if "embedding failed" in r.getMessage()]
+
+
+def test_vectors_are_reused_only_from_the_same_source(tiny_model_dir, corpus, tmp_path):
+    runner, _ = make_runner(tiny_model_dir, tmp_path / "q")
+    runner.run([corpus])
+    runner.store.close()
+    law = corpus / "gesetz.txt"
+    text = law.read_text(encoding="utf-8")
+    law.write_text(text + "Nachtrag: geändert.\n", encoding="utf-8")  # changed: its old chunks are reusable
+    (corpus / "kopie.txt").write_text(text, encoding="utf-8")  # a new source with the very same chunk texts
+    again, _ = make_runner(tiny_model_dir, tmp_path / "q")
+    report = again.run([corpus])
+    again.store.close()
+    files = {Path(f.source).name: f for f in report.files}
+    assert files["gesetz.txt"].chunks_reused == files["gesetz.txt"].chunks - 1
+    assert files["kopie.txt"].status == "ingested" and files["kopie.txt"].chunks_reused == 0
+
+
+def test_an_engine_error_on_one_file_fails_that_file_only(tiny_model_dir, corpus, tmp_path):
+    class Flaky(QdrantStore):
+        def upsert_chunks(self, chunks, dense, sparse=None, doc_hash=""):
+            if chunks[0].source.endswith("notiz_2.txt"):
+                raise RuntimeError("engine refused the write")  # not an IngestError: a plain engine error
+            return super().upsert_chunks(chunks, dense, sparse, doc_hash)
+
+    runner, _ = make_runner(tiny_model_dir, tmp_path / "q")
+    runner.store = Flaky(StoreOptions(collection="p", path=str(tmp_path / "q2")))
+    report = runner.run([corpus])
+    runner.store.close()
+    files = {Path(f.source).name: f for f in report.files}
+    assert report.balanced and len(files) == 7
+    assert files["notiz_2.txt"].status == "failed" and "engine refused the write" in files["notiz_2.txt"].error
+    assert all(f.status == "ingested" for name, f in files.items() if name != "notiz_2.txt")
+
+
+def test_bulk_end_that_fails_does_not_hide_the_report(tiny_model_dir, corpus, tmp_path):
+    class Unreachable(QdrantStore):
+        def end_bulk(self):
+            raise StoreUnavailableError("Qdrant at x is unavailable")
+
+    runner, _ = make_runner(tiny_model_dir, tmp_path / "q")
+    runner.store = Unreachable(StoreOptions(collection="p", path=str(tmp_path / "q3")))
+    runner.bulk = True
+    report = runner.run([corpus])
+    runner.store.close()
+    assert report.balanced and report.count("ingested") == 7
