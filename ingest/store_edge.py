@@ -28,23 +28,17 @@ import qdrant_edge as qe
 from qdrant_client import models
 
 from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError
-from ingest.store import (
+from ingest.store import StoreOptions
+from ingest.store_edge_convert import edge_point, to_edge_filter
+from ingest.store_shared import (
     DENSE,
     SCHEMA_VERSION,
     SPARSE,
-    STATE_FIELDS,
-    DocState,
     FilterValue,
-    StoreOptions,
+    SharedReads,
     build_filter,
     check_built_by,
-    reuse_filter,
-    stale_filter,
-    states_by_source,
-    summarize_sources,
-    vectors_by_hash,
 )
-from ingest.store_edge_convert import edge_point, to_edge_filter
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +59,7 @@ class EdgeSearch:
     hnsw_ef: int | None = 128
 
 
-class EdgeStore:
+class EdgeStore(SharedReads):
     """Collection schema, idempotent batched writes, deletes and searches on an in-process Qdrant shard."""
 
     def __init__(self, options: StoreOptions, search: EdgeSearch | None = None) -> None:
@@ -196,31 +190,12 @@ class EdgeStore:
             if offset is None:
                 return
 
-    def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]:
-        """Every point as (id, payload fields, dense vector or None), page by page (for `verify`)."""
-        for rec in self._scroll(None, fields, [DENSE] if vectors else False):
-            vec = rec.vector.get(DENSE) if isinstance(rec.vector, dict) else rec.vector
-            yield str(rec.id), dict(rec.payload or {}), (list(vec) if vec is not None else None)
-
-    def doc_state(self, source: str) -> DocState:
-        return self.doc_states([source])[source]
-
-    def doc_states(self, sources: Sequence[str]) -> dict[str, DocState]:
-        """doc_state of many sources in one scroll per 256 (a large re-ingest asks once, not per file)."""
-        return states_by_source(sources, lambda batch: self._scroll(build_filter({P.SOURCE: batch}), STATE_FIELDS))
-
     def begin_bulk(self) -> bool:
         """Nothing to defer: segments stay plain (no index is built during writes) until `optimize()`."""
         return False
 
     def end_bulk(self) -> bool:
         return False
-
-    def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
-        """Dense vectors this source already has, by chunk content hash: a changed file re-embeds only new text."""
-        if not content_hashes:
-            return {}
-        return vectors_by_hash(self._scroll(reuse_filter(source, content_hashes), [P.CONTENT_HASH], [DENSE]))
 
     def upsert_chunks(
         self,
@@ -249,22 +224,8 @@ class EdgeStore:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(efilter))
         return int(n)
 
-    def delete_stale(self, source: str, keep_doc_id: str) -> int:
-        """Delete the source's points that belong to any other doc_id than `keep_doc_id`."""
-        return self._delete(stale_filter(source, keep_doc_id))
-
-    def delete_source(self, source: str) -> int:
-        return self._delete(build_filter({P.SOURCE: source}))  # type: ignore[arg-type]
-
-    def delete_doc(self, doc_id: str) -> int:
-        return self._delete(build_filter({P.DOC_ID: doc_id}))  # type: ignore[arg-type]
-
     def count(self, filters: dict[str, FilterValue] | None = None) -> int:
         return int(self.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(build_filter(filters)))))
-
-    def sources(self) -> dict[str, dict]:
-        """Every source with its doc_id(s), chunk count and content hash."""
-        return summarize_sources(rec.payload or {} for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]))
 
     # -- search ----------------------------------------------------------------------------------
     def _params(self) -> qe.SearchParams:

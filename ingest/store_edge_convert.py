@@ -9,7 +9,7 @@ import qdrant_edge as qe
 from qdrant_client import models
 
 from ingest.schema import Chunk, StoreError, chunk_payload
-from ingest.store import DENSE, SPARSE
+from ingest.store_shared import DENSE, SPARSE
 
 
 def to_edge_filter(flt: models.Filter | None) -> qe.Filter | None:

@@ -32,7 +32,8 @@ from ingest.limits import Limits, check_name, file_stamp, printable
 from ingest.parse_worker import ParseWorker
 from ingest.schema import Chunk, Document, IngestError, ModelUnavailableError, ParseError, make_doc_id
 from ingest.sparse import SparseEncoder
-from ingest.store import DocState, QdrantStore, StoreUnavailableError
+from ingest.store import QdrantStore, StoreUnavailableError
+from ingest.store_shared import DocState
 from pipelines.discover import Candidate, discover, in_shard, is_supported
 from pipelines.ingest_stages import ParseAhead, Pending, Ready, StageClock, Writer
 from pipelines.report import FileResult, IngestReport

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,8 +60,6 @@ class StageClock:
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
-        import time
-
         started = time.perf_counter()
         try:
             yield

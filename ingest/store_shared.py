@@ -1,0 +1,157 @@
+"""What both store adapters share: the collection schema's names, filters, doc states, and the reads
+that only need an engine's `_scroll` and `_delete` (ingest/store.py: qdrant-client; ingest/store_edge.py:
+Qdrant's engine in-process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from qdrant_client import models
+
+from ingest.schema import FILTER_FIELDS, P, StoreError
+
+DENSE = "dense"
+SPARSE = "bm25"
+SCHEMA_VERSION = 1
+FilterValue = str | int | bool | list[str] | list[int]
+
+
+@dataclass(frozen=True)
+class DocState:
+    """What the store holds for one source: points per doc_id and the count each expects."""
+
+    present: dict[str, int]
+    expected: dict[str, int]
+
+    def complete(self, doc_id: str) -> bool:
+        return doc_id in self.present and self.present[doc_id] == self.expected.get(doc_id, -1)
+
+
+STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT]
+_STATE_BATCH = 256  # sources per scroll when asking for many doc states at once
+
+
+def states_by_source(sources: Sequence[str], pages: Callable[[list[str]], Iterable]) -> dict[str, DocState]:
+    """DocState for every source, asking `pages(batch)` (records with STATE_FIELDS) once per batch of sources."""
+    out = {source: DocState({}, {}) for source in sources}
+    unique = list(out)
+    for i in range(0, len(unique), _STATE_BATCH):
+        for rec in pages(unique[i : i + _STATE_BATCH]):
+            payload = rec.payload or {}
+            state = out.setdefault(payload[P.SOURCE], DocState({}, {}))
+            doc_id = payload[P.DOC_ID]
+            state.present[doc_id] = state.present.get(doc_id, 0) + 1
+            state.expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
+    return out
+
+
+def build_filter(filters: dict[str, FilterValue] | None) -> models.Filter | None:
+    """Turn `{field: value or [values]}` into a Qdrant filter; unknown fields are an error."""
+    if not filters:
+        return None
+    conditions = []
+    for key, value in filters.items():
+        if key not in FILTER_FIELDS:
+            raise StoreError(f"filter field {key!r} is not filterable (allowed: {sorted(FILTER_FIELDS)})")
+        kind = FILTER_FIELDS[key]
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if kind == "integer" and (isinstance(v, bool) or not isinstance(v, int)):
+                raise StoreError(f"filter field {key!r} needs an integer, got {v!r}")
+            if kind == "keyword" and not isinstance(v, str):
+                raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
+        match = models.MatchAny(any=values) if isinstance(value, list) else models.MatchValue(value=value)
+        conditions.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=conditions)
+
+
+def stale_filter(source: str, keep_doc_id: str) -> models.Filter:
+    """The source's points of any other version than `keep_doc_id`."""
+    return models.Filter(
+        must=[models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source))],
+        must_not=[models.FieldCondition(key=P.DOC_ID, match=models.MatchValue(value=keep_doc_id))],
+    )
+
+
+def summarize_sources(payloads: Iterable[dict]) -> dict[str, dict]:
+    """Every source with its doc_id(s), chunk count and content hash, from the points' payloads."""
+    out: dict[str, dict] = {}
+    for p in payloads:
+        entry = out.setdefault(p[P.SOURCE], {"doc_ids": set(), "chunks": 0, "doc_hash": p.get(P.DOC_HASH)})
+        entry["doc_ids"].add(p[P.DOC_ID])
+        entry["chunks"] += 1
+    return out
+
+
+def vectors_by_hash(records: Iterable[models.Record]) -> dict[str, list[float]]:
+    """content hash -> dense vector from scrolled records (the first one wins: equal texts, equal vectors)."""
+    found: dict[str, list[float]] = {}
+    for rec in records:
+        vec = rec.vector.get(DENSE) if isinstance(rec.vector, dict) else rec.vector
+        key = (rec.payload or {}).get(P.CONTENT_HASH)
+        if key and vec is not None and key not in found:
+            found[key] = list(vec)
+    return found
+
+
+def reuse_filter(source: str, content_hashes: Sequence[str]) -> models.Filter:
+    return models.Filter(must=[
+        models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source)),
+        models.FieldCondition(key=P.CONTENT_HASH, match=models.MatchAny(any=list(content_hashes))),
+    ])
+
+
+def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> None:
+    """A collection's recorded model and vector size must be the configured ones (every engine)."""
+    built_model, built_dim = meta.get("embed_model"), meta.get("dimension")
+    if built_dim != dimension or built_model != model:
+        raise StoreError(
+            f"collection {collection!r} was built with model {built_model!r} ({built_dim}-d vectors), "
+            f"but the configured model is {model!r} ({dimension}-d). "
+            "Use the model that built it, another --collection, or delete the collection."
+        )
+
+
+class SharedReads:
+    """Reads and deletes written once for every engine; an adapter supplies `_scroll` and `_delete`."""
+
+    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,
+                vectors: list[str] | bool = False) -> Iterator:
+        raise NotImplementedError
+
+    def _delete(self, flt: models.Filter) -> int:
+        raise NotImplementedError
+
+    def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]:
+        """Every point as (id, payload fields, dense vector or None), page by page (for `verify`)."""
+        for rec in self._scroll(None, fields, [DENSE] if vectors else False):
+            vec = rec.vector.get(DENSE) if isinstance(rec.vector, dict) else rec.vector
+            yield str(rec.id), dict(rec.payload or {}), (list(vec) if vec is not None else None)
+
+    def doc_state(self, source: str) -> DocState:
+        return self.doc_states([source])[source]
+
+    def doc_states(self, sources: Sequence[str]) -> dict[str, DocState]:
+        """doc_state of many sources in one scroll per 256 (a large re-ingest asks once, not per file)."""
+        return states_by_source(sources, lambda batch: self._scroll(build_filter({P.SOURCE: batch}), STATE_FIELDS))
+
+    def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
+        """Dense vectors this source already has, by chunk content hash: a changed file re-embeds only new text."""
+        if not content_hashes:
+            return {}
+        return vectors_by_hash(self._scroll(reuse_filter(source, content_hashes), [P.CONTENT_HASH], [DENSE]))
+
+    def delete_stale(self, source: str, keep_doc_id: str) -> int:
+        """Delete the source's points that belong to any other doc_id than `keep_doc_id`."""
+        return self._delete(stale_filter(source, keep_doc_id))
+
+    def delete_source(self, source: str) -> int:
+        return self._delete(build_filter({P.SOURCE: source}))  # type: ignore[arg-type]
+
+    def delete_doc(self, doc_id: str) -> int:
+        return self._delete(build_filter({P.DOC_ID: doc_id}))  # type: ignore[arg-type]
+
+    def sources(self) -> dict[str, dict]:
+        """Every source with its doc_id(s), chunk count and content hash."""
+        return summarize_sources(rec.payload or {} for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]))
