@@ -7,15 +7,10 @@ import pytest
 
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.embed_backends import BACKENDS, BackendError, resolve_backend
+from tests.test_embed import GERMAN as EMBED_TEXTS
 
 GERMAN = [
-    "Der Urlaub beträgt jährlich mindestens 24 Werktage.",
-    "Kurz.",
-    "Die werktägliche Arbeitszeit der Arbeitnehmer darf acht Stunden nicht überschreiten; sie kann auf bis "
-    "zu zehn Stunden verlängert werden, wenn innerhalb von sechs Kalendermonaten im Durchschnitt acht "
-    "Stunden werktäglich nicht überschritten werden.",
-    "Das Bundesverfassungsgericht entscheidet über Verfassungsbeschwerden.",
-    "Wie viele Urlaubstage stehen mir zu?",
+    *EMBED_TEXTS,
     "§ 622 Abs. 2 BGB: Für eine Kündigung durch den Arbeitgeber beträgt die Kündigungsfrist, wenn das "
     "Arbeitsverhältnis in dem Betrieb oder Unternehmen zwei Jahre bestanden hat, einen Monat zum Ende eines "
     "Kalendermonats.",
