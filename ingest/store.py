@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -243,23 +242,9 @@ class QdrantStore(SharedReads):
         log.info("bulk load finished: indexing restored", extra={"collection": name, "indexing_threshold": threshold})
         return True
 
-    def upsert_chunks(
-        self,
-        chunks: Sequence[Chunk],
-        dense: Sequence[Sequence[float]],
-        sparse: Sequence[tuple[list[int], list[float]]] | None = None,
-        doc_hash: str = "",
-    ) -> int:
-        """Write chunks with their vectors in batches; returns the number of points written."""
-        if len(chunks) != len(dense) or (sparse is not None and len(sparse) != len(chunks)):
-            raise StoreError("internal: chunks and vectors differ in number")
-        now = datetime.now(UTC).isoformat()
-        total = len(chunks)
-        points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
-                  for i, c in enumerate(chunks)]
-        for i in range(0, len(points), self.options.batch_size):
-            self._call("upsert", self.options.collection, points[i : i + self.options.batch_size], wait=True)
-        return len(points)
+
+    def _write_points(self, points: list) -> None:
+        self._call("upsert", self.options.collection, points, wait=True)
 
     @staticmethod
     def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str) -> models.PointStruct:

@@ -20,14 +20,13 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import qdrant_edge as qe
 from qdrant_client import models
 
-from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError
+from ingest.schema import FILTER_FIELDS, P, StoredHit, StoreError
 from ingest.store import StoreOptions
 from ingest.store_edge_convert import edge_point, to_edge_filter
 from ingest.store_shared import (
@@ -197,25 +196,13 @@ class EdgeStore(SharedReads):
     def end_bulk(self) -> bool:
         return False
 
-    def upsert_chunks(
-        self,
-        chunks: Sequence[Chunk],
-        dense: Sequence[Sequence[float]],
-        sparse: Sequence[tuple[list[int], list[float]]] | None = None,
-        doc_hash: str = "",
-    ) -> int:
-        """Write chunks with their vectors in batches; returns the number of points written."""
-        if len(chunks) != len(dense) or (sparse is not None and len(sparse) != len(chunks)):
-            raise StoreError("internal: chunks and vectors differ in number")
-        now = datetime.now(UTC).isoformat()
-        total = len(chunks)
-        points = [edge_point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
-                  for i, c in enumerate(chunks)]
-        for i in range(0, len(points), self.options.batch_size):
-            # each update is in the shard's write-ahead log when it returns (durable, like wait=True);
-            # segments are flushed on close, not per call (a flush per document made ingest 50x slower)
-            self.shard.update(qe.UpdateOperation.upsert_points(points[i : i + self.options.batch_size]))
-        return len(points)
+
+    def _write_points(self, points: list) -> None:
+        # each update is in the shard's write-ahead log when it returns (durable, like wait=True);
+        # segments are flushed on close, not per call (a flush per document made ingest 50x slower)
+        self.shard.update(qe.UpdateOperation.upsert_points(points))
+
+    _point = staticmethod(edge_point)
 
     def _delete(self, flt: models.Filter) -> int:
         efilter = to_edge_filter(flt)

@@ -1,15 +1,17 @@
-"""What both store adapters share: the collection schema's names, filters, doc states, and the reads
-that only need an engine's `_scroll` and `_delete` (ingest/store.py: qdrant-client; ingest/store_edge.py:
-Qdrant's engine in-process)."""
+"""What both store adapters share: the collection schema's names, filters, doc states, and the reads,
+deletes and batched writes that need only an engine's primitives (ingest/store.py: qdrant-client;
+ingest/store_edge.py: Qdrant's engine in-process)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from qdrant_client import models
 
-from ingest.schema import FILTER_FIELDS, P, StoreError
+from ingest.schema import FILTER_FIELDS, Chunk, P, StoreError
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -114,7 +116,10 @@ def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> N
 
 
 class SharedReads:
-    """Reads and deletes written once for every engine; an adapter supplies `_scroll` and `_delete`."""
+    """Reads, deletes and batched writes written once for every engine; an adapter supplies `_scroll`,
+    `_delete`, `_point` (a chunk and its vectors as the engine's point) and `_write_points` (one batch)."""
+
+    options: Any  # StoreOptions (ingest/store.py): batch_size
 
     def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,
                 vectors: list[str] | bool = False) -> Iterator:
@@ -122,6 +127,31 @@ class SharedReads:
 
     def _delete(self, flt: models.Filter) -> int:
         raise NotImplementedError
+
+    @staticmethod
+    def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str) -> Any:
+        raise NotImplementedError
+
+    def _write_points(self, points: list) -> None:
+        raise NotImplementedError
+
+    def upsert_chunks(
+        self,
+        chunks: Sequence[Chunk],
+        dense: Sequence[Sequence[float]],
+        sparse: Sequence[tuple[list[int], list[float]]] | None = None,
+        doc_hash: str = "",
+    ) -> int:
+        """Write chunks with their vectors in batches; returns the number of points written."""
+        if len(chunks) != len(dense) or (sparse is not None and len(sparse) != len(chunks)):
+            raise StoreError("internal: chunks and vectors differ in number")
+        now = datetime.now(UTC).isoformat()
+        total = len(chunks)
+        points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
+                  for i, c in enumerate(chunks)]
+        for i in range(0, len(points), self.options.batch_size):
+            self._write_points(points[i : i + self.options.batch_size])
+        return len(points)
 
     def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]:
         """Every point as (id, payload fields, dense vector or None), page by page (for `verify`)."""
