@@ -25,7 +25,6 @@ from ingest.store_shared import (
     FilterValue,
     SharedReads,
     build_filter,
-    check_built_by,
 )
 
 log = logging.getLogger(__name__)
@@ -184,15 +183,6 @@ class QdrantStore(SharedReads):
             write_consistency_factor=o.write_consistency_factor,
             metadata={"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION},
         )
-
-    def check_compatible(self, model: str, dimension: int) -> None:
-        check_built_by(self.options.collection, self.metadata(), model, dimension)
-
-    def require_collection(self) -> None:
-        if not self.exists():
-            raise StoreError(
-                f"collection {self.options.collection!r} does not exist at {self.location}; ingest first"
-            )
 
     # -- documents -------------------------------------------------------------------------------
     def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,

@@ -36,7 +36,6 @@ from ingest.store_shared import (
     FilterValue,
     SharedReads,
     build_filter,
-    check_built_by,
 )
 
 log = logging.getLogger(__name__)
@@ -167,15 +166,6 @@ class EdgeStore(SharedReads):
         tmp.replace(self._meta_file)  # atomic: the collection exists only once its metadata does
         log.info("collection created", extra={"collection": self.options.collection, "model": model,
                                               "dimension": dimension, "engine": "edge"})
-
-    def check_compatible(self, model: str, dimension: int) -> None:
-        check_built_by(self.options.collection, self.metadata(), model, dimension)
-
-    def require_collection(self) -> None:
-        if not self.exists():
-            raise StoreError(
-                f"collection {self.options.collection!r} does not exist at {self.location}; ingest first"
-            )
 
     # -- documents -------------------------------------------------------------------------------
     def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,

@@ -116,10 +116,27 @@ def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> N
 
 
 class SharedReads:
-    """Reads, deletes and batched writes written once for every engine; an adapter supplies `_scroll`,
-    `_delete`, `_point` (a chunk and its vectors as the engine's point) and `_write_points` (one batch)."""
+    """Checks, reads, deletes and batched writes written once for every engine; an adapter supplies
+    `exists`, `metadata`, `location`, `_scroll`, `_delete`, `_point` (a chunk and its vectors as the
+    engine's point) and `_write_points` (one batch)."""
 
-    options: Any  # StoreOptions (ingest/store.py): batch_size
+    options: Any  # StoreOptions (ingest/store.py): collection, batch_size
+    location: Any
+
+    def exists(self) -> bool:
+        raise NotImplementedError
+
+    def metadata(self) -> dict:
+        raise NotImplementedError
+
+    def check_compatible(self, model: str, dimension: int) -> None:
+        check_built_by(self.options.collection, self.metadata(), model, dimension)
+
+    def require_collection(self) -> None:
+        if not self.exists():
+            raise StoreError(
+                f"collection {self.options.collection!r} does not exist at {self.location}; ingest first"
+            )
 
     def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,
                 vectors: list[str] | bool = False) -> Iterator:
