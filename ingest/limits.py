@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from ingest.schema import ParseError
+from ingest.schema import EmptyDocumentError, ParseError
 
 ZIP_FORMATS = {".docx", ".pptx", ".xlsx", ".odt", ".epub"}
 HTML_FORMATS = {".html", ".htm", ".xhtml"}
@@ -79,7 +79,7 @@ def check_name(source: str) -> None:
 
 def check_size(size: int, source: str, limits: Limits) -> None:
     if size == 0:
-        raise ParseError(f"{source}: file is empty (0 bytes)")
+        raise EmptyDocumentError(f"{source}: file is empty (0 bytes)")
     if limits.max_file_bytes and size > limits.max_file_bytes:
         raise LimitError(f"{source}: {size} bytes, over the limit of {limits.max_file_bytes} (max_file_bytes)")
 

@@ -26,7 +26,7 @@ from ingest.limits import (
     file_stamp,
 )
 from ingest.normalize import is_page_number, is_running_line, normalize_text, running_lines
-from ingest.schema import Document, ParseError, Section, sha256_text
+from ingest.schema import Document, EmptyDocumentError, ParseError, Section, sha256_text
 from ingest.textfile import decode_text
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # unstructured sends telemetry and runs nvidia-smi on import
@@ -234,8 +234,9 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: {type(exc).__name__}: {exc}") from exc
     rows = _element_rows(elements, is_pdf=ext == ".pdf")
     if not rows:
-        hint = " (a PDF without a text layer, e.g. a scan, needs OCR)" if ext == ".pdf" else ""
-        raise ParseError(f"{source}: no text found{hint}")
+        if ext == ".pdf":  # a scan is not empty: its text is there, unread
+            raise ParseError(f"{source}: no text found (a PDF without a text layer, e.g. a scan, needs OCR)")
+        raise EmptyDocumentError(f"{source}: no text found")
     meta: dict = {"file_type": ext[1:], "bytes": size}
     if encoding:
         meta["encoding"] = encoding

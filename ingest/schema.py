@@ -24,6 +24,11 @@ class ParseError(IngestError):
     """A file could not be turned into a Document (unreadable, corrupt, unsupported, empty)."""
 
 
+class EmptyDocumentError(ParseError):
+    """A file holds no text (0 bytes, or nothing but whitespace and markup): there is nothing to index,
+    and a stored older version of it is removed."""
+
+
 class ModelUnavailableError(IngestError):
     """The embedding model cannot be loaded (not cached, no network, bad directory)."""
 

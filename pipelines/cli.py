@@ -12,6 +12,7 @@ from pathlib import Path
 from ingest.schema import IngestError, ModelUnavailableError, StoreError
 from pipelines.config import ConfigError, Settings, load_settings
 from pipelines.logs import setup_logging
+from pipelines.sources import valid_text
 from retrieval.schema import RetrievalError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -57,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expand", type=int, metavar="N", help="add N neighbour chunks on each side")
     p.add_argument("--mmr", type=float, metavar="LAMBDA", help="diversify with MMR (0..1, 1 = relevance only)")
     _common(p)
-    p = sub.add_parser("delete", help="remove one source (a file path as ingested) from the collection")
-    p.add_argument("source", metavar="SOURCE")
+    p = sub.add_parser("delete", help="remove a source (a file as ingested, or every source under a folder)")
+    p.add_argument("source", metavar="SOURCE", help="file or folder path (the file may be gone), or upload:NAME")
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     _common(p)
     p = sub.add_parser("config", help="print the effective settings, secrets hidden")
     _common(p)
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
     kind = {EXIT_USAGE: "configuration error", EXIT_FAILED: "error"}[code]
     if getattr(args, "json", False):
-        print(json.dumps({"error": str(exc), "kind": type(exc).__name__}, ensure_ascii=False))
-    print(f"german-rag: {kind}: {exc}", file=sys.stderr)
+        print(json.dumps(valid_text({"error": str(exc), "kind": type(exc).__name__}), ensure_ascii=False))
+    print(valid_text(f"german-rag: {kind}: {exc}"), file=sys.stderr)
     return code
 
 

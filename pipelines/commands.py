@@ -18,9 +18,10 @@ from pipelines.build import (
     model_identity,
 )
 from pipelines.config import ConfigError, Settings
-from pipelines.discover import parse_shard, source_name
+from pipelines.discover import parse_shard
 from pipelines.ingest_run import IngestRunner
 from pipelines.report import IngestReport
+from pipelines.sources import source_query, under, valid_text
 from pipelines.verify import format_verify, verify_collection
 from retrieval.schema import Passage, RetrievalError
 
@@ -37,7 +38,7 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _out(args: argparse.Namespace, data: dict, text: str) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
+    print(json.dumps(valid_text(data), ensure_ascii=False, indent=2) if args.json else valid_text(text))
 
 
 # -- ingest ------------------------------------------------------------------------------------------
@@ -94,8 +95,8 @@ def parse_filters(items: list[str]) -> dict:
             if not value.lstrip("-").isdigit():
                 raise RetrievalError(f"--filter {key}={value!r}: needs an integer")
             parsed = int(value)
-        elif key == "source" and Path(value).exists():
-            parsed = source_name(Path(value))
+        elif key == "source":  # the name ingest stored, whether or not the file still exists
+            parsed = source_query(value)
         if key in filters:
             prev = filters[key]
             filters[key] = [*prev, parsed] if isinstance(prev, list) else [prev, parsed]
@@ -149,19 +150,24 @@ def query(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- delete, config, demo ------------------------------------------------------------------------------
 def delete(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete one source, or every source under a folder (as ingest named them, the files may be gone)."""
     store = build_store(settings)
     try:
         store.require_collection()
-        source = args.source
-        deleted = store.delete_source(source)
-        if not deleted and Path(source).exists():
-            source = source_name(Path(source))
-            deleted = store.delete_source(source)
+        target = source_query(args.source)
+        stored = store.sources()
+        names = sorted(s for s in stored if s in (target, args.source) or under(s, target))
+        points = sum(stored[s]["chunks"] for s in names)
+        if not args.dry_run:
+            points = sum(store.delete_source(s) for s in names)
     finally:
         store.close()
-    _out(args, {"source": source, "points_deleted": deleted},
-         f"deleted {deleted} points of {source}" if deleted else f"no points stored for {source}")
-    return 0 if deleted else 1
+    verb = "would delete" if args.dry_run else "deleted"
+    text = (f"{verb} {points} points of {len(names)} source(s) under {target}"
+            + "".join(f"\n  {s}" for s in names) if names else f"no points stored for {target}")
+    _out(args, {"source": target, "sources": names, "sources_deleted": 0 if args.dry_run else len(names),
+                "points_deleted": 0 if args.dry_run else points, "points": points, "dry_run": args.dry_run}, text)
+    return 0 if names else 1
 
 
 def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.parse import SUPPORTED_EXTENSIONS
+from pipelines.sources import escape_name, source_name
 
 
 @dataclass(frozen=True)
@@ -17,34 +19,53 @@ class Candidate:
     explicit: bool  # named on the command line (an unsupported type is then an error, not a skip)
 
 
-def source_name(path: Path) -> str:
-    """The stored name of a file: its absolute path, symlinks not resolved, as POSIX text."""
-    return Path(os.path.abspath(path)).as_posix()
-
-
 def discover(paths: list[str | Path]) -> tuple[list[Candidate], list[tuple[str, str]]]:
     """Files to ingest, sorted, each once; plus (path, reason) for paths that cannot be looked at.
 
-    Named paths that do not exist and folders that cannot be listed (too long a path, no permission)
-    are reported, never skipped in silence.
+    Named paths that do not exist, folders that cannot be listed (too long a path, no permission),
+    symlink loops and dangling symlinks are reported, never skipped in silence. A file reached twice
+    (named twice, or through a symlink and its target) is one candidate: sources are real paths.
     """
     found: dict[str, Candidate] = {}
     missing: list[tuple[str, str]] = []
     for raw in paths:
         path = Path(raw)
         try:
-            is_dir, exists = path.is_dir(), path.exists() or path.is_symlink()
+            is_dir, exists = path.is_dir(), os.path.lexists(path)
         except OSError as exc:
-            missing.append((str(raw), f"cannot look at it: {exc.strerror or exc}"))
+            missing.append((escape_name(str(raw)), f"cannot look at it: {exc.strerror or exc}"))
             continue
         if is_dir:
             for file in _walk(path, missing):
-                found.setdefault(source_name(file), Candidate(file, source_name(file), False))
+                _add(found, missing, file, False)
         elif exists:
-            found.setdefault(source_name(path), Candidate(path, source_name(path), True))
+            _add(found, missing, path, True)
         else:
-            missing.append((str(raw), "no such file or directory"))
+            missing.append((escape_name(str(raw)), "no such file or directory"))
     return sorted(found.values(), key=lambda c: c.source), missing
+
+
+def _add(found: dict[str, Candidate], errors: list[tuple[str, str]], path: Path, explicit: bool) -> None:
+    """Add one file under its source name, unless it is a broken link or its name collides with another."""
+    shown = escape_name(os.path.abspath(path))
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            errors.append((shown, "symlink loop (too many levels of symbolic links)"))
+            return
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            errors.append((shown, f"dangling symlink (its target {escape_name(os.path.realpath(path))} is missing)"))
+            return
+    source = source_name(path)
+    known = found.get(source)
+    if known is None:
+        found[source] = Candidate(path, source, explicit)
+    elif os.path.realpath(known.path) != os.path.realpath(path):  # two real files, one escaped name
+        errors.append((shown, f"file name collides with {source!r} once its undecodable bytes are escaped; "
+                              "rename one of them"))
+    elif explicit and not known.explicit:
+        found[source] = Candidate(known.path, source, True)
 
 
 def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:
@@ -52,7 +73,7 @@ def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:
     out = []
 
     def failed(exc: OSError) -> None:
-        name = source_name(Path(exc.filename)) if exc.filename else str(root)
+        name = escape_name(os.path.abspath(exc.filename)) if exc.filename else escape_name(str(root))
         errors.append((name, f"cannot list folder: {exc.strerror or exc}"))
 
     for folder, dirs, files in os.walk(root, followlinks=False, onerror=failed):

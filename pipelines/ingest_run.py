@@ -28,14 +28,22 @@ from tqdm import tqdm
 
 from ingest.chunk import TokenChunker
 from ingest.embed import HFEmbedder
-from ingest.limits import Limits, check_name, file_stamp, printable
+from ingest.limits import Limits, file_stamp
 from ingest.parse_worker import ParseWorker
-from ingest.schema import Chunk, Document, IngestError, ModelUnavailableError, ParseError, make_doc_id
+from ingest.schema import (
+    Chunk,
+    Document,
+    EmptyDocumentError,
+    IngestError,
+    ModelUnavailableError,
+    ParseError,
+    make_doc_id,
+)
 from ingest.sparse import SparseEncoder
 from ingest.store import QdrantStore, StoreUnavailableError
 from ingest.store_shared import DocState
 from pipelines.discover import Candidate, discover, in_shard, is_supported
-from pipelines.ingest_stages import ParseAhead, Pending, Ready, StageClock, Writer
+from pipelines.ingest_stages import ParseAhead, Pending, Ready, Removal, StageClock, Writer, empty_result
 from pipelines.report import FileResult, IngestReport
 
 log = logging.getLogger(__name__)
@@ -141,8 +149,11 @@ class IngestRunner:
             try:
                 if cand.source not in states:
                     with clock.timed("store"):
-                        states = self.store.doc_states([c.source for c in candidates[i : i + 256]])
-                result = self._triage_one(cand, clock, states[cand.source])
+                        states = self._doc_states([c.source for c in candidates[i : i + 256]])
+                state = states[cand.source]
+                if isinstance(state, Exception):
+                    raise state
+                result = self._triage_one(cand, clock, state)
             except StoreUnavailableError as exc:
                 outage = str(exc)
                 result = FileResult(cand.source, "failed", error=f"{cand.source}: {exc}")
@@ -160,15 +171,30 @@ class IngestRunner:
             return []
         return pending
 
+    def _doc_states(self, sources: list[str]) -> dict[str, DocState | Exception]:
+        """Doc states of a batch of sources; if the engine refuses the batch, each source is asked alone,
+        so one source it cannot take fails only its own file (StoreUnavailableError still ends triage)."""
+        try:
+            return dict(self.store.doc_states(sources))
+        except StoreUnavailableError:
+            raise
+        except Exception:
+            log.warning("doc-state lookup failed for a batch; asking per file", extra={"files": len(sources)})
+        out: dict[str, DocState | Exception] = {}
+        for source in sources:
+            try:
+                out[source] = self.store.doc_state(source)
+            except StoreUnavailableError:
+                raise
+            except Exception as exc:
+                out[source] = exc
+        return out
+
     def _triage_one(self, cand: Candidate, clock: StageClock, state: DocState) -> FileResult | Pending:
         if not is_supported(cand):
             status = "failed" if cand.explicit else "skipped"
             return FileResult(cand.source, status, error=f"{cand.source}: unsupported file type "
                               f"{cand.path.suffix.lower() or '(none)'!r}")
-        try:
-            check_name(cand.source)
-        except ParseError as exc:  # the report must stay printable: show the name escaped
-            return FileResult(printable(cand.source), "failed", error=str(exc))
         try:
             with clock.timed("parse"):
                 stamp = file_stamp(cand.path, cand.source)
@@ -200,13 +226,13 @@ class IngestRunner:
         parse = ParseAhead(worker, pending, clock, self.parse_ahead, cancelled)  # starts the worker at once
         try:
             self.embedder.load()  # weights load while the parse worker starts and parses ahead
-            batch: list[tuple[Pending, list[Chunk]] | FileResult] = []
+            batch: list[tuple[Pending, list[Chunk]] | Removal | FileResult] = []
             tokens = 0
             for item, value in parse:
                 why = value if isinstance(value, str) else cancelled()
                 if why is not None:
                     batch.append(FileResult(item.cand.source, "failed", error=f"{item.cand.source}: {why}"))
-                elif isinstance(value, FileResult):
+                elif isinstance(value, FileResult | Removal):
                     batch.append(value)
                 else:
                     entry = self._chunk(item, value, clock)
@@ -227,16 +253,19 @@ class IngestRunner:
         worker.close()
         writer.finish()
 
-    def _chunk(self, item: Pending, doc: Document, clock: StageClock) -> tuple[Pending, list[Chunk]] | FileResult:
+    def _chunk(self, item: Pending, doc: Document,
+               clock: StageClock) -> tuple[Pending, list[Chunk]] | Removal | FileResult:
         source = item.cand.source
         try:
             with clock.timed("chunk"):
                 chunks = self.chunker.chunk(doc, item.doc_id)
             if not chunks:
-                raise IngestError(f"{source}: no chunks made from {len(doc.text)} characters")
+                raise EmptyDocumentError(f"{source}: no chunks made from {len(doc.text)} characters")
             return item, chunks
         except ModelUnavailableError:
             raise
+        except EmptyDocumentError as exc:
+            return empty_result(item, exc)
         except IngestError as exc:
             log.warning("file failed", extra={"source": source, "error": str(exc)})
             return FileResult(source, "failed", error=str(exc))
@@ -245,10 +274,10 @@ class IngestRunner:
             return FileResult(source, "failed", error=f"{source}: {type(exc).__name__}: {exc}")
 
     def _embed(self, batch: list, clock: StageClock, store_lock: threading.Lock,
-               outage: Callable[[], str | None] = lambda: None) -> list[Ready | FileResult]:
+               outage: Callable[[], str | None] = lambda: None) -> list[Ready | Removal | FileResult]:
         """Vectors for every chunk of the batch: reused from the store where a file's own chunk text is
         unchanged, otherwise from one model call over all files (similar lengths batch together)."""
-        files = [e for e in batch if not isinstance(e, FileResult)]
+        files = [e for e in batch if not isinstance(e, FileResult | Removal)]
         known: dict[str, dict[str, list[float]]] = {}  # source -> content hash -> stored vector
         for item, chunks in files:
             if item.had_version and not outage():  # a changed file: its unchanged chunks keep their vectors
@@ -268,9 +297,9 @@ class IngestRunner:
         try:
             with clock.timed("embed"):
                 fresh = dict(zip(new, self.embedder.embed_documents(list(new.values())) if new else [], strict=True))
-                out: list[Ready | FileResult] = []
+                out: list[Ready | Removal | FileResult] = []
                 for entry in batch:
-                    if isinstance(entry, FileResult):
+                    if isinstance(entry, FileResult | Removal):
                         out.append(entry)
                         continue
                     item, chunks = entry
@@ -288,7 +317,7 @@ class IngestRunner:
                 return [r for entry in batch for r in self._embed([entry], clock, store_lock, outage)]
             log.exception("embedding failed", extra={"files": len(files)})
             why = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
-            return [e if isinstance(e, FileResult) else
+            return [e if isinstance(e, FileResult | Removal) else
                     FileResult(e[0].cand.source, "failed", error=f"{e[0].cand.source}: embedding failed: {why}")
                     for e in batch]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ingest.limits import file_stamp
 from ingest.parse_worker import ParseWorker
-from ingest.schema import Chunk, Document, IngestError, ParseError
+from ingest.schema import Chunk, Document, EmptyDocumentError, IngestError, ParseError
 from ingest.store import StoreUnavailableError
 from pipelines.discover import Candidate
 from pipelines.report import FileResult, IngestReport
@@ -49,6 +49,21 @@ class Ready:
     dense: list[list[float]]
     sparse: list[tuple[list[int], list[float]]] | None
     reused: int = 0
+
+
+@dataclass
+class Removal:
+    """A file that is empty now: its stored version is deleted (in order, by the writer)."""
+
+    pending: Pending
+    reason: str
+
+
+def empty_result(item: Pending, exc: EmptyDocumentError) -> Removal | FileResult:
+    """An empty file removes the version the store holds; with none stored there is simply nothing to do."""
+    if item.had_version:
+        return Removal(item, str(exc))
+    return FileResult(item.cand.source, "skipped", error=f"{exc}; nothing to index")
 
 
 @dataclass
@@ -89,7 +104,7 @@ class ParseAhead:
         finally:
             self._put(_END)
 
-    def _parse(self, item: Pending) -> Document | FileResult:
+    def _parse(self, item: Pending) -> Document | Removal | FileResult:
         source = item.cand.source
         try:
             with self._clock.timed("parse"):
@@ -97,6 +112,8 @@ class ParseAhead:
                 if file_stamp(item.cand.path, source) != item.stamp:  # the text may not match file_hash
                     raise ParseError(f"{source}: file changed while it was being ingested; run again")
             return doc
+        except EmptyDocumentError as exc:
+            return empty_result(item, exc)
         except IngestError as exc:
             return FileResult(source, "failed", error=str(exc))
         except Exception as exc:  # a bug must not end the run for the other files
@@ -110,7 +127,7 @@ class ParseAhead:
             except queue.Full:
                 continue
 
-    def __iter__(self) -> Iterator[tuple[Pending, Document | FileResult | str]]:
+    def __iter__(self) -> Iterator[tuple[Pending, Document | Removal | FileResult | str]]:
         while True:
             value = self._queue.get()
             if value is _END:
@@ -141,7 +158,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="german-rag-writer", daemon=True)
         self._thread.start()
 
-    def put(self, item: list[Ready | FileResult]) -> None:
+    def put(self, item: list[Ready | Removal | FileResult]) -> None:
         self._queue.put(item)
 
     def _run(self) -> None:
@@ -151,7 +168,8 @@ class Writer:
                 return
             for entry in item:
                 try:
-                    self._emit(entry if isinstance(entry, FileResult) else self._write(entry))
+                    self._emit(entry if isinstance(entry, FileResult) else self._remove(entry)
+                               if isinstance(entry, Removal) else self._write(entry))
                 except BaseException as exc:
                     self.error = self.error or exc
 
@@ -175,6 +193,22 @@ class Writer:
             return FileResult(source, "failed", error=f"{source}: write failed: {type(exc).__name__}: {exc}")
         return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,
                           points_deleted=deleted, chunks_reused=ready.reused)
+
+    def _remove(self, removal: Removal) -> FileResult:
+        source = removal.pending.cand.source
+        if self.outage:
+            return FileResult(source, "failed", error=f"{source}: not attempted: {self.outage}")
+        try:
+            with self._clock.timed("store"), self._lock:
+                deleted = self._store.delete_source(source)
+        except StoreUnavailableError as exc:
+            self.outage = str(exc)
+            return FileResult(source, "failed", error=f"{source}: {exc}")
+        except Exception as exc:  # an engine error on this file's delete: this file only
+            log.exception("delete failed", extra={"source": source})
+            return FileResult(source, "failed", error=f"{source}: delete failed: {type(exc).__name__}: {exc}")
+        return FileResult(source, "removed", points_deleted=deleted,
+                          error=f"{removal.reason}; its stored document was removed")
 
     def finish(self, raise_error: bool = True) -> None:
         """Wait for every queued file; re-raise what broke the thread (a bug, never a per-file error)."""

@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 
+from pipelines.sources import escape_name, valid_text
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -21,9 +23,9 @@ class _Formatter(logging.Formatter):
         if record.exc_info:
             base["exc"] = self.formatException(record.exc_info)
         if self.as_json:
-            return json.dumps(base, ensure_ascii=False, default=str)
+            return json.dumps(valid_text(base), ensure_ascii=False, default=str)
         fields = " ".join(f"{k}={v}" for k, v in extra.items())
-        return f"{record.levelname.lower()} {record.name}: {record.getMessage()} {fields}".rstrip()
+        return escape_name(f"{record.levelname.lower()} {record.name}: {record.getMessage()} {fields}".rstrip())
 
 
 def setup_logging(level: str = "WARNING", as_json: bool = False) -> None:

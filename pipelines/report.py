@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-STATUSES = ("ingested", "unchanged", "failed", "skipped")
+# removed: the file is empty now, so its stored document was deleted (an empty file has nothing to serve)
+STATUSES = ("ingested", "unchanged", "removed", "failed", "skipped")
 
 
 @dataclass
@@ -40,7 +41,7 @@ class IngestReport:
 
     @property
     def balanced(self) -> bool:
-        """Files seen = ingested + unchanged + failed + skipped; chunks made = points written."""
+        """Files seen = ingested + unchanged + removed + failed + skipped; chunks made = points written."""
         by_status = sum(self.count(s) for s in STATUSES)
         return by_status == len(self.files) and self.chunks == self.points_written
 

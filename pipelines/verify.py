@@ -14,9 +14,10 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ingest.schema import P, ParseError, make_doc_id
-from pipelines.discover import discover, is_supported, source_name
+from ingest.schema import EmptyDocumentError, P, ParseError, make_doc_id
+from pipelines.discover import discover, is_supported
 from pipelines.ingest_run import sha256_file
+from pipelines.sources import file_path, source_name, under
 
 _FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_ID, P.CHUNK_INDEX, P.CHUNK_COUNT]
 
@@ -107,6 +108,8 @@ def _check_sources(stored: dict, fingerprint: str, paths: list, report: VerifyRe
         seen.add(cand.source)
         report.sources_checked += 1
         if cand.source not in stored:
+            if _is_empty(cand.path, cand.source):  # nothing to index: ingest skips or removes it
+                continue
             report.problems.append(Problem("missing", cand.source, "not in the collection (never ingested, or "
                                            "it failed)"))
             continue
@@ -118,12 +121,27 @@ def _check_sources(stored: dict, fingerprint: str, paths: list, report: VerifyRe
         if doc_id not in stored[cand.source]:
             report.problems.append(Problem("outdated", cand.source, "the stored version is not the file's current "
                                            "content (or the model/chunk settings changed); ingest it again"))
-    roots = [source_name(Path(p)) for p in paths if Path(p).is_dir()]
+    roots = [source_name(p) for p in paths if Path(p).is_dir()]
     for source in sorted(set(stored) - seen):
-        under_root = any(source.startswith(root.rstrip("/") + "/") for root in roots)
-        if under_root or not Path(source).exists():
+        if source.startswith("upload:"):  # a service upload has no file to compare with
+            continue
+        exists = file_path(source).exists()
+        if any(under(source, root) for root in roots) or not exists:
             report.problems.append(Problem("orphan", source, "stored, but its file is gone"
-                                           + (" from the checked folder" if Path(source).exists() else "")))
+                                           + (" from the checked folder" if exists else "")))
+
+
+def _is_empty(path: Path, source: str) -> bool:
+    """Whether ingest would find no text in the file (0 bytes, or nothing but whitespace and markup)."""
+    from ingest.parse import parse_file  # only for files the collection lacks: most runs never parse
+
+    try:
+        parse_file(path, source)
+    except EmptyDocumentError:
+        return True
+    except Exception:  # unreadable or broken: not empty, the file is reported as missing
+        return False
+    return False
 
 
 def _ranges(values: list[int]) -> str:

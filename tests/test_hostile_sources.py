@@ -1,0 +1,162 @@
+"""Issue #10, items 1, 3, 4, 5, 11, 14 (symlink loops): how files become sources, and what the CLI
+says about them. Runs the real CLI on the real MiniLM model (a PyPI package: no ../shared/data needed)
+and the default embedded engine (edge)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.discover import discover
+from pipelines.sources import escape_name, file_path, source_name, unescape_name
+from tests.standin import badfiles as bf
+
+MIETE = "Der Vermieter muss die Kaution getrennt von seinem Vermögen bei einer Bank anlegen. "
+ZINSEN = "Die Zinsen stehen dem Mieter zu und erhöhen die Sicherheit. "
+
+
+@pytest.fixture()
+def cli_env(tmp_path, minilm_dir, monkeypatch):
+    monkeypatch.setenv("GERMAN_RAG_EMBED_MODEL", str(minilm_dir))
+    monkeypatch.setenv("GERMAN_RAG_QDRANT_PATH", str(tmp_path / "qdrant"))
+    monkeypatch.delenv("GERMAN_RAG_QDRANT_URL", raising=False)
+    monkeypatch.delenv("GERMAN_RAG_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(capsys, *args: str) -> tuple[int, dict]:
+    code = main([*args, "--json"])
+    out, _ = capsys.readouterr()
+    out.encode("utf-8")  # #10.11: the JSON a machine reads is valid UTF-8 (no lone surrogates)
+    return code, json.loads(out)
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {os.path.basename(f["source"]): f for f in report["files"]}
+
+
+def test_a_non_utf8_name_fails_no_other_file(capsys, cli_env):
+    """#10.1 / #10.11: the issue's folder: two good files, a truncated PDF and `name_\\xff.txt`."""
+    folder = cli_env / "docs"
+    folder.mkdir()
+    (folder / "miete.txt").write_text(MIETE * 3, encoding="utf-8")
+    (folder / "zinsen.md").write_text("# Zinsen\n\n" + ZINSEN * 3, encoding="utf-8")
+    (folder / "kaputt.pdf").write_bytes(bf.truncated(bf.pdf_bytes(["Kaution und Zinsen"])))
+    raw = os.fsencode(folder) + b"/name_\xff.txt"
+    with open(raw, "wb") as fh:
+        fh.write((MIETE + ZINSEN).encode())
+    code, report = run(capsys, "ingest", str(folder))
+    files = by_name(report)
+    assert code == 1 and report["balanced"] and report["files_seen"] == 4
+    assert files["miete.txt"]["status"] == files["zinsen.md"]["status"] == "ingested"
+    assert files["name_\\xff.txt"]["status"] == "ingested"  # stored under its escaped, valid name
+    assert files["kaputt.pdf"]["status"] == "failed"
+    escaped = folder.as_posix() + "/name_\\xff.txt"
+    assert file_path(escaped) == Path(os.fsdecode(raw))  # the stored name leads back to the file
+    code, res = run(capsys, "query", "Kaution", "--filter", f"source={os.fsdecode(raw)}", "--mode", "bm25")
+    assert code == 0 and res["passages"] and {p["source"] for p in res["passages"]} == {escaped}
+    code, again = run(capsys, "ingest", str(folder))  # unchanged: found under its escaped name
+    assert by_name(again)["name_\\xff.txt"]["status"] == "unchanged"
+    os.unlink(raw)
+    code, res = run(capsys, "delete", escaped)  # the name as every report shows it
+    assert code == 0 and res["points_deleted"] > 0 and res["sources"] == [escaped]
+
+
+def test_escaping_is_reversible_and_the_identity_on_utf8():
+    """#10.1: the escape keeps every byte; valid names are stored as they are."""
+    for raw in [b"/a/name_\xff.txt", b"/a/caf\xe9/\xc3\xa4\xff\xfe.md", "/a/Größe.txt".encode()]:
+        name = os.fsdecode(raw)
+        text = escape_name(name)
+        text.encode("utf-8")
+        assert os.fsencode(unescape_name(text)) == raw
+    assert escape_name("/a/Größe \\x.txt") == "/a/Größe \\x.txt"
+
+
+def test_an_emptied_file_removes_its_document(capsys, cli_env):
+    """#10.3: a file emptied (0 bytes, or only whitespace) removes its stored document, reported as removed;
+    afterwards it is skipped (nothing to index), and verify is satisfied."""
+    folder = cli_env / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text(MIETE, encoding="utf-8")
+    (folder / "b.md").write_text(ZINSEN, encoding="utf-8")
+    code, report = run(capsys, "ingest", str(folder))
+    assert code == 0 and report["ingested"] == 2
+    (folder / "a.txt").write_bytes(b"")
+    (folder / "b.md").write_text("\n\n   \n", encoding="utf-8")
+    code, report = run(capsys, "ingest", str(folder))
+    files = by_name(report)
+    assert code == 0 and report["balanced"] and report["removed"] == 2
+    assert files["a.txt"]["points_deleted"] == 1 and "file is empty" in files["a.txt"]["error"]
+    assert files["b.md"]["status"] == "removed"
+    code, res = run(capsys, "query", "Kaution Zinsen", "--mode", "bm25")
+    assert res["passages"] == []
+    code, report = run(capsys, "ingest", str(folder))
+    assert code == 0 and report["skipped"] == 2
+    code, res = run(capsys, "verify", str(folder))
+    assert code == 0 and res["ok"], res["problems"]
+
+
+def test_relative_sources_are_found_after_the_file_is_gone(capsys, cli_env):
+    """#10.4: ingest, delete, --filter and verify resolve a relative path the same way, file or not;
+    `delete FOLDER` deletes the sources under it, with the count, and `--dry-run` deletes nothing."""
+    (cli_env / "c1" / "sub").mkdir(parents=True)
+    (cli_env / "c1" / "x.txt").write_text(MIETE, encoding="utf-8")
+    (cli_env / "c1" / "sub" / "y.txt").write_text(ZINSEN, encoding="utf-8")
+    (cli_env / "c10.txt").write_text(MIETE, encoding="utf-8")  # shares the prefix, not the folder
+    code, report = run(capsys, "ingest", "c1/x.txt", "c1", "c10.txt")
+    assert code == 0 and report["ingested"] == 3 and report["files_seen"] == 3
+    os.remove("c1/x.txt")
+    code, res = run(capsys, "query", "Kaution", "--filter", "source=c1/x.txt", "--mode", "bm25")
+    assert code == 0 and [p["source"] for p in res["passages"]] == [(cli_env / "c1/x.txt").as_posix()]
+    code, res = run(capsys, "verify", "c1")
+    assert code == 1 and [(p["kind"], os.path.basename(p["source"])) for p in res["problems"]] == [("orphan", "x.txt")]
+    code, res = run(capsys, "delete", "c1/x.txt")
+    assert code == 0 and res["points_deleted"] == 1
+    code, res = run(capsys, "delete", "c1", "--dry-run")
+    assert code == 0 and res["sources"] == [(cli_env / "c1/sub/y.txt").as_posix()] and res["points"] == 1
+    assert res["points_deleted"] == 0
+    code, res = run(capsys, "delete", "c1")
+    assert code == 0 and res["sources_deleted"] == 1 and res["points_deleted"] == 1
+    code, res = run(capsys, "query", "Kaution", "--mode", "bm25")
+    assert [os.path.basename(p["source"]) for p in res["passages"]] == ["c10.txt"]
+
+
+def test_a_symlink_and_its_target_are_one_source(capsys, cli_env):
+    """#10.5: one source per real file: a symlinked file and its target are ingested once."""
+    folder = cli_env / "docs"
+    folder.mkdir()
+    (folder / "original.txt").write_text(MIETE, encoding="utf-8")
+    (folder / "verweis.txt").symlink_to(folder / "original.txt")
+    code, report = run(capsys, "ingest", str(folder), str(folder / "verweis.txt"))
+    assert code == 0 and report["files_seen"] == 1 and report["ingested"] == 1
+    assert report["files"][0]["source"] == source_name(folder / "original.txt")
+    code, res = run(capsys, "query", "Kaution", "--mode", "bm25")
+    assert len(res["passages"]) == 1
+
+
+def test_symlink_loops_and_dangling_links_say_so(tmp_path):
+    """#10.14: a symlink loop is reported as a loop (not as an unsupported file type)."""
+    os.symlink(tmp_path / "b.txt", tmp_path / "a.txt")
+    os.symlink(tmp_path / "a.txt", tmp_path / "b.txt")
+    os.symlink(tmp_path / "fehlt.txt", tmp_path / "weg.txt")
+    candidates, errors = discover([tmp_path])
+    assert candidates == []
+    reasons = {os.path.basename(p): why for p, why in errors}
+    assert "symlink loop" in reasons["a.txt"] and "symlink loop" in reasons["b.txt"]
+    assert "dangling symlink" in reasons["weg.txt"]
+
+
+def test_json_output_stays_valid_utf8_for_undecodable_arguments(capsys, cli_env):
+    """#10.11: an argument that is not UTF-8 still gives valid UTF-8 JSON and text."""
+    bad = os.fsdecode(b"/nirgends/ordner_\xfe/datei.txt")
+    code, report = run(capsys, "ingest", bad)
+    assert code == 1 and report["files"][0]["source"] == "/nirgends/ordner_\\xfe/datei.txt"
+    code = main(["ingest", bad])
+    out, err = capsys.readouterr()
+    (out + err).encode("utf-8")
+    assert code == 1 and "ordner_\\xfe" in out
