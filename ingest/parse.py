@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from ingest.frontmatter import split_front_matter
 from ingest.limits import (
     HTML_FORMATS,
     ZIP_FORMATS,
@@ -135,15 +136,6 @@ def _partition(path: Path, text: str | None) -> list:
     return partition(filename=str(path), languages=["deu"], **kwargs)
 
 
-def _strip_front_matter(text: str) -> str:
-    """Drop a YAML front matter block: metadata, not prose."""
-    if text.startswith("---\n"):
-        end = text.find("\n---", 4)
-        if end != -1:
-            return text[end + 4 :].lstrip("\n")
-    return text
-
-
 def _element_rows(elements: Iterable, is_pdf: bool) -> list[tuple[str, str, int | None, int]]:
     """(text, category, page, depth) per element, cleaned, with running headers/footers removed."""
     rows = []
@@ -212,6 +204,7 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     size = file_stamp(path, source)[0]
     check_size(size, source, limits)
     text, encoding = None, None
+    extra: dict = {}
     if ext == ".pdf":
         check_pages(_check_pdf(path, source), source, limits)
     elif ext in ZIP_FORMATS:
@@ -220,7 +213,8 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         check_html_depth(decode_text(path)[0], source)
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path)
-        text = _strip_front_matter(text) if ext in {".md", ".markdown"} else text
+        if ext in {".md", ".markdown"}:
+            text, extra = split_front_matter(text)
         check_text(len(text), source, limits)
     try:
         elements = _partition(path, text)
@@ -236,7 +230,7 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     if not rows:
         hint = " (a PDF without a text layer, e.g. a scan, needs OCR)" if ext == ".pdf" else ""
         raise ParseError(f"{source}: no text found{hint}")
-    meta: dict = {"file_type": ext[1:], "bytes": size}
+    meta: dict = {**extra, "file_type": ext[1:], "bytes": size}  # the file's own facts win over its front matter
     if encoding:
         meta["encoding"] = encoding
     doc = _assemble(source, rows, meta)
