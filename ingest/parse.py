@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from ingest.budget import check_zip_budget
 from ingest.frontmatter import split_front_matter
 from ingest.limits import (
     HTML_FORMATS,
@@ -209,8 +210,9 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         check_pages(_check_pdf(path, source), source, limits)
     elif ext in ZIP_FORMATS:
         check_zip(path, source, limits)
+        check_zip_budget(path, source, limits)
     elif ext in HTML_FORMATS:
-        check_html_depth(decode_text(path)[0], source)
+        check_html_depth(decode_text(path)[0], source, limits)
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path)
         if ext in {".md", ".markdown"}:
