@@ -7,6 +7,7 @@ after normalisation, so nothing downstream has to search for them.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ingest.budget import check_zip_budget
+from ingest.email_parse import prepare_email
 from ingest.frontmatter import split_front_matter
 from ingest.limits import (
     HTML_FORMATS,
@@ -45,6 +47,7 @@ BINARY_EXTENSIONS = {
 }
 SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | BINARY_EXTENSIONS
 _HEADING = {"Title"}
+Row = tuple[str, str, int | None, int]  # (text, category, page, heading depth)
 _DROP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Formula"}
 
 
@@ -137,7 +140,17 @@ def _partition(path: Path, text: str | None) -> list:
     return partition(filename=str(path), languages=["deu"], **kwargs)
 
 
-def _element_rows(elements: Iterable, is_pdf: bool) -> list[tuple[str, str, int | None, int]]:
+def _partition_email(path: Path, source: str) -> tuple[list, list[Row], dict]:
+    """Elements of an EML with its text parts' charsets fixed, plus Subject/From rows and metadata."""
+    from unstructured.partition.email import partition_email
+
+    data, headers, meta = prepare_email(path.read_bytes(), source)
+    _prepare_text()
+    elements = partition_email(file=io.BytesIO(data), metadata_filename=str(path), languages=["deu"])
+    return elements, [(normalize_text(text), category, None, 0) for text, category in headers], meta
+
+
+def _element_rows(elements: Iterable, is_pdf: bool) -> list[Row]:
     """(text, category, page, depth) per element, cleaned, with running headers/footers removed."""
     rows = []
     for el in elements:
@@ -158,7 +171,7 @@ def _element_rows(elements: Iterable, is_pdf: bool) -> list[tuple[str, str, int 
     return rows
 
 
-def _assemble(source: str, rows: list[tuple[str, str, int | None, int]], metadata: dict) -> Document:
+def _assemble(source: str, rows: list[Row], metadata: dict) -> Document:
     parts: list[str] = []
     sections: list[Section] = []
     headings: list[tuple[int, str]] = []  # (depth, title) stack
@@ -218,8 +231,12 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         if ext in {".md", ".markdown"}:
             text, extra = split_front_matter(text)
         check_text(len(text), source, limits)
+    lead: list[Row] = []
     try:
-        elements = _partition(path, text)
+        if ext == ".eml":
+            elements, lead, extra = _partition_email(path, source)
+        else:
+            elements = _partition(path, text)
     except ParseError:
         raise
     except PermissionError as exc:
@@ -228,7 +245,7 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: structure nested too deeply") from exc
     except Exception as exc:  # unstructured raises many kinds for a broken file
         raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: {type(exc).__name__}: {exc}") from exc
-    rows = _element_rows(elements, is_pdf=ext == ".pdf")
+    rows = lead + _element_rows(elements, is_pdf=ext == ".pdf")
     if not rows:
         hint = " (a PDF without a text layer, e.g. a scan, needs OCR)" if ext == ".pdf" else ""
         raise ParseError(f"{source}: no text found{hint}")
