@@ -18,6 +18,7 @@ from pathlib import Path
 from ingest.budget import check_zip_budget
 from ingest.email_parse import prepare_email
 from ingest.frontmatter import split_front_matter
+from ingest.html_main import extract_main
 from ingest.limits import (
     HTML_FORMATS,
     ZIP_FORMATS,
@@ -112,6 +113,7 @@ def prepare_parsers() -> None:
     pay for them against its time limit; the PDF and Office partitioners stay lazy (seconds to import).
     """
     _prepare_text()
+    import trafilatura  # noqa: F401  # HTML main content (ingest.html_main)
     import unstructured.partition.auto
     import unstructured.partition.html
     import unstructured.partition.md
@@ -148,6 +150,17 @@ def _partition_email(path: Path, source: str) -> tuple[list, list[Row], dict]:
     _prepare_text()
     elements = partition_email(file=io.BytesIO(data), metadata_filename=str(path), languages=["deu"])
     return elements, [(normalize_text(text), category, None, 0) for text, category in headers], meta
+
+
+def _partition_html(path: Path, html: str | None) -> tuple[list, dict]:
+    """Elements of the page's main content (see ingest.html_main), or of the full page."""
+    main = extract_main(html) if html is not None else None
+    if main is None:
+        return _partition(path, None), {"html_content": "full"}
+    from unstructured.partition.html import partition_html
+
+    _prepare_text()
+    return partition_html(text=main.html, languages=["deu"]), {**main.metadata, "html_content": "main"}
 
 
 def _element_rows(elements: Iterable, is_pdf: bool) -> list[Row]:
@@ -208,8 +221,13 @@ def _check_pdf(path: Path, source: str) -> int:
         raise ParseError(f"{source}: cannot parse as PDF: {type(exc).__name__}: {exc}") from exc
 
 
-def parse_file(path: Path, source: str | None = None, limits: Limits | None = None) -> Document:
-    """Parse one file into a Document. Raises ParseError (LimitError for a limit) with the file and reason."""
+def parse_file(path: Path, source: str | None = None, limits: Limits | None = None, *,
+               main_content: bool = True) -> Document:
+    """Parse one file into a Document. Raises ParseError (LimitError for a limit) with the file and reason.
+
+    HTML: only the page's main content is kept (`ingest.html_main`), the full page where that finds too
+    little; `main_content=False` parses the full page. `metadata["html_content"]` says which.
+    """
     source = source or str(path)
     limits = limits or Limits()
     ext = path.suffix.lower()
@@ -225,7 +243,8 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         check_zip(path, source, limits)
         check_zip_budget(path, source, limits)
     elif ext in HTML_FORMATS:
-        check_html_depth(decode_text(path)[0], source, limits)
+        text = decode_text(path)[0]
+        check_html_depth(text, source, limits)
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path)
         if ext in {".md", ".markdown"}:
@@ -235,6 +254,8 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     try:
         if ext == ".eml":
             elements, lead, extra = _partition_email(path, source)
+        elif ext in HTML_FORMATS:
+            elements, extra = _partition_html(path, text if main_content else None)
         else:
             elements = _partition(path, text)
     except ParseError:
