@@ -81,14 +81,16 @@ class _Counter:
     def _add_element(self) -> None:
         self.elements += 1
         if self.limits.max_elements and self.elements > self.limits.max_elements:
-            raise LimitError(f"{self.source}: more than {self.limits.max_elements} paragraphs, rows or other "
-                             "elements (max_elements); not parsed")
+            limit = self.limits.max_elements
+            raise LimitError(f"{self.source}: more than {limit} paragraphs, rows or other elements, over the limit "
+                             f"of {limit} (max_elements); stopped before parsing")
 
     def _add_chars(self, chars: int) -> None:
         self.chars += chars
         if self.limits.max_text_chars and self.chars > self.limits.max_text_chars:
-            raise LimitError(f"{self.source}: more than {self.limits.max_text_chars} characters of text "
-                             "(max_text_chars); not parsed")
+            limit = self.limits.max_text_chars
+            raise LimitError(f"{self.source}: more than {limit} characters of text, over the limit of {limit} "
+                             "(max_text_chars); stopped before parsing")
 
 
 def _free(el) -> None:

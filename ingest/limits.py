@@ -150,7 +150,7 @@ def check_html_depth(text: str, source: str, limits: Limits | None = None) -> No
     max_elements = (limits or Limits()).max_elements
     if max_elements and probe.blocks > max_elements:
         raise LimitError(f"{source}: {probe.blocks} paragraphs, list items, rows or headings, over the limit of "
-                         f"{max_elements} (max_elements); not parsed")
+                         f"{max_elements} (max_elements); stopped before parsing")
     if probe.deepest > MAX_HTML_DEPTH:
         raise ParseError(f"{source}: HTML nested {probe.deepest} levels deep, more than the {MAX_HTML_DEPTH} the "
                          "parser keeps (its inner text would be lost)")
