@@ -22,6 +22,7 @@ HTML_FORMATS = {".html", ".htm", ".xhtml"}
 MAX_HTML_DEPTH = 255  # libxml2's HTML parser drops what lies deeper, so unstructured would lose that text
 _VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
               "track", "wbr", "p", "li", "td", "th", "tr", "option", "dt", "dd"}  # void or often left open
+_HTML_BLOCKS = {"p", "li", "tr", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6"}  # one partitioner element each
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # compound file: legacy Office, or encrypted OOXML
 
 
@@ -37,10 +38,18 @@ class Limits:
     max_pages: int = 5000
     max_unzipped_bytes: int = 1024 * 1024 * 1024  # bounds decompression bombs in DOCX/XLSX/PPTX/ODT/EPUB
     max_text_chars: int = 50_000_000
-    parse_timeout_s: float = 600.0  # parse in a worker process that is killed past this; 0 = in process
+    # Paragraphs, headings, list items and rows of a zip-based document or an HTML page, counted before
+    # the partitioner builds one element per each (about 0.4 ms and several KB apiece in unstructured,
+    # so 100,000 is about 40 s of parsing; a 1,000-page book has 10,000 to 30,000). PDFs are bounded
+    # by max_pages instead.
+    max_elements: int = 100_000
+    # Parse in a worker process that is killed past this; 0 = in process. A service that parses
+    # untrusted uploads should pass a lower value (pipelines/build.py maps its setting here).
+    parse_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_text_chars", "parse_timeout_s"):
+        for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_text_chars", "max_elements",
+                     "parse_timeout_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"limit {name} must be >= 0, got {getattr(self, name)!r}")
 
@@ -120,9 +129,10 @@ def check_text(chars: int, source: str, limits: Limits) -> None:
 class _DepthProbe(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
-        self.depth = self.deepest = 0
+        self.depth = self.deepest = self.blocks = 0
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.blocks += tag in _HTML_BLOCKS
         if tag not in _VOID_TAGS:
             self.depth += 1
             self.deepest = max(self.deepest, self.depth)
@@ -132,10 +142,15 @@ class _DepthProbe(HTMLParser):
             self.depth = max(0, self.depth - 1)
 
 
-def check_html_depth(text: str, source: str) -> None:
-    """Refuse HTML nested deeper than the parser keeps: its inner text would vanish without a word."""
+def check_html_depth(text: str, source: str, limits: Limits | None = None) -> None:
+    """Refuse HTML nested deeper than the parser keeps (its inner text would vanish without a word), and
+    HTML with more blocks than `max_elements` (counted in the same pass, before partitioning)."""
     probe = _DepthProbe()
     probe.feed(text)
+    max_elements = (limits or Limits()).max_elements
+    if max_elements and probe.blocks > max_elements:
+        raise LimitError(f"{source}: {probe.blocks} paragraphs, list items, rows or headings, over the limit of "
+                         f"{max_elements} (max_elements); stopped before parsing")
     if probe.deepest > MAX_HTML_DEPTH:
         raise ParseError(f"{source}: HTML nested {probe.deepest} levels deep, more than the {MAX_HTML_DEPTH} the "
                          "parser keeps (its inner text would be lost)")

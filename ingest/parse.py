@@ -7,6 +7,7 @@ after normalisation, so nothing downstream has to search for them.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -14,6 +15,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from ingest.budget import check_zip_budget
+from ingest.email_parse import prepare_email
+from ingest.frontmatter import split_front_matter
+from ingest.html_main import extract_main
 from ingest.limits import (
     HTML_FORMATS,
     ZIP_FORMATS,
@@ -43,6 +48,7 @@ BINARY_EXTENSIONS = {
 }
 SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | BINARY_EXTENSIONS
 _HEADING = {"Title"}
+Row = tuple[str, str, int | None, int]  # (text, category, page, heading depth)
 _DROP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Formula"}
 
 
@@ -107,6 +113,7 @@ def prepare_parsers() -> None:
     pay for them against its time limit; the PDF and Office partitioners stay lazy (seconds to import).
     """
     _prepare_text()
+    import trafilatura  # noqa: F401  # HTML main content (ingest.html_main)
     import unstructured.partition.auto
     import unstructured.partition.html
     import unstructured.partition.md
@@ -135,16 +142,28 @@ def _partition(path: Path, text: str | None) -> list:
     return partition(filename=str(path), languages=["deu"], **kwargs)
 
 
-def _strip_front_matter(text: str) -> str:
-    """Drop a YAML front matter block: metadata, not prose."""
-    if text.startswith("---\n"):
-        end = text.find("\n---", 4)
-        if end != -1:
-            return text[end + 4 :].lstrip("\n")
-    return text
+def _partition_email(path: Path, source: str) -> tuple[list, list[Row], dict]:
+    """Elements of an EML with its text parts' charsets fixed, plus Subject/From rows and metadata."""
+    from unstructured.partition.email import partition_email
+
+    data, headers, meta = prepare_email(path.read_bytes(), source)
+    _prepare_text()
+    elements = partition_email(file=io.BytesIO(data), metadata_filename=str(path), languages=["deu"])
+    return elements, [(normalize_text(text), category, None, 0) for text, category in headers], meta
 
 
-def _element_rows(elements: Iterable, is_pdf: bool) -> list[tuple[str, str, int | None, int]]:
+def _partition_html(path: Path, html: str | None) -> tuple[list, dict]:
+    """Elements of the page's main content (see ingest.html_main), or of the full page."""
+    main = extract_main(html) if html is not None else None
+    if main is None:
+        return _partition(path, None), {"html_content": "full"}
+    from unstructured.partition.html import partition_html
+
+    _prepare_text()
+    return partition_html(text=main.html, languages=["deu"]), {**main.metadata, "html_content": "main"}
+
+
+def _element_rows(elements: Iterable, is_pdf: bool) -> list[Row]:
     """(text, category, page, depth) per element, cleaned, with running headers/footers removed."""
     rows = []
     for el in elements:
@@ -165,7 +184,7 @@ def _element_rows(elements: Iterable, is_pdf: bool) -> list[tuple[str, str, int 
     return rows
 
 
-def _assemble(source: str, rows: list[tuple[str, str, int | None, int]], metadata: dict) -> Document:
+def _assemble(source: str, rows: list[Row], metadata: dict) -> Document:
     parts: list[str] = []
     sections: list[Section] = []
     headings: list[tuple[int, str]] = []  # (depth, title) stack
@@ -202,8 +221,13 @@ def _check_pdf(path: Path, source: str) -> int:
         raise ParseError(f"{source}: cannot parse as PDF: {type(exc).__name__}: {exc}") from exc
 
 
-def parse_file(path: Path, source: str | None = None, limits: Limits | None = None) -> Document:
-    """Parse one file into a Document. Raises ParseError (LimitError for a limit) with the file and reason."""
+def parse_file(path: Path, source: str | None = None, limits: Limits | None = None, *,
+               main_content: bool = True) -> Document:
+    """Parse one file into a Document. Raises ParseError (LimitError for a limit) with the file and reason.
+
+    HTML: only the page's main content is kept (`ingest.html_main`), the full page where that finds too
+    little; `main_content=False` parses the full page. `metadata["html_content"]` says which.
+    """
     source = source or str(path)
     limits = limits or Limits()
     ext = path.suffix.lower()
@@ -212,18 +236,28 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     size = file_stamp(path, source)[0]
     check_size(size, source, limits)
     text, encoding = None, None
+    extra: dict = {}
     if ext == ".pdf":
         check_pages(_check_pdf(path, source), source, limits)
     elif ext in ZIP_FORMATS:
         check_zip(path, source, limits)
+        check_zip_budget(path, source, limits)
     elif ext in HTML_FORMATS:
-        check_html_depth(decode_text(path)[0], source)
+        text = decode_text(path)[0]
+        check_html_depth(text, source, limits)
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path)
-        text = _strip_front_matter(text) if ext in {".md", ".markdown"} else text
+        if ext in {".md", ".markdown"}:
+            text, extra = split_front_matter(text)
         check_text(len(text), source, limits)
+    lead: list[Row] = []
     try:
-        elements = _partition(path, text)
+        if ext == ".eml":
+            elements, lead, extra = _partition_email(path, source)
+        elif ext in HTML_FORMATS:
+            elements, extra = _partition_html(path, text if main_content else None)
+        else:
+            elements = _partition(path, text)
     except ParseError:
         raise
     except PermissionError as exc:
@@ -232,12 +266,12 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: structure nested too deeply") from exc
     except Exception as exc:  # unstructured raises many kinds for a broken file
         raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: {type(exc).__name__}: {exc}") from exc
-    rows = _element_rows(elements, is_pdf=ext == ".pdf")
+    rows = lead + _element_rows(elements, is_pdf=ext == ".pdf")
     if not rows:
         if ext == ".pdf":  # a scan is not empty: its text is there, unread
             raise ParseError(f"{source}: no text found (a PDF without a text layer, e.g. a scan, needs OCR)")
         raise EmptyDocumentError(f"{source}: no text found")
-    meta: dict = {"file_type": ext[1:], "bytes": size}
+    meta: dict = {**extra, "file_type": ext[1:], "bytes": size}  # the file's own facts win over its front matter
     if encoding:
         meta["encoding"] = encoding
     doc = _assemble(source, rows, meta)

@@ -1,0 +1,89 @@
+"""E-mail (EML) before unstructured sees it: text parts' charsets, and Subject and From as text.
+
+The stdlib decodes a text part without a charset parameter as ASCII with replacement characters
+("beschlie��t"); German mail from old clients and scanners often is Latin-1 or CP1252 without saying
+so, or says us-ascii. Each text part is therefore checked: a declared charset that decodes the bytes
+is kept, anything else is detected as for text files (`decode_bytes`) and written into the part, so
+unstructured's partitioner (body, attachments and all) then decodes it correctly.
+
+Who wrote a mail and what it is about are what a reader searches for, so Subject and From become
+the document's first sections ("Betreff: …", "Von: …"), RFC 2047 encoded words decoded.
+"""
+
+from __future__ import annotations
+
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
+
+from ingest.schema import ParseError
+from ingest.textfile import decode_bytes
+
+# (label, header): the sections an e-mail document opens with, in this order
+HEADER_ROWS = (("Betreff", "Subject"), ("Von", "From"))
+
+
+def prepare_email(data: bytes, source: str) -> tuple[bytes, list[tuple[str, str]], dict[str, str]]:
+    """(message bytes with every text part's charset declared correctly, header rows, metadata).
+
+    Header rows are (text, category) pairs: the subject is a Title (the heading of what follows).
+    """
+    msg = BytesParser(policy=policy.default).parsebytes(data)
+    for part in msg.walk():
+        if part.get_content_maintype() == "text" and not part.is_multipart():
+            _fix_charset(part, source)
+    rows, meta = _header_rows(msg)
+    return msg.as_bytes(), rows, meta
+
+
+def _fix_charset(part: EmailMessage, source: str) -> None:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes) or not payload:
+        return
+    declared = part.get_param("charset")
+    if isinstance(declared, str):
+        try:
+            payload.decode(declared)
+            return
+        except (UnicodeDecodeError, LookupError):
+            pass  # wrong or unknown: detect instead
+    try:
+        encoding = decode_bytes(payload, source)[1]
+    except ParseError:
+        return  # binary data in a text part: left to the partitioner as it is
+    part.set_param("charset", encoding)
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    """A header as text. Raw 8-bit bytes in it (not RFC 2047 encoded, as old clients write umlauts) are
+    decoded like a text file; the stdlib would turn them into replacement characters."""
+    raw = next((value for key, value in msg.raw_items() if key.lower() == name.lower()), None)
+    if raw is None:
+        return ""
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):
+        text = decode_bytes(raw.encode("ascii", "surrogateescape"), name)[0]
+    else:
+        text = str(msg.get(name, ""))
+    return " ".join(text.split())
+
+
+def _header_rows(msg: EmailMessage) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    rows = []
+    for label, name in HEADER_ROWS:
+        value = _header(msg, name)
+        if value:
+            rows.append((f"{label}: {value}", "Title" if name == "Subject" else "EmailHeader"))
+    meta = {}
+    if subject := _header(msg, "Subject"):
+        meta["title"] = subject
+    if date := _date(_header(msg, "Date")):
+        meta["date"] = date
+    return rows, meta
+
+
+def _date(value: str) -> str | None:
+    try:
+        return parsedate_to_datetime(value).isoformat() if value else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,87 @@
+"""Parse work is bounded by what a file yields: paragraph bombs are refused before partitioning."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ingest.limits import LimitError, Limits
+from ingest.parse import parse_file
+
+SENTENCE = "Der Vermieter muss die Kaution getrennt von seinem Vermögen anlegen."
+
+
+def _docx_bomb(path: Path, paragraphs: int, text: str = SENTENCE) -> Path:
+    """A real DOCX (python-docx) whose one paragraph is repeated: tiny on disk, large when unpacked."""
+    docx = pytest.importorskip("docx")
+    document = docx.Document()
+    document.add_paragraph("MARKER")
+    buf = io.BytesIO()
+    document.save(buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, \
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "word/document.xml":
+                xml = data.decode("utf-8")
+                start = xml.index("<w:p>")
+                end = xml.index("</w:p>", start) + len("</w:p>")
+                xml = xml[:start] + xml[start:end].replace("MARKER", text) * paragraphs + xml[end:]
+                data = xml.encode("utf-8")
+            out.writestr(info.filename, data)
+    return path
+
+
+def _unpacked(path: Path) -> int:
+    with zipfile.ZipFile(path) as zf:
+        return sum(i.file_size for i in zf.infolist())
+
+
+def test_docx_paragraph_bomb_is_refused_by_element_count_quickly(tmp_path):
+    """#10.8: a DOCX far under max_unzipped_bytes but with too many paragraphs is refused in well under
+    the time unstructured would need (about 4 s for these 10,000 paragraphs), naming max_elements."""
+    bomb = _docx_bomb(tmp_path / "bombe.docx", 10_000)
+    assert bomb.stat().st_size < 50_000 and _unpacked(bomb) > 600_000  # 13x compression, under the unzip limit
+    started = time.perf_counter()
+    with pytest.raises(LimitError, match=r"bombe\.docx: more than 2000 paragraphs.*\(max_elements\)"):
+        parse_file(bomb, limits=Limits(max_elements=2000, parse_timeout_s=0))
+    assert time.perf_counter() - started < 1.5
+
+
+def test_docx_text_bomb_is_refused_by_text_size_before_partitioning(tmp_path):
+    """#10.8: the characters a DOCX yields are counted from its XML before partitioning; over
+    max_text_chars it is refused without building the element list (before: parsed whole, then refused)."""
+    bomb = _docx_bomb(tmp_path / "text.docx", 10_000)
+    started = time.perf_counter()
+    message = r"text\.docx: more than 100000 characters of text, over the limit of 100000 \(max_text_chars\)"
+    with pytest.raises(LimitError, match=message):
+        parse_file(bomb, limits=Limits(max_text_chars=100_000, parse_timeout_s=0))
+    assert time.perf_counter() - started < 1.5
+
+
+def test_docx_under_the_limits_still_parses(tmp_path):
+    """#10.8: the count is exact, not a guess from XML size: a document at the limits parses."""
+    doc_path = _docx_bomb(tmp_path / "normal.docx", 50)
+    chars = 50 * len(SENTENCE) + 49 * 2  # paragraphs joined by blank lines
+    doc = parse_file(doc_path, limits=Limits(max_elements=50, max_text_chars=chars, parse_timeout_s=0))
+    assert doc.text.count(SENTENCE) == 50
+
+
+def test_html_with_too_many_blocks_is_refused_before_partitioning(tmp_path):
+    """#10.8: HTML blocks are counted in the pass that already checks nesting depth."""
+    page = tmp_path / "liste.html"
+    page.write_text("<html><body><ul>" + f"<li>{SENTENCE}</li>" * 3000 + "</ul></body></html>", encoding="utf-8")
+    started = time.perf_counter()
+    with pytest.raises(LimitError, match=r"liste\.html: 3000 paragraphs, list items.*limit of 1000 \(max_elements\)"):
+        parse_file(page, limits=Limits(max_elements=1000, parse_timeout_s=0))
+    assert time.perf_counter() - started < 1.5
+
+
+def test_max_elements_is_validated():
+    """#10.8: the new limit is checked like the others."""
+    with pytest.raises(ValueError, match=r"limit max_elements must be >= 0"):
+        Limits(max_elements=-1)
