@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,12 +18,12 @@ from pipelines.build import (
     build_store,
     model_identity,
 )
-from pipelines.config import ConfigError, Settings
+from pipelines.config import ConfigError, Settings, UsageError
 from pipelines.discover import parse_shard, source_name
 from pipelines.ingest_run import IngestRunner
 from pipelines.report import IngestReport
 from pipelines.verify import format_verify, verify_collection
-from retrieval.schema import Passage, RetrievalError
+from retrieval.schema import Passage
 
 DEMO_QUESTIONS = [
     "Wie viele Werktage Urlaub stehen einem Arbeitnehmer jährlich mindestens zu?",
@@ -82,18 +83,18 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- query -------------------------------------------------------------------------------------------
 def parse_filters(items: list[str]) -> dict:
+    """`--filter FIELD=VALUE` items as store filters; a malformed item or an integer outside the store's
+    range is a UsageError naming the item (exit 2)."""
     filters: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
-            raise RetrievalError(f"--filter {item!r}: expected FIELD=VALUE")
+            raise UsageError(f"--filter {item!r}: expected FIELD=VALUE")
         if key not in FILTER_FIELDS:
-            raise RetrievalError(f"--filter {key!r}: unknown field (allowed: {sorted(FILTER_FIELDS)})")
+            raise UsageError(f"--filter {key!r}: unknown field (allowed: {sorted(FILTER_FIELDS)})")
         parsed: str | int = value
         if FILTER_FIELDS[key] == "integer":
-            if not value.lstrip("-").isdigit():
-                raise RetrievalError(f"--filter {key}={value!r}: needs an integer")
-            parsed = int(value)
+            parsed = _filter_integer(key, value)
         elif key == "source" and Path(value).exists():
             parsed = source_name(Path(value))
         if key in filters:
@@ -102,6 +103,23 @@ def parse_filters(items: list[str]) -> dict:
         else:
             filters[key] = parsed
     return filters
+
+
+def _filter_integer(key: str, value: str) -> int:
+    """An ASCII decimal within the store's integer range (ingest.store_shared.check_filter_integer)."""
+    from ingest.store_shared import check_filter_integer
+
+    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+    match = re.fullmatch(r"(-?)0*([0-9]+)", value)
+    if not match:
+        raise UsageError(f"--filter {key}={value[:40]!r}: needs an integer")
+    sign, digits = match.groups()
+    # Past 20 digits a value is out of range anyway; cut it so that int() never meets its 4300-digit limit.
+    number = int(sign + digits[:21])
+    try:
+        return check_filter_integer(key, number)
+    except StoreError as exc:
+        raise UsageError(f"--filter {key}={value[:40]}{'…' if len(value) > 40 else ''}: {exc}") from exc
 
 
 def retrieve_many(settings: Settings, texts: list[str], top_k: int, filters: dict, truncate: bool,
