@@ -116,10 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         setup_logging(settings.log_level, settings.log_json)
-        if args.command in ("ingest", "eval", "demo") and settings.parse_timeout > 0:
-            from ingest.parse_worker import warm_up
-
-            warm_up()  # the parsers load on the other core while the model's libraries load here
+        # The parse worker starts only when an ingest's triage finds a file to parse (IngestRunner); heavy
+        # libraries load inside the command that needs them, so a run with nothing to do stays fast.
         from pipelines import commands
 
         return commands.run(args.command, args, settings)

@@ -1,4 +1,8 @@
-"""What each CLI command does, given parsed arguments and settings. Returns the exit code."""
+"""What each CLI command does, given parsed arguments and settings. Returns the exit code.
+
+A command imports what it uses when it runs: `config` and `--help` need no store, `query --mode bm25`
+and an unchanged re-ingest no torch or transformers (tests/test_startup.py holds that line).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.schema import FILTER_FIELDS, StoreError
 from pipelines.build import (
@@ -20,10 +25,10 @@ from pipelines.build import (
 )
 from pipelines.config import ConfigError, Settings, UsageError
 from pipelines.discover import parse_shard, source_name
-from pipelines.ingest_run import IngestRunner
-from pipelines.report import IngestReport
-from pipelines.verify import format_verify, verify_collection
-from retrieval.schema import Passage
+
+if TYPE_CHECKING:
+    from pipelines.report import IngestReport
+    from retrieval.schema import Passage
 
 DEMO_QUESTIONS = [
     "Wie viele Werktage Urlaub stehen einem Arbeitnehmer jährlich mindestens zu?",
@@ -44,6 +49,8 @@ def _out(args: argparse.Namespace, data: dict, text: str) -> None:
 # -- ingest ------------------------------------------------------------------------------------------
 def ingest_paths(settings: Settings, paths: list, progress: bool = True,
                  shard: tuple[int, int] | None = None, bulk: bool = False) -> IngestReport:
+    from pipelines.ingest_run import IngestRunner  # the ingest pipeline and the store client
+
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
@@ -125,12 +132,16 @@ def _filter_integer(key: str, value: str) -> int:
 def retrieve_many(settings: Settings, texts: list[str], top_k: int, filters: dict, truncate: bool,
                   rerank: bool | None = None, expand: int | None = None,
                   mmr: float | None = None) -> list[list[Passage]]:
-    """Load the model and open the store once, then answer each query."""
+    """Open the store and load the model once, then answer each query. The BM25 mode needs only the
+    model's own config files (its vector size, to check the collection), never its weights."""
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
         store.require_collection()
-        embedder.load()
+        if settings.retrieval_mode == "bm25":
+            embedder.prepare()
+        else:
+            embedder.load()
         store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
         retriever = build_retriever(settings, embedder, store, with_reranker=rerank)
         return [retriever.retrieve(t, top_k, filters, truncate, rerank=rerank, expand=expand, mmr=mmr)
@@ -194,10 +205,13 @@ def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.ingest_run import IngestRunner
+    from pipelines.verify import format_verify, verify_collection
+
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
-        embedder.load()
+        embedder.prepare()  # verify compares ids and sizes: the model's config files, never its weights
         runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
                               model_identity(settings.embed_model), build_sparse_encoder(settings), False)
         report = verify_collection(store, runner.model_id, embedder.dimension, runner.fingerprint, args.paths)
