@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from langchain_text_splitters import RecursiveCharacterTextSplitter
-
 from ingest.schema import Chunk, Document, IngestError, Section, Tokenizer, make_chunk_id, sha256_text
 from ingest.sentences import sentence_spans
 
@@ -96,6 +94,9 @@ class TokenChunker:
 
     def _split_long(self, text: str, start: int, end: int, limit: int) -> list[tuple[int, int]]:
         """Pieces of an over-long sentence: clauses and words first, token boundaries last."""
+        # imported here: langchain costs 0.2-0.5 s to import, and only an over-long sentence needs it
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
         splitter = RecursiveCharacterTextSplitter(
             chunk_size=limit,
             chunk_overlap=0,

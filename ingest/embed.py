@@ -13,12 +13,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ingest.embed_backends import BackendRequest, EncoderBackend, build_backend, resolve_backend
 from ingest.model_files import ModelSpec, read_hidden_size, read_model_spec, resolve_model_dir
 from ingest.schema import ModelUnavailableError, TokenLimitError
+
+if TYPE_CHECKING:  # torch and the backends load with the weights: a run that never embeds never imports them
+    import torch
+
+    from ingest.embed_backends import BackendRequest, EncoderBackend
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +42,16 @@ class EmbedderOptions:
 
 
 def pick_device(requested: str) -> torch.device:
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
 
 
 def _pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    import torch
+
     m = mask.unsqueeze(-1).to(hidden.dtype)
     if mode == "cls":
         return hidden[:, 0]
@@ -60,6 +67,8 @@ def _pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
 
 def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id rows into (ids, mask) tensors; cheaper than the tokenizer's generic `pad`."""
+    import torch
+
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -93,7 +102,7 @@ class HFEmbedder:
         self._spec: ModelSpec | None = None
         self._tokenizer = None
         self._backend: EncoderBackend | None = None
-        self._device = torch.device("cpu")
+        self._device: torch.device | None = None  # chosen in `load`
         self._dimension = 0
         self._max_tokens = 0
         self._directory: Path | None = None
@@ -138,7 +147,10 @@ class HFEmbedder:
         if self._backend is not None:
             return
         self._ensure_tokenizer()
+        import torch
         from transformers import AutoModel
+
+        from ingest.embed_backends import build_backend
 
         assert self._spec is not None
         try:
@@ -153,6 +165,8 @@ class HFEmbedder:
                                                    "backend": self._backend.name})
 
     def _backend_request(self, spec: ModelSpec, tokenizer, threads: int) -> BackendRequest:
+        from ingest.embed_backends import BackendRequest, resolve_backend
+
         cache = self.options.backend_cache or os.path.join(os.path.expanduser("~"), ".cache", "german-rag", "backends")
         return BackendRequest(
             name=resolve_backend(self.options.backend), transformer_dir=spec.transformer_dir,
@@ -258,6 +272,8 @@ class HFEmbedder:
         if not ids:
             return []
         self.load()
+        import torch
+
         batches = token_budget_batches(
             [len(r) for r in ids], self.options.max_batch_tokens, self.options.max_batch_size
         )
@@ -272,6 +288,8 @@ class HFEmbedder:
         return out  # type: ignore[return-value]
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
+        import torch
+
         input_ids, mask = _pad(rows, self._tokenizer.pad_token_id or 0)
         types = torch.zeros_like(input_ids) if "token_type_ids" in self._tokenizer.model_input_names else None
         assert self._backend is not None

@@ -70,9 +70,10 @@ def _main_module_hidden() -> Iterator[None]:
 
 
 def warm_up() -> None:
-    """Start the fork server now: it imports the parsers (about 3 s) on another core while this process
-    imports the model's libraries, so the first file to parse finds it ready. Best effort: if it cannot
-    start here, `ParseWorker.start` tries again and falls back as usual."""
+    """Start the fork server now (returns at once): it imports the parsers (about 3 s) on another core
+    while this process goes on (an ingest calls it when triage finds the first file to parse), so the
+    first file finds it ready. Best effort: if it cannot start here, `ParseWorker.start` tries again and
+    falls back as usual."""
     if "forkserver" not in mp.get_all_start_methods():
         return
     from multiprocessing import forkserver

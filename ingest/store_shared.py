@@ -48,8 +48,25 @@ def states_by_source(sources: Sequence[str], pages: Callable[[list[str]], Iterab
     return out
 
 
+# The integer payload fields (page, chunk_index) count from 0; the engines hold signed 64-bit integers and
+# answer a larger one with an overflow (a 500 or a traceback), so no filter may carry one.
+INTEGER_MIN, INTEGER_MAX = 0, 2**63 - 1
+
+
+def check_filter_integer(key: str, value: object) -> int:
+    """`value` as a filter integer for field `key`, or a StoreError naming the field and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreError(f"filter field {key!r} needs an integer, got {value!r}")
+    if not INTEGER_MIN <= value <= INTEGER_MAX:
+        # str() of a huge integer is itself an error (Python's 4300-digit limit): describe it by size
+        shown = str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
+        raise StoreError(f"filter field {key!r}: {shown} is out of range ({INTEGER_MIN} to {INTEGER_MAX})")
+    return value
+
+
 def build_filter(filters: dict[str, FilterValue] | None) -> models.Filter | None:
-    """Turn `{field: value or [values]}` into a Qdrant filter; unknown fields are an error."""
+    """Turn `{field: value or [values]}` into a Qdrant filter; unknown fields, wrong types and integers
+    outside INTEGER_MIN..INTEGER_MAX are a StoreError, so no engine ever sees them."""
     if not filters:
         return None
     conditions = []
@@ -59,8 +76,8 @@ def build_filter(filters: dict[str, FilterValue] | None) -> models.Filter | None
         kind = FILTER_FIELDS[key]
         values = value if isinstance(value, list) else [value]
         for v in values:
-            if kind == "integer" and (isinstance(v, bool) or not isinstance(v, int)):
-                raise StoreError(f"filter field {key!r} needs an integer, got {v!r}")
+            if kind == "integer":
+                check_filter_integer(key, v)
             if kind == "keyword" and not isinstance(v, str):
                 raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
         match = models.MatchAny(any=values) if isinstance(value, list) else models.MatchValue(value=value)

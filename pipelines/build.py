@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.embed_use import MODEL_NAME as USE_MODEL
-from ingest.embed_use import USEEmbedder
 from ingest.limits import Limits
-from ingest.model_files import resolve_model_dir
 from ingest.sparse import GermanAnalyzer, SparseEncoder
-from ingest.store import QdrantStore, StoreOptions
-from ingest.store_edge import EdgeStore
 from pipelines.config import Settings
-from retrieval.expand import NeighbourExpander
-from retrieval.hybrid import FusionOptions, HybridRetriever, StageOptions
-from retrieval.rerank import CrossEncoderReranker, RerankerOptions
+
+# The modules named only in functions below import what a command may not need (qdrant-client: about
+# 1 s; the reranker): a command pays for the parts it builds. `python -X importtime` shows the rest.
+if TYPE_CHECKING:
+    from ingest.store import QdrantStore
+    from retrieval.hybrid import HybridRetriever
+    from retrieval.rerank import CrossEncoderReranker
 
 
 def model_identity(model: str) -> str:
@@ -27,6 +28,8 @@ def model_identity(model: str) -> str:
 
 def build_embedder(settings: Settings) -> HFEmbedder:
     if settings.embed_model == USE_MODEL:  # the optional multilingual USE backend (numpy, offline)
+        from ingest.embed_use import USEEmbedder
+
         return USEEmbedder(threads=settings.embed_threads)  # type: ignore[return-value]  # same protocol
     return HFEmbedder(
         EmbedderOptions(
@@ -44,6 +47,8 @@ def build_embedder(settings: Settings) -> HFEmbedder:
 
 def build_store(settings: Settings) -> QdrantStore:
     """A URL means a server (qdrant-client); otherwise the embedded engine `qdrant_engine` names."""
+    from ingest.store import QdrantStore, StoreOptions
+
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     options = StoreOptions(
         collection=settings.collection,
@@ -60,6 +65,8 @@ def build_store(settings: Settings) -> QdrantStore:
         vector_datatype=settings.vector_datatype,
     )
     if settings.qdrant_engine == "edge" and not settings.qdrant_url:
+        from ingest.store_edge import EdgeStore
+
         return EdgeStore(options)  # type: ignore[return-value]  # same interface (ingest.schema.VectorStore)
     return QdrantStore(options)
 
@@ -83,6 +90,9 @@ def build_sparse_encoder(settings: Settings) -> SparseEncoder:
 
 def build_reranker(settings: Settings) -> CrossEncoderReranker:
     """The cross-encoder, found like the embedder (directory, cache, hub); loaded on first use."""
+    from ingest.model_files import resolve_model_dir
+    from retrieval.rerank import CrossEncoderReranker, RerankerOptions
+
     directory = resolve_model_dir(settings.rerank_model, settings.model_cache, settings.offline)
     return CrossEncoderReranker(RerankerOptions(str(directory), settings.rerank_batch, device=settings.device))
 
@@ -90,6 +100,9 @@ def build_reranker(settings: Settings) -> CrossEncoderReranker:
 def build_retriever(settings: Settings, embedder: HFEmbedder, store: QdrantStore,
                     with_reranker: bool | None = None) -> HybridRetriever:
     """The retriever with its optional stages; the reranker is located only when it may be used."""
+    from retrieval.expand import NeighbourExpander
+    from retrieval.hybrid import FusionOptions, HybridRetriever, StageOptions
+
     fusion = FusionOptions(settings.fusion, settings.rrf_k, settings.dense_weight, settings.bm25_weight,
                            settings.fusion_candidates)
     want_reranker = settings.rerank if with_reranker is None else with_reranker

@@ -10,12 +10,29 @@ import warnings
 from pathlib import Path
 
 from ingest.schema import IngestError, ModelUnavailableError, StoreError
-from pipelines.config import ConfigError, Settings, load_settings
+from pipelines.config import ConfigError, Settings, UsageError, load_settings
 from pipelines.logs import setup_logging
 from pipelines.sources import valid_text
 from retrieval.schema import RetrievalError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# The one table of error kind -> (exit code, label). The first row whose kind matches wins, so a subclass
+# stands above its base (StoreError is an IngestError). argparse's own usage errors exit 2 as well.
+EXIT_CODES: tuple[tuple[type[Exception], int, str], ...] = (
+    (UsageError, EXIT_USAGE, "usage error"),
+    (ConfigError, EXIT_USAGE, "configuration error"),
+    (ModelUnavailableError, EXIT_USAGE, "configuration error"),
+    (StoreError, EXIT_USAGE, "store error"),  # no collection, another model's collection, store unreachable
+    (RetrievalError, EXIT_FAILED, "error"),
+    (IngestError, EXIT_FAILED, "error"),
+)
+HANDLED = tuple(kind for kind, _, _ in EXIT_CODES)
+# Settings a flag can override, with the flag's spelling where it is not the field's name.
+FLAG_SETTINGS = {"collection": "--collection", "embed_model": "--model", "qdrant_url": "--qdrant-url",
+                 "qdrant_path": "--qdrant-path", "offline": "--offline", "log_level": "--log-level",
+                 "top_k": "--top-k", "chunk_tokens": "--chunk-tokens", "chunk_overlap": "--chunk-overlap",
+                 "host": "--host", "port": "--port", "max_file_bytes": "--max-file-bytes",
+                 "max_pages": "--max-pages", "parse_timeout": "--parse-timeout"}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -82,10 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    keys = ["collection", "embed_model", "qdrant_url", "qdrant_path", "offline", "log_level", "top_k",
-            "chunk_tokens", "chunk_overlap", "host", "port", "max_file_bytes", "max_pages", "parse_timeout"]
-    overrides = {k: getattr(args, k, None) for k in keys}
-    return load_settings(args.config, **overrides)
+    overrides = {k: getattr(args, k, None) for k in FLAG_SETTINGS}
+    return load_settings(args.config, flags=FLAG_SETTINGS, **overrides)
+
+
+def exit_code(exc: Exception) -> tuple[int, str]:
+    """(exit code, label) for an error, from EXIT_CODES."""
+    for kind, code, label in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code, label
+    raise TypeError(f"no exit code for {type(exc).__name__}")  # unreachable for the kinds main() catches
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,28 +118,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         setup_logging(settings.log_level, settings.log_json)
-        if args.command in ("ingest", "eval", "demo") and settings.parse_timeout > 0:
-            from ingest.parse_worker import warm_up
-
-            warm_up()  # the parsers load on the other core while the model's libraries load here
+        # The parse worker starts only when an ingest's triage finds a file to parse (IngestRunner); heavy
+        # libraries load inside the command that needs them, so a run with nothing to do stays fast.
         from pipelines import commands
 
         return commands.run(args.command, args, settings)
-    except (ConfigError, ModelUnavailableError) as exc:
-        return _fail(args, exc, EXIT_USAGE)
-    except StoreError as exc:
-        return _fail(args, exc, EXIT_USAGE)
-    except (RetrievalError, IngestError) as exc:
-        return _fail(args, exc, EXIT_FAILED)
+    except HANDLED as exc:
+        return _fail(args, exc)
     except KeyboardInterrupt:
         return 130
 
 
-def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
-    kind = {EXIT_USAGE: "configuration error", EXIT_FAILED: "error"}[code]
+def _fail(args: argparse.Namespace, exc: Exception) -> int:
+    code, label = exit_code(exc)
     if getattr(args, "json", False):
         print(json.dumps(valid_text({"error": str(exc), "kind": type(exc).__name__}), ensure_ascii=False))
-    print(valid_text(f"german-rag: {kind}: {exc}"), file=sys.stderr)
+    print(valid_text(f"german-rag: {label}: {exc}"), file=sys.stderr)
     return code
 
 

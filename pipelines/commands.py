@@ -1,11 +1,17 @@
-"""What each CLI command does, given parsed arguments and settings. Returns the exit code."""
+"""What each CLI command does, given parsed arguments and settings. Returns the exit code.
+
+A command imports what it uses when it runs: `config` and `--help` need no store, `query --mode bm25`
+and an unchanged re-ingest no torch or transformers (tests/test_startup.py holds that line).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.schema import FILTER_FIELDS, StoreError
 from pipelines.build import (
@@ -17,13 +23,13 @@ from pipelines.build import (
     build_store,
     model_identity,
 )
-from pipelines.config import ConfigError, Settings
+from pipelines.config import ConfigError, Settings, UsageError
 from pipelines.discover import parse_shard
-from pipelines.ingest_run import IngestRunner
-from pipelines.report import IngestReport
 from pipelines.sources import source_query, under, valid_text
-from pipelines.verify import format_verify, verify_collection
-from retrieval.schema import Passage, RetrievalError
+
+if TYPE_CHECKING:
+    from pipelines.report import IngestReport
+    from retrieval.schema import Passage
 
 DEMO_QUESTIONS = [
     "Wie viele Werktage Urlaub stehen einem Arbeitnehmer jährlich mindestens zu?",
@@ -44,6 +50,8 @@ def _out(args: argparse.Namespace, data: dict, text: str) -> None:
 # -- ingest ------------------------------------------------------------------------------------------
 def ingest_paths(settings: Settings, paths: list, progress: bool = True,
                  shard: tuple[int, int] | None = None, bulk: bool = False) -> IngestReport:
+    from pipelines.ingest_run import IngestRunner  # the ingest pipeline and the store client
+
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
@@ -83,18 +91,18 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- query -------------------------------------------------------------------------------------------
 def parse_filters(items: list[str]) -> dict:
+    """`--filter FIELD=VALUE` items as store filters; a malformed item or an integer outside the store's
+    range is a UsageError naming the item (exit 2)."""
     filters: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
-            raise RetrievalError(f"--filter {item!r}: expected FIELD=VALUE")
+            raise UsageError(f"--filter {item!r}: expected FIELD=VALUE")
         if key not in FILTER_FIELDS:
-            raise RetrievalError(f"--filter {key!r}: unknown field (allowed: {sorted(FILTER_FIELDS)})")
+            raise UsageError(f"--filter {key!r}: unknown field (allowed: {sorted(FILTER_FIELDS)})")
         parsed: str | int = value
         if FILTER_FIELDS[key] == "integer":
-            if not value.lstrip("-").isdigit():
-                raise RetrievalError(f"--filter {key}={value!r}: needs an integer")
-            parsed = int(value)
+            parsed = _filter_integer(key, value)
         elif key == "source":  # the name ingest stored, whether or not the file still exists
             parsed = source_query(value)
         if key in filters:
@@ -105,15 +113,36 @@ def parse_filters(items: list[str]) -> dict:
     return filters
 
 
+def _filter_integer(key: str, value: str) -> int:
+    """An ASCII decimal within the store's integer range (ingest.store_shared.check_filter_integer)."""
+    from ingest.store_shared import check_filter_integer
+
+    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+    match = re.fullmatch(r"(-?)0*([0-9]+)", value)
+    if not match:
+        raise UsageError(f"--filter {key}={value[:40]!r}: needs an integer")
+    sign, digits = match.groups()
+    # Past 20 digits a value is out of range anyway; cut it so that int() never meets its 4300-digit limit.
+    number = int(sign + digits[:21])
+    try:
+        return check_filter_integer(key, number)
+    except StoreError as exc:
+        raise UsageError(f"--filter {key}={value[:40]}{'…' if len(value) > 40 else ''}: {exc}") from exc
+
+
 def retrieve_many(settings: Settings, texts: list[str], top_k: int, filters: dict, truncate: bool,
                   rerank: bool | None = None, expand: int | None = None,
                   mmr: float | None = None) -> list[list[Passage]]:
-    """Load the model and open the store once, then answer each query."""
+    """Open the store and load the model once, then answer each query. The BM25 mode needs only the
+    model's own config files (its vector size, to check the collection), never its weights."""
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
         store.require_collection()
-        embedder.load()
+        if settings.retrieval_mode == "bm25":
+            embedder.prepare()
+        else:
+            embedder.load()
         store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
         retriever = build_retriever(settings, embedder, store, with_reranker=rerank)
         return [retriever.retrieve(t, top_k, filters, truncate, rerank=rerank, expand=expand, mmr=mmr)
@@ -182,10 +211,13 @@ def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.ingest_run import IngestRunner
+    from pipelines.verify import format_verify, verify_collection
+
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
-        embedder.load()
+        embedder.prepare()  # verify compares ids and sizes: the model's config files, never its weights
         runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
                               model_identity(settings.embed_model), build_sparse_encoder(settings), False)
         report = verify_collection(store, runner.model_id, embedder.dimension, runner.fingerprint, args.paths)

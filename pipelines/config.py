@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +20,11 @@ _COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; the message names the field and what is wrong."""
+    """The configuration is invalid; the message names the field, where its value came from, and what is wrong."""
+
+
+class UsageError(Exception):
+    """A command-line argument is malformed (e.g. a --filter that is not FIELD=VALUE); the message names it."""
 
 
 class Settings(BaseSettings):
@@ -150,8 +156,13 @@ class Settings(BaseSettings):
         return data
 
 
-def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build Settings from a TOML file (explicit, GERMAN_RAG_CONFIG, or ./german-rag.toml if present)."""
+def load_settings(config_file: str | Path | None = None, *, flags: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Build Settings from a TOML file (explicit, GERMAN_RAG_CONFIG, or ./german-rag.toml if present).
+
+    `overrides` win over everything; `flags` names the command-line flag each came from (field ->
+    "--flag"), so an error blames the flag the user typed rather than an environment variable.
+    """
     path = config_file or os.environ.get("GERMAN_RAG_CONFIG")
     if path is None and Path(DEFAULT_CONFIG_FILE).exists():
         path = DEFAULT_CONFIG_FILE
@@ -162,17 +173,38 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         clean = {k: v for k, v in overrides.items() if v is not None}
         return Settings(**clean)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from exc
+        given = {k: f"flag {flags[k]}" if flags and k in flags else f"argument {k}" for k in clean}
+        raise ConfigError(_describe(exc, path, given)) from exc
     except Exception as exc:  # a malformed TOML file
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     finally:
         _toml_file.reset(token)
 
 
-def _describe(exc: ValidationError, path: Any) -> str:
+def _value_source(field: str, path: Any, given: Mapping[str, str]) -> str:
+    """Where a field's value came from, in the order the sources win: flag, environment, file, default."""
+    if field in given:
+        return given[field]
+    env = f"GERMAN_RAG_{field.upper()}"
+    if any(name.upper() == env for name in os.environ):  # pydantic-settings reads env names case-blind
+        return f"env {env}"
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                in_file = field in tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError):
+            in_file = False
+        if in_file:
+            return f"key {field} in {path}"
+    return "default"
+
+
+def _describe(exc: ValidationError, path: Any, given: Mapping[str, str]) -> str:
     lines = []
     for err in exc.errors():
-        field = ".".join(str(x) for x in err["loc"]) or "settings"
-        env = f"GERMAN_RAG_{field.upper()}"
-        lines.append(f"{field} (env {env}{', file ' + str(path) if path else ''}): {err['msg']}")
+        field = ".".join(str(x) for x in err["loc"])
+        if field:
+            lines.append(f"{field} ({_value_source(str(err['loc'][0]), path, given)}): {err['msg']}")
+        else:  # a check across fields (e.g. chunk_overlap vs chunk_tokens): the message names them
+            lines.append(f"settings: {err['msg']}")
     return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ingest.chunk import TokenChunker
 from ingest.embed import HFEmbedder
 from ingest.limits import Limits, file_stamp
-from ingest.parse_worker import ParseWorker
+from ingest.parse_worker import ParseWorker, warm_up
 from ingest.schema import (
     Chunk,
     Document,
@@ -162,6 +162,8 @@ class IngestRunner:
                 states.pop(cand.source, None)
                 result = FileResult(cand.source, "failed", error=f"{cand.source}: {type(exc).__name__}: {exc}")
             if isinstance(result, Pending):
+                if not pending:
+                    self._parse_needed()
                 pending.append(result)
             else:
                 emit(result)
@@ -189,6 +191,13 @@ class IngestRunner:
             except Exception as exc:
                 out[source] = exc
         return out
+
+    def _parse_needed(self) -> None:
+        """Triage found the first file to parse: the parse worker's fork server starts importing the
+        parsers now (seconds, on another core) while triage goes on. A run with nothing to parse starts
+        no worker process at all."""
+        if self.limits.parse_timeout_s > 0:
+            warm_up()
 
     def _triage_one(self, cand: Candidate, clock: StageClock, state: DocState) -> FileResult | Pending:
         if not is_supported(cand):

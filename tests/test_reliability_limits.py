@@ -9,7 +9,7 @@ from ingest.schema import StoreError
 from ingest.store import StoreOptions, build_filter
 from pipelines.cli import main
 from pipelines.commands import parse_filters
-from pipelines.config import ConfigError, load_settings
+from pipelines.config import ConfigError, UsageError, load_settings
 from retrieval.query_check import MAX_QUERY_CHARS, check_query, check_top_k
 from retrieval.schema import RetrievalError
 
@@ -44,11 +44,11 @@ def test_filters_with_unknown_keys_or_wrong_types_are_rejected():
         build_filter({"page": True})
     with pytest.raises(StoreError, match=r"filter field 'source' needs a string, got 5"):
         build_filter({"source": [5]})
-    with pytest.raises(RetrievalError, match=r"--filter 'autor': unknown field"):
+    with pytest.raises(UsageError, match=r"--filter 'autor': unknown field"):
         parse_filters(["autor=x"])
-    with pytest.raises(RetrievalError, match=r"--filter page='drei': needs an integer"):
+    with pytest.raises(UsageError, match=r"--filter page='drei': needs an integer"):
         parse_filters(["page=drei"])
-    with pytest.raises(RetrievalError, match=r"expected FIELD=VALUE"):
+    with pytest.raises(UsageError, match=r"expected FIELD=VALUE"):
         parse_filters(["page"])
 
 
