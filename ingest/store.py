@@ -7,10 +7,8 @@ document's new points are written before its stale ones are deleted.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,43 +24,28 @@ from ingest.store_shared import (
     SharedReads,
     build_filter,
 )
+from ingest.store_terms import (
+    FilterSpec,
+    StoreOptions,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
-_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
-class StoreUnavailableError(StoreError):
-    """The Qdrant server did not answer (or answered 5xx) through every retry."""
+def to_client_filter(spec: FilterSpec | None) -> models.Filter | None:
+    """The neutral filter spec as qdrant-client's filter (server and local mode)."""
+    if spec is None:
+        return None
 
+    def cond(c) -> models.FieldCondition:
+        match = models.MatchAny(any=c.value) if c.any_of else models.MatchValue(value=c.value)
+        return models.FieldCondition(key=c.key, match=match)
 
-@dataclass(frozen=True)
-class StoreOptions:
-    collection: str = "german_rag"
-    path: str | None = "./.german-rag/qdrant"
-    url: str | None = None
-    api_key: str | None = None
-    batch_size: int = 128
-    timeout: int = 60
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    write_consistency_factor: int | None = None
-    retries: int = 5  # attempts after the first, for a server that is down, slow or restarting
-    retry_backoff_s: float = 0.5  # first wait; doubles per attempt up to retry_max_backoff_s
-    retry_max_backoff_s: float = 8.0
-    # How a server or the edge engine stores dense vectors (local mode keeps float32 whatever this says).
-    # float16 halves the memory an exact scan reads (2.4x faster at 100k) for scores within ~1e-3.
-    vector_datatype: str = "float16"
-
-    def __post_init__(self) -> None:
-        if not _COLLECTION.match(self.collection or ""):
-            raise StoreError(f"collection name {self.collection!r} is invalid: use 1-63 letters, digits, '_', "
-                             "'-' or '.', starting with a letter or digit")
-        if self.vector_datatype not in ("float32", "float16"):
-            raise StoreError(f"vector_datatype must be float32 or float16, not {self.vector_datatype!r}")
-        if self.batch_size < 1 or self.retries < 0 or self.retry_backoff_s < 0:
-            raise StoreError("store options: batch_size must be >= 1, retries and retry_backoff_s >= 0")
+    return models.Filter(must=[cond(c) for c in spec.must] or None,
+                         must_not=[cond(c) for c in spec.must_not] or None)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -185,12 +168,12 @@ class QdrantStore(SharedReads):
         )
 
     # -- documents -------------------------------------------------------------------------------
-    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,
+    def _scroll(self, flt: FilterSpec | None, fields: list[str] | bool,
                 vectors: list[str] | bool = False) -> Iterator[models.Record]:
         offset = None
         while True:
             points, offset = self._call(
-                "scroll", self.options.collection, scroll_filter=flt, limit=1024, offset=offset,
+                "scroll", self.options.collection, scroll_filter=to_client_filter(flt), limit=1024, offset=offset,
                 with_payload=fields, with_vectors=vectors,
             )
             yield from points
@@ -244,22 +227,24 @@ class QdrantStore(SharedReads):
         payload = chunk_payload(chunk, count, doc_hash, now)
         return models.PointStruct(id=chunk.chunk_id, vector=vector, payload=payload)
 
-    def _delete(self, flt: models.Filter) -> int:
+    def _delete(self, spec: FilterSpec) -> int:
+        flt = to_client_filter(spec)
         n = self._call("count", self.options.collection, count_filter=flt, exact=True).count
         if n:
             self._call("delete", self.options.collection, points_selector=models.FilterSelector(filter=flt),
-                               wait=True)
+                       wait=True)
         return n
 
     def count(self, filters: dict[str, FilterValue] | None = None) -> int:
-        return self._call("count", self.options.collection, count_filter=build_filter(filters), exact=True).count
+        flt = to_client_filter(build_filter(filters))
+        return self._call("count", self.options.collection, count_filter=flt, exact=True).count
 
     # -- search ----------------------------------------------------------------------------------
     def search_dense(self, vector: Sequence[float], top_k: int,
                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
         res = self._call("query_points",
             self.options.collection, query=list(vector), using=DENSE, limit=top_k,
-            query_filter=build_filter(filters), with_payload=True,
+            query_filter=to_client_filter(build_filter(filters)), with_payload=True,
         )
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
@@ -270,7 +255,7 @@ class QdrantStore(SharedReads):
             return []
         res = self._call("query_points",
             self.options.collection, query=models.SparseVector(indices=list(indices), values=list(values)),
-            using=SPARSE, limit=top_k, query_filter=build_filter(filters), with_payload=True,
+            using=SPARSE, limit=top_k, query_filter=to_client_filter(build_filter(filters)), with_payload=True,
         )
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
@@ -278,7 +263,7 @@ class QdrantStore(SharedReads):
                       filters: dict[str, FilterValue] | None = None, fusion: str = "rrf", rrf_k: int = 60,
                       weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
         """Both legs prefetched and fused inside Qdrant (Query API): RRF (constant, weights) or DBSF."""
-        flt = build_filter(filters)
+        flt = to_client_filter(build_filter(filters))
         prefetch = [models.Prefetch(query=list(dense), using=DENSE, limit=candidates, filter=flt)]
         if sparse[0]:
             prefetch.append(models.Prefetch(

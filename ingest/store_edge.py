@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import qdrant_edge as qe
-from qdrant_client import models
 
 from ingest.schema import FILTER_FIELDS, P, StoredHit, StoreError
-from ingest.store import StoreOptions
 from ingest.store_edge_convert import edge_point, to_edge_filter
 from ingest.store_shared import (
     DENSE,
@@ -37,6 +35,7 @@ from ingest.store_shared import (
     SharedReads,
     build_filter,
 )
+from ingest.store_terms import FilterSpec, StoreOptions
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +167,7 @@ class EdgeStore(SharedReads):
                                               "dimension": dimension, "engine": "edge"})
 
     # -- documents -------------------------------------------------------------------------------
-    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,
+    def _scroll(self, flt: FilterSpec | None, fields: list[str] | bool,
                 vectors: list[str] | bool = False) -> Iterator[qe.Record]:
         offset = None
         efilter = to_edge_filter(flt)
@@ -194,7 +193,7 @@ class EdgeStore(SharedReads):
 
     _point = staticmethod(edge_point)
 
-    def _delete(self, flt: models.Filter) -> int:
+    def _delete(self, flt: FilterSpec) -> int:
         efilter = to_edge_filter(flt)
         n = self.shard.count(qe.CountRequest(exact=True, filter=efilter))
         if n:

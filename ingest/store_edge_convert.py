@@ -6,32 +6,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import qdrant_edge as qe
-from qdrant_client import models
 
-from ingest.schema import Chunk, StoreError, chunk_payload
+from ingest.schema import Chunk, chunk_payload
 from ingest.store_shared import DENSE, SPARSE
+from ingest.store_terms import Condition, FilterSpec
 
 
-def to_edge_filter(flt: models.Filter | None) -> qe.Filter | None:
-    """Translate the filters `build_filter` (and delete_stale) make: field match value / any, must, must_not."""
-    if flt is None:
+def to_edge_filter(spec: FilterSpec | None) -> qe.Filter | None:
+    """The neutral filter spec as qdrant-edge's filter: field match value / any, must, must_not."""
+    if spec is None:
         return None
 
-    def cond(c: Any) -> qe.FieldCondition:
-        if not isinstance(c, models.FieldCondition) or c.match is None:
-            raise StoreError(f"internal: the edge engine adapter cannot translate filter condition {c!r}")
-        if isinstance(c.match, models.MatchAny):
-            return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.match.any)))
-        if isinstance(c.match, models.MatchValue):
-            return qe.FieldCondition(c.key, match=qe.MatchValue(c.match.value))
-        raise StoreError(f"internal: unsupported match {c.match!r} on field {c.key!r}")
+    def cond(c: Condition) -> qe.FieldCondition:
+        match = qe.MatchAny(list(c.value)) if isinstance(c.value, list) else qe.MatchValue(c.value)
+        return qe.FieldCondition(c.key, match=match)
 
-    def conds(items: Any) -> list[qe.FieldCondition] | None:
-        if items is None:
-            return None
-        return [cond(c) for c in (items if isinstance(items, list) else [items])] or None
-
-    return qe.Filter(must=conds(flt.must), must_not=conds(flt.must_not))
+    return qe.Filter(must=[cond(c) for c in spec.must] or None, must_not=[cond(c) for c in spec.must_not] or None)
 
 
 def edge_point(chunk: Chunk, dense: Sequence[float], sparse: tuple[list[int], list[float]] | None, count: int,

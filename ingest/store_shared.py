@@ -9,14 +9,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from qdrant_client import models
-
-from ingest.schema import FILTER_FIELDS, Chunk, P, StoreError
+from ingest.schema import Chunk, P, StoreError
+from ingest.store_terms import (  # noqa: F401  (re-exported: the filter API's old home)
+    INTEGER_MAX,
+    INTEGER_MIN,
+    FilterSpec,
+    FilterValue,
+    build_filter,
+    check_filter_integer,
+    reuse_filter,
+    stale_filter,
+)
 
 DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA_VERSION = 1
-FilterValue = str | int | bool | list[str] | list[int]
 
 
 @dataclass(frozen=True)
@@ -48,51 +55,6 @@ def states_by_source(sources: Sequence[str], pages: Callable[[list[str]], Iterab
     return out
 
 
-# The integer payload fields (page, chunk_index) count from 0; the engines hold signed 64-bit integers and
-# answer a larger one with an overflow (a 500 or a traceback), so no filter may carry one.
-INTEGER_MIN, INTEGER_MAX = 0, 2**63 - 1
-
-
-def check_filter_integer(key: str, value: object) -> int:
-    """`value` as a filter integer for field `key`, or a StoreError naming the field and the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise StoreError(f"filter field {key!r} needs an integer, got {value!r}")
-    if not INTEGER_MIN <= value <= INTEGER_MAX:
-        # str() of a huge integer is itself an error (Python's 4300-digit limit): describe it by size
-        shown = str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
-        raise StoreError(f"filter field {key!r}: {shown} is out of range ({INTEGER_MIN} to {INTEGER_MAX})")
-    return value
-
-
-def build_filter(filters: dict[str, FilterValue] | None) -> models.Filter | None:
-    """Turn `{field: value or [values]}` into a Qdrant filter; unknown fields, wrong types and integers
-    outside INTEGER_MIN..INTEGER_MAX are a StoreError, so no engine ever sees them."""
-    if not filters:
-        return None
-    conditions = []
-    for key, value in filters.items():
-        if key not in FILTER_FIELDS:
-            raise StoreError(f"filter field {key!r} is not filterable (allowed: {sorted(FILTER_FIELDS)})")
-        kind = FILTER_FIELDS[key]
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if kind == "integer":
-                check_filter_integer(key, v)
-            if kind == "keyword" and not isinstance(v, str):
-                raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
-        match = models.MatchAny(any=values) if isinstance(value, list) else models.MatchValue(value=value)
-        conditions.append(models.FieldCondition(key=key, match=match))
-    return models.Filter(must=conditions)
-
-
-def stale_filter(source: str, keep_doc_id: str) -> models.Filter:
-    """The source's points of any other version than `keep_doc_id`."""
-    return models.Filter(
-        must=[models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source))],
-        must_not=[models.FieldCondition(key=P.DOC_ID, match=models.MatchValue(value=keep_doc_id))],
-    )
-
-
 def summarize_sources(payloads: Iterable[dict]) -> dict[str, dict]:
     """Every source with its doc_id(s), chunk count and content hash, from the points' payloads."""
     out: dict[str, dict] = {}
@@ -103,7 +65,7 @@ def summarize_sources(payloads: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
-def vectors_by_hash(records: Iterable[models.Record]) -> dict[str, list[float]]:
+def vectors_by_hash(records: Iterable[Any]) -> dict[str, list[float]]:
     """content hash -> dense vector from scrolled records (the first one wins: equal texts, equal vectors)."""
     found: dict[str, list[float]] = {}
     for rec in records:
@@ -112,13 +74,6 @@ def vectors_by_hash(records: Iterable[models.Record]) -> dict[str, list[float]]:
         if key and vec is not None and key not in found:
             found[key] = list(vec)
     return found
-
-
-def reuse_filter(source: str, content_hashes: Sequence[str]) -> models.Filter:
-    return models.Filter(must=[
-        models.FieldCondition(key=P.SOURCE, match=models.MatchValue(value=source)),
-        models.FieldCondition(key=P.CONTENT_HASH, match=models.MatchAny(any=list(content_hashes))),
-    ])
 
 
 def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> None:
@@ -155,11 +110,11 @@ class SharedReads:
                 f"collection {self.options.collection!r} does not exist at {self.location}; ingest first"
             )
 
-    def _scroll(self, flt: models.Filter | None, fields: list[str] | bool,
+    def _scroll(self, flt: FilterSpec | None, fields: list[str] | bool,
                 vectors: list[str] | bool = False) -> Iterator:
         raise NotImplementedError
 
-    def _delete(self, flt: models.Filter) -> int:
+    def _delete(self, flt: FilterSpec) -> int:
         raise NotImplementedError
 
     @staticmethod

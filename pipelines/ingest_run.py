@@ -37,11 +37,12 @@ from ingest.schema import (
     IngestError,
     ModelUnavailableError,
     ParseError,
+    VectorStore,
     make_doc_id,
 )
 from ingest.sparse import SparseEncoder
-from ingest.store import QdrantStore, StoreUnavailableError
 from ingest.store_shared import DocState
+from ingest.store_terms import StoreUnavailableError
 from pipelines.discover import Candidate, discover, in_shard, is_supported
 from pipelines.ingest_stages import ParseAhead, Pending, Ready, Removal, StageClock, Writer, empty_result
 from pipelines.report import FileResult, IngestReport
@@ -55,7 +56,7 @@ _STOPPED = "not ingested, the run was stopped (service shut down)"
 class IngestRunner:
     embedder: HFEmbedder
     chunker: TokenChunker
-    store: QdrantStore
+    store: VectorStore
     model_id: str
     sparse: SparseEncoder | None = None
     progress: bool = True
