@@ -9,13 +9,13 @@ from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.embed_use import MODEL_NAME as USE_MODEL
 from ingest.limits import Limits
+from ingest.schema import VectorStore
 from ingest.sparse import GermanAnalyzer, SparseEncoder
 from pipelines.config import Settings
 
 # The modules named only in functions below import what a command may not need (qdrant-client: about
 # 1 s; the reranker): a command pays for the parts it builds. `python -X importtime` shows the rest.
 if TYPE_CHECKING:
-    from ingest.store import QdrantStore
     from retrieval.hybrid import HybridRetriever
     from retrieval.rerank import CrossEncoderReranker
 
@@ -45,9 +45,9 @@ def build_embedder(settings: Settings) -> HFEmbedder:
     )
 
 
-def build_store(settings: Settings) -> QdrantStore:
+def build_store(settings: Settings) -> VectorStore:
     """A URL means a server (qdrant-client); otherwise the embedded engine `qdrant_engine` names."""
-    from ingest.store import QdrantStore, StoreOptions
+    from ingest.store_terms import StoreOptions
 
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     options = StoreOptions(
@@ -67,7 +67,9 @@ def build_store(settings: Settings) -> QdrantStore:
     if settings.qdrant_engine == "edge" and not settings.qdrant_url:
         from ingest.store_edge import EdgeStore
 
-        return EdgeStore(options)  # type: ignore[return-value]  # same interface (ingest.schema.VectorStore)
+        return EdgeStore(options)
+    from ingest.store import QdrantStore  # qdrant-client: only for a server or local mode
+
     return QdrantStore(options)
 
 
@@ -97,7 +99,7 @@ def build_reranker(settings: Settings) -> CrossEncoderReranker:
     return CrossEncoderReranker(RerankerOptions(str(directory), settings.rerank_batch, device=settings.device))
 
 
-def build_retriever(settings: Settings, embedder: HFEmbedder, store: QdrantStore,
+def build_retriever(settings: Settings, embedder: HFEmbedder, store: VectorStore,
                     with_reranker: bool | None = None) -> HybridRetriever:
     """The retriever with its optional stages; the reranker is located only when it may be used."""
     from retrieval.expand import NeighbourExpander
