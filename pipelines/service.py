@@ -30,8 +30,8 @@ from pipelines.build import (
 from pipelines.config import ConfigError, Settings
 from pipelines.report import FileResult
 from pipelines.service_core import Admission, QueryBatcher, Serialized, SlicedEmbedder
+from pipelines.service_gate import GatePolicy, RequestGate
 from pipelines.service_http import (
-    BodyLimit,
     EmptyInput,
     InvalidInput,
     KeyRing,
@@ -170,18 +170,23 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         runtime.stop()
 
-    app = FastAPI(title="german-rag", version="1", lifespan=lifespan,
+    closed = runtime.keys.enabled  # with keys set, the browsable docs are off and the schema needs a read key
+    app = FastAPI(title="german-rag", version="1", lifespan=lifespan, docs_url=None if closed else "/docs",
+                  redoc_url=None if closed else "/redoc",
                   description="Retrieval over German documents: hybrid search with sources, uploads as jobs.")
     app.state.runtime = runtime
     install_error_handlers(app)
     install_routes(app, runtime)
-    runtime.metrics.install(app)
+    # Middleware, innermost first: the gate (keys, lengths, upload slots) before any body byte is read,
+    # CORS outside it (a refusal still carries CORS headers), metrics outermost (every answer counted).
+    upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD
+    app.add_middleware(RequestGate, policy=GatePolicy(runtime.keys, UPLOAD_PATH, upload_limit, JSON_BODY_LIMIT,
+                                                      settings.max_concurrent_uploads))
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # CORS is off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
-    upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD
-    app.add_middleware(BodyLimit, upload_path=UPLOAD_PATH, upload_limit=upload_limit, other_limit=JSON_BODY_LIMIT)
+    runtime.metrics.install(app)
     return app
 
 
