@@ -219,13 +219,15 @@ class ServiceMetrics:
         self.embed_batch.observe(size)
 
     def install(self, app: FastAPI) -> None:
-        """Count every answer, 500s included: the app's own middleware stack sits inside Starlette's
-        ServerErrorMiddleware, so an unhandled error passes here as an exception, not a response."""
+        """Count every answer, 500s included. Added last, so it runs outside the app's other middleware;
+        an unhandled error is answered here (Starlette's ServerErrorMiddleware would answer it after
+        this middleware has given up on the request, and uvicorn would then drop the connection)."""
         app.add_middleware(_Measure, metrics=self)
 
 
 class _Measure:
-    """ASGI middleware: requests by endpoint (the route's path template), method and status; latency."""
+    """ASGI middleware: requests by endpoint (the route's path template), method and status; latency;
+    and the one answer to an unhandled error: a 500 of kind `internal`, the traceback in the log only."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app, self.metrics = app, metrics
@@ -234,7 +236,7 @@ class _Measure:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), [500]
+        started, status = time.perf_counter(), [0]
 
         async def watched(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -243,10 +245,13 @@ class _Measure:
 
         try:
             await self.app(scope, receive, watched)
-        except BaseException:
-            status[0] = 500  # ServerErrorMiddleware (outside) answers it with the 500
-            raise
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            if status[0]:  # the answer had begun: nothing can be said any more
+                raise
+            status[0] = 500
+            await error_response("internal", "internal error; see the service log")(scope, receive, send)
         finally:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(endpoint, scope["method"], str(status[0])).inc()
+            self.metrics.requests.labels(endpoint, scope["method"], str(status[0] or 500)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

@@ -10,6 +10,7 @@ from ingest.schema import FILTER_FIELDS
 from retrieval.query_check import MAX_QUERY_CHARS, MAX_TOP_K
 
 MAX_FILTER_VALUES = 100
+MAX_INT64 = 2**63 - 1  # page and chunk_index are counts from 0; the engines' integers are signed 64-bit
 FilterValue = (StrictInt | StrictStr | list[StrictInt] | list[StrictStr])
 
 
@@ -39,6 +40,8 @@ class RetrieveRequest(BaseModel):
                 raise ValueError(f"filter {key!r} needs {'integers' if wanted is int else 'strings'}")
             if wanted is str and any(not v or len(v) > 4096 for v in values):
                 raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
+            if wanted is int and any(not 0 <= v <= MAX_INT64 for v in values):  # engines store signed 64 bits
+                raise ValueError(f"filter {key!r}: integers must be from 0 to {MAX_INT64}")
         return filters
 
 
