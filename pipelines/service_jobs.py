@@ -17,7 +17,7 @@ import unicodedata
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ingest.schema import ModelUnavailableError
@@ -36,6 +36,17 @@ def display_name(filename: str | None) -> str:
     name = re.split(r"[\\/]", filename or "")[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
     return name[:MAX_NAME_CHARS] or "unnamed"
+
+
+def hide_paths(message: str, job: Job) -> str:
+    """A message for the caller: the server's paths (a parser may name the file it read) become the
+    upload names the caller sent; the job folder itself is never shown."""
+    for f in job.files:
+        message = message.replace(str(f.path), f.name)
+    message = message.replace(str(job.folder), "<upload>")
+    for f in job.files:  # a bare `0003.pdf` is a name the caller never sent
+        message = re.sub(rf"(?<![\w.]){re.escape(f.path.name)}(?![\w.])", lambda _, n=f.name: n, message)
+    return message
 
 
 @dataclass(frozen=True)
@@ -139,10 +150,12 @@ class JobManager:
             self._finish(job, "failed", str(exc))
         except Exception as exc:  # the store went away, a bug: the job fails, the worker lives on
             log.exception("ingest job failed", extra={"job_id": job.job_id})
-            self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
+            self._finish(job, "failed", hide_paths(f"{type(exc).__name__}: {exc}", job))
 
     def _record(self, job: Job) -> Callable[[FileResult], None]:
         def on_file(result: FileResult) -> None:
+            if result.error:
+                result = replace(result, error=hide_paths(result.error, job))
             job.results.append(result)
             if self._on_result:
                 self._on_result(result)

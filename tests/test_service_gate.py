@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from pipelines.build import build_store
+from pipelines.config import Settings
 from pipelines.service import create_app
 from tests.test_service import assert_error
 from tests.test_service_support import live_server, service_settings
@@ -125,3 +127,34 @@ def test_body_past_its_declared_length_is_cut_off(tiny_model_dir, tmp_path):
         body = json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
         assert (start["status"], body["error"]["kind"]) == (413, "too_large"), (path, body)
         assert pulled[0] == 1, f"{path}: {pulled[0]} chunks of 64 KiB pulled after the declared {length} bytes"
+
+
+def test_readyz_details_need_a_read_key(keyed_server):
+    """#10.10: without a key /readyz says only whether the service is ready, not its model or store path."""
+    rt = keyed_server.runtime
+    with keyed_server.client() as anon, keyed_server.client(READ) as reader:
+        assert anon.get("/readyz").json() == {"status": "ready", "detail": None}
+        assert reader.get("/readyz").json()["detail"] == f"{rt.model_id} on {rt.store.location}"
+
+
+def test_not_ready_reason_needs_a_read_key(tiny_model_dir, tmp_path):
+    """#10.10: the reason a service is not ready names paths and models: a read key only."""
+    other = build_store(Settings(qdrant_path=str(tmp_path / "q")))
+    other.ensure_collection("some/other-model", 7)
+    other.close()
+    settings = service_settings(tiny_model_dir, tmp_path / "q", read_keys=READ)
+    with live_server(settings) as srv, srv.client() as anon, srv.client(READ) as reader:
+        r = anon.get("/readyz")
+        assert_error(r, 503, "not_ready", "details with a read key")
+        assert str(tmp_path) not in r.text and "other-model" not in r.text
+        assert_error(reader.get("/readyz"), 503, "not_ready", "some/other-model")
+
+
+def test_docs_are_closed_when_keys_are_set(keyed_server):
+    """#10.10: /docs and /redoc are off with keys set; the OpenAPI schema needs a read key."""
+    with keyed_server.client() as anon, keyed_server.client(READ) as reader:
+        assert_error(anon.get("/openapi.json"), 401, "unauthorized")
+        assert reader.get("/openapi.json").json()["info"]["title"] == "german-rag"
+        for path in ("/docs", "/redoc"):
+            assert_error(anon.get(path), 401, "unauthorized")
+            assert_error(reader.get(path), 404, "not_found")

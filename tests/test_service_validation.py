@@ -50,3 +50,17 @@ def test_internal_errors_are_counted_as_500(server):
     finally:
         rt.retriever = retriever
     assert 'german_rag_http_requests_total{endpoint="/v1/retrieve",method="POST",status="500"} 1.0' in text
+
+
+def test_job_errors_name_uploads_not_server_paths(server):
+    """#10.10: a parser's error that names the file it read shows the upload's name, never the temp folder."""
+    files = [("files", ("kaputt.txt", b"garbage \x00\xff data", "text/plain")),
+             ("files", ("kaputt.msg", b"garbage \x00\xff data", "application/octet-stream"))]
+    with server.client() as c:
+        job = wait_job(c, c.post("/v1/documents", files=files).json()["job_id"])
+    errors = {f["name"]: f["error"] for f in job["files"]}
+    folder = str(server.runtime.jobs.get(job["job_id"]).folder)
+    assert job["state"] == "failed" and all(errors.values()), job["files"]
+    for name, error in errors.items():
+        assert name in error and folder not in error and "german-rag-upload" not in error, error
+        assert "0000." not in error and "0001." not in error, error
