@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import threading
 import time
+import unicodedata
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -126,10 +127,12 @@ class ServiceRuntime:
     def retrieve(self, query: str, top_k: int, mode: str | None, filters: dict, truncate: bool,
                  rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
         self.require_ready()
+        if all(_invisible(ch) for ch in query):
+            raise EmptyInput("query: must not be empty (it has only spaces, control or format characters)")
         try:
             query = check_query(query)
         except RetrievalError as exc:
-            raise (EmptyInput if "must not be empty" in str(exc) else InvalidInput)(str(exc)) from exc
+            raise InvalidInput(str(exc)) from exc
         extra: dict[str, Any] = {}
         for name, value in (("rerank", rerank), ("expand", expand)):
             if value is not None:
@@ -138,6 +141,12 @@ class ServiceRuntime:
                 extra[name] = value
         mode = mode or self.settings.retrieval_mode
         return mode, self.retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, **extra)
+
+
+def _invisible(ch: str) -> bool:
+    """Whitespace of any kind, controls and format characters (U+200B, U+FEFF, U+00AD): a query of
+    only these asks for nothing, although the retriever would still rank something."""
+    return ch.isspace() or unicodedata.category(ch)[0] in "ZC"
 
 
 def is_loopback(host: str) -> bool:

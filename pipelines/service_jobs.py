@@ -28,14 +28,21 @@ from pipelines.report import FileResult, IngestReport
 log = logging.getLogger(__name__)
 UPLOAD_PREFIX = "upload:"
 MAX_NAME_CHARS = 200
+MAX_EXT_CHARS = 16  # a longer "extension" is part of the name
 KEEP_JOBS = 1000  # finished jobs remembered for GET /v1/jobs/{id}; the oldest are forgotten first
 
 
 def display_name(filename: str | None) -> str:
-    """The label of an uploaded file: its last path component, control characters removed, bounded."""
-    name = re.split(r"[\\/]", filename or "")[-1]
+    """The label of an uploaded file: its last path component in NFC (macOS sends names in NFD: the
+    same name must be the same source), control characters removed, bounded to MAX_NAME_CHARS by
+    cutting the stem, so the extension that picks the parser survives."""
+    name = re.split(r"[\\/]", unicodedata.normalize("NFC", filename or ""))[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    return name[:MAX_NAME_CHARS] or "unnamed"
+    if len(name) > MAX_NAME_CHARS:
+        stem, dot, ext = name.rpartition(".")
+        keep = len(ext) + 1 if dot and stem and len(ext) <= MAX_EXT_CHARS else 0
+        name = (stem[: MAX_NAME_CHARS - keep].rstrip() + "." + ext) if keep else name[:MAX_NAME_CHARS]
+    return name or "unnamed"
 
 
 def hide_paths(message: str, job: Job) -> str:

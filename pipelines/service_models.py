@@ -15,7 +15,8 @@ FilterValue = (StrictInt | StrictStr | list[StrictInt] | list[StrictStr])
 
 
 class RetrieveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true`, "5" and 5.0 are not a top_k, "yes" is not a bool
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(..., max_length=MAX_QUERY_CHARS, description="the question, in German")
     top_k: int = Field(5, ge=1, le=MAX_TOP_K)

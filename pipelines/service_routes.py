@@ -122,10 +122,11 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
     @app.delete("/v1/documents/{doc_id}", response_model=Deleted, dependencies=[write],
                 responses=WRITE_ERRORS)
     async def delete_document(doc_id: str) -> Deleted:
-        """Remove every point of one document (its doc_id as listed by GET /v1/documents)."""
+        """Remove every point of one document (its doc_id as listed by GET /v1/documents; any case)."""
         rt.require_ready()
         if not _is_uuid(doc_id):
             raise InvalidInput(f"doc_id: {doc_id[:80]!r} is not a document id (a UUID)")
+        doc_id = doc_id.lower()  # ids are stored as lower-case UUIDs; an upper-case spelling is the same id
         deleted = await run_in_threadpool(rt.locked_store.delete_doc, doc_id)
         if not deleted:
             raise NotFound(f"no points stored for doc_id {doc_id}")
