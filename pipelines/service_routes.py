@@ -83,7 +83,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         limit = rt.settings.max_upload_files
         if len(files) > limit:
             raise TooLarge(f"{len(files)} files in one upload, more than the {limit} allowed")
-        folder = Path(tempfile.mkdtemp(prefix="german-rag-upload-", dir=rt.settings.upload_dir))  # mode 0700
+        folder = Path(tempfile.mkdtemp(prefix="job-", dir=rt.uploads.path))  # mode 0700, inside this service's root
         try:
             saved = [await _save(f, i, folder, rt) for i, f in enumerate(files)]
             _check_unique(saved)

@@ -146,7 +146,9 @@ def test_body_errors(server):
 def test_upload_limits(server, files, status, kind, match):
     with server.client() as c:
         assert_error(c.post("/v1/documents", files=files), status, kind, match)
-    assert list(Path(server.runtime.settings.upload_dir).iterdir()) == [], "a refused upload leaves no folder"
+    root = server.runtime.uploads.path
+    assert root.parent == Path(server.runtime.settings.upload_dir)
+    assert [p.name for p in root.iterdir()] == [".lock"], "a refused upload leaves no folder"
 
 
 def test_upload_body_over_the_total_limit_is_refused_before_reading(server):

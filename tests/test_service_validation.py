@@ -146,3 +146,12 @@ def test_non_ascii_keys_match(tiny_model_dir, tmp_path):
     assert_error(client.get("/metrics", headers={"Authorization": other}), 401, "unauthorized", "invalid API key")
     latin1 = f"Bearer {key}".encode().decode("latin-1").encode("utf-8")  # mojibake is not the key
     assert_error(client.get("/metrics", headers={"Authorization": latin1}), 401, "unauthorized")
+
+
+def test_uploads_parse_under_the_service_timeout(server):
+    """#10.7/#10.8: uploads get the service's own parse timeout (120 s by default, not the CLI's 600 s)
+    and the configured file limits."""
+    settings, limits = server.runtime.settings, server.runtime.jobs._runner.limits
+    assert settings.service_parse_timeout == 120.0 < settings.parse_timeout
+    assert limits.parse_timeout_s == settings.service_parse_timeout
+    assert (limits.max_file_bytes, limits.max_text_chars) == (settings.max_file_bytes, settings.max_text_chars)
