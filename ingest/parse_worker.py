@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
+import select
 import sys
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,10 +33,40 @@ from ingest.schema import Document, ParseError
 
 log = logging.getLogger(__name__)
 _PRELOAD = "ingest._parse_preload"
+_LIVE: weakref.WeakSet[ParseWorker] = weakref.WeakSet()  # for abort_all()
 
 
-def _serve(conn: Connection, limits: Limits) -> None:
+def _exit_with(parent_pid: int) -> None:
+    """End this worker as soon as the process that asked for it is gone, even in the middle of a parse
+    (a parent killed with SIGKILL cannot say so, and a busy worker does not read its pipe). The worker's
+    own parent is the fork server, which lives as long as any worker does, so PR_SET_PDEATHSIG would
+    not fire: a thread waits on a pidfd of the real parent instead (polling where there is none)."""
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(parent_pid)
+        except (AttributeError, OSError):
+            fd = None
+        while True:
+            if fd is not None:
+                select.select([fd], [], [])  # readable once the process has ended (a zombie included)
+            else:
+                time.sleep(1.0)
+                try:
+                    os.kill(parent_pid, 0)
+                    continue
+                except PermissionError:
+                    continue
+                except ProcessLookupError:
+                    pass
+            os._exit(1)
+
+    threading.Thread(target=watch, name="german-rag-parent-watch", daemon=True).start()
+
+
+def _serve(conn: Connection, limits: Limits, parent_pid: int | None = None) -> None:
     """Worker loop: (path, source) in, (True, Document) or (False, ParseError) out; None or EOF ends it."""
+    if parent_pid is not None:
+        _exit_with(parent_pid)
     while True:
         try:
             msg = conn.recv()
@@ -94,6 +129,9 @@ class ParseWorker:
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self.restarts = 0
+        self._aborted = False
+        self.owner = threading.get_ident()  # the thread that runs this worker's files (see abort_all)
+        _LIVE.add(self)
 
     @property
     def isolated(self) -> bool:
@@ -106,7 +144,8 @@ class ParseWorker:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload([_PRELOAD])
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self.limits), daemon=True, name="german-rag-parse")
+        proc = ctx.Process(target=_serve, args=(child, self.limits, os.getpid()), daemon=True,
+                           name="german-rag-parse")
         try:
             with _main_module_hidden():
                 proc.start()
@@ -124,10 +163,15 @@ class ParseWorker:
         self._proc, self._conn = proc, parent
 
     def parse(self, path: Path, source: str) -> Document:
+        if self._aborted:
+            raise ParseError(f"{source}: parsing was stopped (shutting down)")
         if not self.isolated:
             return parse_file(path, source, self.limits)
         self.start()
         conn = self._conn
+        if self._aborted:  # abort() ran while the worker started
+            self._stop(kill=True)
+            raise ParseError(f"{source}: parsing was stopped (shutting down)")
         if conn is None:  # could not fork
             return parse_file(path, source, self.limits)
         try:
@@ -148,6 +192,8 @@ class ParseWorker:
         except (EOFError, OSError) as exc:
             code = self._proc.exitcode if self._proc is not None else None
             self._stop(kill=True)
+            if self._aborted:
+                raise ParseError(f"{source}: parsing was stopped (shutting down)") from exc
             raise ParseError(f"{source}: the parser process died (exit code {code}) on this file") from exc
         if ok:
             return value
@@ -175,3 +221,20 @@ class ParseWorker:
 
     def close(self) -> None:
         self._stop(kill=False)
+
+    def abort(self) -> None:
+        """Kill the worker now, from any thread: a parse in progress fails with 'stopped', and so
+        does every later one (the owner is shutting down)."""
+        self._aborted = True
+        proc = self._proc
+        if proc is not None and proc.is_alive():
+            proc.kill()
+
+
+def abort_all(owner: int | None = None) -> int:
+    """Kill the parse workers made by thread `owner` (all of this process's if None), e.g. a service's
+    ingest thread past its shutdown timeout; returns how many."""
+    workers = [w for w in list(_LIVE) if owner is None or w.owner == owner]
+    for worker in workers:
+        worker.abort()
+    return len(workers)

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS (empty: CORS off)")
     max_upload_bytes: int = Field(50_000_000, ge=1, le=10_000_000_000, description="per uploaded file")
     max_upload_files: int = Field(20, ge=1, le=1000, description="files per upload request")
+    max_concurrent_uploads: int = Field(2, ge=1, le=1000, description="upload requests received at once before 429")
+    service_parse_timeout: float = Field(120.0, gt=0, le=86_400, description="seconds per uploaded file, in a "
+                                         "worker process (the CLI's parse_timeout is separate)")
     queue_size: int = Field(64, ge=1, le=100_000, description="retrieve requests in flight before 429")
     job_queue_size: int = Field(16, ge=1, le=10_000, description="ingest jobs waiting before 429")
     batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="extra wait to gather concurrent queries")

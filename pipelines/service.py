@@ -12,7 +12,9 @@ import ipaddress
 import logging
 import threading
 import time
+import unicodedata
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,6 +24,7 @@ from ingest.parse import SUPPORTED_EXTENSIONS
 from pipelines.build import (
     build_chunker,
     build_embedder,
+    build_limits,
     build_retriever,
     build_sparse_encoder,
     build_store,
@@ -30,8 +33,8 @@ from pipelines.build import (
 from pipelines.config import ConfigError, Settings
 from pipelines.report import FileResult
 from pipelines.service_core import Admission, QueryBatcher, Serialized, SlicedEmbedder
+from pipelines.service_gate import GatePolicy, RequestGate
 from pipelines.service_http import (
-    BodyLimit,
     EmptyInput,
     InvalidInput,
     KeyRing,
@@ -39,7 +42,7 @@ from pipelines.service_http import (
     ServiceMetrics,
     install_error_handlers,
 )
-from pipelines.service_jobs import JobManager, UploadRunner
+from pipelines.service_jobs import JobManager, UploadRoot, UploadRunner
 from retrieval.query_check import check_query
 from retrieval.schema import Passage, RetrievalError
 
@@ -68,9 +71,12 @@ class ServiceRuntime:
         self.retriever: Any = None
         self.jobs: JobManager | None = None
         self.extensions = frozenset(SUPPORTED_EXTENSIONS)
+        self.uploads = UploadRoot(settings.upload_dir)
+        self.stopping_since: float | None = None  # monotonic time of SIGTERM/SIGINT (see serve)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
+        self.uploads.open()
         threading.Thread(target=self._load, name="model-load", daemon=True).start()
 
     def _load(self) -> None:
@@ -82,8 +88,10 @@ class ServiceRuntime:
                                         self.settings.batch_max, observe=self.metrics.observe_embed)
             self.retriever = build_retriever(self.settings, self.batcher, self.locked_store)  # type: ignore[arg-type]
             embedder = SlicedEmbedder(self.embedder, self.model_lock)
+            # The CLI's limits, with the service's own parse timeout (a caller waits for the job).
+            limits = replace(build_limits(self.settings), parse_timeout_s=self.settings.service_parse_timeout)
             runner = UploadRunner(embedder, build_chunker(self.settings, embedder), self.locked_store,  # type: ignore[arg-type]
-                                  self.model_id, build_sparse_encoder(self.settings), progress=False)
+                                  self.model_id, build_sparse_encoder(self.settings), progress=False, limits=limits)
             self.jobs = JobManager(runner, self.settings.job_queue_size, self._count_result)
             self.loaded.set()
             log.info("service ready", extra={"model": self.model_id, "store": self.store.location})
@@ -92,12 +100,18 @@ class ServiceRuntime:
             log.error("service cannot start", extra={"error": self.startup_error})
 
     def stop(self) -> None:
+        """`shutdown_timeout` counts from the signal: the time uvicorn spent closing connections is
+        taken from what the running job gets."""
+        timeout = self.settings.shutdown_timeout
+        if self.stopping_since is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - self.stopping_since))
         if self.jobs is not None:
-            self.jobs.shutdown(self.settings.shutdown_timeout)
+            self.jobs.shutdown(timeout)
         if self.batcher is not None:
             self.batcher.close()
         with self.store_lock:
             self.store.close()
+        self.uploads.close()
 
     def _count_result(self, result: FileResult) -> None:
         self.metrics.ingest_files.labels(result.status).inc()
@@ -126,10 +140,12 @@ class ServiceRuntime:
     def retrieve(self, query: str, top_k: int, mode: str | None, filters: dict, truncate: bool,
                  rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
         self.require_ready()
+        if all(_invisible(ch) for ch in query):
+            raise EmptyInput("query: must not be empty (it has only spaces, control or format characters)")
         try:
             query = check_query(query)
         except RetrievalError as exc:
-            raise (EmptyInput if "must not be empty" in str(exc) else InvalidInput)(str(exc)) from exc
+            raise InvalidInput(str(exc)) from exc
         extra: dict[str, Any] = {}
         for name, value in (("rerank", rerank), ("expand", expand)):
             if value is not None:
@@ -138,6 +154,12 @@ class ServiceRuntime:
                 extra[name] = value
         mode = mode or self.settings.retrieval_mode
         return mode, self.retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, **extra)
+
+
+def _invisible(ch: str) -> bool:
+    """Whitespace of any kind, controls and format characters (U+200B, U+FEFF, U+00AD): a query of
+    only these asks for nothing, although the retriever would still rank something."""
+    return ch.isspace() or unicodedata.category(ch)[0] in "ZC"
 
 
 def is_loopback(host: str) -> bool:
@@ -170,29 +192,47 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         runtime.stop()
 
-    app = FastAPI(title="german-rag", version="1", lifespan=lifespan,
+    closed = runtime.keys.enabled  # with keys set, the browsable docs are off and the schema needs a read key
+    app = FastAPI(title="german-rag", version="1", lifespan=lifespan, docs_url=None if closed else "/docs",
+                  redoc_url=None if closed else "/redoc",
                   description="Retrieval over German documents: hybrid search with sources, uploads as jobs.")
     app.state.runtime = runtime
     install_error_handlers(app)
     install_routes(app, runtime)
-    runtime.metrics.install(app)
+    # Middleware, innermost first: the gate (keys, lengths, upload slots) before any body byte is read,
+    # CORS outside it (a refusal still carries CORS headers), metrics outermost (every answer counted).
+    upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD
+    app.add_middleware(RequestGate, policy=GatePolicy(runtime.keys, UPLOAD_PATH, upload_limit, JSON_BODY_LIMIT,
+                                                      settings.max_concurrent_uploads))
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # CORS is off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
-    upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD
-    app.add_middleware(BodyLimit, upload_path=UPLOAD_PATH, upload_limit=upload_limit, other_limit=JSON_BODY_LIMIT)
+    runtime.metrics.install(app)
     return app
 
 
 def serve(settings: Settings) -> int:
-    """Run the service until SIGINT/SIGTERM; running ingest jobs get `shutdown_timeout` to finish."""
+    """Run the service until SIGINT/SIGTERM; open requests and running ingest jobs get `shutdown_timeout`
+    (from the signal) to finish, then the job's parse worker is killed and the process exits."""
     import uvicorn
 
     check_bind(settings)
     started = time.perf_counter()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=int(settings.shutdown_timeout) + 5,
-                access_log=False)
+    app = create_app(settings)
+    runtime: ServiceRuntime = app.state.runtime
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if runtime.stopping_since is None:
+                runtime.stopping_since = time.monotonic()
+                if runtime.jobs is not None:
+                    runtime.jobs.accepting = False
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
+                            log_level=settings.log_level.lower(),
+                            timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout)), access_log=False)
+    Server(config).run()
     log.info("service stopped", extra={"seconds": round(time.perf_counter() - started, 1)})
     return 0

@@ -1,4 +1,4 @@
-"""HTTP edges of the service: the error table, API keys, body limits and Prometheus metrics."""
+"""HTTP edges of the service: the error table, API keys and Prometheus metrics (the gate: service_gate.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.formparsers import MultiPartException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.schema import StoreError
 from retrieval.schema import RetrievalError
@@ -72,6 +73,10 @@ class UnsupportedType(ServiceError):
     kind = "unsupported_type"
 
 
+# Starlette's form parser has one exception type for a broken form and for one over max_files,
+# max_fields or max_part_size; only its message tells them apart.
+_FORM_LIMIT_MESSAGES = ("Too many files", "Too many fields", "Part exceeded maximum size")
+
 # The one table from error kind to HTTP status (text-embeddings-inference style).
 ERRORS: dict[str, int] = {
     "invalid": 422, "empty": 400, "overloaded": 429, "not_ready": 503, "not_found": 404,
@@ -109,7 +114,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "invalid", 400: "invalid"}.get(exc.status_code, "invalid")
+        form_error = exc.__context__
+        if isinstance(form_error, MultiPartException):  # Starlette turns it into a bare 400
+            over = form_error.message.startswith(_FORM_LIMIT_MESSAGES)
+            return error_response("too_large" if over else "invalid", f"multipart body: {form_error.message}")
+        if exc.status_code == 400:  # a body FastAPI could not decode (not UTF-8, broken form): the table says 422
+            return error_response("invalid", f"{exc.detail} (malformed or not UTF-8)")
+        kind = {404: "not_found", 405: "invalid"}.get(exc.status_code, "invalid")
         return error_response(kind, str(exc.detail), dict(exc.headers or {}), status=exc.status_code)
 
     @app.exception_handler(Exception)
@@ -119,13 +130,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # -- API keys ------------------------------------------------------------------------------------------
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
+def _digest(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()
+
+
+def raw_header(value: str | bytes | None) -> bytes:
+    """A header as the bytes the client sent (the ASGI server hands Starlette bytes; it decodes latin-1)."""
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else value.encode("latin-1", errors="replace")
 
 
 @dataclass(frozen=True)
 class KeyRing:
-    """Read and write keys, kept as digests so every comparison has the same length and time."""
+    """Read and write keys, kept as digests of their UTF-8 bytes, so every comparison has the same
+    length and time, and a key with non-ASCII characters matches what a client sends as UTF-8."""
 
     read: tuple[bytes, ...]
     write: tuple[bytes, ...]
@@ -134,7 +153,7 @@ class KeyRing:
     def from_settings(cls, read: SecretStr | None, write: SecretStr | None) -> KeyRing:
         def split(secret: SecretStr | None) -> tuple[bytes, ...]:
             raw = secret.get_secret_value() if secret else ""
-            return tuple(_digest(k.strip()) for k in raw.split(",") if k.strip())
+            return tuple(_digest(k.strip().encode("utf-8")) for k in raw.split(",") if k.strip())
         return cls(split(read), split(write))
 
     @property
@@ -148,49 +167,29 @@ class KeyRing:
             found |= hmac.compare_digest(given, key)
         return found
 
-    def check(self, authorization: str | None, scope: str) -> None:
-        """Raise Unauthorized (no or unknown key) or Forbidden (a read key on a write endpoint)."""
-        if not self.enabled:
-            return
-        challenge = {"WWW-Authenticate": "Bearer"}
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'", challenge)
+    def role(self, authorization: str | bytes | None) -> str | None:
+        """"write", "read" or None (no key, an unknown key, or a header that is not `Bearer KEY`)."""
+        scheme, _, token = raw_header(authorization).partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            return None
         given = _digest(token.strip())
         is_write, is_read = self._match(given, self.write), self._match(given, self.read)
-        if not (is_write or is_read):
+        return "write" if is_write else "read" if is_read else None
+
+    def check(self, authorization: str | bytes | None, scope: str | None) -> None:
+        """Raise Unauthorized (no or unknown key) or Forbidden (a read key on a write endpoint).
+        `scope` None: an open endpoint."""
+        if not self.enabled or scope is None:
+            return
+        challenge = {"WWW-Authenticate": "Bearer"}
+        scheme, _, token = raw_header(authorization).partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'", challenge)
+        role = self.role(authorization)
+        if role is None:
             raise Unauthorized("invalid API key", challenge)
-        if scope == "write" and not is_write:
+        if scope == "write" and role != "write":
             raise Forbidden("this API key may only read; uploads and deletes need a write key")
-
-
-# -- body limits ----------------------------------------------------------------------------------------
-class BodyLimit:
-    """ASGI middleware: a request body must declare its length, and the length must be within the limit.
-
-    Checked before any byte is read, so an oversized upload is refused without being spooled to disk;
-    the HTTP server (h11) then holds the client to the length it declared.
-    """
-
-    def __init__(self, app: ASGIApp, upload_path: str, upload_limit: int, other_limit: int) -> None:
-        self.app, self.upload_path = app, upload_path
-        self.upload_limit, self.other_limit = upload_limit, other_limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            headers = dict(scope["headers"])
-            limit = self.upload_limit if scope["path"] == self.upload_path else self.other_limit
-            length = headers.get(b"content-length")
-            response = None
-            if length is None or not length.isdigit():
-                response = error_response("length_required", "send the request with a Content-Length header")
-            elif int(length) > limit:
-                response = error_response("too_large", f"request body of {int(length)} bytes is over the "
-                                          f"limit of {limit} bytes")
-            if response is not None:
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 # -- metrics --------------------------------------------------------------------------------------------
@@ -220,12 +219,39 @@ class ServiceMetrics:
         self.embed_batch.observe(size)
 
     def install(self, app: FastAPI) -> None:
-        @app.middleware("http")
-        async def _measure(request: Request, call_next):
-            started = time.perf_counter()
-            response = await call_next(request)
-            route = request.scope.get("route")
-            endpoint = getattr(route, "path", "unmatched")
-            self.requests.labels(endpoint, request.method, str(response.status_code)).inc()
-            self.latency.labels(endpoint).observe(time.perf_counter() - started)
-            return response
+        """Count every answer, 500s included. Added last, so it runs outside the app's other middleware;
+        an unhandled error is answered here (Starlette's ServerErrorMiddleware would answer it after
+        this middleware has given up on the request, and uvicorn would then drop the connection)."""
+        app.add_middleware(_Measure, metrics=self)
+
+
+class _Measure:
+    """ASGI middleware: requests by endpoint (the route's path template), method and status; latency;
+    and the one answer to an unhandled error: a 500 of kind `internal`, the traceback in the log only."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), [0]
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            if status[0]:  # the answer had begun: nothing can be said any more
+                raise
+            status[0] = 500
+            await error_response("internal", "internal error; see the service log")(scope, receive, send)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(endpoint, scope["method"], str(status[0] or 500)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

@@ -7,19 +7,24 @@ part of a path on disk; the file is saved as `<index><extension>` inside a folde
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import queue
 import re
 import shutil
+import tempfile
 import threading
 import time
 import unicodedata
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ingest.parse_worker import abort_all
 from ingest.schema import ModelUnavailableError
 from pipelines.discover import Candidate
 from pipelines.ingest_run import IngestRunner
@@ -28,14 +33,33 @@ from pipelines.report import FileResult, IngestReport
 log = logging.getLogger(__name__)
 UPLOAD_PREFIX = "upload:"
 MAX_NAME_CHARS = 200
+MAX_EXT_CHARS = 16  # a longer "extension" is part of the name
+STOP_GRACE_S = 10.0  # after the shutdown timeout: how long the worker thread may take to wind up
 KEEP_JOBS = 1000  # finished jobs remembered for GET /v1/jobs/{id}; the oldest are forgotten first
 
 
 def display_name(filename: str | None) -> str:
-    """The label of an uploaded file: its last path component, control characters removed, bounded."""
-    name = re.split(r"[\\/]", filename or "")[-1]
+    """The label of an uploaded file: its last path component in NFC (macOS sends names in NFD: the
+    same name must be the same source), control characters removed, bounded to MAX_NAME_CHARS by
+    cutting the stem, so the extension that picks the parser survives."""
+    name = re.split(r"[\\/]", unicodedata.normalize("NFC", filename or ""))[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    return name[:MAX_NAME_CHARS] or "unnamed"
+    if len(name) > MAX_NAME_CHARS:
+        stem, dot, ext = name.rpartition(".")
+        keep = len(ext) + 1 if dot and stem and len(ext) <= MAX_EXT_CHARS else 0
+        name = (stem[: MAX_NAME_CHARS - keep].rstrip() + "." + ext) if keep else name[:MAX_NAME_CHARS]
+    return name or "unnamed"
+
+
+def hide_paths(message: str, job: Job) -> str:
+    """A message for the caller: the server's paths (a parser may name the file it read) become the
+    upload names the caller sent; the job folder itself is never shown."""
+    for f in job.files:
+        message = message.replace(str(f.path), f.name)
+    message = message.replace(str(job.folder), "<upload>")
+    for f in job.files:  # a bare `0003.pdf` is a name the caller never sent
+        message = re.sub(rf"(?<![\w.]){re.escape(f.path.name)}(?![\w.])", lambda _, n=f.name: n, message)
+    return message
 
 
 @dataclass(frozen=True)
@@ -139,10 +163,12 @@ class JobManager:
             self._finish(job, "failed", str(exc))
         except Exception as exc:  # the store went away, a bug: the job fails, the worker lives on
             log.exception("ingest job failed", extra={"job_id": job.job_id})
-            self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
+            self._finish(job, "failed", hide_paths(f"{type(exc).__name__}: {exc}", job))
 
     def _record(self, job: Job) -> Callable[[FileResult], None]:
         def on_file(result: FileResult) -> None:
+            if result.error:
+                result = replace(result, error=hide_paths(result.error, job))
             job.results.append(result)
             if self._on_result:
                 self._on_result(result)
@@ -156,9 +182,10 @@ class JobManager:
     def shutdown(self, timeout: float) -> None:
         """Stop taking jobs; let queued and running jobs finish within `timeout`, then stop between files.
 
-        What is left then is marked failed: files not begun and jobs not started. A file being written
-        when the timeout ends is still completed (the store writes new points before it deletes old
-        ones), so nothing is left half-written.
+        What is left then is marked failed: files not begun and jobs not started. A file being parsed
+        when the timeout ends is stopped (its parse worker is killed); a file being written is still
+        completed (the store writes new points before it deletes old ones), so nothing is left
+        half-written. The wait for the worker thread is bounded too: a service must stop.
         """
         if self._stop.is_set():  # already shut down (a test, then the app's own shutdown)
             return
@@ -167,9 +194,72 @@ class JobManager:
         while not self._idle() and time.monotonic() < deadline:
             time.sleep(0.05)
         self._stop.set()
-        self._queue.put(None)  # after every queued job: the worker marks those failed, then ends
-        self._thread.join()
+        if not self._idle():
+            killed = abort_all(self._thread.ident)
+            log.warning("shutdown timeout reached: stopping the running job", extra={"parse_workers": killed})
+        with contextlib.suppress(queue.Full):  # after every queued job: the worker marks those failed, then ends
+            self._queue.put(None, timeout=STOP_GRACE_S)
+        self._thread.join(STOP_GRACE_S)
+        if self._thread.is_alive():  # stuck in a store or model call: leave it, but leave no files behind
+            log.error("ingest worker did not stop; exiting without it")
+            with self._lock:
+                unfinished = [j for j in self._jobs.values() if j.state not in ("succeeded", "failed")]
+            for job in unfinished:
+                self._finish(job, "failed", "stopped: the service shut down")
 
     def _idle(self) -> bool:
         with self._lock:
             return all(j.state in ("succeeded", "failed") for j in self._jobs.values())
+
+
+class UploadRoot:
+    """This service's folder for upload jobs: `<upload_dir>/german-rag-uploads-<pid>-<random>/`, held
+    with an exclusive lock on its `.lock` file for the life of the process.
+
+    A service killed with SIGKILL cannot remove its folder; the kernel releases its lock. So at start
+    every folder with the prefix whose lock can be taken is a dead service's and is removed; a folder
+    whose lock is held belongs to a live service (another instance on the same upload_dir) and is kept.
+    """
+
+    PREFIX = "german-rag-uploads-"
+
+    def __init__(self, parent: str | None) -> None:
+        self.parent = Path(parent or tempfile.gettempdir())
+        self.path: Path | None = None
+        self._lock_fd: int | None = None
+
+    def open(self) -> Path:
+        removed = self.remove_stale()
+        path = Path(tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}-", dir=self.parent))  # mode 0700
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path, self._lock_fd = path, fd
+        if removed:
+            log.warning("removed upload folders of services that did not stop", extra={"folders": removed})
+        return path
+
+    def close(self) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        self.path, self._lock_fd = None, None
+
+    def remove_stale(self) -> int:
+        removed = 0
+        for folder in self.parent.glob(f"{self.PREFIX}*"):
+            try:
+                if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                    continue
+                fd = os.open(folder / ".lock", os.O_RDWR)  # no lock file (yet): not ours to judge
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: a live service's folder
+                os.close(fd)
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            os.close(fd)
+            removed += 1
+        return removed

@@ -10,11 +10,13 @@ from ingest.schema import FILTER_FIELDS
 from retrieval.query_check import MAX_QUERY_CHARS, MAX_TOP_K
 
 MAX_FILTER_VALUES = 100
+MAX_INT64 = 2**63 - 1  # page and chunk_index are counts from 0; the engines' integers are signed 64-bit
 FilterValue = (StrictInt | StrictStr | list[StrictInt] | list[StrictStr])
 
 
 class RetrieveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true`, "5" and 5.0 are not a top_k, "yes" is not a bool
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(..., max_length=MAX_QUERY_CHARS, description="the question, in German")
     top_k: int = Field(5, ge=1, le=MAX_TOP_K)
@@ -39,6 +41,8 @@ class RetrieveRequest(BaseModel):
                 raise ValueError(f"filter {key!r} needs {'integers' if wanted is int else 'strings'}")
             if wanted is str and any(not v or len(v) > 4096 for v in values):
                 raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
+            if wanted is int and any(not 0 <= v <= MAX_INT64 for v in values):  # engines store signed 64 bits
+                raise ValueError(f"filter {key!r}: integers must be from 0 to {MAX_INT64}")
         return filters
 
 

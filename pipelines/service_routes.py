@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, FastAPI, File, Header, Query, Response, UploadFile
+from fastapi import FastAPI, File, Header, Query, Response, Security, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipelines.service_http import (
@@ -42,16 +43,17 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 READ_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 411, 413, 422, 429, 503)}
 WRITE_ERRORS = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (403, 404, 415)}}
 COPY_BLOCK = 1 << 20
+MAX_FORM_FIELDS, MAX_FIELD_BYTES = 8, 64 << 10  # an upload needs no text fields: these bound what is held in memory
 UPLOAD_PATH = "/v1/documents"
 
 
 def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
-    def auth(scope: str):
-        def check(authorization: Annotated[str | None, Header()] = None) -> None:
-            rt.keys.check(authorization, scope)
-        return Depends(check)
-
-    read, write = auth("read"), auth("write")
+    # Keys are checked by the gate (service_gate.py) before the body is read; this only publishes the
+    # scheme in the OpenAPI schema.
+    read = write = Security(HTTPBearer(auto_error=False, description="a read key; uploads and deletes: a write "
+                                       "key"))
+    form_limits = {"max_files": rt.settings.max_upload_files, "max_fields": MAX_FORM_FIELDS,
+                   "max_part_size": MAX_FIELD_BYTES}
 
     @app.post("/v1/retrieve", response_model=RetrieveResponse, dependencies=[read], responses=READ_ERRORS)
     async def retrieve(body: RetrieveRequest) -> RetrieveResponse:
@@ -70,7 +72,8 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         return RetrieveResponse(query=body.query, mode=mode, passages=[p.to_dict() for p in passages],
                                 took_ms=round((time.perf_counter() - started) * 1000, 2))
 
-    @app.post(UPLOAD_PATH, status_code=202, response_model=JobOut, dependencies=[write], responses=WRITE_ERRORS)
+    @app.post(UPLOAD_PATH, status_code=202, response_model=JobOut, dependencies=[write], responses=WRITE_ERRORS,
+              form_limits=form_limits)
     async def upload(files: Annotated[list[UploadFile], File(description="one or more documents")],
                      response: Response) -> JobOut:
         """Store the files in a private folder and queue an ingest job; poll GET /v1/jobs/{job_id}."""
@@ -80,7 +83,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         limit = rt.settings.max_upload_files
         if len(files) > limit:
             raise TooLarge(f"{len(files)} files in one upload, more than the {limit} allowed")
-        folder = Path(tempfile.mkdtemp(prefix="german-rag-upload-", dir=rt.settings.upload_dir))  # mode 0700
+        folder = Path(tempfile.mkdtemp(prefix="job-", dir=rt.uploads.path))  # mode 0700, inside this service's root
         try:
             saved = [await _save(f, i, folder, rt) for i, f in enumerate(files)]
             _check_unique(saved)
@@ -119,10 +122,11 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
     @app.delete("/v1/documents/{doc_id}", response_model=Deleted, dependencies=[write],
                 responses=WRITE_ERRORS)
     async def delete_document(doc_id: str) -> Deleted:
-        """Remove every point of one document (its doc_id as listed by GET /v1/documents)."""
+        """Remove every point of one document (its doc_id as listed by GET /v1/documents; any case)."""
         rt.require_ready()
         if not _is_uuid(doc_id):
             raise InvalidInput(f"doc_id: {doc_id[:80]!r} is not a document id (a UUID)")
+        doc_id = doc_id.lower()  # ids are stored as lower-case UUIDs; an upper-case spelling is the same id
         deleted = await run_in_threadpool(rt.locked_store.delete_doc, doc_id)
         if not deleted:
             raise NotFound(f"no points stored for doc_id {doc_id}")
@@ -138,10 +142,17 @@ def _install_probes(app: FastAPI, rt: ServiceRuntime, read) -> None:
         return Health(status="ok")
 
     @app.get("/readyz", response_model=Health, responses={503: {"model": ErrorOut}})
-    async def readyz() -> Health:
-        """Model loaded, Qdrant reachable and the collection built by this model."""
-        await run_in_threadpool(rt.check_ready)
-        return Health(status="ready", detail=f"{rt.model_id} on {rt.store.location}")
+    async def readyz(authorization: Annotated[str | None, Header()] = None) -> Health:
+        """Model loaded, Qdrant reachable and the collection built by this model. With keys set, the
+        model, store and reason are shown to a read key only."""
+        trusted = not rt.keys.enabled or rt.keys.role(authorization) is not None
+        try:
+            await run_in_threadpool(rt.check_ready)
+        except NotReady as exc:
+            if trusted:
+                raise
+            raise NotReady("not ready (details with a read key)", exc.headers) from exc
+        return Health(status="ready", detail=f"{rt.model_id} on {rt.store.location}" if trusted else None)
 
     @app.get("/metrics", dependencies=[read], response_class=Response, responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {"model": ErrorOut}})

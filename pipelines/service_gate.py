@@ -1,0 +1,141 @@
+"""The door of the HTTP service: who may call, how large a body may be, how many uploads run at once.
+
+Everything here is decided from the request line and headers, before the application reads one byte
+of the body: an unauthenticated upload is refused while the client has sent only its headers (FastAPI
+parses a form before it runs any dependency, so a key checked in a dependency comes too late). The
+body is then counted as it streams, so a server that does not hold the client to its Content-Length
+still cannot make the service read past the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipelines.service_http import KeyRing, LengthRequired, ServiceError, TooLarge, error_response
+
+log = logging.getLogger(__name__)
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # /readyz shows details only to a read key (the route decides)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    keys: KeyRing
+    upload_path: str
+    upload_limit: int  # bytes of one upload request, multipart framing included
+    other_limit: int  # bytes of any other request body
+    max_uploads: int  # upload requests being received or saved at once
+
+
+def required_scope(method: str, path: str, upload_path: str) -> str | None:
+    """The key a request needs: None (open), "read" or "write". Anything not named open needs a key,
+    so a route added later is closed by default (the OpenAPI schema and unknown paths included)."""
+    if path in OPEN_PATHS:
+        return None
+    if method == "DELETE" or (method in BODY_METHODS and path == upload_path):
+        return "write"
+    return "read"
+
+
+class RequestGate:
+    """ASGI middleware in front of the app (inside CORS, so refusals still carry CORS headers)."""
+
+    def __init__(self, app: ASGIApp, policy: GatePolicy) -> None:
+        self.app, self.policy = app, policy
+        self.uploads_in_flight = 0  # one event loop: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        p = self.policy
+        headers = dict(scope["headers"])
+        is_upload = scope["path"] == p.upload_path and scope["method"] in BODY_METHODS
+        limit = p.upload_limit if is_upload else p.other_limit
+        try:
+            p.keys.check(headers.get(b"authorization"), required_scope(scope["method"], scope["path"],
+                                                                         p.upload_path))
+            declared = _declared_length(headers, scope["method"], limit)
+        except ServiceError as exc:
+            await _refuse(scope, receive, send, exc.kind, str(exc), exc.headers)
+            return
+        if not is_upload:
+            await _CountedBody(self.app, limit, declared)(scope, receive, send)
+            return
+        if self.uploads_in_flight >= p.max_uploads:
+            await _refuse(scope, receive, send, "overloaded", f"{p.max_uploads} uploads are being received; "
+                          "retry shortly", {"Retry-After": "5"})
+            return
+        self.uploads_in_flight += 1
+        try:
+            await _CountedBody(self.app, limit, declared)(scope, receive, send)
+        finally:
+            self.uploads_in_flight -= 1
+
+
+def _declared_length(headers: dict[bytes, bytes], method: str, limit: int) -> int:
+    """The Content-Length of a request with a body (411 without one, 413 over `limit`); 0 for others."""
+    length = headers.get(b"content-length")
+    if method not in BODY_METHODS:
+        return int(length) if length is not None and length.isdigit() else 0
+    if length is None or not length.isdigit():
+        raise LengthRequired("send the request with a Content-Length header")
+    if int(length) > limit:
+        raise TooLarge(f"request body of {int(length)} bytes is over the limit of {limit} bytes")
+    return int(length)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, kind: str, message: str,
+                  headers: dict[str, str] | None = None) -> None:
+    # Connection: close, so the server does not go on reading a body nobody will use.
+    response = error_response(kind, message, {**(headers or {}), "Connection": "close"})
+    await response(scope, receive, send)
+
+
+class _CountedBody:
+    """Runs the app with a receive that counts body bytes; past the limit (or past the declared
+    length) the app sees a disconnect, and whatever it answers is replaced by a 413."""
+
+    def __init__(self, app: ASGIApp, limit: int, declared: int) -> None:
+        self.app, self.limit, self.allowed = app, limit, min(limit, declared)
+        self.seen, self.over, self.started = 0, False, False
+
+    async def receive_counted(self, receive: Receive) -> Message:
+        if self.over:
+            return {"type": "http.disconnect"}
+        message = await receive()
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.allowed:
+                self.over = True
+                log.warning("request body over its limit", extra={"bytes": self.seen, "limit": self.allowed})
+                return {"type": "http.disconnect"}
+        return message
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counted() -> Message:
+            return await self.receive_counted(receive)
+
+        async def guarded(message: Message) -> None:
+            if self.over:  # the app answers a cut-off body (400, a disconnect): the caller gets the 413
+                if message["type"] == "http.response.start" and not self.started:
+                    await self._too_large(scope, receive, send)
+                return
+            self.started = self.started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not self.over:
+                raise
+        if self.over and not self.started:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.started = True
+        await _refuse(scope, receive, send, "too_large",
+                      f"request body is over the limit of {self.allowed} bytes (or over its Content-Length)")

@@ -1,0 +1,157 @@
+"""What the HTTP API accepts (#10.9, #10.14): typed and ranged input, one error table, counted 500s."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_service import assert_error
+from tests.test_service_support import example_files, live_server, service_settings, wait_job
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("validation")
+    with live_server(service_settings(tiny_model_dir, root / "q", upload_dir=str(root))) as srv:
+        with srv.client() as c:
+            job = wait_job(c, c.post("/v1/documents", files=example_files("burlg.md")).json()["job_id"])
+            assert job["state"] == "succeeded", job
+        yield srv
+
+
+@pytest.mark.parametrize("filters", [{"page": 2**70}, {"chunk_index": [2**64]}, {"page": -2**63 - 1},
+                                     {"page": -1}, {"chunk_index": [0, 2**63]}])
+def test_filter_integers_are_range_checked(server, filters):
+    """#10.9: an integer no engine can store is a 422 naming the field, not a 500 from an overflow."""
+    field = next(iter(filters))
+    with server.client() as c:
+        assert_error(c.post("/v1/retrieve", json={"query": "Urlaub", "mode": "bm25", "filters": filters}), 422,
+                     "invalid", f"filter {field!r}: integers must be from 0 to")
+
+
+def test_largest_filter_integer_is_accepted(server):
+    with server.client() as c:
+        r = c.post("/v1/retrieve", json={"query": "Urlaub", "mode": "bm25", "filters": {"page": 2**63 - 1}})
+    assert r.status_code == 200 and r.json()["passages"] == []
+
+
+class _Broken:
+    def retrieve(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+
+
+def test_internal_errors_are_counted_as_500(server):
+    """#10.9: the metrics middleware sees the 500 the error handler answers."""
+    rt = server.runtime
+    retriever, rt.retriever = rt.retriever, _Broken()
+    try:
+        with server.client() as c:
+            assert_error(c.post("/v1/retrieve", json={"query": "Urlaub"}), 500, "internal", "see the service log")
+            text = c.get("/metrics").text
+    finally:
+        rt.retriever = retriever
+    assert 'german_rag_http_requests_total{endpoint="/v1/retrieve",method="POST",status="500"} 1.0' in text
+
+
+def test_job_errors_name_uploads_not_server_paths(server):
+    """#10.10: a parser's error that names the file it read shows the upload's name, never the temp folder."""
+    files = [("files", ("kaputt.txt", b"garbage \x00\xff data", "text/plain")),
+             ("files", ("kaputt.msg", b"garbage \x00\xff data", "application/octet-stream"))]
+    with server.client() as c:
+        job = wait_job(c, c.post("/v1/documents", files=files).json()["job_id"])
+    errors = {f["name"]: f["error"] for f in job["files"]}
+    folder = str(server.runtime.jobs.get(job["job_id"]).folder)
+    assert job["state"] == "failed" and all(errors.values()), job["files"]
+    for name, error in errors.items():
+        assert name in error and folder not in error and "german-rag-upload" not in error, error
+        assert "0000." not in error and "0001." not in error, error
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"query": "Urlaub", "top_k": True}, "top_k"), ({"query": "Urlaub", "top_k": "5"}, "top_k"),
+    ({"query": "Urlaub", "top_k": 5.0}, "top_k"), ({"query": "Urlaub", "expand": "1"}, "expand"),
+    ({"query": "Urlaub", "truncate": "yes"}, "truncate"), ({"query": "Urlaub", "filters": {"page": 1.0}}, "page"),
+])
+def test_numbers_and_flags_are_strict(server, body, field):
+    """#10.14: `true`, "5" and 5.0 are not a top_k (422 naming the field)."""
+    with server.client() as c:
+        assert_error(c.post("/v1/retrieve", json=body), 422, "invalid", field)
+
+
+@pytest.mark.parametrize("query", ["\u200b", "\ufeff\u200b", "\u2028\u3000\u00a0", "\u00ad\u2060", "\u200b \t\n"])
+def test_invisible_queries_are_empty(server, query):
+    """#10.14: a query of only zero-width, format or any whitespace characters is `empty` (400)."""
+    with server.client() as c:
+        assert_error(c.post("/v1/retrieve", json={"query": query, "mode": "bm25"}), 400, "empty", "query")
+
+
+def test_undecodable_body_is_invalid_422(server):
+    """#10.14: a body that is not UTF-8 is `invalid`, 422, as the error table says (was 400)."""
+    with server.client() as c:
+        r = c.post("/v1/retrieve", content=b'{"query": "\xff\xfe Urlaub"}',
+                   headers={"content-type": "application/json"})
+    assert_error(r, 422, "invalid")
+
+
+def test_upper_case_doc_id_finds_the_document(server):
+    """#10.14: doc ids are UUIDs; an upper-case spelling is canonicalised (lower-cased) and deletes the document."""
+    with server.client() as c:
+        job = wait_job(c, c.post("/v1/documents", files=[("files", ("weg.txt", "Dieser Text wird gelöscht.".encode(),
+                                                                    "text/plain"))]).json()["job_id"])
+        doc_id = next(d for d in c.get("/v1/documents").json()["documents"] if d["source"] == "upload:weg.txt")
+        r = c.delete(f"/v1/documents/{doc_id['doc_ids'][0].upper()}")
+        assert r.status_code == 200, r.text
+        assert r.json() == {"doc_id": doc_id["doc_ids"][0], "points_deleted": job["files"][0]["chunks"]}
+
+
+def test_long_upload_names_keep_their_extension(server):
+    """#10.14: a name over 200 characters is cut in its stem, so its extension still picks the parser."""
+    name = "Ärger" * 60 + ".txt"
+    with server.client() as c:
+        job = wait_job(c, c.post("/v1/documents", files=[("files", (name, "Ein Text über Ärger.".encode(),
+                                                                    "text/plain"))]).json()["job_id"])
+    source = job["files"][0]["source"]
+    assert job["state"] == "succeeded", job
+    assert source.startswith("upload:ÄrgerÄrger") and source.endswith(".txt") and len(source) == len("upload:") + 200
+
+
+def test_nfd_and_nfc_upload_names_are_one_source(server):
+    """#10.5: "Größe.txt" in NFD (macOS) is the NFC name; both forms in one request are one name twice."""
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "Größe.txt"), unicodedata.normalize("NFD", "Größe.txt")
+    assert nfc != nfd
+    text = "Die Größe der Wohnung beträgt 80 Quadratmeter.".encode()
+    with server.client() as c:
+        assert_error(c.post("/v1/documents", files=[("files", (nfc, text, "text/plain")),
+                                                    ("files", (nfd, text, "text/plain"))]), 422, "invalid", "twice")
+        for name in (nfc, nfd):
+            job = wait_job(c, c.post("/v1/documents", files=[("files", (name, text, "text/plain"))]).json()["job_id"])
+            assert job["files"][0]["source"] == f"upload:{nfc}", job
+        sources = [d["source"] for d in c.get("/v1/documents", params={"limit": 1000}).json()["documents"]]
+    assert sources.count(f"upload:{nfc}") == 1 and f"upload:{nfd}" not in sources
+    assert job["files"][0]["status"] == "unchanged"  # the NFD upload found the NFC one's points
+
+
+def test_non_ascii_keys_match(tiny_model_dir, tmp_path):
+    """#10.14: a key with non-ASCII characters, sent as UTF-8, matches the configured key."""
+    from fastapi.testclient import TestClient
+
+    from pipelines.service import create_app
+
+    key = "schlüssel-äöß-€"
+    app = create_app(service_settings(tiny_model_dir, tmp_path / "q", read_keys=key, upload_dir=str(tmp_path)))
+    client = TestClient(app)  # no lifespan: the key is checked before anything needs the model
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {key}".encode()}).status_code == 200
+    other = f"Bearer {key[:-1]}$".encode()
+    assert_error(client.get("/metrics", headers={"Authorization": other}), 401, "unauthorized", "invalid API key")
+    latin1 = f"Bearer {key}".encode().decode("latin-1").encode("utf-8")  # mojibake is not the key
+    assert_error(client.get("/metrics", headers={"Authorization": latin1}), 401, "unauthorized")
+
+
+def test_uploads_parse_under_the_service_timeout(server):
+    """#10.7/#10.8: uploads get the service's own parse timeout (120 s by default, not the CLI's 600 s)
+    and the configured file limits."""
+    settings, limits = server.runtime.settings, server.runtime.jobs._runner.limits
+    assert settings.service_parse_timeout == 120.0 < settings.parse_timeout
+    assert limits.parse_timeout_s == settings.service_parse_timeout
+    assert (limits.max_file_bytes, limits.max_text_chars) == (settings.max_file_bytes, settings.max_text_chars)
