@@ -77,7 +77,7 @@ def build_limits(settings: Settings) -> Limits:
     """Per-file ingest limits."""
     return Limits(max_file_bytes=settings.max_file_bytes, max_pages=settings.max_pages,
                   max_unzipped_bytes=settings.max_unzipped_bytes, max_text_chars=settings.max_text_chars,
-                  parse_timeout_s=settings.parse_timeout)
+                  max_elements=settings.max_elements, parse_timeout_s=settings.parse_timeout)
 
 
 def build_chunker(settings: Settings, embedder: HFEmbedder) -> TokenChunker:

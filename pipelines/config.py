@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     max_pages: int = Field(5000, ge=0, description="PDF pages per file")
     max_unzipped_bytes: int = Field(1024 * 1024 * 1024, ge=0, description="unpacked size of DOCX/XLSX/PPTX/ODT/EPUB")
     max_text_chars: int = Field(50_000_000, ge=0, description="characters of parsed text per file")
+    max_elements: int = Field(100_000, ge=0, description="paragraphs, rows and blocks per file, counted before "
+                              "parsing (bounds parse work: a small zip can hold millions)")
     parse_timeout: float = Field(600.0, ge=0, description="seconds per file, in a worker process; 0 = in process")
     store_retries: int = Field(5, ge=0, le=100, description="retries of a Qdrant call that found no server")
     store_retry_backoff: float = Field(0.5, ge=0, le=60, description="first wait before a retry (doubles, max 8 s)")
