@@ -155,3 +155,26 @@ def test_uploads_parse_under_the_service_timeout(server):
     assert settings.service_parse_timeout == 120.0 < settings.parse_timeout
     assert limits.parse_timeout_s == settings.service_parse_timeout
     assert (limits.max_file_bytes, limits.max_text_chars) == (settings.max_file_bytes, settings.max_text_chars)
+
+
+def test_undecodable_upload_name_gives_valid_utf8_answers(server):
+    """#10.11: a multipart file name with bytes that are not UTF-8 never yields invalid JSON or a 500; the
+    job report and the stored source name are valid UTF-8."""
+    boundary = "grenze4711"
+    body = (f"--{boundary}\r\n".encode()
+            + b'Content-Disposition: form-data; name="files"; filename="Gr\xf6\xdfe.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\n" + "Die Größe der Wohnung beträgt 80 m².".encode() + b"\r\n"
+            + f"--{boundary}--\r\n".encode())
+    with server.client() as c:
+        r = c.post("/v1/documents", content=body,
+                   headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        r.content.decode("utf-8")
+        assert r.status_code in (202, 422), r.text
+        if r.status_code == 202:
+            job = wait_job(c, r.json()["job_id"])
+            raw = c.get(f"/v1/jobs/{job['job_id']}").content
+            raw.decode("utf-8")
+            assert job["state"] == "succeeded", job
+            docs = c.get("/v1/documents", params={"limit": 1000})
+            docs.content.decode("utf-8")
+            assert docs.status_code == 200
