@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from ingest.parse import prepare_parsers
 
-prepare_parsers()
+prepare_parsers(hide_torch=True)  # a process of its own: no other thread imports torch here

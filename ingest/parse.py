@@ -52,11 +52,12 @@ Row = tuple[str, str, int | None, int]  # (text, category, page, heading depth)
 _DROP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Formula"}
 
 
-def _import_spacy():
-    """spaCy without torch: its thinc layer imports torch when installed (1.6 s of a parse worker's
-    start) though a blank pipeline never runs a neural layer, so torch is hidden while spaCy imports.
-    Where torch is already loaded (parsing in process) nothing is hidden."""
-    if "spacy" in sys.modules or "torch" in sys.modules:
+def _import_spacy(hide_torch: bool = False):
+    """spaCy, in the parse worker without torch: its thinc layer imports torch when installed (1.6 s of a
+    worker's start) though a blank pipeline never runs a neural layer, so there torch is hidden while
+    spaCy imports. Parsing in process never hides it: another thread may be importing torch to load the
+    model at that moment, and would find it missing."""
+    if not hide_torch or "spacy" in sys.modules or "torch" in sys.modules:
         import spacy
 
         return spacy
@@ -69,14 +70,14 @@ def _import_spacy():
 
 
 @lru_cache(maxsize=1)
-def _prepare_text() -> None:
+def _prepare_text(hide_torch: bool = False) -> None:
     """Hand unstructured a blank German spaCy pipeline instead of its English model (a run-time download).
 
     unstructured asks spaCy for sentences and words only (its POS checks are for English). A blank German
     pipeline with the rule-based sentencizer tokenizes German correctly and is about 10x faster than the
     English statistical model's parser it would load otherwise.
     """
-    spacy = _import_spacy()
+    spacy = _import_spacy(hide_torch)
     from unstructured.nlp import tokenize
 
     def load():
@@ -106,13 +107,14 @@ def _prepare_pdf() -> None:
         unstructured_pdf.is_pdf_too_complex = lenient_check
 
 
-def prepare_parsers() -> None:
+def prepare_parsers(hide_torch: bool = False) -> None:
     """Import and set up unstructured now (a forked parse worker then inherits it ready to use).
 
     The spaCy pipeline and the text partitioners are loaded here, so a worker's first file does not
     pay for them against its time limit; the PDF and Office partitioners stay lazy (seconds to import).
+    `hide_torch` only in the worker's own process (see `_import_spacy`).
     """
-    _prepare_text()
+    _prepare_text(hide_torch)
     import trafilatura  # noqa: F401  # HTML main content (ingest.html_main)
     import unstructured.partition.auto
     import unstructured.partition.html

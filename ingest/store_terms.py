@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from ingest.schema import FILTER_FIELDS, P, StoreError
 
@@ -103,7 +104,7 @@ def build_filter(filters: dict[str, FilterValue] | None) -> FilterSpec | None:
                 check_filter_integer(key, v)
             if kind == "keyword" and not isinstance(v, str):
                 raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
-        conditions.append(Condition(key, list(value) if isinstance(value, list) else value))
+        conditions.append(Condition(key, cast(FilterValue, list(value)) if isinstance(value, list) else value))
     return FilterSpec(must=tuple(conditions))
 
 

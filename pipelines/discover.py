@@ -70,7 +70,7 @@ def _add(found: dict[str, Candidate], errors: list[tuple[str, str]], path: Path,
 
 def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:
     """Every non-hidden file below root; symlinked folders are not followed (no loops)."""
-    out = []
+    out: list[Path] = []
 
     def failed(exc: OSError) -> None:
         name = escape_name(os.path.abspath(exc.filename)) if exc.filename else escape_name(str(root))

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from tqdm import tqdm
 
@@ -178,7 +179,7 @@ class IngestRunner:
         """Doc states of a batch of sources; if the engine refuses the batch, each source is asked alone,
         so one source it cannot take fails only its own file (StoreUnavailableError still ends triage)."""
         try:
-            return dict(self.store.doc_states(sources))
+            return {k: cast(DocState, v) for k, v in self.store.doc_states(sources).items()}
         except StoreUnavailableError:
             raise
         except Exception:
@@ -186,7 +187,7 @@ class IngestRunner:
         out: dict[str, DocState | Exception] = {}
         for source in sources:
             try:
-                out[source] = self.store.doc_state(source)
+                out[source] = cast(DocState, self.store.doc_state(source))
             except StoreUnavailableError:
                 raise
             except Exception as exc:
@@ -247,7 +248,7 @@ class IngestRunner:
                 else:
                     entry = self._chunk(item, value, clock)
                     batch.append(entry)
-                    tokens += 0 if isinstance(entry, FileResult) else sum(c.token_count for c in entry[1])
+                    tokens += 0 if isinstance(entry, FileResult | Removal) else sum(c.token_count for c in entry[1])
                 # Embed when the batch is big enough, or now if the parser has nothing ready (never idle).
                 if tokens >= self.batch_tokens or not parse.has_ready():
                     writer.put(self._embed(batch, clock, store_lock, lambda: writer.outage))

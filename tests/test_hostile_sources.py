@@ -160,3 +160,55 @@ def test_json_output_stays_valid_utf8_for_undecodable_arguments(capsys, cli_env)
     out, err = capsys.readouterr()
     (out + err).encode("utf-8")
     assert code == 1 and "ordner_\\xfe" in out
+
+
+def test_a_changed_file_that_yields_no_chunks_removes_its_document(tmp_path, minilm_dir):
+    """#10.3: text that chunks to nothing is empty too; its stored version goes, and the run carries on
+    with the other files of the batch (a chunker that returns nothing for one file stands in for text the
+    real chunker cannot split: none is known, the path must hold anyway)."""
+    from ingest.chunk import TokenChunker
+    from ingest.embed import EmbedderOptions, HFEmbedder
+    from ingest.limits import Limits
+    from ingest.store_edge import EdgeStore
+    from ingest.store_terms import StoreOptions
+    from pipelines.ingest_run import IngestRunner
+
+    class SilentOn(TokenChunker):
+        def chunk(self, doc, doc_id):
+            return [] if doc.source.endswith("a.txt") else super().chunk(doc, doc_id)
+
+    (tmp_path / "a.txt").write_text(MIETE, encoding="utf-8")
+    (tmp_path / "b.txt").write_text(ZINSEN, encoding="utf-8")
+    embedder = HFEmbedder(EmbedderOptions(model=str(minilm_dir)))
+    store = EdgeStore(StoreOptions(collection="c", path=str(tmp_path / "q")))
+    try:
+        first = IngestRunner(embedder, TokenChunker(embedder), store, "m", progress=False,
+                             limits=Limits(parse_timeout_s=0)).run([tmp_path / "a.txt", tmp_path / "b.txt"])
+        assert first.count("ingested") == 2
+        (tmp_path / "a.txt").write_text(MIETE + ZINSEN, encoding="utf-8")
+        (tmp_path / "b.txt").write_text(ZINSEN + MIETE, encoding="utf-8")
+        report = IngestRunner(embedder, SilentOn(embedder), store, "m", progress=False,
+                              limits=Limits(parse_timeout_s=0)).run([tmp_path / "a.txt", tmp_path / "b.txt"])
+        status = {os.path.basename(f.source): f.status for f in report.files}
+        assert status == {"a.txt": "removed", "b.txt": "ingested"} and report.balanced
+        assert store.count({"source": source_name(tmp_path / "a.txt")}) == 0
+    finally:
+        store.close()
+
+
+def test_in_process_parsing_in_a_fresh_process_loads_the_model(tmp_path, minilm_dir):
+    """`--parse-timeout 0` parses in process while the model loads on the main thread: hiding torch from
+    spaCy's import there made the model's own torch import fail (found while fixing #10.15's lazy imports)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text(MIETE, encoding="utf-8")
+    (tmp_path / "docs" / "b.md").write_text("# Zinsen\n\n" + ZINSEN, encoding="utf-8")
+    env = {**os.environ, "GERMAN_RAG_EMBED_MODEL": str(minilm_dir), "GERMAN_RAG_QDRANT_PATH": str(tmp_path / "q"),
+           "HF_HUB_OFFLINE": "1"}
+    env.pop("GERMAN_RAG_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", "docs", "--parse-timeout", "0", "--json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["ingested"] == 2
