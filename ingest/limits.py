@@ -71,21 +71,6 @@ def file_stamp(path: Path, source: str) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-def printable(name: str) -> str:
-    """A file name as valid text: undecodable bytes (surrogate escapes) shown as \\xNN."""
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def check_name(source: str) -> None:
-    """Payloads are JSON: a file name that is not valid UTF-8 cannot be stored faithfully."""
-    if printable(source) != source:
-        raise ParseError(f"{printable(source)}: file name is not valid UTF-8; rename the file")
-
-
 def check_size(size: int, source: str, limits: Limits) -> None:
     if size == 0:
         raise EmptyDocumentError(f"{source}: file is empty (0 bytes)")

@@ -10,6 +10,7 @@ unchanged re-ingest, verify, a BM25 query) never pays for importing it.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -104,8 +105,18 @@ def build_filter(filters: dict[str, FilterValue] | None) -> FilterSpec | None:
                 check_filter_integer(key, v)
             if kind == "keyword" and not isinstance(v, str):
                 raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
+        if key == P.DOC_ID:  # ids are stored as lower-case UUIDs; an upper-case spelling means the same one
+            value = cast(FilterValue, [_canonical_id(v) for v in values] if isinstance(value, list)
+                         else _canonical_id(value))
         conditions.append(Condition(key, cast(FilterValue, list(value)) if isinstance(value, list) else value))
     return FilterSpec(must=tuple(conditions))
+
+
+def _canonical_id(value: object) -> object:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return value  # not a UUID: matches what it matches (nothing, for ids this project made)
 
 
 def stale_filter(source: str, keep_doc_id: str) -> FilterSpec:

@@ -13,7 +13,7 @@ from ingest.schema import IngestError, ModelUnavailableError, StoreError
 from pipelines.config import ConfigError, Settings, UsageError, load_settings
 from pipelines.logs import setup_logging
 from pipelines.sources import valid_text
-from retrieval.schema import RetrievalError
+from retrieval.schema import QueryError, RetrievalError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # The one table of error kind -> (exit code, label). The first row whose kind matches wins, so a subclass
@@ -23,6 +23,7 @@ EXIT_CODES: tuple[tuple[type[Exception], int, str], ...] = (
     (ConfigError, EXIT_USAGE, "configuration error"),
     (ModelUnavailableError, EXIT_USAGE, "configuration error"),
     (StoreError, EXIT_USAGE, "store error"),  # no collection, another model's collection, store unreachable
+    (QueryError, EXIT_USAGE, "usage error"),  # an empty or invalid query, an option out of range
     (RetrievalError, EXIT_FAILED, "error"),
     (IngestError, EXIT_FAILED, "error"),
 )

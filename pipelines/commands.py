@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +27,7 @@ from pipelines.build import (
 )
 from pipelines.config import ConfigError, Settings, UsageError
 from pipelines.discover import parse_shard
-from pipelines.sources import source_query, under, valid_text
+from pipelines.sources import shown, source_query, typed_source, under, valid_text
 
 if TYPE_CHECKING:
     from pipelines.report import IngestReport
@@ -74,9 +76,16 @@ def format_report(report: IngestReport) -> str:
         + f", total {s['total_seconds']:.2f}s",
     ]
     for f in report.files:
-        if f.status in ("failed", "skipped"):
-            lines.append(f"  {f.status.upper()}: {f.error}")
+        if f.status in ("failed", "skipped", "removed"):
+            lines.append(f"  {f.status.upper()}: {shown(f.error or f.source)}")
     return "\n".join(lines)
+
+
+def _paths(paths: list[str]) -> list[str]:
+    """Paths as given; an empty one is bad usage (it would mean the working folder, not "nothing")."""
+    if any(not p for p in paths):
+        raise UsageError("PATH: an empty path was given (an unset shell variable?); name files or folders")
+    return paths
 
 
 def ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -84,7 +93,7 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    report = ingest_paths(settings, args.paths, progress=not args.json, shard=shard, bulk=args.bulk)
+    report = ingest_paths(settings, _paths(args.paths), progress=not args.json, shard=shard, bulk=args.bulk)
     _out(args, report.to_dict(), format_report(report))
     return 1 if report.count("failed") else 0
 
@@ -104,13 +113,33 @@ def parse_filters(items: list[str]) -> dict:
         if FILTER_FIELDS[key] == "integer":
             parsed = _filter_integer(key, value)
         elif key == "source":  # the name ingest stored, whether or not the file still exists
-            parsed = source_query(value)
-        if key in filters:
-            prev = filters[key]
-            filters[key] = [*prev, parsed] if isinstance(prev, list) else [prev, parsed]
+            parsed = _source_filter(value)
+        elif key == "doc_id":
+            parsed = _doc_id(value)
+        if key in filters or isinstance(parsed, list):
+            prev = filters.get(key, [])
+            filters[key] = [*(prev if isinstance(prev, list) else [prev]),
+                            *(parsed if isinstance(parsed, list) else [parsed])]
         else:
             filters[key] = parsed
     return filters
+
+
+def _source_filter(value: str) -> str | list[str]:
+    """A file's stored name (plus the name as a report spells it, when that differs); a folder is an error:
+    the filter matches sources exactly (`delete FOLDER` is what takes every source under a folder)."""
+    if not value.startswith("upload:") and os.path.isdir(value):
+        raise UsageError(f"--filter source={value}: is a folder; a source filter names one file")
+    typed = typed_source(value)
+    return [source_query(value), typed] if typed else source_query(value)
+
+
+def _doc_id(value: str) -> str:
+    """A document id as stored (a UUID in lower case); anything else could only match nothing."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise UsageError(f"--filter doc_id={value[:60]}: not a document id (a UUID)") from exc
 
 
 def _filter_integer(key: str, value: str) -> int:
@@ -156,7 +185,7 @@ def format_passages(passages: list[Passage]) -> str:
         return "no passages found"
     lines = []
     for rank, p in enumerate(passages, 1):
-        where = p.source + (f", page {p.page}" if p.page else "")
+        where = shown(p.source) + (f", page {p.page}" if p.page else "")
         heading = " > ".join(p.heading_path)
         stages = " ".join(f"{k}={v:.3f}" for k, v in p.scores.items())
         lines.append(f"{rank}. {stages}  {where}  [{p.start}:{p.end}]")
@@ -168,6 +197,10 @@ def format_passages(passages: list[Passage]) -> str:
 
 
 def query(args: argparse.Namespace, settings: Settings) -> int:
+    if args.expand is not None and not 0 <= args.expand <= 5:
+        raise UsageError(f"--expand {args.expand}: must be from 0 to 5 neighbour chunks")
+    if args.mmr is not None and not 0 <= args.mmr <= 1:
+        raise UsageError(f"--mmr {args.mmr}: lambda must be from 0 to 1")
     top_k = args.top_k or settings.top_k
     if args.mode:
         settings = settings.model_copy(update={"retrieval_mode": args.mode})
@@ -178,14 +211,25 @@ def query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # -- delete, config, demo ------------------------------------------------------------------------------
+def _matching(stored: dict, target: str, given: str) -> list[str]:
+    """Stored sources a delete means: the source itself or those under it as a folder; failing that, the
+    name as a report spells it (`name_\\xff.txt`), or as given (a source stored under an older rule)."""
+    for name in (target, typed_source(given), given):
+        names = sorted(s for s in stored if s == name or under(s, name)) if name else []
+        if names:
+            return names
+    return []
+
+
+
 def delete(args: argparse.Namespace, settings: Settings) -> int:
     """Delete one source, or every source under a folder (as ingest named them, the files may be gone)."""
     store = build_store(settings)
     try:
+        target = source_query(_paths([args.source])[0])
         store.require_collection()
-        target = source_query(args.source)
         stored = store.sources()
-        names = sorted(s for s in stored if s in (target, args.source) or under(s, target))
+        names = _matching(stored, target, args.source)
         points = sum(stored[s]["chunks"] for s in names)
         if not args.dry_run:
             points = sum(store.delete_source(s) for s in names)
@@ -193,7 +237,7 @@ def delete(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
     verb = "would delete" if args.dry_run else "deleted"
     text = (f"{verb} {points} points of {len(names)} source(s) under {target}"
-            + "".join(f"\n  {s}" for s in names) if names else f"no points stored for {target}")
+            + "".join(f"\n  {shown(s)}" for s in names) if names else f"no points stored for {shown(target)}")
     _out(args, {"source": target, "sources": names, "sources_deleted": 0 if args.dry_run else len(names),
                 "points_deleted": 0 if args.dry_run else points, "points": points, "dry_run": args.dry_run}, text)
     return 0 if names else 1
@@ -220,7 +264,8 @@ def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
         embedder.prepare()  # verify compares ids and sizes: the model's config files, never its weights
         runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
                               model_identity(settings.embed_model), build_sparse_encoder(settings), False)
-        report = verify_collection(store, runner.model_id, embedder.dimension, runner.fingerprint, args.paths)
+        report = verify_collection(store, runner.model_id, embedder.dimension, runner.fingerprint,
+                                   _paths(args.paths))
     finally:
         store.close()
     _out(args, report.to_dict(), format_verify(report))

@@ -46,7 +46,7 @@ def discover(paths: list[str | Path]) -> tuple[list[Candidate], list[tuple[str, 
 
 
 def _add(found: dict[str, Candidate], errors: list[tuple[str, str]], path: Path, explicit: bool) -> None:
-    """Add one file under its source name, unless it is a broken link or its name collides with another."""
+    """Add one file under its source name (once per real file), unless it is a broken link."""
     shown = escape_name(os.path.abspath(path))
     try:
         os.stat(path)
@@ -59,13 +59,8 @@ def _add(found: dict[str, Candidate], errors: list[tuple[str, str]], path: Path,
             return
     source = source_name(path)
     known = found.get(source)
-    if known is None:
-        found[source] = Candidate(path, source, explicit)
-    elif os.path.realpath(known.path) != os.path.realpath(path):  # two real files, one escaped name
-        errors.append((shown, f"file name collides with {source!r} once its undecodable bytes are escaped; "
-                              "rename one of them"))
-    elif explicit and not known.explicit:
-        found[source] = Candidate(known.path, source, True)
+    if known is None or (explicit and not known.explicit):  # the same real file, named or reached twice
+        found[source] = Candidate(known.path if known else path, source, explicit)
 
 
 def _walk(root: Path, errors: list[tuple[str, str]]) -> list[Path]:

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from pipelines.sources import escape_name, valid_text
+from pipelines.sources import valid, valid_text
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -25,7 +25,7 @@ class _Formatter(logging.Formatter):
         if self.as_json:
             return json.dumps(valid_text(base), ensure_ascii=False, default=str)
         fields = " ".join(f"{k}={v}" for k, v in extra.items())
-        return escape_name(f"{record.levelname.lower()} {record.name}: {record.getMessage()} {fields}".rstrip())
+        return valid(f"{record.levelname.lower()} {record.name}: {record.getMessage()} {fields}".rstrip())
 
 
 def setup_logging(level: str = "WARNING", as_json: bool = False) -> None:

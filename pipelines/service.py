@@ -12,7 +12,6 @@ import ipaddress
 import logging
 import threading
 import time
-import unicodedata
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -43,7 +42,7 @@ from pipelines.service_http import (
     install_error_handlers,
 )
 from pipelines.service_jobs import JobManager, UploadRoot, UploadRunner
-from retrieval.query_check import check_query
+from retrieval.query_check import check_query, is_blank
 from retrieval.schema import Passage, RetrievalError
 
 log = logging.getLogger(__name__)
@@ -140,7 +139,7 @@ class ServiceRuntime:
     def retrieve(self, query: str, top_k: int, mode: str | None, filters: dict, truncate: bool,
                  rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
         self.require_ready()
-        if all(_invisible(ch) for ch in query):
+        if is_blank(query):
             raise EmptyInput("query: must not be empty (it has only spaces, control or format characters)")
         try:
             query = check_query(query)
@@ -154,12 +153,6 @@ class ServiceRuntime:
                 extra[name] = value
         mode = mode or self.settings.retrieval_mode
         return mode, self.retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, **extra)
-
-
-def _invisible(ch: str) -> bool:
-    """Whitespace of any kind, controls and format characters (U+200B, U+FEFF, U+00AD): a query of
-    only these asks for nothing, although the retriever would still rank something."""
-    return ch.isspace() or unicodedata.category(ch)[0] in "ZC"
 
 
 def is_loopback(host: str) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ingest.schema import EmptyDocumentError, P, ParseError, make_doc_id
 from pipelines.discover import discover, is_supported
 from pipelines.ingest_run import sha256_file
-from pipelines.sources import file_path, source_name, under
+from pipelines.sources import file_path, shown, source_name, under
 
 _FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_ID, P.CHUNK_INDEX, P.CHUNK_COUNT]
 
@@ -159,4 +159,4 @@ def format_verify(report: VerifyReport) -> str:
     head = (f"collection {report.collection}: {report.points} points, {report.documents} documents, "
             f"{report.sources_checked} source files checked: "
             + ("OK" if report.ok else f"{len(report.problems)} problem(s)"))
-    return "\n".join([head, *(f"  {p.kind.upper()}: {p.source}: {p.detail}" for p in report.problems)])
+    return "\n".join([head, *(f"  {p.kind.upper()}: {shown(p.source)}: {shown(p.detail)}" for p in report.problems)])

@@ -16,7 +16,7 @@ from ingest.sparse import SparseEncoder
 from retrieval.diversify import diversify
 from retrieval.fusion import dbsf
 from retrieval.query_check import check_query, check_top_k
-from retrieval.schema import Passage, QueryEmbedder, RetrievalError
+from retrieval.schema import Passage, QueryEmbedder, QueryError, RetrievalError
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -94,10 +94,10 @@ class HybridRetriever:
         if rerank and self.reranker is None:
             raise RetrievalError("rerank: no reranker is configured (set GERMAN_RAG_RERANK_MODEL)")
         if not 0 <= expand <= 5:
-            raise RetrievalError(f"expand: must be from 0 to 5 neighbour chunks, got {expand}")
+            raise QueryError(f"expand: must be from 0 to 5 neighbour chunks, got {expand}")
         mmr = self.stages.mmr if mmr is None else mmr
         if mmr is not None and not 0.0 <= mmr <= 1.0:
-            raise RetrievalError(f"mmr: lambda must be from 0 to 1, got {mmr}")
+            raise QueryError(f"mmr: lambda must be from 0 to 1, got {mmr}")
         depth = max(top_k, self.stages.rerank_candidates if rerank else 0,
                     self.stages.mmr_candidates if mmr is not None else 0)
         try:

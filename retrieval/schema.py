@@ -13,6 +13,11 @@ class RetrievalError(Exception):
     """Base class of every error retrieval raises on purpose (bad query, bad filter, store refused)."""
 
 
+class QueryError(RetrievalError):
+    """The caller's query or its options are invalid (empty, not text, out of range): bad input to fix,
+    not a failure of retrieval (the CLI exits 2, the service answers 4xx)."""
+
+
 @dataclass(frozen=True)
 class Passage:
     """One retrieved chunk with its provenance and a score for every stage that ranked it."""

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.cli import main
 from pipelines.discover import discover
@@ -67,14 +69,46 @@ def test_a_non_utf8_name_fails_no_other_file(capsys, cli_env):
     assert code == 0 and res["points_deleted"] > 0 and res["sources"] == [escaped]
 
 
-def test_escaping_is_reversible_and_the_identity_on_utf8():
-    """#10.1: the escape keeps every byte; valid names are stored as they are."""
-    for raw in [b"/a/name_\xff.txt", b"/a/caf\xe9/\xc3\xa4\xff\xfe.md", "/a/Größe.txt".encode()]:
-        name = os.fsdecode(raw)
-        text = escape_name(name)
+NAMES = [b"/a/name_\xff.txt", b"/a/name_\\xff.txt", b"/a/caf\xe9/\xc3\xa4\xff\xfe.md", "/a/Größe.txt".encode(),
+         b"/a/x\\\\y", b"/a/\\", b"/a/\\x", b"/a/\xed\xa0\x80"]
+
+
+def test_escaping_is_injective_reversible_and_the_identity_on_utf8():
+    """#10.1: the escape keeps every byte, no two names share a stored name, and a UTF-8 name without a
+    backslash is stored as it is."""
+    stored = [escape_name(os.fsdecode(raw)) for raw in NAMES]
+    assert len(set(stored)) == len(NAMES)
+    for raw, text in zip(NAMES, stored, strict=True):
         text.encode("utf-8")
         assert os.fsencode(unescape_name(text)) == raw
-    assert escape_name("/a/Größe \\x.txt") == "/a/Größe \\x.txt"
+    assert escape_name("/a/Größe x.txt") == "/a/Größe x.txt"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=24), st.binary(min_size=1, max_size=24))
+def test_escaping_property(a, b):
+    """#10.1: for any two byte names, equal stored names mean equal names, and every name comes back."""
+    ea, eb = escape_name(os.fsdecode(a)), escape_name(os.fsdecode(b))
+    ea.encode("utf-8")
+    assert os.fsencode(unescape_name(ea)) == a
+    assert (ea == eb) == (a == b)
+
+
+def test_a_name_spelling_an_escape_never_replaces_the_undecodable_one(capsys, cli_env):
+    """#10.1: `n\\xff.txt` (a UTF-8 name with a backslash) and `n<0xff>.txt`, ingested in separate runs,
+    are two sources: neither replaces the other; verify finds both files."""
+    folder = cli_env / "d"
+    folder.mkdir()
+    (folder / "n\\xff.txt").write_text("Die Kündigungsfrist beträgt drei Monate.", encoding="utf-8")
+    with open(os.fsencode(folder) + b"/n\xff.txt", "wb") as fh:
+        fh.write("Der Urlaub muss gewährt werden.".encode())
+    assert run(capsys, "ingest", str(folder / "n\\xff.txt"))[1]["ingested"] == 1
+    code, report = run(capsys, "ingest", os.fsdecode(os.fsencode(folder) + b"/n\xff.txt"))
+    assert code == 0 and report["ingested"] == 1 and report["points_deleted"] == 0
+    code, res = run(capsys, "query", "Kündigungsfrist", "--mode", "bm25")
+    assert [os.path.basename(p["source"]) for p in res["passages"]] == ["n\\\\xff.txt"]
+    code, res = run(capsys, "verify", str(folder))
+    assert code == 0 and res["ok"] and res["sources_checked"] == 2, res["problems"]
 
 
 def test_an_emptied_file_removes_its_document(capsys, cli_env):
@@ -212,3 +246,65 @@ def test_in_process_parsing_in_a_fresh_process_loads_the_model(tmp_path, minilm_
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert json.loads(proc.stdout)["ingested"] == 2
+
+
+def test_a_folder_with_undecodable_name_and_a_file_spelling_an_escape(capsys, cli_env):
+    """#10.1: verify finds `x\\xfe.txt` (a literal backslash) inside a folder whose name is not UTF-8."""
+    folder = os.fsencode(cli_env) + b"/d\xff"
+    os.mkdir(folder)
+    for name, text in [(b"/x\\xfe.txt", "Kündigungsfrist drei Monate."), (b"/ok.txt", "Urlaub gewähren.")]:
+        with open(folder + name, "wb") as fh:
+            fh.write(text.encode())
+    assert run(capsys, "ingest", os.fsdecode(folder))[1]["ingested"] == 2
+    code, res = run(capsys, "verify", os.fsdecode(folder))
+    assert code == 0 and res["ok"], res["problems"]
+
+
+@pytest.mark.parametrize("args", [("delete", ""), ("ingest", ""), ("verify", ""), ("ingest", "docs", "")])
+def test_an_empty_path_is_bad_usage_not_the_working_folder(capsys, cli_env, args):
+    """#10.4: `delete ""` (an unset shell variable) deleted every source under the working folder."""
+    (cli_env / "docs").mkdir()
+    (cli_env / "docs" / "a.txt").write_text(MIETE, encoding="utf-8")
+    assert run(capsys, "ingest", "docs")[0] == 0
+    code, res = run(capsys, *args)
+    assert code == 2 and "empty path" in res["error"]
+    assert run(capsys, "query", "Kaution", "--mode", "bm25")[1]["passages"]  # nothing was deleted
+
+
+@pytest.mark.parametrize("text", ["", "\u200b\ufeff", "\u034f", "\u115f", "\u1160\uffa0", "\u3164", "\ufe0f",
+                                  "\u2800", " \t\n", os.fsdecode(b"K\xff")])
+def test_empty_invisible_or_undecodable_queries_are_bad_usage(capsys, cli_env, text):
+    """#10.14 / #10.9: a query that shows nothing (or is not text) exits 2 with a message, never a traceback,
+    in every mode."""
+    (cli_env / "a.txt").write_text(MIETE, encoding="utf-8")
+    run(capsys, "ingest", "a.txt")
+    for mode in ("hybrid", "bm25"):
+        code, res = run(capsys, "query", text, "--mode", mode)
+        assert code == 2 and res["error"].startswith("query:"), res
+
+
+def test_query_flags_and_filters_name_what_is_wrong(capsys, cli_env):
+    """#10.14: out-of-range --expand/--mmr name the flag (exit 2); a folder as source filter and a malformed
+    doc id are usage errors; an upper-case doc id finds the document."""
+    (cli_env / "c1").mkdir()
+    (cli_env / "c1" / "a.txt").write_text(MIETE, encoding="utf-8")
+    run(capsys, "ingest", "c1")
+    for flags, needle in [(("--expand", "9"), "--expand 9"), (("--mmr", "2"), "--mmr 2.0"),
+                          (("--filter", "source=c1"), "is a folder"), (("--filter", "doc_id=NOT-A-UUID"), "UUID")]:
+        code, res = run(capsys, "query", "Kaution", "--mode", "bm25", *flags)
+        assert code == 2 and needle in res["error"], (flags, res)
+    code, res = run(capsys, "query", "Kaution", "--mode", "bm25")
+    doc_id = res["passages"][0]["doc_id"]
+    code, res = run(capsys, "query", "Kaution", "--mode", "bm25", "--filter", f"doc_id={doc_id.upper()}")
+    assert code == 0 and [p["doc_id"] for p in res["passages"]] == [doc_id]
+
+
+def test_a_newline_in_a_file_name_cannot_forge_report_lines(capsys, cli_env):
+    """#10.11: text output spells control characters in names as escapes (the JSON is exact)."""
+    (cli_env / "d").mkdir()
+    (cli_env / "d" / "a\n  FAILED: geheim.pdf: gefälscht\n.pdf").write_text("x", encoding="utf-8")
+    code = main(["ingest", "d"])
+    out, _ = capsys.readouterr()
+    assert code == 1
+    assert not any(line.startswith("  FAILED: geheim.pdf") for line in out.splitlines()), out
+    assert "a\\n  FAILED: geheim.pdf" in out
