@@ -16,7 +16,6 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipelines.service_http import (
-    EmptyInput,
     InvalidInput,
     NotFound,
     NotReady,
@@ -180,8 +179,8 @@ async def _save(upload: UploadFile, index: int, folder: Path, rt: ServiceRuntime
             if size > limit:
                 raise TooLarge(f"{name}: larger than the limit of {limit} bytes per file")
             out.write(block)
-    if size == 0:
-        raise EmptyInput(f"{name}: file is empty (0 bytes)")
+    # A 0-byte file is saved like any other: the job reports it per file, as the CLI does (`removed`: the
+    # stored version of its source is deleted; `skipped`: there was none), and the other files go on.
     return UploadedFile(name, path)
 
 

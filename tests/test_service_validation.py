@@ -224,6 +224,7 @@ def test_empty_upload_removes_its_source_and_spares_the_others(server):
     status = {f["name"]: f["status"] for f in job["files"]}
     assert job["state"] == "succeeded" and status == {"Pi.txt": "removed", "Neu-leer.txt": "skipped",
                                                       "Euler.txt": "ingested"}, job
+    assert job["counts"]["balanced"], job["counts"]
     assert "upload:Pi.txt" not in sources and "upload:Euler.txt" in sources and "upload:Neu-leer.txt" not in sources
 
 
