@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pipelines.service import ServiceRuntime
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-READ_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 411, 413, 422, 429, 503)}
+READ_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 408, 411, 413, 422, 429, 503)}
 WRITE_ERRORS = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (403, 404, 415)}}
 COPY_BLOCK = 1 << 20
 MAX_FORM_FIELDS, MAX_FIELD_BYTES = 8, 64 << 10  # an upload needs no text fields: these bound what is held in memory
