@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50_000_000, ge=1, le=10_000_000_000, description="per uploaded file")
     max_upload_files: int = Field(20, ge=1, le=1000, description="files per upload request")
     max_concurrent_uploads: int = Field(2, ge=1, le=1000, description="upload requests received at once before 429")
+    upload_read_timeout: float = Field(30.0, gt=0, le=3600, description="seconds a body may send nothing (408)")
+    upload_body_timeout: float = Field(900.0, gt=0, le=86_400, description="seconds one body may take (408)")
     service_parse_timeout: float = Field(120.0, gt=0, le=86_400, description="seconds per uploaded file, in a "
                                          "worker process (the CLI's parse_timeout is separate)")
     queue_size: int = Field(64, ge=1, le=100_000, description="retrieve requests in flight before 429")

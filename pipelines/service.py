@@ -196,7 +196,8 @@ def create_app(settings: Settings) -> FastAPI:
     # CORS outside it (a refusal still carries CORS headers), metrics outermost (every answer counted).
     upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD
     app.add_middleware(RequestGate, policy=GatePolicy(runtime.keys, UPLOAD_PATH, upload_limit, JSON_BODY_LIMIT,
-                                                      settings.max_concurrent_uploads))
+                                                      settings.max_concurrent_uploads, settings.upload_read_timeout,
+                                                      settings.upload_body_timeout))
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # CORS is off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],

@@ -4,12 +4,15 @@ Everything here is decided from the request line and headers, before the applica
 of the body: an unauthenticated upload is refused while the client has sent only its headers (FastAPI
 parses a form before it runs any dependency, so a key checked in a dependency comes too late). The
 body is then counted as it streams, so a server that does not hold the client to its Content-Length
-still cannot make the service read past the limit.
+still cannot make the service read past the limit, and timed: uvicorn has no timeout for a body, so a
+client that stalls mid-body would hold its upload slot for as long as it keeps the connection open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +31,8 @@ class GatePolicy:
     upload_limit: int  # bytes of one upload request, multipart framing included
     other_limit: int  # bytes of any other request body
     max_uploads: int  # upload requests being received or saved at once
+    read_timeout: float = 30.0  # seconds a body may send nothing (then 408)
+    body_timeout: float = 900.0  # seconds a whole body may take (then 408), against a trickle that never stalls
 
 
 def required_scope(method: str, path: str, upload_path: str) -> str | None:
@@ -62,8 +67,9 @@ class RequestGate:
         except ServiceError as exc:
             await _refuse(scope, receive, send, exc.kind, str(exc), exc.headers)
             return
+        body = _CountedBody(self.app, limit, declared, p.read_timeout, p.body_timeout)
         if not is_upload:
-            await _CountedBody(self.app, limit, declared)(scope, receive, send)
+            await body(scope, receive, send)
             return
         if self.uploads_in_flight >= p.max_uploads:
             await _refuse(scope, receive, send, "overloaded", f"{p.max_uploads} uploads are being received; "
@@ -71,7 +77,7 @@ class RequestGate:
             return
         self.uploads_in_flight += 1
         try:
-            await _CountedBody(self.app, limit, declared)(scope, receive, send)
+            await body(scope, receive, send)
         finally:
             self.uploads_in_flight -= 1
 
@@ -96,33 +102,56 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, kind: str, message
 
 
 class _CountedBody:
-    """Runs the app with a receive that counts body bytes; past the limit (or past the declared
-    length) the app sees a disconnect, and whatever it answers is replaced by a 413."""
+    """Runs the app with a receive that counts and times body bytes. Past the limit (or past the declared
+    length), after `read_timeout` seconds without a byte or `body_timeout` seconds in all, the app sees a
+    disconnect, and whatever it answers is replaced by a 413 or a 408; the caller's slot is then free."""
 
-    def __init__(self, app: ASGIApp, limit: int, declared: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, declared: int, read_timeout: float, body_timeout: float) -> None:
         self.app, self.limit, self.allowed = app, limit, min(limit, declared)
-        self.seen, self.over, self.started = 0, False, False
+        self.read_timeout, self.body_timeout = read_timeout, body_timeout
+        self.seen, self.started, self.body_done = 0, False, False
+        self.deadline = time.monotonic() + body_timeout
+        self.refusal: tuple[str, str] | None = None  # (kind, message) that replaces the app's answer
 
     async def receive_counted(self, receive: Receive) -> Message:
-        if self.over:
+        if self.refusal:
             return {"type": "http.disconnect"}
-        message = await receive()
+        if self.body_done:  # the app may still wait for a disconnect: no timeout once the body is in
+            return await receive()
+        message = await self._receive_in_time(receive)
         if message["type"] == "http.request":
             self.seen += len(message.get("body", b""))
+            self.body_done = not message.get("more_body", False)
             if self.seen > self.allowed:
-                self.over = True
                 log.warning("request body over its limit", extra={"bytes": self.seen, "limit": self.allowed})
-                return {"type": "http.disconnect"}
+                return self._refuse_body("too_large", f"request body is over the limit of {self.allowed} bytes "
+                                         "(or over its Content-Length)")
         return message
+
+    async def _receive_in_time(self, receive: Receive) -> Message:
+        left = self.deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(receive(), timeout=max(0.0, min(self.read_timeout, left)))
+        except TimeoutError:
+            log.warning("request body timed out", extra={"bytes": self.seen})
+            if left <= self.read_timeout:
+                return self._refuse_body("timeout", f"request body not complete within {self.body_timeout:g} s "
+                                         f"({self.seen} bytes received)")
+            return self._refuse_body("timeout", f"no request body bytes for {self.read_timeout:g} s "
+                                     f"({self.seen} bytes received)")
+
+    def _refuse_body(self, kind: str, message: str) -> Message:
+        self.refusal = (kind, message)
+        return {"type": "http.disconnect"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def counted() -> Message:
             return await self.receive_counted(receive)
 
         async def guarded(message: Message) -> None:
-            if self.over:  # the app answers a cut-off body (400, a disconnect): the caller gets the 413
+            if self.refusal:  # the app answers a cut-off body (400, a disconnect): the caller gets the refusal
                 if message["type"] == "http.response.start" and not self.started:
-                    await self._too_large(scope, receive, send)
+                    await self._refuse_now(scope, receive, send)
                 return
             self.started = self.started or message["type"] == "http.response.start"
             await send(message)
@@ -130,12 +159,12 @@ class _CountedBody:
         try:
             await self.app(scope, counted, guarded)
         except Exception:
-            if not self.over:
+            if not self.refusal:
                 raise
-        if self.over and not self.started:
-            await self._too_large(scope, receive, send)
+        if self.refusal and not self.started:
+            await self._refuse_now(scope, receive, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse_now(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.refusal is not None
         self.started = True
-        await _refuse(scope, receive, send, "too_large",
-                      f"request body is over the limit of {self.allowed} bytes (or over its Content-Length)")
+        await _refuse(scope, receive, send, *self.refusal)

@@ -69,6 +69,10 @@ class LengthRequired(ServiceError):
     kind = "length_required"
 
 
+class RequestTimeout(ServiceError):
+    kind = "timeout"
+
+
 class UnsupportedType(ServiceError):
     kind = "unsupported_type"
 
@@ -81,7 +85,7 @@ _FORM_LIMIT_MESSAGES = ("Too many files", "Too many fields", "Part exceeded maxi
 ERRORS: dict[str, int] = {
     "invalid": 422, "empty": 400, "overloaded": 429, "not_ready": 503, "not_found": 404,
     "unauthorized": 401, "forbidden": 403, "too_large": 413, "length_required": 411,
-    "unsupported_type": 415, "internal": 500,
+    "unsupported_type": 415, "timeout": 408, "internal": 500,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import queue
@@ -34,20 +35,27 @@ log = logging.getLogger(__name__)
 UPLOAD_PREFIX = "upload:"
 MAX_NAME_CHARS = 200
 MAX_EXT_CHARS = 16  # a longer "extension" is part of the name
+NAME_HASH_CHARS = 8  # hex digits of sha256(name) that end a cut name
 STOP_GRACE_S = 10.0  # after the shutdown timeout: how long the worker thread may take to wind up
 KEEP_JOBS = 1000  # finished jobs remembered for GET /v1/jobs/{id}; the oldest are forgotten first
 
 
 def display_name(filename: str | None) -> str:
     """The label of an uploaded file: its last path component in NFC (macOS sends names in NFD: the
-    same name must be the same source), control characters removed, bounded to MAX_NAME_CHARS by
-    cutting the stem, so the extension that picks the parser survives."""
+    same name must be the same source), control characters removed, bounded to MAX_NAME_CHARS.
+
+    A longer name is cut in its stem, so the extension that picks the parser survives, and the cut ends
+    in `~` and a short hash of the whole name: two names that differ only past the cut stay two sources
+    (a plain cut made them one, and the second upload replaced the first), while the same long name
+    again is the same source and replaces its own earlier version."""
     name = re.split(r"[\\/]", unicodedata.normalize("NFC", filename or ""))[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
     if len(name) > MAX_NAME_CHARS:
+        tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:NAME_HASH_CHARS]
         stem, dot, ext = name.rpartition(".")
         keep = len(ext) + 1 if dot and stem and len(ext) <= MAX_EXT_CHARS else 0
-        name = (stem[: MAX_NAME_CHARS - keep].rstrip() + "." + ext) if keep else name[:MAX_NAME_CHARS]
+        room = MAX_NAME_CHARS - keep - len(tag)
+        name = (stem[:room].rstrip() + tag + "." + ext) if keep else name[:room].rstrip() + tag
     return name or "unnamed"
 
 

@@ -16,7 +16,6 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipelines.service_http import (
-    EmptyInput,
     InvalidInput,
     NotFound,
     NotReady,
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from pipelines.service import ServiceRuntime
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-READ_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 411, 413, 422, 429, 503)}
+READ_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 408, 411, 413, 422, 429, 503)}
 WRITE_ERRORS = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (403, 404, 415)}}
 COPY_BLOCK = 1 << 20
 MAX_FORM_FIELDS, MAX_FIELD_BYTES = 8, 64 << 10  # an upload needs no text fields: these bound what is held in memory
@@ -180,8 +179,8 @@ async def _save(upload: UploadFile, index: int, folder: Path, rt: ServiceRuntime
             if size > limit:
                 raise TooLarge(f"{name}: larger than the limit of {limit} bytes per file")
             out.write(block)
-    if size == 0:
-        raise EmptyInput(f"{name}: file is empty (0 bytes)")
+    # A 0-byte file is saved like any other: the job reports it per file, as the CLI does (`removed`: the
+    # stored version of its source is deleted; `skipped`: there was none), and the other files go on.
     return UploadedFile(name, path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import time
 
@@ -158,3 +159,59 @@ def test_docs_are_closed_when_keys_are_set(keyed_server):
         for path in ("/docs", "/redoc"):
             assert_error(anon.get(path), 401, "unauthorized")
             assert_error(reader.get(path), 404, "not_found")
+
+
+@pytest.fixture(scope="module")
+def timed_server(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("timed")
+    settings = service_settings(tiny_model_dir, root / "q", write_keys=WRITE, max_concurrent_uploads=2,
+                                upload_read_timeout=1.0, upload_body_timeout=2.0, upload_dir=str(root))
+    with live_server(settings) as srv:
+        yield srv
+
+
+def test_stalled_upload_bodies_time_out_and_free_their_slots(timed_server):
+    """#10 B1: two uploads that send their head and a few body bytes and then stall held both upload slots
+    for as long as their connections stayed open (every other upload: 429). With upload_read_timeout=1
+    each is answered 408 `timeout` after a second of silence, and a third upload then gets its slot."""
+    stalled = [_open(timed_server.url, 50_000, WRITE) for _ in range(2)]
+    try:
+        for sock in stalled:
+            sock.sendall(f"--{BOUNDARY}\r\n".encode())  # a few bytes, then nothing
+        files = [("files", ("a.txt", "Ein kurzer Text über Urlaub.".encode(), "text/plain"))]
+        with timed_server.client(WRITE) as c:
+            assert_error(c.post("/v1/documents", files=files), 429, "overloaded")
+            started = time.monotonic()
+            for sock in stalled:
+                sock.settimeout(5)
+                code, headers, body = _answer(sock)
+                assert (code, body["error"]["kind"], headers["connection"]) == (408, "timeout", "close"), body
+                assert "no request body bytes for 1 s" in body["error"]["message"], body
+            assert time.monotonic() - started < 4
+            r = c.post("/v1/documents", files=files)
+        assert r.status_code == 202, r.text
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_trickled_upload_body_hits_the_total_timeout(timed_server):
+    """#10 B1: a body that never stalls long enough for the read timeout (a byte every 0.3 s) is still cut
+    off by upload_body_timeout (2 s here) with a 408, so a trickle cannot hold a slot either."""
+    with _open(timed_server.url, 50_000, WRITE) as sock:
+        sock.sendall(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="t.txt"\r\n'
+                     "Content-Type: text/plain\r\n\r\n".encode())
+        started = time.monotonic()
+        while not select.select([sock], [], [], 0.3)[0] and time.monotonic() - started < 5:
+            sock.sendall(b"x")  # never silent for a second
+        sock.settimeout(5)
+        code, _, body = _answer(sock)
+    assert (code, body["error"]["kind"]) == (408, "timeout"), body
+    assert "not complete within 2 s" in body["error"]["message"] and time.monotonic() - started < 4, body
+
+
+def test_upload_read_timeout_must_be_positive():
+    """#10 B1: the body timeouts are validated (0 would refuse every body at once)."""
+    for name in ("upload_read_timeout", "upload_body_timeout"):
+        with pytest.raises(ValueError, match=rf"{name}\s+Input should be greater than 0"):
+            Settings(**{name: 0})

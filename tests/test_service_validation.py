@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from tests.test_service import assert_error
@@ -104,7 +106,8 @@ def test_upper_case_doc_id_finds_the_document(server):
 
 
 def test_long_upload_names_keep_their_extension(server):
-    """#10.14: a name over 200 characters is cut in its stem, so its extension still picks the parser."""
+    """#10.14: a name over 200 characters is cut in its stem, so its extension still picks the parser
+    (#10 A2: the cut ends in `~` and 8 hex digits of the whole name's sha256)."""
     name = "Ärger" * 60 + ".txt"
     with server.client() as c:
         job = wait_job(c, c.post("/v1/documents", files=[("files", (name, "Ein Text über Ärger.".encode(),
@@ -112,6 +115,7 @@ def test_long_upload_names_keep_their_extension(server):
     source = job["files"][0]["source"]
     assert job["state"] == "succeeded", job
     assert source.startswith("upload:ÄrgerÄrger") and source.endswith(".txt") and len(source) == len("upload:") + 200
+    assert source[-13:-4] == "~" + hashlib.sha256(name.encode()).hexdigest()[:8], source
 
 
 def test_nfd_and_nfc_upload_names_are_one_source(server):
@@ -178,3 +182,58 @@ def test_undecodable_upload_name_gives_valid_utf8_answers(server):
             docs = c.get("/v1/documents", params={"limit": 1000})
             docs.content.decode("utf-8")
             assert docs.status_code == 200
+
+
+def _sources(c) -> list[str]:
+    return [d["source"] for d in c.get("/v1/documents", params={"limit": 1000}).json()["documents"]]
+
+
+def test_long_upload_names_that_differ_late_stay_distinct(server):
+    """#10 A2: two names that differ only after character 200 were cut to one source, and the second
+    upload replaced the first; the cut now ends in a hash of the whole name, so they stay two sources,
+    and the same long name again is still its own source (`unchanged`)."""
+    stem = "Mietvertrag-Nachtrag-" * 10
+    names = [f"{stem}Fassung-A.txt", f"{stem}Fassung-B.txt"]
+    texts = ["Die Miete beträgt 800 Euro.".encode(), "Die Kaution beträgt drei Monatsmieten.".encode()]
+    with server.client() as c:
+        job = wait_job(c, c.post("/v1/documents", files=[("files", (n, t, "text/plain"))
+                                                         for n, t in zip(names, texts, strict=True)]).json()["job_id"])
+        assert job["state"] == "succeeded", job
+        first, second = (f["source"] for f in job["files"])
+        assert first != second and all(len(s) <= len("upload:") + 200 and s.endswith(".txt") for s in (first, second))
+        again = wait_job(c, c.post("/v1/documents", files=[("files", (names[0], texts[0], "text/plain"))]
+                                   ).json()["job_id"])
+        sources = _sources(c)
+    assert again["files"][0]["source"] == first and again["files"][0]["status"] == "unchanged", again
+    assert first in sources and second in sources
+
+
+def test_empty_upload_removes_its_source_and_spares_the_others(server):
+    """#10 A4: a 0-byte file no longer refuses the whole request with 400: it removes the stored version
+    of its source (`removed`), a new empty name is `skipped`, and the other files are ingested."""
+    with server.client() as c:
+        job = wait_job(c, c.post("/v1/documents", files=[("files", ("Pi.txt", "Pi ist ungefähr 3,14.".encode(),
+                                                                    "text/plain"))]).json()["job_id"])
+        assert job["state"] == "succeeded" and "upload:Pi.txt" in _sources(c), job
+        r = c.post("/v1/documents", files=[("files", ("Pi.txt", b"", "text/plain")),
+                                           ("files", ("Neu-leer.txt", b"", "text/plain")),
+                                           ("files", ("Euler.txt", "e ist ungefähr 2,718.".encode(), "text/plain"))])
+        assert r.status_code == 202, r.text
+        job = wait_job(c, r.json()["job_id"])
+        sources = _sources(c)
+    status = {f["name"]: f["status"] for f in job["files"]}
+    assert job["state"] == "succeeded" and status == {"Pi.txt": "removed", "Neu-leer.txt": "skipped",
+                                                      "Euler.txt": "ingested"}, job
+    assert job["counts"]["balanced"], job["counts"]
+    assert "upload:Pi.txt" not in sources and "upload:Euler.txt" in sources and "upload:Neu-leer.txt" not in sources
+
+
+def test_upload_without_files_is_refused(server):
+    """#10 A4: a request with no files at all is still refused as a whole (422 `files: Field required`, as a
+    retrieve without `query` is; a present but empty query or file is the `empty` case)."""
+    boundary = "grenze0815"
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="notiz"\r\n\r\nhallo\r\n--{boundary}--\r\n'
+    with server.client() as c:
+        r = c.post("/v1/documents", content=body.encode(),
+                   headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert_error(r, 422, "invalid", "files: Field required")
