@@ -7,10 +7,18 @@ iterparse, memory freed as it goes) and their paragraphs and characters counted;
 with a LimitError naming the file and the limit, as soon as `max_elements` or `max_text_chars` is
 passed. Counting is exact rather than estimated from the XML size: the ratio of markup to text varies
 too much (the sample DOCX in shared/data has 730 bytes of XML per character of text, a paragraph bomb 2).
+
+Paragraphs are not the only work: inside one, the partitioner walks every run, text node, line break
+and tab, and every table cell. Each costs a fraction of a paragraph, and children of one element cost
+more the more siblings they have (python-docx collects a run's text with an XPath union whose merge
+grows with the square of the run's children: 30,000 breaks in one run took 10 s, 60,000 took 47 s).
+So these are counted too, weighted by measured cost, in the same unit as a paragraph (see
+`INLINE_WEIGHT` and `SIBLING_WEIGHT`).
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -22,11 +30,27 @@ from ingest.schema import ParseError
 # Local names of the XML elements a partitioner turns into one element each: paragraphs and headings
 # (w:p, a:p, text:p, text:h, XHTML p/h1-h6/li) and spreadsheet rows.
 BLOCK_TAGS = frozenset({"p", "h", "h1", "h2", "h3", "h4", "h5", "h6", "li", "row"})
+# Local names of what the partitioner walks inside a block: runs, text nodes, breaks, tabs, fields,
+# spans (OOXML w:/a:, ODF text:, XHTML) and table cells (w:tc, a:tc, XLSX c and v, ODF table-cell).
+INLINE_TAGS = frozenset({"r", "t", "br", "cr", "tab", "ptab", "sym", "noBreakHyphen", "softHyphen", "fld",
+                         "fldSimple", "hyperlink", "span", "a", "s", "line-break", "soft-page-break", "tc", "c", "v",
+                         "table-cell", "td", "th"})
+CELL_TAGS = frozenset({"tc", "table-cell"})  # DOCX/PPTX/ODF cells hold the paragraphs, so sit outside them
+# A run with its text node cost about 0.1 ms in unstructured 0.27 (300,000 runs: 30 s), a paragraph
+# 0.4 ms: an inline element counts as an eighth of a paragraph. A 1,000-page book (30,000 paragraphs
+# of a few runs) stays near 50,000 of the default 100,000.
+INLINE_WEIGHT = 0.125
+# The k-th child of one element inside a block adds k / 10,000 more, so k children add k^2 / 20,000:
+# measured, 60,000 children of one run (30,000 breaks, a 2 KB file) cost 10 s, 120,000 cost 47 s, so
+# the curve is steeper than k^2 / 160,000. The weight is eight times that, so such a file is refused
+# at the default limit: no real text has thousands of breaks in one run, and a paragraph of 1,000
+# runs pays only 50 extra.
+SIBLING_WEIGHT = 1 / 10_000
 _PEEK = 64
 
 
 def check_zip_budget(path: Path, source: str, limits: Limits) -> tuple[int, int]:
-    """(elements, characters) of the archive's XML parts; LimitError past either limit.
+    """(parse work in paragraph units, characters) of the archive's XML parts; LimitError past either limit.
 
     Every member that starts like XML is counted, whatever its name: the main part of an Office file
     is found through relationships, so a name pattern could be evaded.
@@ -40,7 +64,7 @@ def check_zip_budget(path: Path, source: str, limits: Limits) -> tuple[int, int]
                         counter.feed(fh)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise ParseError(f"{source}: corrupt or truncated {path.suffix[1:].upper()} file: {exc}") from exc
-    return counter.elements, counter.chars
+    return math.ceil(counter.units), counter.chars
 
 
 def _looks_like_xml(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
@@ -50,40 +74,60 @@ def _looks_like_xml(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
 
 
 class _Counter:
-    """Counts block elements and the characters inside them (text outside any block, such as document
-    properties or style names, is not what a partitioner yields)."""
+    """Counts parse work (blocks, and the inline elements and cells inside them) and the characters inside
+    blocks (text outside any block, such as document properties or style names, is not what a
+    partitioner yields)."""
 
     def __init__(self, source: str, limits: Limits) -> None:
         self.source, self.limits = source, limits
-        self.elements = self.chars = 0
+        self.units = 0.0
+        self.chars = 0
 
     def feed(self, fh) -> None:
         events = etree.iterparse(fh, events=("start", "end"), resolve_entities=False, no_network=True,
                                  recover=True, remove_comments=True, remove_pis=True)
-        open_blocks = 0
+        open_blocks = open_props = 0
+        children: list[int] = []  # children seen so far of each open element (freed siblings included)
         try:
             for event, el in events:
-                block = isinstance(el.tag, str) and etree.QName(el).localname in BLOCK_TAGS
+                name = el.tag.rpartition("}")[2] if isinstance(el.tag, str) else ""  # the local name
+                block, props = name in BLOCK_TAGS, name.endswith("Pr")  # w:rPr, a:pPr: formatting, not text
                 if event == "start":
+                    self._start(name, open_blocks, open_props, children)
+                    children.append(0)
                     open_blocks += block
+                    open_props += props
                     continue
+                children.pop()
                 if open_blocks:
                     self._add_chars(len((el.text or "").strip()))
                 open_blocks -= block
+                open_props -= props
                 if open_blocks:
                     self._add_chars(len((el.tail or "").strip()))
                 if block:
-                    self._add_element()
+                    self._add(1.0)
                 _free(el)
         except etree.XMLSyntaxError:
             return  # a broken part is the partitioner's to report; what was counted so far stands
 
-    def _add_element(self) -> None:
-        self.elements += 1
-        if self.limits.max_elements and self.elements > self.limits.max_elements:
+    def _start(self, name: str, open_blocks: int, open_props: int, children: list[int]) -> None:
+        if not children:
+            return
+        children[-1] += 1
+        if open_props or not (open_blocks or name in CELL_TAGS):
+            return
+        if name in INLINE_TAGS:
+            self._add(INLINE_WEIGHT)
+        self._add((children[-1] - 1) * SIBLING_WEIGHT)
+
+    def _add(self, units: float) -> None:
+        self.units += units
+        if self.limits.max_elements and self.units > self.limits.max_elements:
             limit = self.limits.max_elements
-            raise LimitError(f"{self.source}: more than {limit} paragraphs, rows or other elements, over the limit "
-                             f"of {limit} (max_elements); stopped before parsing")
+            raise LimitError(f"{self.source}: more than {limit} paragraphs, rows or other elements (runs, line "
+                             f"breaks, tabs and cells weighted by their parse cost), over the limit of {limit} "
+                             "(max_elements); stopped before parsing")
 
     def _add_chars(self, chars: int) -> None:
         self.chars += chars

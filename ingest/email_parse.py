@@ -4,7 +4,10 @@ The stdlib decodes a text part without a charset parameter as ASCII with replace
 ("beschlie��t"); German mail from old clients and scanners often is Latin-1 or CP1252 without saying
 so, or says us-ascii. Each text part is therefore checked: a declared charset that decodes the bytes
 is kept, anything else is detected as for text files (`decode_bytes`) and written into the part, so
-unstructured's partitioner (body, attachments and all) then decodes it correctly.
+unstructured's partitioner (body, attachments and all) then decodes it correctly. A text file attached
+as application/octet-stream (as many mailers attach any file) is decoded the same way and handed on
+as UTF-8 text/plain: unstructured would otherwise guess its encoding once more on its own (and warn
+about the guess on stderr, "inferred as 'windows-1250'", for text the project had read right).
 
 Who wrote a mail and what it is about are what a reader searches for, so Subject and From become
 the document's first sections ("Betreff: …", "Von: …"), RFC 2047 encoded words decoded.
@@ -21,6 +24,8 @@ from ingest.schema import ParseError
 from ingest.textfile import decode_bytes
 
 # (label, header): the sections an e-mail document opens with, in this order
+# Attachments unstructured partitions as text files by their name (ingest.parse.TEXT_EXTENSIONS)
+TEXT_ATTACHMENTS = (".txt", ".text", ".md", ".markdown", ".csv", ".tsv")
 HEADER_ROWS = (("Betreff", "Subject"), ("Von", "From"))
 
 
@@ -33,6 +38,8 @@ def prepare_email(data: bytes, source: str) -> tuple[bytes, list[tuple[str, str]
     for part in msg.walk():
         if part.get_content_maintype() == "text" and not part.is_multipart():
             _fix_charset(part, source)
+        elif part.is_attachment() and (part.get_filename() or "").lower().endswith(TEXT_ATTACHMENTS):
+            _as_text(part, source)
     rows, meta = _header_rows(msg)
     return msg.as_bytes(), rows, meta
 
@@ -53,6 +60,19 @@ def _fix_charset(part: EmailMessage, source: str) -> None:
     except ParseError:
         return  # binary data in a text part: left to the partitioner as it is
     part.set_param("charset", encoding)
+
+
+def _as_text(part: EmailMessage, source: str) -> None:
+    """A text file in a binary part (application/octet-stream), decoded here and made UTF-8 text/plain."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes) or not payload:
+        return
+    try:
+        text = decode_bytes(payload, source)[0]
+    except ParseError:
+        return  # not text after all: left to the partitioner as it is
+    part.set_content(text, subtype="plain", charset="utf-8", disposition="attachment",
+                     filename=part.get_filename())
 
 
 def _header(msg: EmailMessage, name: str) -> str:

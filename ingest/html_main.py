@@ -7,9 +7,13 @@ and returns it as clean HTML with its headings, paragraphs, lists and tables, wh
 partitioner then turns into sections, so heading paths and offsets work as for any page. It also
 reads the page's title and date.
 
-Where it finds nothing, or too little of the page's text (a page it misjudges), the full page is
-parsed instead: losing a page's content is worse than indexing its menus. So is it where it removes
-next to nothing (an index page that *is* a link list), which keeps the page's own structure.
+Where it finds nothing the full page is parsed instead: losing a page's content is worse than indexing
+its menus. So is it where it removes next to nothing (an index page that *is* a link list), which keeps
+the page's own structure. A short extraction (a one-sentence notice between sixty menu links) is kept:
+parsing the full page there made every chunk a menu. It is first retried with `favor_recall`, and
+where its blocks share a container in the page that holds less than half the page (`<div
+id="content">`), that container is kept whole, so a content link list the extractor dropped for its
+link density (an index page's short intro and its list) stays with its intro.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-# Fewer visible characters than this, and less than half the page, is judged to have missed the content
-# (trafilatura itself already falls back to other extractors where its first pass finds too little).
+# Fewer visible characters than this is a short extraction: retried with favor_recall and widened to its
+# container where that is small (trafilatura itself already tries other extractors where it finds little).
 MIN_MAIN_CHARS = 200
 # At or above this share it removed next to nothing; for a page it cannot judge trafilatura returns the
 # whole text as one flat paragraph, so the full page, which keeps its headings and lists, is parsed.
@@ -38,27 +42,97 @@ class MainContent:
 def extract_main(html: str) -> MainContent | None:
     """The page's main content (with its reader comments) as HTML and its metadata, or None where the
     full page should be parsed."""
-    import trafilatura
     from lxml import etree
-    from trafilatura.htmlprocessing import convert_to_html  # what extract(output_format="html") uses
 
     logging.getLogger("trafilatura").setLevel(logging.ERROR)  # "discarding data" notes are not failures
-    found = trafilatura.bare_extraction(html, include_tables=True, include_links=False, include_images=False,
-                                        include_comments=True, with_metadata=True, deduplicate=False, fast=True,
-                                        config=_config())
-    if found is None or isinstance(found, dict):
+    found = _extract(html)
+    if found is None:
         return None
-    body = convert_to_html(found.body).find("body")
-    if found.commentsbody is not None:  # reader comments are text too (html output would drop them)
-        body.extend(list(convert_to_html(found.commentsbody).find("body")))
+    body = _body(found)
     main_chars = _visible_chars("".join(body.itertext()))
     page_chars = _page_chars(html)
-    too_little = main_chars < MIN_MAIN_CHARS and main_chars < page_chars / 2
-    if main_chars == 0 or too_little or main_chars >= MAX_MAIN_SHARE * page_chars:
+    if 0 < main_chars < MIN_MAIN_CHARS:
+        found, body = _more_recall(html, found, body)
+        body = _widen(html, body, page_chars)
+        main_chars = _visible_chars("".join(body.itertext()))
+    if main_chars == 0 or main_chars >= MAX_MAIN_SHARE * page_chars:
         return None
     meta = {name: str(value).strip() for name in _METADATA if (value := getattr(found, name, None))}
     _keep_title(body, meta.get("title", ""))
     return MainContent(etree.tostring(body.getparent(), encoding="unicode"), meta)
+
+
+def _extract(html: str, favor_recall: bool = False):
+    """trafilatura's extraction (body, comments and metadata), or None where it found nothing."""
+    import trafilatura
+
+    found = trafilatura.bare_extraction(html, include_tables=True, include_links=False, include_images=False,
+                                        include_comments=True, with_metadata=True, deduplicate=False, fast=True,
+                                        favor_recall=favor_recall, config=_config())
+    return None if found is None or isinstance(found, dict) else found
+
+
+def _more_recall(html: str, found, body):
+    """The favor_recall extraction where it holds all the first one found and more; else the first."""
+    recall = _extract(html, favor_recall=True)
+    if recall is None:
+        return found, body
+    recall_body = _body(recall)
+    first, more = _squash("".join(body.itertext())), _squash("".join(recall_body.itertext()))
+    return (recall, recall_body) if len(more) > len(first) and first in more else (found, body)
+
+
+def _body(found):
+    """The extraction as an HTML <body> element, reader comments included (html output would drop them)."""
+    from trafilatura.htmlprocessing import convert_to_html  # what extract(output_format="html") uses
+
+    body = convert_to_html(found.body).find("body")
+    if found.commentsbody is not None:
+        body.extend(list(convert_to_html(found.commentsbody).find("body")))
+    return body
+
+
+def _widen(html: str, body, page_chars: int):
+    """The page's element that holds all of a short extraction's blocks, as a new <body>, where it holds
+    less than half the page's text (a content container, not the page); else the extraction itself."""
+    import lxml.html
+
+    wanted = {_squash("".join(child.itertext())) for child in body}
+    wanted.discard("")
+    try:
+        root = lxml.html.document_fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return body
+    for el in root.xpath("//script|//style|//noscript|//template|//head"):
+        el.drop_tree()
+    matches: dict[str, object] = {}
+    for el in root.iter():  # document order: a descendant with the same text replaces its ancestor
+        if isinstance(el.tag, str) and (text := _squash(el.text_content())) in wanted:
+            matches[text] = el
+    if not matches:
+        return body
+    container = _common_ancestor(list(matches.values()))
+    if container is None or container.tag in {"html", "body"}:
+        return body
+    if _visible_chars(container.text_content()) >= page_chars / 2:
+        return body
+    page = lxml.html.fromstring("<html><body></body></html>")
+    page.find("body").append(container)
+    return page.find("body")
+
+
+def _common_ancestor(elements: list):
+    paths = [[el, *el.iterancestors()][::-1] for el in elements]  # root first
+    common = None
+    for level in zip(*paths, strict=False):  # paths differ in length; the common part is the point
+        if any(el is not level[0] for el in level):
+            break
+        common = level[0]
+    return common
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _keep_title(body, title: str) -> None:

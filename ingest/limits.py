@@ -40,8 +40,9 @@ class Limits:
     max_text_chars: int = 50_000_000
     # Paragraphs, headings, list items and rows of a zip-based document or an HTML page, counted before
     # the partitioner builds one element per each (about 0.4 ms and several KB apiece in unstructured,
-    # so 100,000 is about 40 s of parsing; a 1,000-page book has 10,000 to 30,000). PDFs are bounded
-    # by max_pages instead.
+    # so 100,000 is about 40 s of parsing; a 1,000-page book has 10,000 to 30,000). In zip-based files
+    # runs, text nodes, breaks, tabs and cells count too, weighted by cost (ingest.budget; such a book
+    # is about 53,000 in all). PDFs are bounded by max_pages instead.
     max_elements: int = 100_000
     # Parse in a worker process that is killed past this; 0 = in process. A service that parses
     # untrusted uploads should pass a lower value (pipelines/build.py maps its setting here).

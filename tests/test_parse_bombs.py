@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.budget import check_zip_budget
 from ingest.limits import LimitError, Limits
 from ingest.parse import parse_file
 
@@ -67,7 +68,9 @@ def test_docx_under_the_limits_still_parses(tmp_path):
     """#10.8: the count is exact, not a guess from XML size: a document at the limits parses."""
     doc_path = _docx_bomb(tmp_path / "normal.docx", 50)
     chars = 50 * len(SENTENCE) + 49 * 2  # paragraphs joined by blank lines
-    doc = parse_file(doc_path, limits=Limits(max_elements=50, max_text_chars=chars, parse_timeout_s=0))
+    units = check_zip_budget(doc_path, "normal.docx", Limits())[0]
+    assert units == 63  # 50 paragraphs, and their runs and text nodes at an eighth each
+    doc = parse_file(doc_path, limits=Limits(max_elements=units, max_text_chars=chars, parse_timeout_s=0))
     assert doc.text.count(SENTENCE) == 50
 
 
@@ -85,3 +88,77 @@ def test_max_elements_is_validated():
     """#10.8: the new limit is checked like the others."""
     with pytest.raises(ValueError, match=r"limit max_elements must be >= 0"):
         Limits(max_elements=-1)
+
+
+def _docx_with_body(path: Path, body: str) -> Path:
+    """A real DOCX whose word/document.xml body is `body` (raw WordprocessingML paragraphs)."""
+    docx = pytest.importorskip("docx")
+    document = docx.Document()
+    document.add_paragraph("MARKER")
+    buf = io.BytesIO()
+    document.save(buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, \
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "word/document.xml":
+                xml = data.decode("utf-8")
+                start = xml.index("<w:p>")
+                end = xml.index("</w:p>", start) + len("</w:p>")
+                data = (xml[:start] + body + xml[end:]).encode("utf-8")
+            out.writestr(info.filename, data)
+    return path
+
+
+def _breaks(count: int) -> str:
+    return "<w:p><w:r>" + "<w:t>a</w:t><w:br/>" * count + "</w:r></w:p>"
+
+
+def test_docx_line_break_bomb_is_refused_at_the_default_limits_quickly(tmp_path):
+    """#10.8 (B2): 300,000 line breaks in one run (15 KB on disk, one paragraph) cost python-docx time that
+    grows with the square of the run's children (over 90 s before the parse timeout ended it); breaks
+    and text nodes are counted against max_elements, so it is refused in about a second."""
+    bomb = _docx_with_body(tmp_path / "umbrueche.docx", _breaks(300_000))
+    assert bomb.stat().st_size < 60_000
+    started = time.perf_counter()
+    with pytest.raises(LimitError, match=r"umbrueche\.docx: .*over the limit of 100000 \(max_elements\)"):
+        parse_file(bomb, limits=Limits(parse_timeout_s=0))
+    assert time.perf_counter() - started < 3
+
+
+def test_docx_small_line_break_bomb_is_refused(tmp_path):
+    """#10.8 (B2): 30,000 breaks in one run (a small file) took 10.5 s to parse; refused at the default limit."""
+    bomb = _docx_with_body(tmp_path / "klein.docx", _breaks(30_000))
+    started = time.perf_counter()
+    with pytest.raises(LimitError, match=r"klein\.docx: .*\(max_elements\)"):
+        parse_file(bomb, limits=Limits(parse_timeout_s=0))
+    assert time.perf_counter() - started < 2
+
+
+def test_docx_run_bomb_is_refused(tmp_path):
+    """#10.8 (B2): 300,000 runs in one paragraph (22 KB) parsed in 30 s and chunked in 35 s; runs and their
+    text nodes are counted, so it is refused before partitioning."""
+    bomb = _docx_with_body(tmp_path / "laeufe.docx", "<w:p>" + "<w:r><w:t>a</w:t></w:r>" * 300_000 + "</w:p>")
+    started = time.perf_counter()
+    with pytest.raises(LimitError, match=r"laeufe\.docx: .*\(max_elements\)"):
+        parse_file(bomb, limits=Limits(parse_timeout_s=0))
+    assert time.perf_counter() - started < 3
+
+
+def test_docx_runs_and_tabs_count_with_a_lower_limit(tmp_path):
+    """#10.8 (B2): tabs and runs spread over many paragraphs add up too (not only one huge paragraph)."""
+    para = "<w:p>" + "<w:r><w:t>Wort</w:t><w:tab/></w:r>" * 20 + "</w:p>"
+    bomb = _docx_with_body(tmp_path / "tabs.docx", para * 500)  # 500 paragraphs, 30,000 inline elements
+    with pytest.raises(LimitError, match=r"tabs\.docx: .*limit of 2000 \(max_elements\)"):
+        parse_file(bomb, limits=Limits(max_elements=2000, parse_timeout_s=0))
+
+
+def test_docx_book_with_ordinary_runs_stays_under_the_default_limit(tmp_path):
+    """#10.8 (B2): the weights leave room for real documents: 30,000 paragraphs of three formatted runs
+    each (a 1,000-page book; it parses in about 25 s) cost well under the default max_elements."""
+    run = '<w:r><w:rPr><w:b/><w:lang w:val="de-DE"/></w:rPr><w:t xml:space="preserve">{} </w:t></w:r>'
+    para = "<w:p><w:pPr><w:spacing w:after=\"120\"/><w:tabs><w:tab w:val=\"left\" w:pos=\"720\"/></w:tabs></w:pPr>"
+    para += "".join(run.format(word) for word in ("Der", "Vermieter", "zahlt.")) + "</w:p>"
+    book = _docx_with_body(tmp_path / "buch.docx", para * 30_000)
+    units = check_zip_budget(book, "buch.docx", Limits())[0]
+    assert 50_000 < units < 60_000

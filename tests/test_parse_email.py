@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import warnings
 from email import encoders
 from email.generator import BytesGenerator
 from email.header import Header
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.mime.text import MIMEText
 from pathlib import Path
 
+from ingest.limits import Limits
 from ingest.parse import parse_file
 
 BODY = ("Sehr geehrte Frau Schäfer,\nder Vermieter beschließt die Rückzahlung der Kaution für die Wohnung "
@@ -96,3 +99,21 @@ def test_raw_8bit_headers_and_body_without_mime_headers(tmp_path):
 def _write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_text_file_attached_as_octet_stream_raises_no_encoding_warning(tmp_path):
+    """#10.12 (E3): a CP1252 .txt file attached as application/octet-stream (as many mailers attach files)
+    is decoded by the project (ingest.email_parse) and handed on as UTF-8 text, so unstructured does not
+    guess its encoding again and warn on stderr (EncodingDetectionWarning "inferred as 'windows-1250'",
+    printed by the CLI although the text was right)."""
+    attachment = MIMEBase("application", "octet-stream")
+    attachment.set_payload(ATTACHMENT.encode("cp1252"))
+    encoders.encode_base64(attachment)
+    attachment.add_header("Content-Disposition", "attachment", filename="beschluss.txt")
+    path = _write_eml(tmp_path / "mail.eml", _message(_plain_part(BODY.encode("latin-1")), attachment))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        doc = parse_file(path, limits=Limits(parse_timeout_s=0))  # in process, where the warning is seen
+    assert [str(w.message) for w in caught if type(w.message).__name__ == "EncodingDetectionWarning"] == []
+    assert ATTACHMENT.strip() in doc.text
+    assert "der Vermieter beschließt die Rückzahlung" in doc.text

@@ -109,3 +109,48 @@ def test_headline_outside_the_article_is_kept(tmp_path):
     assert doc.metadata["html_content"] == "main"
     assert doc.text.startswith("Kaution in der Mietwohnung")
     assert ARTICLE[3] in doc.text and "Stellenangebote" not in doc.text
+
+
+MENU_ITEMS = [f"{word} {n}" for n in range(1, 7) for word in
+              ("Abfall", "Bauen", "Familie", "Kultur", "Ordnung", "Soziales", "Sport", "Verkehr", "Wahlen", "Wohnen")]
+
+
+def _menu_links(items: list[str]) -> str:
+    return "<ul>" + "".join(f'<li><a href="/{n}">{item}</a></li>' for n, item in enumerate(items)) + "</ul>"
+
+
+def test_short_main_content_is_kept_without_the_menus(tmp_path):
+    """#10.13 (C3): a one-sentence article between 60 menu links in divs was parsed as the full page (every
+    chunk a menu) because the extraction was under 200 characters; a short extraction is now kept."""
+    sentence = "Der Sperrmüll wird zweimal im Jahr kostenlos vor dem Haus abgeholt."
+    page = ("<html lang='de'><head><meta charset='utf-8'><title>Sperrmüll</title></head><body>"
+            f"<div class='menu'>{_menu_links(MENU_ITEMS[:40])}</div>"
+            f"<div class='content'><h1>Sperrmüll</h1><p>{sentence}</p></div>"
+            f"<div class='footer'>{_menu_links(MENU_ITEMS[40:])}</div></body></html>")
+    doc = parse_file(_write(tmp_path, page))
+    assert doc.metadata["html_content"] == "main"
+    assert sentence in doc.text and "Sperrmüll" in doc.text
+    assert not [item for item in MENU_ITEMS if item in doc.text]
+
+
+def test_short_paragraph_next_to_a_menu_cell_is_kept_alone(tmp_path):
+    """#10.13 (C3): a table layout, a menu cell beside a 150-character paragraph: the paragraph only."""
+    text = ("Die Stadtbücherei ist dienstags und donnerstags von 10 bis 18 Uhr geöffnet; in den Sommerferien "
+            "bleibt sie drei Wochen lang geschlossen.")
+    page = ("<html><head><meta charset='utf-8'><title>Bücherei</title></head><body><table><tr>"
+            f"<td class='nav'>{_menu_links(MENU_ITEMS[:30])}</td><td><p>{text}</p></td></tr></table></body></html>")
+    doc = parse_file(_write(tmp_path, page))
+    assert doc.metadata["html_content"] == "main"
+    assert text in doc.text
+    assert not [item for item in MENU_ITEMS if item in doc.text]
+
+
+def test_short_intro_keeps_the_link_list_of_its_own_content(tmp_path):
+    """#10.13 (C3): an index page whose content is a short intro and a list of links: the list is the page's
+    content, so the container the extraction came from is kept with it (the menus still are not)."""
+    offices = ["Bauamt", "Bürgerbüro", "Standesamt", "Ordnungsamt", "Jugendamt", "Sozialamt", "Gesundheitsamt"]
+    intro = "<h1>Ämter von A bis Z</h1><p>Alle Ämter der Stadtverwaltung mit ihren Öffnungszeiten im Überblick.</p>"
+    doc = parse_file(_write(tmp_path, _page(intro + _links(offices))))
+    for word in ["Ämter von A bis Z", "Alle Ämter der Stadtverwaltung", *offices]:
+        assert word in doc.text
+    assert "Stellenangebote" not in doc.text and "Barrierefreiheit" not in doc.text
