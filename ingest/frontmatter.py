@@ -3,6 +3,10 @@
 Markdown also starts files with a `---` rule, and `---|---` separates a table's header; neither is
 metadata. So a block counts as front matter only when it is closed by a line that is exactly `---`
 or `...` *and* its content parses as a YAML mapping; anything else stays text, whole.
+
+Metadata is not searchable text, so prose in the front matter (a string value of three words or more,
+e.g. `Hinweis: Die Kaution ist getrennt anzulegen.` between two rules) is kept at the start of the
+body as `Key: value`: a block that happens to parse as YAML never makes a sentence vanish.
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ def split_front_matter(text: str) -> tuple[str, dict[str, Scalar]]:
         return text, {}
     try:
         data = yaml.safe_load(text[opening.end() : closing.start()])
-    except yaml.YAMLError:
+    except Exception:  # YAMLError, and ValueError/OverflowError from constructors (`date: 2024-13-45`)
         return text, {}
     if not isinstance(data, dict):
         return text, {}
     body = text[closing.end() :].lstrip("\r\n")
-    return body, _scalars(data)
+    prose = [f"{key}: {value}" for key, value in data.items()
+             if isinstance(key, str) and isinstance(value, str) and len(value.split()) >= 3]
+    return "\n\n".join([*prose, body]) if prose else body, _scalars(data)
 
 
 def _scalars(data: dict) -> dict[str, Scalar]:

@@ -105,11 +105,22 @@ def build_filter(filters: dict[str, FilterValue] | None) -> FilterSpec | None:
                 check_filter_integer(key, v)
             if kind == "keyword" and not isinstance(v, str):
                 raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
+            if kind == "keyword" and not _is_text(v):  # the engines refuse lone surrogates (a 500 before)
+                raise StoreError(f"filter field {key!r}: {v.encode('utf-8', 'backslashreplace').decode()!r} is "
+                                 "not valid text (undecodable bytes)")
         if key == P.DOC_ID:  # ids are stored as lower-case UUIDs; an upper-case spelling means the same one
             value = cast(FilterValue, [_canonical_id(v) for v in values] if isinstance(value, list)
                          else _canonical_id(value))
         conditions.append(Condition(key, cast(FilterValue, list(value)) if isinstance(value, list) else value))
     return FilterSpec(must=tuple(conditions))
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _canonical_id(value: object) -> object:

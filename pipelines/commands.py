@@ -27,7 +27,7 @@ from pipelines.build import (
 )
 from pipelines.config import ConfigError, Settings, UsageError
 from pipelines.discover import parse_shard
-from pipelines.sources import shown, source_query, typed_source, under, valid_text
+from pipelines.sources import file_path, shown, source_query, typed_source, under, valid_text
 
 if TYPE_CHECKING:
     from pipelines.report import IngestReport
@@ -116,6 +116,8 @@ def parse_filters(items: list[str]) -> dict:
             parsed = _source_filter(value)
         elif key == "doc_id":
             parsed = _doc_id(value)
+        elif valid_text(value) != value:  # undecodable bytes: no stored value can match them
+            raise UsageError(f"--filter {valid_text(item)}: not valid text (undecodable bytes)")
         if key in filters or isinstance(parsed, list):
             prev = filters.get(key, [])
             filters[key] = [*(prev if isinstance(prev, list) else [prev]),
@@ -130,8 +132,10 @@ def _source_filter(value: str) -> str | list[str]:
     the filter matches sources exactly (`delete FOLDER` is what takes every source under a folder)."""
     if not value.startswith("upload:") and os.path.isdir(value):
         raise UsageError(f"--filter source={value}: is a folder; a source filter names one file")
-    typed = typed_source(value)
-    return [source_query(value), typed] if typed else source_query(value)
+    target, typed = source_query(value), typed_source(value)
+    if typed and not os.path.lexists(file_path(target)):  # no such file: the name as a report spells it
+        return typed
+    return target
 
 
 def _doc_id(value: str) -> str:
@@ -211,14 +215,14 @@ def query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # -- delete, config, demo ------------------------------------------------------------------------------
-def _matching(stored: dict, target: str, given: str) -> list[str]:
-    """Stored sources a delete means: the source itself or those under it as a folder; failing that, the
-    name as a report spells it (`name_\\xff.txt`), or as given (a source stored under an older rule)."""
+def _matching(stored: dict, target: str, given: str) -> tuple[str, list[str]]:
+    """(name, stored sources) a delete means: the source itself or those under it as a folder; failing
+    that, the name as a report spells it (`name_\\xff.txt`), or as given (a source of an older rule)."""
     for name in (target, typed_source(given), given):
         names = sorted(s for s in stored if s == name or under(s, name)) if name else []
         if names:
-            return names
-    return []
+            return name or target, names
+    return target, []
 
 
 
@@ -229,14 +233,14 @@ def delete(args: argparse.Namespace, settings: Settings) -> int:
         target = source_query(_paths([args.source])[0])
         store.require_collection()
         stored = store.sources()
-        names = _matching(stored, target, args.source)
+        target, names = _matching(stored, target, args.source)
         points = sum(stored[s]["chunks"] for s in names)
         if not args.dry_run:
             points = sum(store.delete_source(s) for s in names)
     finally:
         store.close()
     verb = "would delete" if args.dry_run else "deleted"
-    text = (f"{verb} {points} points of {len(names)} source(s) under {target}"
+    text = (f"{verb} {points} points of {len(names)} source(s) under {shown(target)}"
             + "".join(f"\n  {shown(s)}" for s in names) if names else f"no points stored for {shown(target)}")
     _out(args, {"source": target, "sources": names, "sources_deleted": 0 if args.dry_run else len(names),
                 "points_deleted": 0 if args.dry_run else points, "points": points, "dry_run": args.dry_run}, text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
@@ -41,9 +42,29 @@ class RetrieveRequest(BaseModel):
                 raise ValueError(f"filter {key!r} needs {'integers' if wanted is int else 'strings'}")
             if wanted is str and any(not v or len(v) > 4096 for v in values):
                 raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
+            if wanted is str and not all(_is_text(v) for v in values):  # a JSON "\udcff" escape
+                raise ValueError(f"filter {key!r}: not valid text (a lone surrogate)")
+            if key == "doc_id" and not all(_is_uuid(v) for v in values):
+                raise ValueError(f"filter {key!r}: a document id is a UUID")
             if wanted is int and any(not 0 <= v <= MAX_INT64 for v in values):  # engines store signed 64 bits
                 raise ValueError(f"filter {key!r}: integers must be from 0 to {MAX_INT64}")
         return filters
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 class PassageOut(BaseModel):

@@ -308,3 +308,48 @@ def test_a_newline_in_a_file_name_cannot_forge_report_lines(capsys, cli_env):
     assert code == 1
     assert not any(line.startswith("  FAILED: geheim.pdf") for line in out.splitlines()), out
     assert "a\\n  FAILED: geheim.pdf" in out
+
+
+def test_undecodable_filter_values_are_bad_usage(capsys, cli_env):
+    """#10.9 (second review): a filter value with undecodable bytes reached the engine (a traceback)."""
+    (cli_env / "a.txt").write_text(MIETE, encoding="utf-8")
+    run(capsys, "ingest", "a.txt")
+    code, res = run(capsys, "query", "Kaution", "--mode", "bm25", "--filter", "heading_path=" + os.fsdecode(b"\xff"))
+    assert code == 2 and "not valid text" in res["error"]
+
+
+def test_store_filter_refuses_lone_surrogates():
+    """#10.9: the root check, for every caller of the store."""
+    from ingest.schema import StoreError
+    from ingest.store_terms import build_filter
+
+    for filters in [{"heading_path": "\udcff"}, {"source": ["a", "\ud800"]}]:
+        with pytest.raises(StoreError, match="not valid text"):
+            build_filter(filters)
+
+
+def test_a_source_filter_names_one_file_even_when_its_spelling_is_ambiguous(capsys, cli_env):
+    """#10.1 (second review): `source=d/name_\\xff.txt` matched both the literal-backslash file and the
+    byte-0xff file; the existing file wins, as in delete."""
+    folder = cli_env / "d"
+    folder.mkdir()
+    (folder / "name_\\xff.txt").write_text("Kaution anlegen.", encoding="utf-8")
+    with open(os.fsencode(folder) + b"/name_\xff.txt", "wb") as fh:
+        fh.write(b"Arbeitszeit acht Stunden.")
+    run(capsys, "ingest", "d")
+    code, res = run(capsys, "query", "Arbeitszeit Kaution", "--mode", "bm25", "--filter", "source=d/name_\\xff.txt")
+    assert code == 0 and [p["text"] for p in res["passages"]] == ["Kaution anlegen."]
+    os.remove(folder / "name_\\xff.txt")  # now only the spelled form of the byte-0xff file is meant
+    code, res = run(capsys, "query", "Arbeitszeit Kaution", "--mode", "bm25", "--filter", "source=d/name_\\xff.txt")
+    assert code == 0 and [p["text"] for p in res["passages"]] == ["Arbeitszeit acht Stunden."]
+
+
+def test_delete_reports_cannot_be_forged_by_a_folder_name(capsys, cli_env):
+    """#10.11 (second review): delete's header line showed the folder name raw."""
+    folder = cli_env / "n\nOK: deleted 0 points"
+    folder.mkdir()
+    (folder / "u.txt").write_text("Urlaub verfällt.", encoding="utf-8")
+    run(capsys, "ingest", str(folder))
+    assert main(["delete", str(folder), "--dry-run"]) == 0
+    out, _ = capsys.readouterr()
+    assert not any(line.startswith("OK: deleted") for line in out.splitlines()), out

@@ -83,3 +83,17 @@ def test_property_no_paragraph_lost_around_rules_and_tables(blocks, tight):
     for kind, block in blocks:
         if kind != "rule":
             assert set(block.replace("|", " ").replace("---", " ").split()) <= words, (text, doc.text)
+
+
+def test_front_matter_prose_stays_searchable_and_bad_dates_are_text(tmp_path):
+    """#10.2 (second review): a sentence between two rules that parses as YAML was dropped from the text;
+    an impossible date (`2024-13-45`) made YAML raise ValueError and failed the whole file."""
+    from ingest.parse import parse_file
+
+    note = tmp_path / "h.md"
+    note.write_text("---\nHinweis: Die Kaution ist getrennt anzulegen.\n---\n\nDer Rest folgt.\n", encoding="utf-8")
+    doc = parse_file(note)
+    assert "Die Kaution ist getrennt anzulegen." in doc.text and "Der Rest folgt." in doc.text
+    bad = tmp_path / "d.md"
+    bad.write_text("---\ndate: 2024-13-45\n---\nDer Vermieter muss die Kaution anlegen.\n", encoding="utf-8")
+    assert "Der Vermieter muss die Kaution anlegen." in parse_file(bad).text

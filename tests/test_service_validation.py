@@ -237,3 +237,16 @@ def test_upload_without_files_is_refused(server):
         r = c.post("/v1/documents", content=body.encode(),
                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert_error(r, 422, "invalid", "files: Field required")
+
+
+@pytest.mark.parametrize("filters", [{"heading_path": "\udcff"}, {"source": "upload:\ud800"},
+                                     {"source": ["a", "\udcff"]}, {"doc_id": "\udcff"}, {"doc_id": "abc"}])
+def test_filter_strings_that_are_not_text_or_ids_are_422(server, filters):
+    """#10.9 (second review): a JSON "\\udcff" in a filter reached the engine (500); a doc id that is no
+    UUID could only match nothing."""
+    import json
+
+    body = json.dumps({"query": "Urlaub", "mode": "bm25", "filters": filters})  # ensure_ascii: \\udcff stays
+    with server.client() as c:
+        r = c.post("/v1/retrieve", content=body, headers={"Content-Type": "application/json"})
+        assert_error(r, 422, "invalid", "filter")
