@@ -42,14 +42,16 @@ KEEP_JOBS = 1000  # finished jobs remembered for GET /v1/jobs/{id}; the oldest a
 
 def display_name(filename: str | None) -> str:
     """The label of an uploaded file: its last path component in NFC (macOS sends names in NFD: the
-    same name must be the same source), control characters removed, bounded to MAX_NAME_CHARS.
+    same name must be the same source), control and format characters spelled as escapes (`\\t`,
+    `\\u202e`: removing them made `tab<TAB>x.txt` the same source as `tabx.txt`), bounded to MAX_NAME_CHARS.
 
     A longer name is cut in its stem, so the extension that picks the parser survives, and the cut ends
     in `~` and a short hash of the whole name: two names that differ only past the cut stay two sources
     (a plain cut made them one, and the second upload replaced the first), while the same long name
     again is the same source and replaces its own earlier version."""
     name = re.split(r"[\\/]", unicodedata.normalize("NFC", filename or ""))[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    name = "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch)[0] == "C" else ch
+                   for ch in name).strip()
     if len(name) > MAX_NAME_CHARS:
         tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:NAME_HASH_CHARS]
         stem, dot, ext = name.rpartition(".")

@@ -250,3 +250,13 @@ def test_filter_strings_that_are_not_text_or_ids_are_422(server, filters):
     with server.client() as c:
         r = c.post("/v1/retrieve", content=body, headers={"Content-Type": "application/json"})
         assert_error(r, 422, "invalid", "filter")
+
+
+def test_control_characters_in_upload_names_do_not_merge_sources():
+    """#10.5 (second review): `tab<TAB>x.txt` and `tabx.txt` became one source (controls were removed)."""
+    from pipelines.service_jobs import display_name
+
+    names = ["tab\tx.txt", "tabx.txt", "a\u202egnp.txt", "agnp.txt", "zeile\nzwei.txt", "zeilezwei.txt"]
+    shown = [display_name(n) for n in names]
+    assert len(set(shown)) == len(names), shown
+    assert shown[0] == "tab\\tx.txt" and all(s.isprintable() for s in shown)
