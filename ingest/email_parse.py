@@ -20,6 +20,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 
+from ingest.budget import EmailBudget, count_mime_parts
+from ingest.limits import Limits
 from ingest.schema import ParseError
 from ingest.textfile import decode_bytes
 
@@ -29,13 +31,20 @@ TEXT_ATTACHMENTS = (".txt", ".text", ".md", ".markdown", ".csv", ".tsv")
 HEADER_ROWS = (("Betreff", "Subject"), ("Von", "From"))
 
 
-def prepare_email(data: bytes, source: str) -> tuple[bytes, list[tuple[str, str]], dict[str, str]]:
+def prepare_email(data: bytes, source: str, limits: Limits | None = None
+                  ) -> tuple[bytes, list[tuple[str, str]], dict[str, str]]:
     """(message bytes with every text part's charset declared correctly, header rows, metadata).
 
     Header rows are (text, category) pairs: the subject is a Title (the heading of what follows).
+    Its parts and their text are counted against `max_elements` (ingest.budget) before partitioning;
+    the parts from their boundary lines even before the message is parsed.
     """
+    budget = EmailBudget(source, limits or Limits())
+    budget.add_parts(count_mime_parts(data))
     msg = BytesParser(policy=policy.default).parsebytes(data)
     for part in msg.walk():
+        if not part.is_multipart():
+            budget.add_text(part)
         if part.get_content_maintype() == "text" and not part.is_multipart():
             _fix_charset(part, source)
         elif part.is_attachment() and (part.get_filename() or "").lower().endswith(TEXT_ATTACHMENTS):

@@ -128,11 +128,11 @@ class _DepthProbe(HTMLParser):
     """Nesting depth and parse work (in paragraph units) of an HTML page in one pass; stops with a
     LimitError the moment the work passes `max_elements`, so a huge page is refused in about a second."""
 
-    def __init__(self, source: str, max_elements: int) -> None:
+    def __init__(self, source: str, max_elements: int, spent: float = 0.0) -> None:
         super().__init__(convert_charrefs=False)
         self.source, self.max_elements = source, max_elements
         self.depth = self.deepest = 0
-        self.units = 0.0
+        self.units = spent  # work already counted elsewhere in the same file (an e-mail's other parts)
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         self.units += 1.0 if tag in _HTML_BLOCKS else _HTML_TAG_WEIGHT
@@ -161,3 +161,11 @@ def check_html_depth(text: str, source: str, limits: Limits | None = None) -> in
         raise ParseError(f"{source}: HTML nested {probe.deepest} levels deep, more than the {MAX_HTML_DEPTH} the "
                          "parser keeps (its inner text would be lost)")
     return math.ceil(probe.units)
+
+
+def html_units(text: str, source: str, max_elements: int, spent: float = 0.0) -> float:
+    """`spent` plus the parse work of an HTML text (an e-mail's HTML part); LimitError past `max_elements`."""
+    probe = _DepthProbe(source, max_elements, spent)
+    probe.feed(text)
+    probe.close()
+    return probe.units

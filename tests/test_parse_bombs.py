@@ -218,3 +218,46 @@ def test_real_html_pages_stay_far_under_the_default_limit(shared_data):
     for page in pages:
         units = check_html_depth(decode_text(page)[0], page.name, Limits())
         assert 100 < units < 2_000, (page.name, units)
+
+
+def _many_parts_eml(path: Path, parts: int, text: str = "Teil {} über Miete.", subtype: str = "plain") -> Path:
+    """A real multipart EML (stdlib generator) of `parts` small text parts."""
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    msg = MIMEMultipart()
+    msg["From"], msg["Subject"] = "mieter@example.de", "Viele Teile"
+    for i in range(parts):
+        msg.attach(MIMEText(text.format(i), subtype, "utf-8"))
+    path.write_bytes(msg.as_bytes())
+    return path
+
+
+def test_eml_part_bomb_is_refused_at_the_default_limit_quickly(tmp_path):
+    """#10.8 (second review): MIME parts were not counted; 30,000 tiny text/plain parts (1.2 MB at the
+    reviewer's) took 62 s to parse. Parts are counted from their boundary lines before the message is
+    parsed, at 12 paragraph units each (measured 2.2 ms a part, 0.18 ms a paragraph), and refused fast."""
+    bomb = _many_parts_eml(tmp_path / "teile.eml", 30_000)
+    _refused_fast(bomb, Limits(parse_timeout_s=0), r"teile\.eml: .*over the limit of 100000 \(max_elements\)")
+
+
+def test_eml_parts_count_with_a_lower_limit(tmp_path):
+    """#10.8 (second review): 500 parts (about 1 s of parsing) against max_elements=2000 are refused."""
+    bomb = _many_parts_eml(tmp_path / "teile.eml", 500)
+    _refused_fast(bomb, Limits(max_elements=2000, parse_timeout_s=0),
+                  r"teile\.eml: .*over the limit of 2000 \(max_elements\)", seconds=1.0)
+
+
+def test_eml_text_lines_and_html_tags_count(tmp_path):
+    """#10.8 (second review): the text a part holds counts too: lines of a plain body, tags of an HTML one."""
+    lines = _many_parts_eml(tmp_path / "zeilen.eml", 1, "\n".join(f"Zeile {i} über Miete." for i in range(5000)))
+    _refused_fast(lines, Limits(max_elements=2000, parse_timeout_s=0), r"zeilen\.eml: .*\(max_elements\)")
+    divs = _many_parts_eml(tmp_path / "divs.eml", 1, "".join(f"<div>Satz {i}</div>" for i in range(5000)), "html")
+    _refused_fast(divs, Limits(max_elements=2000, parse_timeout_s=0), r"divs\.eml: .*\(max_elements\)")
+
+
+def test_ordinary_eml_stays_under_a_small_limit(tmp_path):
+    """#10.8 (second review): a mail of three parts and a few lines costs a few dozen units, and parses."""
+    mail = _many_parts_eml(tmp_path / "normal.eml", 3, "Sehr geehrte Damen und Herren,\n\nTeil {} über Miete.\n")
+    doc = parse_file(mail, limits=Limits(max_elements=100, parse_timeout_s=0))
+    assert "Teil 2 über Miete." in doc.text
