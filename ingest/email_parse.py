@@ -15,11 +15,15 @@ the document's first sections ("Betreff: …", "Von: …"), RFC 2047 encoded wor
 
 from __future__ import annotations
 
+import re
 from email import policy
+from email.header import Header, decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import parsedate_to_datetime
+from email.utils import formataddr, getaddresses, parsedate_to_datetime
 
+from ingest.budget import EmailBudget, count_mime_parts
+from ingest.limits import Limits
 from ingest.schema import ParseError
 from ingest.textfile import decode_bytes
 
@@ -27,21 +31,71 @@ from ingest.textfile import decode_bytes
 # Attachments unstructured partitions as text files by their name (ingest.parse.TEXT_EXTENSIONS)
 TEXT_ATTACHMENTS = (".txt", ".text", ".md", ".markdown", ".csv", ".tsv")
 HEADER_ROWS = (("Betreff", "Subject"), ("Von", "From"))
+# Control characters (line breaks above all) in a decoded header value: an RFC 2047 word may hide
+# "\n\nVon: Chef", which made the stdlib refuse the address (and the whole mail) or would forge a line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_ADDRESS_HEADERS = {"from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc"}
 
 
-def prepare_email(data: bytes, source: str) -> tuple[bytes, list[tuple[str, str]], dict[str, str]]:
+def prepare_email(data: bytes, source: str, limits: Limits | None = None
+                  ) -> tuple[bytes, list[tuple[str, str]], dict[str, str]]:
     """(message bytes with every text part's charset declared correctly, header rows, metadata).
 
     Header rows are (text, category) pairs: the subject is a Title (the heading of what follows).
+    Its parts and their text are counted against `max_elements` (ingest.budget) before partitioning;
+    the parts from their boundary lines even before the message is parsed.
     """
+    budget = EmailBudget(source, limits or Limits())
+    budget.add_parts(count_mime_parts(data))
     msg = BytesParser(policy=policy.default).parsebytes(data)
     for part in msg.walk():
+        _clean_headers(part)
+        if not part.is_multipart():
+            budget.add_text(part)
         if part.get_content_maintype() == "text" and not part.is_multipart():
             _fix_charset(part, source)
         elif part.is_attachment() and (part.get_filename() or "").lower().endswith(TEXT_ATTACHMENTS):
             _as_text(part, source)
     rows, meta = _header_rows(msg)
     return msg.as_bytes(), rows, meta
+
+
+def _clean_headers(part: EmailMessage) -> None:
+    """Headers that decode to control characters get them replaced by a space; any that still cannot be
+    decoded is dropped. One bad header then never costs the body (the stdlib raises on such an address
+    when it is read or written again: "address parts cannot contain CR or LF")."""
+    items = list(part.raw_items())
+    cleaned = [(name, _clean_header(part, name, raw)) for name, raw in items]
+    if all(new == raw for (_, raw), (_, new) in zip(items, cleaned, strict=True)):
+        return
+    for name in {name for name, _ in items}:
+        del part[name]
+    for name, value in cleaned:
+        if value is not None:
+            part.set_raw(name, value)  # raw and in order: no check of how often a header may appear
+
+
+def _clean_header(part: EmailMessage, name: str, raw: str) -> str | None:
+    """`raw` where it decodes cleanly; else its decoded text without control characters, encoded again;
+    None where it cannot be decoded at all."""
+    try:
+        if not _CONTROL.search(str(part.policy.header_factory(name, raw))):
+            return raw
+    except Exception:  # the stdlib's header parsers raise many kinds on hostile input
+        pass
+    try:
+        if name.lower() in _ADDRESS_HEADERS:
+            return ", ".join(formataddr((_plain(text), _plain(addr)), charset="utf-8")
+                             for text, addr in getaddresses([raw]))
+        return Header(_plain(raw), "utf-8").encode()
+    except Exception:
+        return None
+
+
+def _plain(raw: str) -> str:
+    """RFC 2047 words decoded, control characters replaced by a space."""
+    text = str(make_header(decode_header(raw)))
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 
 def _fix_charset(part: EmailMessage, source: str) -> None:

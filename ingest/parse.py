@@ -144,11 +144,11 @@ def _partition(path: Path, text: str | None) -> list:
     return partition(filename=str(path), languages=["deu"], **kwargs)
 
 
-def _partition_email(path: Path, source: str) -> tuple[list, list[Row], dict]:
+def _partition_email(path: Path, source: str, limits: Limits) -> tuple[list, list[Row], dict]:
     """Elements of an EML with its text parts' charsets fixed, plus Subject/From rows and metadata."""
+    data, headers, meta = prepare_email(path.read_bytes(), source, limits)  # its budget first: before imports
     from unstructured.partition.email import partition_email
 
-    data, headers, meta = prepare_email(path.read_bytes(), source)
     _prepare_text()
     elements = partition_email(file=io.BytesIO(data), metadata_filename=str(path), languages=["deu"])
     return elements, [(normalize_text(text), category, None, 0) for text, category in headers], meta
@@ -255,7 +255,7 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     lead: list[Row] = []
     try:
         if ext == ".eml":
-            elements, lead, extra = _partition_email(path, source)
+            elements, lead, extra = _partition_email(path, source, limits)
         elif ext in HTML_FORMATS:
             elements, extra = _partition_html(path, text if main_content else None)
         else:

@@ -79,7 +79,8 @@ def test_html_with_too_many_blocks_is_refused_before_partitioning(tmp_path):
     page = tmp_path / "liste.html"
     page.write_text("<html><body><ul>" + f"<li>{SENTENCE}</li>" * 3000 + "</ul></body></html>", encoding="utf-8")
     started = time.perf_counter()
-    with pytest.raises(LimitError, match=r"liste\.html: 3000 paragraphs, list items.*limit of 1000 \(max_elements\)"):
+    message = r"liste\.html: more than 1000 paragraphs, list items.*limit of 1000 \(max_elements\)"
+    with pytest.raises(LimitError, match=message):
         parse_file(page, limits=Limits(max_elements=1000, parse_timeout_s=0))
     assert time.perf_counter() - started < 1.5
 
@@ -162,3 +163,101 @@ def test_docx_book_with_ordinary_runs_stays_under_the_default_limit(tmp_path):
     book = _docx_with_body(tmp_path / "buch.docx", para * 30_000)
     units = check_zip_budget(book, "buch.docx", Limits())[0]
     assert 50_000 < units < 60_000
+
+
+def _refused_fast(page: Path, limits: Limits, pattern: str, seconds: float = 1.5) -> None:
+    started = time.perf_counter()
+    with pytest.raises(LimitError, match=pattern):
+        parse_file(page, limits=limits)
+    assert time.perf_counter() - started < seconds
+
+
+def test_html_div_bomb_is_refused_by_element_count(tmp_path):
+    """#10.8 (second review): divs were not counted; 150,000 `<div>` sentences (5 MB) took 34 s and 930 MB
+    in parse_file. Every block-level element is counted, so the page is refused in about a second."""
+    page = tmp_path / "divs.html"
+    page.write_text("<html><body>" + "".join(f"<div>Satz {i} über Miete.</div>" for i in range(150_000))
+                    + "</body></html>", encoding="utf-8")
+    _refused_fast(page, Limits(parse_timeout_s=0), r"divs\.html: .*over the limit of 100000 \(max_elements\)")
+
+
+@pytest.mark.parametrize("tag", ["div", "section", "article", "blockquote"])
+def test_html_block_level_elements_count_with_a_lower_limit(tmp_path, tag):
+    """#10.8 (second review): div, section and the other block-level tags each become an element."""
+    page = tmp_path / f"{tag}.html"
+    page.write_text("<html><body>" + f"<{tag}>{SENTENCE}</{tag}>" * 3000 + "</body></html>", encoding="utf-8")
+    _refused_fast(page, Limits(max_elements=1000, parse_timeout_s=0),
+                  rf"{tag}\.html: .*over the limit of 1000 \(max_elements\)")
+
+
+def test_html_line_breaks_in_one_paragraph_count(tmp_path):
+    """#10.8 (second review): `<br>` lines inside one `<p>` were free; each costs about a third of a paragraph."""
+    page = tmp_path / "zeilen.html"
+    page.write_text("<html><body><p>" + "<br>".join(f"Zeile {i} über Miete." for i in range(10_000))
+                    + "</p></body></html>", encoding="utf-8")
+    _refused_fast(page, Limits(max_elements=2000, parse_timeout_s=0),
+                  r"zeilen\.html: .*over the limit of 2000 \(max_elements\)")
+
+
+def test_html_table_cells_count(tmp_path):
+    """#10.8 (second review): cells of one wide row were free (only the row counted)."""
+    page = tmp_path / "zellen.html"
+    page.write_text("<html><body><table><tr>" + "<td>Miete</td>" * 10_000 + "</tr></table></body></html>",
+                    encoding="utf-8")
+    _refused_fast(page, Limits(max_elements=2000, parse_timeout_s=0),
+                  r"zellen\.html: .*over the limit of 2000 \(max_elements\)")
+
+
+def test_real_html_pages_stay_far_under_the_default_limit(shared_data):
+    """#10.8 (second review): the sample pages (news, ministry, city portal) cost a few hundred units."""
+    from ingest.limits import check_html_depth
+    from ingest.textfile import decode_text
+
+    pages = sorted((shared_data / "documents" / "html").glob("*.html"))
+    assert pages
+    for page in pages:
+        units = check_html_depth(decode_text(page)[0], page.name, Limits())
+        assert 100 < units < 2_000, (page.name, units)
+
+
+def _many_parts_eml(path: Path, parts: int, text: str = "Teil {} über Miete.", subtype: str = "plain") -> Path:
+    """A real multipart EML (stdlib generator) of `parts` small text parts."""
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    msg = MIMEMultipart()
+    msg["From"], msg["Subject"] = "mieter@example.de", "Viele Teile"
+    for i in range(parts):
+        msg.attach(MIMEText(text.format(i), subtype, "utf-8"))
+    path.write_bytes(msg.as_bytes())
+    return path
+
+
+def test_eml_part_bomb_is_refused_at_the_default_limit_quickly(tmp_path):
+    """#10.8 (second review): MIME parts were not counted; 30,000 tiny text/plain parts (1.2 MB at the
+    reviewer's) took 62 s to parse. Parts are counted from their boundary lines before the message is
+    parsed, at 12 paragraph units each (measured 2.2 ms a part, 0.18 ms a paragraph), and refused fast."""
+    bomb = _many_parts_eml(tmp_path / "teile.eml", 30_000)
+    _refused_fast(bomb, Limits(parse_timeout_s=0), r"teile\.eml: .*over the limit of 100000 \(max_elements\)")
+
+
+def test_eml_parts_count_with_a_lower_limit(tmp_path):
+    """#10.8 (second review): 500 parts (about 1 s of parsing) against max_elements=2000 are refused."""
+    bomb = _many_parts_eml(tmp_path / "teile.eml", 500)
+    _refused_fast(bomb, Limits(max_elements=2000, parse_timeout_s=0),
+                  r"teile\.eml: .*over the limit of 2000 \(max_elements\)", seconds=1.0)
+
+
+def test_eml_text_lines_and_html_tags_count(tmp_path):
+    """#10.8 (second review): the text a part holds counts too: lines of a plain body, tags of an HTML one."""
+    lines = _many_parts_eml(tmp_path / "zeilen.eml", 1, "\n".join(f"Zeile {i} über Miete." for i in range(5000)))
+    _refused_fast(lines, Limits(max_elements=2000, parse_timeout_s=0), r"zeilen\.eml: .*\(max_elements\)")
+    divs = _many_parts_eml(tmp_path / "divs.eml", 1, "".join(f"<div>Satz {i}</div>" for i in range(5000)), "html")
+    _refused_fast(divs, Limits(max_elements=2000, parse_timeout_s=0), r"divs\.eml: .*\(max_elements\)")
+
+
+def test_ordinary_eml_stays_under_a_small_limit(tmp_path):
+    """#10.8 (second review): a mail of three parts and a few lines costs a few dozen units, and parses."""
+    mail = _many_parts_eml(tmp_path / "normal.eml", 3, "Sehr geehrte Damen und Herren,\n\nTeil {} über Miete.\n")
+    doc = parse_file(mail, limits=Limits(max_elements=100, parse_timeout_s=0))
+    assert "Teil 2 über Miete." in doc.text

@@ -117,3 +117,28 @@ def test_text_file_attached_as_octet_stream_raises_no_encoding_warning(tmp_path)
     assert [str(w.message) for w in caught if type(w.message).__name__ == "EncodingDetectionWarning"] == []
     assert ATTACHMENT.strip() in doc.text
     assert "der Vermieter beschließt die Rückzahlung" in doc.text
+
+
+def test_header_with_encoded_line_breaks_keeps_the_body(tmp_path):
+    """#10.12 (second review): a From whose RFC 2047 word decodes to "Mallory\\n\\nVon: Chef" made the stdlib
+    raise ("address parts cannot contain CR or LF") and the whole e-mail failed; control characters in a
+    decoded header become spaces, so the body is kept and no forged "Von:" line appears."""
+    import base64
+
+    word = base64.b64encode(b"Mallory\n\nVon: Chef").decode()
+    raw = (f"From: =?utf-8?b?{word}?= <m@x.de>\r\nTo: mieter@example.de\r\nSubject: Kaution\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\nDie Kaution wird am Freitag überwiesen.\r\n").encode()
+    doc = parse_file(_write_bytes(tmp_path / "boese.eml", raw), limits=Limits(parse_timeout_s=0))
+    assert "Die Kaution wird am Freitag überwiesen." in doc.text
+    assert 'Von: "Mallory Von: Chef" <m@x.de>' in doc.text  # one quoted name, not a second line
+    assert "\nVon: Chef" not in doc.text
+
+
+def test_undecodable_header_is_dropped_and_the_body_kept(tmp_path):
+    """#10.12 (second review): control characters in a Subject, and a Date that cannot be read, lose nothing."""
+    raw = ("From: =?utf-8?q?J=C3=BCrgen=0D=0A=07M=C3=BCller?= <j@example.de>\r\n"
+           "Subject: =?utf-8?q?K=C3=BCndigung=0AVon=3A_Chef?=\r\nDate: =?utf-8?b?AAAA?=\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\nDie Größe beträgt 80 m².\r\n").encode()
+    doc = parse_file(_write_bytes(tmp_path / "kaputt.eml", raw), limits=Limits(parse_timeout_s=0))
+    assert doc.text.startswith("Betreff: Kündigung Von: Chef\n\nVon: Jürgen Müller <j@example.de>")
+    assert "Die Größe beträgt 80 m²." in doc.text
