@@ -11,22 +11,33 @@ about the guess on stderr, "inferred as 'windows-1250'", for text the project ha
 
 Who wrote a mail and what it is about are what a reader searches for, so Subject and From become
 the document's first sections ("Betreff: …", "Von: …"), RFC 2047 encoded words decoded.
+
+unstructured partitions attachments too, with none of the checks a file gets (page count, zip bombs,
+the parse budget): a 20 KB mail could carry a DOCX bomb. Every attachment of a type the parser reads
+is therefore checked like a file first (`check_attachment`); one that fails is replaced by a one-line
+note ("[Anhang x.docx nicht gelesen: …]"), so the mail's own text is still indexed and the reader
+sees that something was left out.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import tempfile
+from collections.abc import Callable
 from email import policy
 from email.header import Header, decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import formataddr, getaddresses, parsedate_to_datetime
+from pathlib import Path
 
 from ingest.budget import EmailBudget, count_mime_parts
-from ingest.limits import Limits
+from ingest.limits import LimitError, Limits
 from ingest.schema import ParseError
 from ingest.textfile import decode_bytes
 
+log = logging.getLogger(__name__)
 # (label, header): the sections an e-mail document opens with, in this order
 # Attachments unstructured partitions as text files by their name (ingest.parse.TEXT_EXTENSIONS)
 TEXT_ATTACHMENTS = (".txt", ".text", ".md", ".markdown", ".csv", ".tsv")
@@ -37,7 +48,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _ADDRESS_HEADERS = {"from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc"}
 
 
-def prepare_email(data: bytes, source: str, limits: Limits | None = None
+AttachmentCheck = Callable[[Path, str], None]  # (temporary file, label): raises ParseError if it may not be parsed
+
+
+def prepare_email(data: bytes, source: str, limits: Limits | None = None,
+                  check_attachment: AttachmentCheck | None = None
                   ) -> tuple[bytes, list[tuple[str, str]], dict[str, str]]:
     """(message bytes with every text part's charset declared correctly, header rows, metadata).
 
@@ -46,6 +61,7 @@ def prepare_email(data: bytes, source: str, limits: Limits | None = None
     the parts from their boundary lines even before the message is parsed.
     """
     budget = EmailBudget(source, limits or Limits())
+    refused = 0
     budget.add_parts(count_mime_parts(data))
     msg = BytesParser(policy=policy.default).parsebytes(data)
     for part in msg.walk():
@@ -56,8 +72,33 @@ def prepare_email(data: bytes, source: str, limits: Limits | None = None
             _fix_charset(part, source)
         elif part.is_attachment() and (part.get_filename() or "").lower().endswith(TEXT_ATTACHMENTS):
             _as_text(part, source)
+        elif part.is_attachment() and check_attachment is not None and not _attachment_ok(part, check_attachment):
+            refused += 1
     rows, meta = _header_rows(msg)
+    if refused:
+        meta["attachments_refused"] = str(refused)
     return msg.as_bytes(), rows, meta
+
+
+def _attachment_ok(part: EmailMessage, check: AttachmentCheck) -> bool:
+    """Check one binary attachment like a file; a refused one is replaced by a note naming it."""
+    name = _plain(part.get_filename() or "anhang")[:200]
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes) or not payload:
+        return True
+    suffix = Path(name).suffix.lower()[:16]
+    with tempfile.TemporaryDirectory(prefix="german-rag-eml-") as tmp:
+        path = Path(tmp) / f"anhang{suffix}"
+        path.write_bytes(payload)
+        try:
+            check(path, name)
+        except ParseError as exc:
+            log.warning("e-mail attachment not parsed", extra={"attachment": name, "error": str(exc)})
+            why = "über einer Grenze" if isinstance(exc, LimitError) else "nicht lesbar"
+            part.set_content(f"[Anhang {name} nicht gelesen: {why}]", subtype="plain", charset="utf-8",
+                             disposition="attachment", filename=f"{name}.txt")
+            return False
+    return True
 
 
 def _clean_headers(part: EmailMessage) -> None:

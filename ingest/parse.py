@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -146,7 +146,8 @@ def _partition(path: Path, text: str | None) -> list:
 
 def _partition_email(path: Path, source: str, limits: Limits) -> tuple[list, list[Row], dict]:
     """Elements of an EML with its text parts' charsets fixed, plus Subject/From rows and metadata."""
-    data, headers, meta = prepare_email(path.read_bytes(), source, limits)  # its budget first: before imports
+    data, headers, meta = prepare_email(path.read_bytes(), source, limits,  # its budget first: before imports
+                                        _check_attachment(source, limits))
     from unstructured.partition.email import partition_email
 
     _prepare_text()
@@ -223,6 +224,28 @@ def _check_pdf(path: Path, source: str) -> int:
         raise ParseError(f"{source}: cannot parse as PDF: {type(exc).__name__}: {exc}") from exc
 
 
+def _check_before_parsing(path: Path, source: str, limits: Limits, html: str | None = None) -> None:
+    """The checks a PDF, Office/ODF/EPUB archive or HTML page passes before any partitioner sees it
+    (pages, zip bombs, the parse budget, nesting); files and e-mail attachments alike."""
+    ext = path.suffix.lower()
+    if ext == ".pdf":
+        check_pages(_check_pdf(path, source), source, limits)
+    elif ext in ZIP_FORMATS:
+        check_zip(path, source, limits)
+        check_zip_budget(path, source, limits)
+    elif ext in HTML_FORMATS:
+        check_html_depth(html if html is not None else decode_text(path)[0], source, limits)
+
+
+def _check_attachment(source: str, limits: Limits) -> Callable[[Path, str], None]:
+    """The file checks for an e-mail's attachment, named `<mail> (attachment <name>)` in errors."""
+    def check(path: Path, name: str) -> None:
+        label = f"{source} (attachment {name})"
+        check_size(path.stat().st_size, label, limits)
+        _check_before_parsing(path, label, limits)
+    return check
+
+
 def parse_file(path: Path, source: str | None = None, limits: Limits | None = None, *,
                main_content: bool = True) -> Document:
     """Parse one file into a Document. Raises ParseError (LimitError for a limit) with the file and reason.
@@ -239,14 +262,9 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     check_size(size, source, limits)
     text, encoding = None, None
     extra: dict = {}
-    if ext == ".pdf":
-        check_pages(_check_pdf(path, source), source, limits)
-    elif ext in ZIP_FORMATS:
-        check_zip(path, source, limits)
-        check_zip_budget(path, source, limits)
-    elif ext in HTML_FORMATS:
+    if ext in HTML_FORMATS:
         text = decode_text(path)[0]
-        check_html_depth(text, source, limits)
+    _check_before_parsing(path, source, limits, text)
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path)
         if ext in {".md", ".markdown"}:

@@ -261,3 +261,35 @@ def test_ordinary_eml_stays_under_a_small_limit(tmp_path):
     mail = _many_parts_eml(tmp_path / "normal.eml", 3, "Sehr geehrte Damen und Herren,\n\nTeil {} über Miete.\n")
     doc = parse_file(mail, limits=Limits(max_elements=100, parse_timeout_s=0))
     assert "Teil 2 über Miete." in doc.text
+
+
+def _mail_with_attachment(path: Path, attachment: Path) -> Path:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["Subject"] = "Mietvertrag"
+    msg["From"] = "Vermieterin <v@example.de>"
+    msg.set_content("Anbei der Vertrag. Die Kaution beträgt drei Monatsmieten.")
+    msg.add_attachment(attachment.read_bytes(), maintype="application", subtype="octet-stream",
+                       filename=attachment.name)
+    path.write_bytes(bytes(msg))
+    return path
+
+
+def test_an_attached_bomb_is_refused_alone_and_the_mail_is_kept(tmp_path):
+    """#10.8 (review): unstructured partitions attachments without any file check, so a mail could carry
+    a DOCX bomb past every limit. The attachment is checked like a file; refused, it becomes a note."""
+    bomb = _docx_bomb(tmp_path / "anlage.docx", 140_000)
+    mail = _mail_with_attachment(tmp_path / "post.eml", bomb)
+    started = time.perf_counter()
+    doc = parse_file(mail, limits=Limits(parse_timeout_s=0))
+    assert time.perf_counter() - started < 30  # the bomb alone took minutes
+    assert "Die Kaution beträgt drei Monatsmieten." in doc.text
+    assert "[Anhang anlage.docx nicht gelesen: über einer Grenze]" in doc.text
+    assert doc.metadata["attachments_refused"] == "1"
+
+
+def test_an_ordinary_attachment_is_still_read(tmp_path):
+    good = _docx_bomb(tmp_path / "vertrag.docx", 3, "Der Mietvertrag läuft auf unbestimmte Zeit.")
+    doc = parse_file(_mail_with_attachment(tmp_path / "post.eml", good), limits=Limits(parse_timeout_s=0))
+    assert "Der Mietvertrag läuft auf unbestimmte Zeit." in doc.text and "attachments_refused" not in doc.metadata
