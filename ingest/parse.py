@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from ingest.budget import check_zip_budget
+from ingest.budget import check_text_budget, check_zip_budget
 from ingest.email_parse import prepare_email
 from ingest.frontmatter import split_front_matter
 from ingest.html_main import extract_main
@@ -270,6 +270,7 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         if ext in {".md", ".markdown"}:
             text, extra = split_front_matter(text)
         check_text(len(text), source, limits)
+        check_text_budget(text, source, limits)
     lead: list[Row] = []
     try:
         if ext == ".eml":

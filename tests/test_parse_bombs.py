@@ -293,3 +293,16 @@ def test_an_ordinary_attachment_is_still_read(tmp_path):
     good = _docx_bomb(tmp_path / "vertrag.docx", 3, "Der Mietvertrag läuft auf unbestimmte Zeit.")
     doc = parse_file(_mail_with_attachment(tmp_path / "post.eml", good), limits=Limits(parse_timeout_s=0))
     assert "Der Mietvertrag läuft auf unbestimmte Zeit." in doc.text and "attachments_refused" not in doc.metadata
+
+
+def test_a_text_file_of_a_million_short_lines_is_refused_quickly(tmp_path):
+    """#10.8 (review): each line of a .txt becomes an element (~0.15 ms): a million one-word lines took
+    minutes, bounded only by the parse timeout."""
+    lines = tmp_path / "zeilen.txt"
+    lines.write_text("".join(f"Z{i}\n" for i in range(1_000_000)), encoding="utf-8")
+    _refused_fast(lines, Limits(parse_timeout_s=0), r"lines of text, \d+ units of parse work, over the limit of "
+                  r"100000 \(max_elements\)", seconds=5)
+    normal = tmp_path / "gesetz.md"
+    normal.write_text("# Gesetz\n\n" + "".join(f"§ {i} Der Vermieter hat die Kaution anzulegen.\n\n"
+                                                for i in range(2000)), encoding="utf-8")
+    assert len(parse_file(normal, limits=Limits(parse_timeout_s=0)).sections) > 1000
