@@ -48,7 +48,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _ADDRESS_HEADERS = {"from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc"}
 
 
-AttachmentCheck = Callable[[Path, str], None]  # (temporary file, label): raises ParseError if it may not be parsed
+# (temporary file, label) -> None, or the bytes to partition instead (an attached mail, prepared like
+# this one); raises ParseError if it may not be parsed
+AttachmentCheck = Callable[[Path, str], bytes | None]
 
 
 def prepare_email(data: bytes, source: str, limits: Limits | None = None,
@@ -66,13 +68,17 @@ def prepare_email(data: bytes, source: str, limits: Limits | None = None,
     msg = BytesParser(policy=policy.default).parsebytes(data)
     for part in msg.walk():
         _clean_headers(part)
-        if not part.is_multipart():
-            budget.add_text(part)
-        if part.get_content_maintype() == "text" and not part.is_multipart():
+        if part.is_multipart():
+            continue
+        budget.add_text(part)
+        name = (part.get_filename() or "").lower()
+        if part.is_attachment() and name.endswith(TEXT_ATTACHMENTS) and part.get_content_maintype() != "text":
+            if not _as_text(part, source):
+                refused += 1
+            continue
+        if part.get_content_maintype() == "text":
             _fix_charset(part, source)
-        elif part.is_attachment() and (part.get_filename() or "").lower().endswith(TEXT_ATTACHMENTS):
-            _as_text(part, source)
-        elif part.is_attachment() and check_attachment is not None and not _attachment_ok(part, check_attachment):
+        if part.is_attachment() and check_attachment is not None and not _attachment_ok(part, check_attachment):
             refused += 1
     rows, meta = _header_rows(msg)
     if refused:
@@ -91,13 +97,14 @@ def _attachment_ok(part: EmailMessage, check: AttachmentCheck) -> bool:
         path = Path(tmp) / f"anhang{suffix}"
         path.write_bytes(payload)
         try:
-            check(path, name)
+            replacement = check(path, name)
         except ParseError as exc:
             log.warning("e-mail attachment not parsed", extra={"attachment": name, "error": str(exc)})
-            why = "über einer Grenze" if isinstance(exc, LimitError) else "nicht lesbar"
-            part.set_content(f"[Anhang {name} nicht gelesen: {why}]", subtype="plain", charset="utf-8",
-                             disposition="attachment", filename=f"{name}.txt")
+            _note(part, name, "über einer Grenze" if isinstance(exc, LimitError) else "nicht lesbar")
             return False
+    if replacement is not None:  # an attached mail, its own parts checked: partitioned as prepared
+        part.set_content(replacement, maintype="application", subtype="octet-stream", disposition="attachment",
+                         filename=part.get_filename())
     return True
 
 
@@ -157,17 +164,28 @@ def _fix_charset(part: EmailMessage, source: str) -> None:
     part.set_param("charset", encoding)
 
 
-def _as_text(part: EmailMessage, source: str) -> None:
-    """A text file in a binary part (application/octet-stream), decoded here and made UTF-8 text/plain."""
+def _note(part: EmailMessage, name: str, why: str) -> None:
+    """Replace an attachment that may not be parsed by a one-line note naming it."""
+    part.set_content(f"[Anhang {name} nicht gelesen: {why}]", subtype="plain", charset="utf-8",
+                     disposition="attachment", filename=f"{name}.txt")
+
+
+def _as_text(part: EmailMessage, source: str) -> bool:
+    """A text file in a binary part (application/octet-stream), decoded here and made UTF-8 text/plain;
+    False (and a note instead) when its bytes are not text: unstructured would refuse the whole mail."""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes) or not payload:
-        return
+        return True
+    name = _plain(part.get_filename() or "anhang")[:200]
     try:
         text = decode_bytes(payload, source)[0]
-    except ParseError:
-        return  # not text after all: left to the partitioner as it is
+    except ParseError as exc:
+        log.warning("e-mail attachment not parsed", extra={"attachment": name, "error": str(exc)})
+        _note(part, name, "nicht lesbar")
+        return False
     part.set_content(text, subtype="plain", charset="utf-8", disposition="attachment",
                      filename=part.get_filename())
+    return True
 
 
 def _header(msg: EmailMessage, name: str) -> str:

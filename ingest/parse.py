@@ -151,7 +151,10 @@ def _partition_email(path: Path, source: str, limits: Limits) -> tuple[list, lis
     from unstructured.partition.email import partition_email
 
     _prepare_text()
-    elements = partition_email(file=io.BytesIO(data), metadata_filename=str(path), languages=["deu"])
+    # strategy "fast" reaches the attachments' partitioners: a PDF without text would otherwise go to
+    # hi_res, which wants a layout model from the Hub (offline: an error, online: a download)
+    elements = partition_email(file=io.BytesIO(data), metadata_filename=str(path), languages=["deu"],
+                               strategy="fast")
     return elements, [(normalize_text(text), category, None, 0) for text, category in headers], meta
 
 
@@ -234,16 +237,34 @@ def _check_before_parsing(path: Path, source: str, limits: Limits, html: str | N
         check_zip(path, source, limits)
         check_zip_budget(path, source, limits)
     elif ext in HTML_FORMATS:
-        check_html_depth(html if html is not None else decode_text(path)[0], source, limits)
+        check_html_depth(html if html is not None else decode_text(path, source)[0], source, limits)
 
 
-def _check_attachment(source: str, limits: Limits) -> Callable[[Path, str], None]:
-    """The file checks for an e-mail's attachment, named `<mail> (attachment <name>)` in errors."""
-    def check(path: Path, name: str) -> None:
+def _check_attachment(source: str, limits: Limits) -> Callable[[Path, str], bytes | None]:
+    """The file checks for an e-mail's attachment, named `<mail> (attachment <name>)` in errors. An
+    attached mail is prepared like the mail itself (its parts and attachments checked, recursively),
+    and a PDF must have a text layer (without one unstructured would silently drop it)."""
+    def check(path: Path, name: str) -> bytes | None:
         label = f"{source} (attachment {name})"
         check_size(path.stat().st_size, label, limits)
         _check_before_parsing(path, label, limits)
+        ext = path.suffix.lower()
+        if ext == ".pdf" and not _has_text_layer(path):
+            raise ParseError(f"{label}: no text found (a PDF without a text layer, e.g. a scan, needs OCR)")
+        if ext == ".eml":
+            return prepare_email(path.read_bytes(), label, limits, _check_attachment(label, limits))[0]
+        return None
     return check
+
+
+def _has_text_layer(path: Path) -> bool:
+    """Whether any page of a PDF holds extractable text (pypdf; the page count was checked already)."""
+    import pypdf
+
+    try:
+        return any((page.extract_text() or "").strip() for page in pypdf.PdfReader(str(path)).pages)
+    except Exception:  # unreadable: the partitioner reports it
+        return True
 
 
 def parse_file(path: Path, source: str | None = None, limits: Limits | None = None, *,
@@ -263,10 +284,10 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     text, encoding = None, None
     extra: dict = {}
     if ext in HTML_FORMATS:
-        text = decode_text(path)[0]
+        text = decode_text(path, source)[0]
     _check_before_parsing(path, source, limits, text)
     if ext in TEXT_EXTENSIONS:
-        text, encoding = decode_text(path)
+        text, encoding = decode_text(path, source)
         if ext in {".md", ".markdown"}:
             text, extra = split_front_matter(text)
         check_text(len(text), source, limits)

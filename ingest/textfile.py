@@ -45,9 +45,11 @@ def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
     return data.decode("latin-1"), "latin-1"
 
 
-def decode_text(path: Path) -> tuple[str, str]:
+def decode_text(path: Path, source: str | None = None) -> tuple[str, str]:
+    """The file's text and encoding; errors name `source` (the stored name), else the path."""
+    name = source or str(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ParseError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
-    return decode_bytes(data, str(path))
+        raise ParseError(f"{name}: cannot read file: {exc.strerror or exc}") from exc
+    return decode_bytes(data, name)

@@ -128,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `german-rag ingest … | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again
+        return 141  # 128 + SIGPIPE, as a shell reports a process a closed pipe ended
 
 
 def _fail(args: argparse.Namespace, exc: Exception) -> int:

@@ -52,6 +52,8 @@ def display_name(filename: str | None) -> str:
     name = re.split(r"[\\/]", unicodedata.normalize("NFC", filename or ""))[-1]
     name = "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch)[0] == "C" else ch
                    for ch in name).strip()
+    if name.startswith(".") and "." not in name[1:] and len(name) > 1:  # "   .txt" stripped, or ".txt" as sent:
+        name = "unnamed" + name  # the extension picks the parser; as a dotfile it had none (a 415)
     if len(name) > MAX_NAME_CHARS:
         tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:NAME_HASH_CHARS]
         stem, dot, ext = name.rpartition(".")

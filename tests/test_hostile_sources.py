@@ -353,3 +353,27 @@ def test_delete_reports_cannot_be_forged_by_a_folder_name(capsys, cli_env):
     assert main(["delete", str(folder), "--dry-run"]) == 0
     out, _ = capsys.readouterr()
     assert not any(line.startswith("OK: deleted") for line in out.splitlines()), out
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path, cli_env):
+    """#10.9 (third review): `german-rag ingest … | head -1` printed a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    many = cli_env / "many"
+    many.mkdir()
+    for i in range(1500):
+        (many / f"unsupported_file_with_a_long_name_{i}.xyz").write_text("x", encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(f"{sys.executable} -m pipelines.cli ingest many | head -1", shell=True, cwd=cli_env,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.startswith("collection ")
+
+
+def test_errors_of_binary_text_files_name_the_stored_source(capsys, cli_env):
+    """#10.11 (third review): the error of a binary `.txt` named the relative path, unlike every other."""
+    (cli_env / "f").mkdir()
+    (cli_env / "f" / "binaer.txt").write_bytes(b"\x00\x01\xff\xfe\x00" * 400)
+    code, report = run(capsys, "ingest", "f")
+    assert code == 1 and report["files"][0]["error"].startswith((cli_env / "f" / "binaer.txt").as_posix() + ":")

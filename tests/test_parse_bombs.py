@@ -306,3 +306,42 @@ def test_a_text_file_of_a_million_short_lines_is_refused_quickly(tmp_path):
     normal.write_text("# Gesetz\n\n" + "".join(f"§ {i} Der Vermieter hat die Kaution anzulegen.\n\n"
                                                 for i in range(2000)), encoding="utf-8")
     assert len(parse_file(normal, limits=Limits(parse_timeout_s=0)).sections) > 1000
+
+
+def _mail(path: Path, attachments: list[tuple[str, bytes]]) -> Path:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["Subject"] = "Unterlagen"
+    msg["From"] = "Verwaltung <v@example.de>"
+    msg.set_content("Der Text der Nachricht bleibt erhalten.")
+    for name, data in attachments:
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    path.write_bytes(bytes(msg))
+    return path
+
+
+def test_unreadable_attachments_become_notes_and_the_mail_is_kept(tmp_path):
+    """#10.12 (third review): a binary `.txt` attachment failed the whole mail; a scanned PDF, a deep HTML
+    page were dropped in silence (the scan after a Hub download attempt)."""
+    from tests.standin import badfiles as bf
+
+    deep = b"<html><body>" + b"<div>" * 3000 + b"<p>tief</p>" + b"</div>" * 3000 + b"</body></html>"
+    mail = _mail(tmp_path / "post.eml", [("binaer.txt", b"\x00\x01\xff\xfe\x00" * 400),
+                                         ("scan.pdf", bf.pdf_bytes(["", ""])), ("tief.html", deep)])
+    doc = parse_file(mail, limits=Limits(parse_timeout_s=0))
+    assert "Der Text der Nachricht bleibt erhalten." in doc.text
+    for name in ("binaer.txt", "scan.pdf", "tief.html"):
+        assert f"[Anhang {name} nicht gelesen: nicht lesbar]" in doc.text, doc.text
+    assert doc.metadata["attachments_refused"] == "3"
+
+
+def test_a_mail_attached_as_a_file_has_its_attachments_checked_too(tmp_path):
+    """#10.8 (third review): the attachments of a `.eml` attached as a file skipped every check."""
+    bomb = _docx_bomb(tmp_path / "anlage.docx", 5000, "Absatz über Nebenkosten.")
+    inner = _mail_with_attachment(tmp_path / "weiter.eml", bomb)
+    outer = _mail(tmp_path / "post.eml", [("weiter.eml", inner.read_bytes())])
+    doc = parse_file(outer, limits=Limits(parse_timeout_s=0, max_elements=2000))
+    assert "Der Text der Nachricht bleibt erhalten." in doc.text
+    assert "Absatz über Nebenkosten." not in doc.text
+    assert "[Anhang anlage.docx nicht gelesen: über einer Grenze]" in doc.text

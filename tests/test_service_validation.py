@@ -260,3 +260,12 @@ def test_control_characters_in_upload_names_do_not_merge_sources():
     shown = [display_name(n) for n in names]
     assert len(set(shown)) == len(names), shown
     assert shown[0] == "tab\\tx.txt" and all(s.isprintable() for s in shown)
+
+
+def test_a_name_that_is_only_an_extension_keeps_it():
+    """#10.14 (third review): `   .txt` was stripped to `.txt`, read as a dotfile without extension, and the
+    whole request was refused (415) although the CLI ingests such a file."""
+    from pipelines.service_jobs import display_name
+
+    assert display_name("   .txt") == display_name(".txt") == "unnamed.txt"
+    assert display_name(".hidden.md") == ".hidden.md"
