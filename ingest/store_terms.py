@@ -105,7 +105,7 @@ def build_filter(filters: dict[str, FilterValue] | None) -> FilterSpec | None:
                 check_filter_integer(key, v)
             if kind == "keyword" and not isinstance(v, str):
                 raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
-            if kind == "keyword" and not _is_text(v):  # the engines refuse lone surrogates (a 500 before)
+            if kind == "keyword" and not is_text(v):  # the engines refuse lone surrogates (a 500 before)
                 raise StoreError(f"filter field {key!r}: {v.encode('utf-8', 'backslashreplace').decode()!r} is "
                                  "not valid text (undecodable bytes)")
         if key == P.DOC_ID:  # ids are stored as lower-case UUIDs; an upper-case spelling means the same one
@@ -115,7 +115,8 @@ def build_filter(filters: dict[str, FilterValue] | None) -> FilterSpec | None:
     return FilterSpec(must=tuple(conditions))
 
 
-def _is_text(value: str) -> bool:
+def is_text(value: str) -> bool:
+    """Whether a string is valid text (no lone surrogates: the engines refuse those)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -123,11 +124,18 @@ def _is_text(value: str) -> bool:
     return True
 
 
-def _canonical_id(value: object) -> object:
+def is_uuid(value: str) -> bool:
+    """Whether `value` spells a UUID (a document or chunk id), in either case."""
     try:
-        return str(uuid.UUID(str(value)))
+        uuid.UUID(value)
     except ValueError:
-        return value  # not a UUID: matches what it matches (nothing, for ids this project made)
+        return False
+    return True
+
+
+def _canonical_id(value: object) -> object:
+    """A UUID in its stored (lower-case) form; anything else as it is (it matches what it matches)."""
+    return str(uuid.UUID(value)) if isinstance(value, str) and is_uuid(value) else value
 
 
 def stale_filter(source: str, keep_doc_id: str) -> FilterSpec:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from ingest.schema import FILTER_FIELDS
+from ingest.store_terms import is_text, is_uuid
 from retrieval.query_check import MAX_QUERY_CHARS, MAX_TOP_K
 
 MAX_FILTER_VALUES = 100
@@ -42,29 +42,13 @@ class RetrieveRequest(BaseModel):
                 raise ValueError(f"filter {key!r} needs {'integers' if wanted is int else 'strings'}")
             if wanted is str and any(not v or len(v) > 4096 for v in values):
                 raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
-            if wanted is str and not all(_is_text(v) for v in values):  # a JSON "\udcff" escape
+            if wanted is str and not all(is_text(v) for v in values):  # a JSON "\udcff" escape
                 raise ValueError(f"filter {key!r}: not valid text (a lone surrogate)")
-            if key == "doc_id" and not all(_is_uuid(v) for v in values):
+            if key == "doc_id" and not all(is_uuid(v) for v in values):
                 raise ValueError(f"filter {key!r}: a document id is a UUID")
             if wanted is int and any(not 0 <= v <= MAX_INT64 for v in values):  # engines store signed 64 bits
                 raise ValueError(f"filter {key!r}: integers must be from 0 to {MAX_INT64}")
         return filters
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 class PassageOut(BaseModel):
