@@ -11,11 +11,11 @@ import json
 import os
 import re
 import sys
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.schema import FILTER_FIELDS, StoreError
+from ingest.store_terms import check_filter_integer, is_text, is_uuid
 from pipelines.build import (
     build_chunker,
     build_embedder,
@@ -28,6 +28,7 @@ from pipelines.build import (
 from pipelines.config import ConfigError, Settings, UsageError
 from pipelines.discover import parse_shard
 from pipelines.sources import file_path, shown, source_query, typed_source, under, valid_text
+from retrieval.query_check import MAX_EXPAND
 
 if TYPE_CHECKING:
     from pipelines.report import IngestReport
@@ -114,41 +115,29 @@ def parse_filters(items: list[str]) -> dict:
             parsed = _filter_integer(key, value)
         elif key == "source":  # the name ingest stored, whether or not the file still exists
             parsed = _source_filter(value)
-        elif key == "doc_id":
-            parsed = _doc_id(value)
-        elif valid_text(value) != value:  # undecodable bytes: no stored value can match them
+        elif key == "doc_id" and not is_uuid(value):
+            raise UsageError(f"--filter doc_id={value[:60]}: not a document id (a UUID)")
+        elif not is_text(value):  # undecodable bytes: no stored value can match them
             raise UsageError(f"--filter {valid_text(item)}: not valid text (undecodable bytes)")
-        if key in filters or isinstance(parsed, list):
-            prev = filters.get(key, [])
-            filters[key] = [*(prev if isinstance(prev, list) else [prev]),
-                            *(parsed if isinstance(parsed, list) else [parsed])]
+        if key in filters:
+            prev = filters[key]
+            filters[key] = [*prev, parsed] if isinstance(prev, list) else [prev, parsed]
         else:
             filters[key] = parsed
     return filters
 
 
-def _source_filter(value: str) -> str | list[str]:
-    """A file's stored name (plus the name as a report spells it, when that differs); a folder is an error:
-    the filter matches sources exactly (`delete FOLDER` is what takes every source under a folder)."""
+def _source_filter(value: str) -> str:
+    """A file's stored name, or the name as a report spells it where no such file exists; a folder is an
+    error: the filter matches sources exactly (`delete FOLDER` is what takes every source under a folder)."""
     if not value.startswith("upload:") and os.path.isdir(value):
         raise UsageError(f"--filter source={value}: is a folder; a source filter names one file")
     target, typed = source_query(value), typed_source(value)
-    if typed and not os.path.lexists(file_path(target)):  # no such file: the name as a report spells it
-        return typed
-    return target
-
-
-def _doc_id(value: str) -> str:
-    """A document id as stored (a UUID in lower case); anything else could only match nothing."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise UsageError(f"--filter doc_id={value[:60]}: not a document id (a UUID)") from exc
+    return typed if typed and not os.path.lexists(file_path(target)) else target
 
 
 def _filter_integer(key: str, value: str) -> int:
-    """An ASCII decimal within the store's integer range (ingest.store_shared.check_filter_integer)."""
-    from ingest.store_shared import check_filter_integer
+    """An ASCII decimal within the store's integer range (ingest.store_terms.check_filter_integer)."""
 
     # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
     match = re.fullmatch(r"(-?)0*([0-9]+)", value)
@@ -201,8 +190,8 @@ def format_passages(passages: list[Passage]) -> str:
 
 
 def query(args: argparse.Namespace, settings: Settings) -> int:
-    if args.expand is not None and not 0 <= args.expand <= 5:
-        raise UsageError(f"--expand {args.expand}: must be from 0 to 5 neighbour chunks")
+    if args.expand is not None and not 0 <= args.expand <= MAX_EXPAND:
+        raise UsageError(f"--expand {args.expand}: must be from 0 to {MAX_EXPAND} neighbour chunks")
     if args.mmr is not None and not 0 <= args.mmr <= 1:
         raise UsageError(f"--mmr {args.mmr}: lambda must be from 0 to 1")
     top_k = args.top_k or settings.top_k
@@ -223,7 +212,6 @@ def _matching(stored: dict, target: str, given: str) -> tuple[str, list[str]]:
         if names:
             return name or target, names
     return target, []
-
 
 
 def delete(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,11 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from ingest.schema import FILTER_FIELDS
-from ingest.store_terms import is_text, is_uuid
-from retrieval.query_check import MAX_QUERY_CHARS, MAX_TOP_K
+from ingest.store_terms import INTEGER_MAX, INTEGER_MIN, is_text, is_uuid
+from retrieval.query_check import MAX_EXPAND, MAX_QUERY_CHARS, MAX_TOP_K
 
 MAX_FILTER_VALUES = 100
-MAX_INT64 = 2**63 - 1  # page and chunk_index are counts from 0; the engines' integers are signed 64-bit
 FilterValue = (StrictInt | StrictStr | list[StrictInt] | list[StrictStr])
 
 
@@ -26,7 +25,7 @@ class RetrieveRequest(BaseModel):
         default_factory=dict, description=f"field -> value or list of values; fields: {sorted(FILTER_FIELDS)}")
     truncate: bool = Field(False, description="cut a query over the model's token limit instead of refusing it")
     rerank: bool | None = Field(None, description="rerank with the cross-encoder (default: setting `rerank`)")
-    expand: int | None = Field(None, ge=0, le=5, description="neighbour chunks added on each side")
+    expand: int | None = Field(None, ge=0, le=MAX_EXPAND, description="neighbour chunks added on each side")
 
     @field_validator("filters")
     @classmethod
@@ -46,8 +45,8 @@ class RetrieveRequest(BaseModel):
                 raise ValueError(f"filter {key!r}: not valid text (a lone surrogate)")
             if key == "doc_id" and not all(is_uuid(v) for v in values):
                 raise ValueError(f"filter {key!r}: a document id is a UUID")
-            if wanted is int and any(not 0 <= v <= MAX_INT64 for v in values):  # engines store signed 64 bits
-                raise ValueError(f"filter {key!r}: integers must be from 0 to {MAX_INT64}")
+            if wanted is int and any(not INTEGER_MIN <= v <= INTEGER_MAX for v in values):  # the store's range
+                raise ValueError(f"filter {key!r}: integers must be from {INTEGER_MIN} to {INTEGER_MAX}")
         return filters
 
 

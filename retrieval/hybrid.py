@@ -15,7 +15,7 @@ from ingest.schema import IngestError, StoredHit
 from ingest.sparse import SparseEncoder
 from retrieval.diversify import diversify
 from retrieval.fusion import dbsf
-from retrieval.query_check import check_query, check_top_k
+from retrieval.query_check import MAX_EXPAND, check_query, check_top_k
 from retrieval.schema import Passage, QueryEmbedder, QueryError, RetrievalError
 
 MODES = ("dense", "bm25", "hybrid")
@@ -93,8 +93,8 @@ class HybridRetriever:
         expand = self.stages.expand if expand is None else expand
         if rerank and self.reranker is None:
             raise RetrievalError("rerank: no reranker is configured (set GERMAN_RAG_RERANK_MODEL)")
-        if not 0 <= expand <= 5:
-            raise QueryError(f"expand: must be from 0 to 5 neighbour chunks, got {expand}")
+        if not 0 <= expand <= MAX_EXPAND:
+            raise QueryError(f"expand: must be from 0 to {MAX_EXPAND} neighbour chunks, got {expand}")
         mmr = self.stages.mmr if mmr is None else mmr
         if mmr is not None and not 0.0 <= mmr <= 1.0:
             raise QueryError(f"mmr: lambda must be from 0 to 1, got {mmr}")

@@ -8,6 +8,7 @@ from retrieval.schema import QueryError
 
 MAX_TOP_K = 100
 MAX_QUERY_CHARS = 16_000  # far above any model limit; guards memory, not tokens
+MAX_EXPAND = 5  # neighbour chunks on each side of a passage
 
 
 # Characters that show nothing although Unicode does not class them as space, control or format: Hangul
