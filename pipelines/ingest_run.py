@@ -45,7 +45,16 @@ from ingest.sparse import SparseEncoder
 from ingest.store_shared import DocState
 from ingest.store_terms import StoreUnavailableError
 from pipelines.discover import Candidate, discover, in_shard, is_supported
-from pipelines.ingest_stages import ParseAhead, Pending, Ready, Removal, StageClock, Writer, empty_result
+from pipelines.ingest_stages import (
+    PASS_THROUGH,
+    ParseAhead,
+    Pending,
+    Ready,
+    Removal,
+    StageClock,
+    Writer,
+    empty_result,
+)
 from pipelines.report import FileResult, IngestReport
 
 log = logging.getLogger(__name__)
@@ -243,12 +252,12 @@ class IngestRunner:
                 why = value if isinstance(value, str) else cancelled()
                 if why is not None:
                     batch.append(FileResult(item.cand.source, "failed", error=f"{item.cand.source}: {why}"))
-                elif isinstance(value, FileResult | Removal):
+                elif isinstance(value, PASS_THROUGH):
                     batch.append(value)
                 else:
                     entry = self._chunk(item, value, clock)
                     batch.append(entry)
-                    tokens += 0 if isinstance(entry, FileResult | Removal) else sum(c.token_count for c in entry[1])
+                    tokens += 0 if isinstance(entry, PASS_THROUGH) else sum(c.token_count for c in entry[1])
                 # Embed when the batch is big enough, or now if the parser has nothing ready (never idle).
                 if tokens >= self.batch_tokens or not parse.has_ready():
                     writer.put(self._embed(batch, clock, store_lock, lambda: writer.outage))
@@ -288,7 +297,7 @@ class IngestRunner:
                outage: Callable[[], str | None] = lambda: None) -> list[Ready | Removal | FileResult]:
         """Vectors for every chunk of the batch: reused from the store where a file's own chunk text is
         unchanged, otherwise from one model call over all files (similar lengths batch together)."""
-        files = [e for e in batch if not isinstance(e, FileResult | Removal)]
+        files = [e for e in batch if not isinstance(e, PASS_THROUGH)]
         known: dict[str, dict[str, list[float]]] = {}  # source -> content hash -> stored vector
         for item, chunks in files:
             if item.had_version and not outage():  # a changed file: its unchanged chunks keep their vectors
@@ -310,7 +319,7 @@ class IngestRunner:
                 fresh = dict(zip(new, self.embedder.embed_documents(list(new.values())) if new else [], strict=True))
                 out: list[Ready | Removal | FileResult] = []
                 for entry in batch:
-                    if isinstance(entry, FileResult | Removal):
+                    if isinstance(entry, PASS_THROUGH):
                         out.append(entry)
                         continue
                     item, chunks = entry
@@ -328,7 +337,7 @@ class IngestRunner:
                 return [r for entry in batch for r in self._embed([entry], clock, store_lock, outage)]
             log.exception("embedding failed", extra={"files": len(files)})
             why = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
-            return [e if isinstance(e, FileResult | Removal) else
+            return [e if isinstance(e, PASS_THROUGH) else
                     FileResult(e[0].cand.source, "failed", error=f"{e[0].cand.source}: embedding failed: {why}")
                     for e in batch]
 

@@ -59,6 +59,10 @@ class Removal:
     reason: str
 
 
+# Entries of a batch that need no embedding and no chunking: passed through to the writer as they are.
+PASS_THROUGH = (FileResult, Removal)
+
+
 def empty_result(item: Pending, exc: EmptyDocumentError) -> Removal | FileResult:
     """An empty file removes the version the store holds; with none stored there is simply nothing to do."""
     if item.had_version:
@@ -174,41 +178,42 @@ class Writer:
                     self.error = self.error or exc
 
     def _write(self, ready: Ready) -> FileResult:
+        def write() -> FileResult:
+            written = self._store.upsert_chunks(ready.chunks, ready.dense, ready.sparse,
+                                                doc_hash=ready.pending.file_hash)
+            deleted = (self._store.delete_stale(source, ready.pending.doc_id)  # only after the new version
+                       if ready.pending.had_version else 0)
+            return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,
+                              points_deleted=deleted, chunks_reused=ready.reused)
+
         source = ready.pending.cand.source
+        return self._stored(source, "write", write)
+
+    def _remove(self, removal: Removal) -> FileResult:
+        def remove() -> FileResult:
+            return FileResult(source, "removed", points_deleted=self._store.delete_source(source),
+                              error=f"{removal.reason}; its stored document was removed")
+
+        source = removal.pending.cand.source
+        return self._stored(source, "delete", remove)
+
+    def _stored(self, source: str, what: str, call: Callable[[], FileResult]) -> FileResult:
+        """`call` (one file's store work) under the store lock, with the outage rule: a store that stays
+        unreachable fails this file and marks every later one "not attempted"; any other error fails
+        this file only."""
         if self.outage:
             return FileResult(source, "failed", error=f"{source}: not attempted: {self.outage}")
         try:
             with self._clock.timed("store"), self._lock:
-                written = self._store.upsert_chunks(ready.chunks, ready.dense, ready.sparse,
-                                                    doc_hash=ready.pending.file_hash)
-                deleted = (self._store.delete_stale(source, ready.pending.doc_id)  # only after the new version
-                           if ready.pending.had_version else 0)
+                return call()
         except StoreUnavailableError as exc:
             self.outage = str(exc)
             return FileResult(source, "failed", error=f"{source}: {exc}")
         except IngestError as exc:
             return FileResult(source, "failed", error=str(exc))
         except Exception as exc:  # an engine error (a 4xx, the edge binding's plain Exception): this file only
-            log.exception("write failed", extra={"source": source})
-            return FileResult(source, "failed", error=f"{source}: write failed: {type(exc).__name__}: {exc}")
-        return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,
-                          points_deleted=deleted, chunks_reused=ready.reused)
-
-    def _remove(self, removal: Removal) -> FileResult:
-        source = removal.pending.cand.source
-        if self.outage:
-            return FileResult(source, "failed", error=f"{source}: not attempted: {self.outage}")
-        try:
-            with self._clock.timed("store"), self._lock:
-                deleted = self._store.delete_source(source)
-        except StoreUnavailableError as exc:
-            self.outage = str(exc)
-            return FileResult(source, "failed", error=f"{source}: {exc}")
-        except Exception as exc:  # an engine error on this file's delete: this file only
-            log.exception("delete failed", extra={"source": source})
-            return FileResult(source, "failed", error=f"{source}: delete failed: {type(exc).__name__}: {exc}")
-        return FileResult(source, "removed", points_deleted=deleted,
-                          error=f"{removal.reason}; its stored document was removed")
+            log.exception(f"{what} failed", extra={"source": source})
+            return FileResult(source, "failed", error=f"{source}: {what} failed: {type(exc).__name__}: {exc}")
 
     def finish(self, raise_error: bool = True) -> None:
         """Wait for every queued file; re-raise what broke the thread (a bug, never a per-file error)."""
