@@ -50,10 +50,11 @@ def extract_main(html: str) -> MainContent | None:
         return None
     body = _body(found)
     main_chars = _visible_chars("".join(body.itertext()))
-    page_chars = _page_chars(html)
+    page = _visible_page(html)  # parsed once: its size here, its containers for a short extraction
+    page_chars = _visible_chars(page.text_content()) if page is not None else 0
     if 0 < main_chars < MIN_MAIN_CHARS:
         found, body = _more_recall(html, found, body)
-        body = _widen(html, body, page_chars)
+        body = _widen(page, body, page_chars) if page is not None else body
         main_chars = _visible_chars("".join(body.itertext()))
     if main_chars == 0 or main_chars >= MAX_MAIN_SHARE * page_chars:
         return None
@@ -92,19 +93,13 @@ def _body(found):
     return body
 
 
-def _widen(html: str, body, page_chars: int):
+def _widen(root, body, page_chars: int):
     """The page's element that holds all of a short extraction's blocks, as a new <body>, where it holds
     less than half the page's text (a content container, not the page); else the extraction itself."""
     import lxml.html
 
     wanted = {_squash("".join(child.itertext())) for child in body}
     wanted.discard("")
-    try:
-        root = lxml.html.document_fromstring(html)
-    except (ValueError, lxml.etree.ParserError):
-        return body
-    for el in root.xpath("//script|//style|//noscript|//template|//head"):
-        el.drop_tree()
     matches: dict[str, object] = {}
     for el in root.iter():  # document order: a descendant with the same text replaces its ancestor
         if isinstance(el.tag, str) and (text := _squash(el.text_content())) in wanted:
@@ -140,8 +135,8 @@ def _keep_title(body, title: str) -> None:
     title is what a reader searches for, so it opens the text as a heading unless the text has it."""
     from lxml import etree
 
-    words = _TITLE_SUFFIX.split(title)[0].strip()
-    if words and " ".join(words.split()) not in " ".join("".join(body.itertext()).split()):
+    words = _squash(_TITLE_SUFFIX.split(title)[0])
+    if words and words not in _squash("".join(body.itertext())):
         heading = etree.Element("h1")
         heading.text = title
         body.insert(0, heading)
@@ -158,17 +153,18 @@ def _config():
     return config
 
 
-def _page_chars(html: str) -> int:
-    """Visible characters of the whole page (scripts, styles and the head left out)."""
+def _visible_page(html: str):
+    """The whole page as an lxml tree without what is never shown (scripts, styles, the head); None
+    where lxml cannot read it."""
     import lxml.html
 
     try:
         root = lxml.html.document_fromstring(html)
     except (ValueError, lxml.etree.ParserError):
-        return 0
+        return None
     for el in root.xpath("//script|//style|//noscript|//template|//head"):
         el.drop_tree()
-    return _visible_chars(root.text_content())
+    return root
 
 
 def _visible_chars(text: str) -> int:
