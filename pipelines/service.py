@@ -42,8 +42,8 @@ from pipelines.service_http import (
     install_error_handlers,
 )
 from pipelines.service_jobs import JobManager, UploadRoot, UploadRunner
-from retrieval.query_check import check_query, is_blank
-from retrieval.schema import Passage, RetrievalError
+from retrieval.query_check import check_query
+from retrieval.schema import EmptyQueryError, Passage, RetrievalError
 
 log = logging.getLogger(__name__)
 UPLOAD_PATH = "/v1/documents"
@@ -139,12 +139,10 @@ class ServiceRuntime:
     def retrieve(self, query: str, top_k: int, mode: str | None, filters: dict, truncate: bool,
                  rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
         self.require_ready()
-        if is_blank(query):
-            raise EmptyInput("query: must not be empty (it has only spaces, control or format characters)")
         try:
             query = check_query(query)
         except RetrievalError as exc:
-            raise InvalidInput(str(exc)) from exc
+            raise (EmptyInput if isinstance(exc, EmptyQueryError) else InvalidInput)(str(exc)) from exc
         extra: dict[str, Any] = {}
         for name, value in (("rerank", rerank), ("expand", expand)):
             if value is not None:

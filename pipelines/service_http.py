@@ -173,12 +173,8 @@ class KeyRing:
 
     def role(self, authorization: str | bytes | None) -> str | None:
         """"write", "read" or None (no key, an unknown key, or a header that is not `Bearer KEY`)."""
-        scheme, _, token = raw_header(authorization).partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
-            return None
-        given = _digest(token.strip())
-        is_write, is_read = self._match(given, self.write), self._match(given, self.read)
-        return "write" if is_write else "read" if is_read else None
+        token = _bearer(authorization)
+        return None if token is None else self._role_of(token)
 
     def check(self, authorization: str | bytes | None, scope: str | None) -> None:
         """Raise Unauthorized (no or unknown key) or Forbidden (a read key on a write endpoint).
@@ -186,14 +182,25 @@ class KeyRing:
         if not self.enabled or scope is None:
             return
         challenge = {"WWW-Authenticate": "Bearer"}
-        scheme, _, token = raw_header(authorization).partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
+        token = _bearer(authorization)
+        if token is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'", challenge)
-        role = self.role(authorization)
+        role = self._role_of(token)
         if role is None:
             raise Unauthorized("invalid API key", challenge)
         if scope == "write" and role != "write":
             raise Forbidden("this API key may only read; uploads and deletes need a write key")
+
+    def _role_of(self, token: bytes) -> str | None:
+        given = _digest(token)
+        is_write, is_read = self._match(given, self.write), self._match(given, self.read)  # both: same time
+        return "write" if is_write else "read" if is_read else None
+
+
+def _bearer(authorization: str | bytes | None) -> bytes | None:
+    """The KEY of `Authorization: Bearer KEY`, as the bytes the client sent; None for anything else."""
+    scheme, _, token = raw_header(authorization).partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
 
 
 # -- metrics --------------------------------------------------------------------------------------------

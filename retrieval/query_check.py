@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from retrieval.schema import QueryError
+from retrieval.schema import EmptyQueryError, QueryError
 
 MAX_TOP_K = 100
 MAX_QUERY_CHARS = 16_000  # far above any model limit; guards memory, not tokens
@@ -34,7 +34,8 @@ def check_query(query: str) -> str:
     except UnicodeEncodeError as exc:  # a command-line argument whose bytes are not UTF-8
         raise QueryError("query: not valid UTF-8 text (undecodable bytes)") from exc
     if is_blank(query):
-        raise QueryError("query: must not be empty (it has only spaces, control, format or invisible characters)")
+        raise EmptyQueryError("query: must not be empty (it has only spaces, control, format or invisible "
+                              "characters)")
     cleaned = "".join(ch for ch in query if unicodedata.category(ch) != "Cc" or ch in "\n\t").strip()
     if len(cleaned) > MAX_QUERY_CHARS:
         raise QueryError(f"query: {len(cleaned)} characters, more than the {MAX_QUERY_CHARS} allowed")

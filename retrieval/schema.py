@@ -18,6 +18,10 @@ class QueryError(RetrievalError):
     not a failure of retrieval (the CLI exits 2, the service answers 4xx)."""
 
 
+class EmptyQueryError(QueryError):
+    """A query that shows nothing (only spaces, controls, invisible characters): the service's `empty`."""
+
+
 @dataclass(frozen=True)
 class Passage:
     """One retrieved chunk with its provenance and a score for every stage that ranked it."""
