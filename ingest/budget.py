@@ -188,8 +188,7 @@ class EmailBudget:
         payload = part.get_payload(decode=True)
         if part.get_content_maintype() != "text" or not isinstance(payload, bytes):
             return
-        lines = sum(1 for line in payload.splitlines() if line.strip())
-        self._add(lines * LINE_WEIGHT + len(payload) * CHAR_WEIGHT)
+        self._add(text_units(payload.splitlines(), len(payload)))
         if part.get_content_subtype() == "html":
             self.units = html_units(payload.decode("utf-8", "replace"), self.source, self.limit, self.units)
 
@@ -205,9 +204,14 @@ def check_text_budget(text: str, source: str, limits: Limits) -> float:
     """Parse work of a plain-text or Markdown file: each non-blank line becomes (or splits) an element,
     about 0.15 ms of the partitioner's work (a million one-word lines took minutes); LimitError naming
     `max_elements` past the limit, before partitioning."""
-    lines = sum(1 for line in text.splitlines() if line.strip())
-    units = lines * LINE_WEIGHT + len(text) * CHAR_WEIGHT
+    units = text_units(text.splitlines(), len(text))
     if limits.max_elements and units > limits.max_elements:
+        lines = sum(1 for line in text.splitlines() if line.strip())  # for the message only
         raise LimitError(f"{source}: {lines} lines of text, {math.ceil(units)} units of parse work, over the limit "
                          f"of {limits.max_elements} (max_elements); stopped before parsing")
     return units
+
+
+def text_units(lines: list[str] | list[bytes], chars: int) -> float:
+    """Parse work of plain text: its non-blank lines (each becomes or splits an element) and characters."""
+    return sum(LINE_WEIGHT for line in lines if line.strip()) + chars * CHAR_WEIGHT

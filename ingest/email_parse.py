@@ -88,7 +88,7 @@ def prepare_email(data: bytes, source: str, limits: Limits | None = None,
 
 def _attachment_ok(part: EmailMessage, check: AttachmentCheck) -> bool:
     """Check one binary attachment like a file; a refused one is replaced by a note naming it."""
-    name = _plain(part.get_filename() or "anhang")[:200]
+    name = _attachment_name(part)
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes) or not payload:
         return True
@@ -99,8 +99,7 @@ def _attachment_ok(part: EmailMessage, check: AttachmentCheck) -> bool:
         try:
             replacement = check(path, name)
         except ParseError as exc:
-            log.warning("e-mail attachment not parsed", extra={"attachment": name, "error": str(exc)})
-            _note(part, name, "über einer Grenze" if isinstance(exc, LimitError) else "nicht lesbar")
+            _refuse(part, name, exc)
             return False
     if replacement is not None:  # an attached mail, its own parts checked: partitioned as prepared
         part.set_content(replacement, maintype="application", subtype="octet-stream", disposition="attachment",
@@ -164,8 +163,15 @@ def _fix_charset(part: EmailMessage, source: str) -> None:
     part.set_param("charset", encoding)
 
 
-def _note(part: EmailMessage, name: str, why: str) -> None:
-    """Replace an attachment that may not be parsed by a one-line note naming it."""
+def _attachment_name(part: EmailMessage) -> str:
+    return _plain(part.get_filename() or "anhang")[:200]
+
+
+def _refuse(part: EmailMessage, name: str, exc: ParseError) -> None:
+    """Replace an attachment that may not be parsed by a one-line note naming it (the reason goes to the
+    log: it may name server paths)."""
+    log.warning("e-mail attachment not parsed", extra={"attachment": name, "error": str(exc)})
+    why = "über einer Grenze" if isinstance(exc, LimitError) else "nicht lesbar"
     part.set_content(f"[Anhang {name} nicht gelesen: {why}]", subtype="plain", charset="utf-8",
                      disposition="attachment", filename=f"{name}.txt")
 
@@ -176,12 +182,10 @@ def _as_text(part: EmailMessage, source: str) -> bool:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes) or not payload:
         return True
-    name = _plain(part.get_filename() or "anhang")[:200]
     try:
         text = decode_bytes(payload, source)[0]
     except ParseError as exc:
-        log.warning("e-mail attachment not parsed", extra={"attachment": name, "error": str(exc)})
-        _note(part, name, "nicht lesbar")
+        _refuse(part, _attachment_name(part), exc)
         return False
     part.set_content(text, subtype="plain", charset="utf-8", disposition="attachment",
                      filename=part.get_filename())
@@ -202,14 +206,12 @@ def _header(msg: EmailMessage, name: str) -> str:
 
 
 def _header_rows(msg: EmailMessage) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    rows = []
-    for label, name in HEADER_ROWS:
-        value = _header(msg, name)
-        if value:
-            rows.append((f"{label}: {value}", "Title" if name == "Subject" else "EmailHeader"))
+    values = {name: _header(msg, name) for _, name in HEADER_ROWS}
+    rows = [(f"{label}: {values[name]}", "Title" if name == "Subject" else "EmailHeader")
+            for label, name in HEADER_ROWS if values[name]]
     meta = {}
-    if subject := _header(msg, "Subject"):
-        meta["title"] = subject
+    if values["Subject"]:
+        meta["title"] = values["Subject"]
     if date := _date(_header(msg, "Date")):
         meta["date"] = date
     return rows, meta

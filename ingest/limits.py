@@ -154,9 +154,7 @@ def check_html_depth(text: str, source: str, limits: Limits | None = None) -> in
     """Parse work of an HTML page in paragraph units (every tag counted, block-level ones in full, see
     `_HTML_BLOCKS`); LimitError past `max_elements` (counted before partitioning), and ParseError for HTML
     nested deeper than the parser keeps (its inner text would vanish without a word)."""
-    probe = _DepthProbe(source, (limits or Limits()).max_elements)
-    probe.feed(text)
-    probe.close()
+    probe = _probe(text, source, (limits or Limits()).max_elements)
     if probe.deepest > MAX_HTML_DEPTH:
         raise ParseError(f"{source}: HTML nested {probe.deepest} levels deep, more than the {MAX_HTML_DEPTH} the "
                          "parser keeps (its inner text would be lost)")
@@ -165,7 +163,11 @@ def check_html_depth(text: str, source: str, limits: Limits | None = None) -> in
 
 def html_units(text: str, source: str, max_elements: int, spent: float = 0.0) -> float:
     """`spent` plus the parse work of an HTML text (an e-mail's HTML part); LimitError past `max_elements`."""
+    return _probe(text, source, max_elements, spent).units
+
+
+def _probe(text: str, source: str, max_elements: int, spent: float = 0.0) -> _DepthProbe:
     probe = _DepthProbe(source, max_elements, spent)
     probe.feed(text)
     probe.close()
-    return probe.units
+    return probe

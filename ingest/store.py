@@ -25,6 +25,7 @@ from ingest.store_shared import (
     build_filter,
 )
 from ingest.store_terms import (
+    Condition,
     FilterSpec,
     StoreOptions,
     StoreUnavailableError,
@@ -36,12 +37,13 @@ _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 def to_client_filter(spec: FilterSpec | None) -> models.Filter | None:
-    """The neutral filter spec as qdrant-client's filter (server and local mode)."""
-    if spec is None:
-        return None
+    """The neutral filter spec as qdrant-client's filter (server and local mode); None stays None."""
+    return None if spec is None else _client_filter(spec)
 
-    def cond(c) -> models.FieldCondition:
-        match = models.MatchAny(any=c.value) if c.any_of else models.MatchValue(value=c.value)
+
+def _client_filter(spec: FilterSpec) -> models.Filter:
+    def cond(c: Condition) -> models.FieldCondition:
+        match = models.MatchAny(any=c.value) if isinstance(c.value, list) else models.MatchValue(value=c.value)
         return models.FieldCondition(key=c.key, match=match)
 
     return models.Filter(must=[cond(c) for c in spec.must] or None,
@@ -228,7 +230,7 @@ class QdrantStore(SharedReads):
         return models.PointStruct(id=chunk.chunk_id, vector=vector, payload=payload)
 
     def _delete(self, spec: FilterSpec) -> int:
-        flt = to_client_filter(spec)
+        flt = _client_filter(spec)
         n = self._call("count", self.options.collection, count_filter=flt, exact=True).count
         if n:
             self._call("delete", self.options.collection, points_selector=models.FilterSelector(filter=flt),

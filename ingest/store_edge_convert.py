@@ -18,7 +18,7 @@ def to_edge_filter(spec: FilterSpec | None) -> qe.Filter | None:
         return None
 
     def cond(c: Condition) -> qe.FieldCondition:
-        match = qe.MatchAny(list(c.value)) if isinstance(c.value, list) else qe.MatchValue(c.value)
+        match = qe.MatchAny(c.value) if isinstance(c.value, list) else qe.MatchValue(c.value)
         return qe.FieldCondition(c.key, match=match)
 
     return qe.Filter(must=[cond(c) for c in spec.must] or None, must_not=[cond(c) for c in spec.must_not] or None)

@@ -60,10 +60,6 @@ class Condition:
     key: str
     value: FilterValue
 
-    @property
-    def any_of(self) -> bool:
-        return isinstance(self.value, list)
-
 
 @dataclass(frozen=True)
 class FilterSpec:
@@ -105,7 +101,7 @@ def build_filter(filters: dict[str, FilterValue] | None) -> FilterSpec | None:
                 check_filter_integer(key, v)
             if kind == "keyword" and not isinstance(v, str):
                 raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
-            if kind == "keyword" and not is_text(v):  # the engines refuse lone surrogates (a 500 before)
+            if isinstance(v, str) and not is_text(v):  # the engines refuse lone surrogates (a 500 before)
                 raise StoreError(f"filter field {key!r}: {v.encode('utf-8', 'backslashreplace').decode()!r} is "
                                  "not valid text (undecodable bytes)")
         if key == P.DOC_ID:  # ids are stored as lower-case UUIDs; an upper-case spelling means the same one

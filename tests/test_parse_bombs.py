@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,11 @@ SENTENCE = "Der Vermieter muss die Kaution getrennt von seinem Vermögen anlegen
 
 def _docx_bomb(path: Path, paragraphs: int, text: str = SENTENCE) -> Path:
     """A real DOCX (python-docx) whose one paragraph is repeated: tiny on disk, large when unpacked."""
+    return _docx_replacing(path, lambda paragraph: paragraph.replace("MARKER", text) * paragraphs)
+
+
+def _docx_replacing(path: Path, body: Callable[[str], str]) -> Path:
+    """A real DOCX (python-docx) whose one paragraph's XML is replaced by `body(paragraph XML)`."""
     docx = pytest.importorskip("docx")
     document = docx.Document()
     document.add_paragraph("MARKER")
@@ -31,8 +37,7 @@ def _docx_bomb(path: Path, paragraphs: int, text: str = SENTENCE) -> Path:
                 xml = data.decode("utf-8")
                 start = xml.index("<w:p>")
                 end = xml.index("</w:p>", start) + len("</w:p>")
-                xml = xml[:start] + xml[start:end].replace("MARKER", text) * paragraphs + xml[end:]
-                data = xml.encode("utf-8")
+                data = (xml[:start] + body(xml[start:end]) + xml[end:]).encode("utf-8")
             out.writestr(info.filename, data)
     return path
 
@@ -93,22 +98,7 @@ def test_max_elements_is_validated():
 
 def _docx_with_body(path: Path, body: str) -> Path:
     """A real DOCX whose word/document.xml body is `body` (raw WordprocessingML paragraphs)."""
-    docx = pytest.importorskip("docx")
-    document = docx.Document()
-    document.add_paragraph("MARKER")
-    buf = io.BytesIO()
-    document.save(buf)
-    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, \
-            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            if info.filename == "word/document.xml":
-                xml = data.decode("utf-8")
-                start = xml.index("<w:p>")
-                end = xml.index("</w:p>", start) + len("</w:p>")
-                data = (xml[:start] + body + xml[end:]).encode("utf-8")
-            out.writestr(info.filename, data)
-    return path
+    return _docx_replacing(path, lambda _: body)
 
 
 def _breaks(count: int) -> str:
