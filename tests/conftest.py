@@ -61,7 +61,12 @@ def tiny_embedder(tiny_model_dir):
 @pytest.fixture()
 def settings_env(tmp_path, tiny_model_dir, monkeypatch):
     """Environment for CLI runs on the tiny model and a fresh embedded store."""
-    monkeypatch.setenv("GERMAN_RAG_EMBED_MODEL", str(tiny_model_dir))
+    return cli_environment(tmp_path, tiny_model_dir, monkeypatch)
+
+
+def cli_environment(tmp_path: Path, model_dir: Path, monkeypatch) -> Path:
+    """CLI runs on `model_dir` and a fresh embedded store under tmp_path, working folder tmp_path."""
+    monkeypatch.setenv("GERMAN_RAG_EMBED_MODEL", str(model_dir))
     monkeypatch.setenv("GERMAN_RAG_QDRANT_PATH", str(tmp_path / "qdrant"))
     monkeypatch.delenv("GERMAN_RAG_QDRANT_URL", raising=False)
     monkeypatch.delenv("GERMAN_RAG_CONFIG", raising=False)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pipelines.cli import main
 from pipelines.discover import discover
 from pipelines.sources import escape_name, file_path, source_name, unescape_name
+from tests.conftest import cli_environment
 from tests.standin import badfiles as bf
 
 MIETE = "Der Vermieter muss die Kaution getrennt von seinem Vermögen bei einer Bank anlegen. "
@@ -23,12 +24,7 @@ ZINSEN = "Die Zinsen stehen dem Mieter zu und erhöhen die Sicherheit. "
 
 @pytest.fixture()
 def cli_env(tmp_path, minilm_dir, monkeypatch):
-    monkeypatch.setenv("GERMAN_RAG_EMBED_MODEL", str(minilm_dir))
-    monkeypatch.setenv("GERMAN_RAG_QDRANT_PATH", str(tmp_path / "qdrant"))
-    monkeypatch.delenv("GERMAN_RAG_QDRANT_URL", raising=False)
-    monkeypatch.delenv("GERMAN_RAG_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return cli_environment(tmp_path, minilm_dir, monkeypatch)
 
 
 def run(capsys, *args: str) -> tuple[int, dict]:
