@@ -220,9 +220,13 @@ def delete(args: argparse.Namespace, settings: Settings) -> int:
     try:
         target = source_query(_paths([args.source])[0])
         store.require_collection()
-        stored = store.sources()
-        target, names = _matching(stored, target, args.source)
-        points = sum(stored[s]["chunks"] for s in names)
+        exact = store.count({"source": target}) if not os.path.isdir(file_path(target)) else 0
+        if exact:  # a file's own source: one filtered count, no scan of the whole collection
+            names, points = [target], exact
+        else:  # a folder, or a name as a report spells it: look through the stored sources
+            stored = store.sources()
+            target, names = _matching(stored, target, args.source)
+            points = sum(stored[s]["chunks"] for s in names)
         if not args.dry_run:
             points = sum(store.delete_source(s) for s in names)
     finally:
