@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import DATA, finish, german_documents, machine, markdown_table, percentile, timed, write_outputs
-from ingest.schema import Chunk, VectorStore, make_chunk_id, sha256_text
+from ingest.schema import Chunk, make_chunk_id, sha256_text
 from ingest.sparse import SparseEncoder
-from ingest.store import QdrantStore, StoreOptions
+from ingest.store.base import StoreOptions, VectorStore
+from ingest.store.qdrant import QdrantStore
 
 ENGINES = ("local", "edge")
 MODES = ("dense", "bm25", "hybrid")
@@ -45,7 +46,7 @@ DOC_CHUNKS = 256  # chunks per document: one upsert_chunks call each
 def open_store(engine: str, path: Path) -> VectorStore:
     opts = StoreOptions(collection="bench", path=str(path), batch_size=BATCH)
     if engine == "edge":
-        from ingest.store_edge import EdgeStore
+        from ingest.store.edge import EdgeStore
 
         return EdgeStore(opts)
     return QdrantStore(opts)
@@ -154,7 +155,7 @@ def latencies(paths: dict[str, Path], queries, rounds: int = 3) -> dict[str, dic
 def hnsw_probe(n: int, windows, sparse, queries, root: Path) -> dict:
     """Edge after `optimize()` (HNSW built, m=16, ef_construct=100): build time, latency and dense recall@10
     against the exact scan. Uniform random vectors are HNSW's worst case; real embeddings recall better."""
-    from ingest.store_edge import EdgeSearch, EdgeStore
+    from ingest.store.edge import EdgeSearch, EdgeStore
 
     path = root / f"edge-hnsw-{n}"
     opts = StoreOptions(collection="bench", path=str(path), batch_size=BATCH)

@@ -9,8 +9,8 @@ from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.embed_use import MODEL_NAME as USE_MODEL
 from ingest.limits import Limits
-from ingest.schema import VectorStore
 from ingest.sparse import GermanAnalyzer, SparseEncoder
+from ingest.store.base import VectorStore
 from pipelines.config import Settings
 
 # The modules named only in functions below import what a command may not need (qdrant-client: about
@@ -47,7 +47,7 @@ def build_embedder(settings: Settings) -> HFEmbedder:
 
 def build_store(settings: Settings) -> VectorStore:
     """A URL means a server (qdrant-client); otherwise the embedded engine `qdrant_engine` names."""
-    from ingest.store_terms import StoreOptions
+    from ingest.store.base import StoreOptions
 
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     options = StoreOptions(
@@ -65,10 +65,10 @@ def build_store(settings: Settings) -> VectorStore:
         vector_datatype=settings.vector_datatype,
     )
     if settings.qdrant_engine == "edge" and not settings.qdrant_url:
-        from ingest.store_edge import EdgeStore
+        from ingest.store.edge import EdgeStore
 
         return EdgeStore(options)
-    from ingest.store import QdrantStore  # qdrant-client: only for a server or local mode
+    from ingest.store.qdrant import QdrantStore  # qdrant-client: only for a server or local mode
 
     return QdrantStore(options)
 

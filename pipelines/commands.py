@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.schema import FILTER_FIELDS, StoreError
-from ingest.store_terms import check_filter_integer, is_text, is_uuid
+from ingest.store.filters import check_filter_integer, is_text, is_uuid
 from pipelines.build import (
     build_chunker,
     build_embedder,
@@ -137,7 +137,7 @@ def _source_filter(value: str) -> str:
 
 
 def _filter_integer(key: str, value: str) -> int:
-    """An ASCII decimal within the store's integer range (ingest.store_terms.check_filter_integer)."""
+    """An ASCII decimal within the store's integer range (ingest.store.filters.check_filter_integer)."""
 
     # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
     match = re.fullmatch(r"(-?)0*([0-9]+)", value)

@@ -38,12 +38,10 @@ from ingest.schema import (
     IngestError,
     ModelUnavailableError,
     ParseError,
-    VectorStore,
     make_doc_id,
 )
 from ingest.sparse import SparseEncoder
-from ingest.store_shared import DocState
-from ingest.store_terms import StoreUnavailableError
+from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.discover import Candidate, discover, in_shard, is_supported
 from pipelines.ingest_stages import (
     PASS_THROUGH,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ingest.limits import file_stamp
 from ingest.parse_worker import ParseWorker
 from ingest.schema import Chunk, Document, EmptyDocumentError, IngestError, ParseError
-from ingest.store_terms import StoreUnavailableError
+from ingest.store.base import StoreUnavailableError
 from pipelines.discover import Candidate
 from pipelines.report import FileResult, IngestReport
 

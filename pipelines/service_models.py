@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from ingest.schema import FILTER_FIELDS
-from ingest.store_terms import INTEGER_MAX, INTEGER_MIN, is_text, is_uuid
+from ingest.store.filters import INTEGER_MAX, INTEGER_MIN, is_text, is_uuid
 from retrieval.query_check import MAX_EXPAND, MAX_QUERY_CHARS, MAX_TOP_K
 
 MAX_FILTER_VALUES = 100

@@ -11,26 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from ingest.schema import IngestError, StoredHit
+from ingest.schema import IngestError
 from ingest.sparse import SparseEncoder
+from ingest.store.base import VectorStore
 from retrieval.diversify import diversify
 from retrieval.fusion import dbsf
 from retrieval.query_check import MAX_EXPAND, check_query, check_top_k
 from retrieval.schema import Passage, QueryEmbedder, QueryError, RetrievalError
 
 MODES = ("dense", "bm25", "hybrid")
-
-
-class HybridIndex(Protocol):
-    def search_dense(self, vector: Sequence[float], top_k: int, filters: dict | None = None) -> list[StoredHit]:
-        ...
-
-    def search_sparse(self, indices: Sequence[int], values: Sequence[float], top_k: int,
-                      filters: dict | None = None) -> list[StoredHit]: ...
-
-    def search_hybrid(self, dense: Sequence[float], sparse: tuple[Sequence[int], Sequence[float]], top_k: int,
-                      filters: dict | None = None, fusion: str = "rrf", rrf_k: int = 60,
-                      weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +59,7 @@ class StageOptions:
 class HybridRetriever:
     """Query -> passages: search by `mode` (dense, bm25, hybrid), then optional rerank and expansion."""
 
-    def __init__(self, embedder: QueryEmbedder, encoder: SparseEncoder, index: HybridIndex,
+    def __init__(self, embedder: QueryEmbedder, encoder: SparseEncoder, index: VectorStore,
                  mode: str = "hybrid", fusion: FusionOptions | None = None, reranker: Reranker | None = None,
                  expander: Expander | None = None, stages: StageOptions | None = None) -> None:
         if mode not in MODES:

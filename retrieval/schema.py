@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -65,11 +64,6 @@ class Passage:
 
 class QueryEmbedder(Protocol):
     def embed_query(self, text: str, truncate: bool = False) -> list[float]: ...
-
-
-class DenseIndex(Protocol):
-    def search_dense(self, vector: Sequence[float], top_k: int, filters: dict | None = None) -> list[StoredHit]:
-        ...
 
 
 class Retriever(Protocol):

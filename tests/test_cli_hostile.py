@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ingest.schema import StoreError
-from ingest.store_shared import build_filter
+from ingest.store.filters import build_filter
 from pipelines.cli import EXIT_CODES, exit_code
 from pipelines.cli import main as cli_main
 from pipelines.config import ConfigError, UsageError, load_settings

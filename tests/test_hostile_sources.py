@@ -199,8 +199,8 @@ def test_a_changed_file_that_yields_no_chunks_removes_its_document(tmp_path, min
     from ingest.chunk import TokenChunker
     from ingest.embed import EmbedderOptions, HFEmbedder
     from ingest.limits import Limits
-    from ingest.store_edge import EdgeStore
-    from ingest.store_terms import StoreOptions
+    from ingest.store.base import StoreOptions
+    from ingest.store.edge import EdgeStore
     from pipelines.ingest_run import IngestRunner
 
     class SilentOn(TokenChunker):
@@ -317,7 +317,7 @@ def test_undecodable_filter_values_are_bad_usage(capsys, cli_env):
 def test_store_filter_refuses_lone_surrogates():
     """#10.9: the root check, for every caller of the store."""
     from ingest.schema import StoreError
-    from ingest.store_terms import build_filter
+    from ingest.store.filters import build_filter
 
     for filters in [{"heading_path": "\udcff"}, {"source": ["a", "\ud800"]}]:
         with pytest.raises(StoreError, match="not valid text"):

@@ -11,7 +11,8 @@ import pytest
 from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.limits import Limits
-from ingest.store import QdrantStore, StoreOptions, StoreUnavailableError
+from ingest.store.base import StoreOptions, StoreUnavailableError
+from ingest.store.qdrant import QdrantStore
 from pipelines.ingest_run import IngestRunner
 
 PARAGRAPH = ("§ {n} Geltungsbereich. Dieses Gesetz gilt für alle Arbeitnehmerinnen und Arbeitnehmer, "

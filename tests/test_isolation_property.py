@@ -31,8 +31,9 @@ from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.limits import Limits
 from ingest.schema import P
 from ingest.sparse import GermanAnalyzer, SparseEncoder
-from ingest.store import QdrantStore, StoreOptions
-from ingest.store_edge import EdgeStore
+from ingest.store.base import StoreOptions
+from ingest.store.edge import EdgeStore
+from ingest.store.qdrant import QdrantStore
 from pipelines.ingest_run import IngestRunner
 from pipelines.sources import source_name
 from tests.standin import badfiles as bf

@@ -17,7 +17,8 @@ import pytest
 
 from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.schema import StoreError
-from ingest.store import BULK_KEY, QdrantStore, StoreOptions, StoreUnavailableError
+from ingest.store.base import StoreOptions, StoreUnavailableError
+from ingest.store.qdrant import BULK_KEY, QdrantStore
 from pipelines.ingest_run import IngestRunner
 from tests.standin.qdrant_rest import FaultProxy, StandinQdrant
 
@@ -170,7 +171,7 @@ def test_bulk_load_defers_indexing_and_restores_it_even_after_a_dead_run(server,
 
 
 def test_embedded_engines_have_nothing_to_defer(tmp_path):
-    from ingest.store_edge import EdgeStore
+    from ingest.store.edge import EdgeStore
 
     for store in (QdrantStore(StoreOptions(collection="b", path=str(tmp_path / "l"))),
                   EdgeStore(StoreOptions(collection="b", path=str(tmp_path / "e")))):

@@ -17,7 +17,8 @@ import pytest
 from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.limits import Limits
 from ingest.sparse import GermanAnalyzer, SparseEncoder
-from ingest.store import QdrantStore, StoreOptions
+from ingest.store.base import StoreOptions
+from ingest.store.qdrant import QdrantStore
 from pipelines.ingest_run import IngestRunner
 from pipelines.sources import source_name
 from tests.standin import badfiles as bf

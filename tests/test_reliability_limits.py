@@ -6,7 +6,8 @@ import pytest
 
 from ingest.limits import Limits
 from ingest.schema import StoreError
-from ingest.store import StoreOptions, build_filter
+from ingest.store.base import StoreOptions
+from ingest.store.filters import build_filter
 from pipelines.cli import main
 from pipelines.commands import parse_filters
 from pipelines.config import ConfigError, UsageError, load_settings

@@ -16,7 +16,7 @@ import pytest
 from pipelines.cli import main
 from tests.conftest import ROOT
 
-# qdrant_client too: the default edge engine never needs it (ingest/store_terms.py keeps the filters neutral)
+# qdrant_client too: the default edge engine never needs it (ingest/store/filters.py keeps the filters neutral)
 HEAVY = ("torch", "transformers", "sentence_transformers", "unstructured", "langchain_text_splitters", "qdrant_client")
 # Runs the CLI in process, then reports the heavy modules it imported and its living child processes
 # (the parse worker's fork server is one). /proc is read directly: no psutil dependency.

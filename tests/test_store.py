@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from ingest.schema import Chunk, StoreError, make_chunk_id, sha256_text
-from ingest.store import QdrantStore, StoreOptions, build_filter
+from ingest.store.base import StoreOptions
+from ingest.store.filters import build_filter
+from ingest.store.qdrant import QdrantStore
 
 
 def unit_vector(text: str, dim: int = 8) -> list[float]:

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from ingest.schema import Chunk, StoreError, VectorStore, make_chunk_id, sha256_text
+from ingest.schema import Chunk, StoreError, make_chunk_id, sha256_text
 from ingest.sparse import SparseEncoder
-from ingest.store import QdrantStore, StoreOptions
-from ingest.store_edge import EdgeSearch, EdgeStore
+from ingest.store.base import StoreOptions, VectorStore
+from ingest.store.edge import EdgeSearch, EdgeStore
+from ingest.store.qdrant import QdrantStore
 from pipelines.build import build_store
 from pipelines.cli import main
 from pipelines.config import Settings

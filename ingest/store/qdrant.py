@@ -16,20 +16,9 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError, chunk_payload
-from ingest.store_shared import (
-    DENSE,
-    SCHEMA_VERSION,
-    SPARSE,
-    FilterValue,
-    SharedReads,
-    build_filter,
-)
-from ingest.store_terms import (
-    Condition,
-    FilterSpec,
-    StoreOptions,
-    StoreUnavailableError,
-)
+from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreOptions, StoreUnavailableError
+from ingest.store.engine import EngineStore
+from ingest.store.filters import Condition, FilterSpec, FilterValue, build_filter
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +50,7 @@ BULK_KEY = "german_rag_bulk_indexing_threshold"  # collection metadata: the thre
 _QDRANT_INDEXING = 20_000  # Qdrant's default indexing_threshold (KB of vectors per segment before HNSW)
 
 
-class QdrantStore(SharedReads):
+class QdrantStore(EngineStore):
     """Collection schema, idempotent batched writes, deletes and searches."""
 
     def __init__(self, options: StoreOptions) -> None:

@@ -8,7 +8,7 @@ process. Layout under `options.path`:
     edge/<collection>/shard/       the EdgeShard (segments + WAL)
     edge/<collection>/collection.json   model, dimension, schema version (the engine keeps no metadata)
 
-Filters are built by `ingest.store.build_filter` (one validation for both engines) and translated here.
+Filters are built by `ingest.store.filters.build_filter` (one validation for both engines) and translated here.
 """
 
 from __future__ import annotations
@@ -26,16 +26,10 @@ from typing import IO, Any
 import qdrant_edge as qe
 
 from ingest.schema import FILTER_FIELDS, P, StoredHit, StoreError
-from ingest.store_edge_convert import edge_point, to_edge_filter
-from ingest.store_shared import (
-    DENSE,
-    SCHEMA_VERSION,
-    SPARSE,
-    FilterValue,
-    SharedReads,
-    build_filter,
-)
-from ingest.store_terms import FilterSpec, StoreOptions
+from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreOptions
+from ingest.store.edge_convert import edge_point, to_edge_filter
+from ingest.store.engine import EngineStore
+from ingest.store.filters import FilterSpec, FilterValue, build_filter
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +50,7 @@ class EdgeSearch:
     hnsw_ef: int | None = 128
 
 
-class EdgeStore(SharedReads):
+class EdgeStore(EngineStore):
     """Collection schema, idempotent batched writes, deletes and searches on an in-process Qdrant shard."""
 
     def __init__(self, options: StoreOptions, search: EdgeSearch | None = None) -> None:

@@ -1,15 +1,13 @@
-"""The store's own terms, free of any engine's client library: options, errors, and the neutral filter
-spec that every read and delete is built from.
+"""The one neutral filter spec that every read and delete is built from, validated once.
 
-`build_filter` validates a user's `{field: value or [values]}` once; each adapter translates the spec
-into its engine's filter (ingest/store.py: qdrant-client models; ingest/store_edge_convert.py:
-qdrant-edge). Nothing here imports qdrant-client, so a command that only reads the edge engine (an
-unchanged re-ingest, verify, a BM25 query) never pays for importing it.
+`build_filter` checks a user's `{field: value or [values]}` (fields, types, integer range, text);
+each engine translates the spec into its own filter (qdrant.py: qdrant-client models; edge_convert.py:
+qdrant-edge). Nothing here imports an engine's client library, so a command that only reads the edge
+engine (an unchanged re-ingest, verify, a BM25 query) never pays for importing qdrant-client.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,39 +16,6 @@ from typing import cast
 from ingest.schema import FILTER_FIELDS, P, StoreError
 
 FilterValue = str | int | bool | list[str] | list[int]
-_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-class StoreUnavailableError(StoreError):
-    """The Qdrant server did not answer (or answered 5xx) through every retry."""
-
-
-@dataclass(frozen=True)
-class StoreOptions:
-    collection: str = "german_rag"
-    path: str | None = "./.german-rag/qdrant"
-    url: str | None = None
-    api_key: str | None = None
-    batch_size: int = 128
-    timeout: int = 60
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    write_consistency_factor: int | None = None
-    retries: int = 5  # attempts after the first, for a server that is down, slow or restarting
-    retry_backoff_s: float = 0.5  # first wait; doubles per attempt up to retry_max_backoff_s
-    retry_max_backoff_s: float = 8.0
-    # How a server or the edge engine stores dense vectors (local mode keeps float32 whatever this says).
-    # float16 halves the memory an exact scan reads (2.4x faster at 100k) for scores within ~1e-3.
-    vector_datatype: str = "float16"
-
-    def __post_init__(self) -> None:
-        if not _COLLECTION.match(self.collection or ""):
-            raise StoreError(f"collection name {self.collection!r} is invalid: use 1-63 letters, digits, '_', "
-                             "'-' or '.', starting with a letter or digit")
-        if self.vector_datatype not in ("float32", "float16"):
-            raise StoreError(f"vector_datatype must be float32 or float16, not {self.vector_datatype!r}")
-        if self.batch_size < 1 or self.retries < 0 or self.retry_backoff_s < 0:
-            raise StoreError("store options: batch_size must be >= 1, retries and retry_backoff_s >= 0")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Translations between the store's terms and qdrant-edge's: filters and points (used by ingest/store_edge.py)."""
+"""Translations between the store's terms and qdrant-edge's: filters and points (used by edge.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import qdrant_edge as qe
 
 from ingest.schema import Chunk, chunk_payload
-from ingest.store_shared import DENSE, SPARSE
-from ingest.store_terms import Condition, FilterSpec
+from ingest.store.base import DENSE, SPARSE
+from ingest.store.filters import Condition, FilterSpec
 
 
 def to_edge_filter(spec: FilterSpec | None) -> qe.Filter | None:

@@ -1,41 +1,15 @@
-"""What both store adapters share: the collection schema's names, filters, doc states, and the reads,
-deletes and batched writes that need only an engine's primitives (ingest/store.py: qdrant-client;
-ingest/store_edge.py: Qdrant's engine in-process)."""
+"""What both engines share: the checks, reads, deletes and batched writes of the VectorStore contract that
+need only an engine's primitives (qdrant.py: qdrant-client; edge.py: Qdrant's engine in-process)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ingest.schema import Chunk, P, StoreError
-from ingest.store_terms import (  # noqa: F401  (re-exported: the filter API's old home)
-    INTEGER_MAX,
-    INTEGER_MIN,
-    FilterSpec,
-    FilterValue,
-    build_filter,
-    check_filter_integer,
-    reuse_filter,
-    stale_filter,
-)
-
-DENSE = "dense"
-SPARSE = "bm25"
-SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class DocState:
-    """What the store holds for one source: points per doc_id and the count each expects."""
-
-    present: dict[str, int]
-    expected: dict[str, int]
-
-    def complete(self, doc_id: str) -> bool:
-        return doc_id in self.present and self.present[doc_id] == self.expected.get(doc_id, -1)
-
+from ingest.store.base import DENSE, DocState, StoreOptions
+from ingest.store.filters import FilterSpec, build_filter, reuse_filter, stale_filter
 
 STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT]
 _STATE_BATCH = 256  # sources per scroll when asking for many doc states at once
@@ -87,13 +61,16 @@ def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> N
         )
 
 
-class SharedReads:
+class EngineStore:
     """Checks, reads, deletes and batched writes written once for every engine; an adapter supplies
     `exists`, `metadata`, `location`, `_scroll`, `_delete`, `_point` (a chunk and its vectors as the
     engine's point) and `_write_points` (one batch)."""
 
-    options: Any  # StoreOptions (ingest/store.py): collection, batch_size
-    location: Any
+    options: StoreOptions
+
+    @property
+    def location(self) -> str:
+        raise NotImplementedError
 
     def exists(self) -> bool:
         raise NotImplementedError
