@@ -145,7 +145,7 @@ def corpus_chunks(model_dir: str, dataset: str) -> tuple[list[str], list[str], o
     from ingest.parse import parse_file
     from pipelines.build import build_chunker, build_embedder
     from pipelines.config import Settings
-    from pipelines.datasets import load_dataset, write_corpus_files
+    from pipelines.evaluation.datasets import load_dataset, write_corpus_files
 
     settings = Settings(embed_model=model_dir, offline=True, embed_backend="torch")
     evalset = load_dataset(dataset, "squad")

@@ -16,6 +16,7 @@ from pipelines.config import Settings
 # The modules named only in functions below import what a command may not need (qdrant-client: about
 # 1 s; the reranker): a command pays for the parts it builds. `python -X importtime` shows the rest.
 if TYPE_CHECKING:
+    from pipelines.indexing.run import IngestRunner
     from retrieval.hybrid import HybridRetriever
     from retrieval.rerank import CrossEncoderReranker
 
@@ -88,6 +89,15 @@ def build_sparse_encoder(settings: Settings) -> SparseEncoder:
     analyzer = GermanAnalyzer(stem=settings.bm25_stem, split_compounds=settings.bm25_compounds,
                               stopwords=settings.bm25_stopwords, fold=settings.bm25_fold)
     return SparseEncoder(analyzer, avgdl=settings.bm25_avgdl)
+
+
+def build_ingest_runner(settings: Settings, embedder: HFEmbedder, store: VectorStore, progress: bool = True,
+                        shard: tuple[int, int] | None = None, bulk: bool = False) -> IngestRunner:
+    """The ingest pipeline over this embedder and store (imports the parse worker and the chunker)."""
+    from pipelines.indexing.run import IngestRunner
+
+    return IngestRunner(embedder, build_chunker(settings, embedder), store, model_identity(settings.embed_model),
+                        build_sparse_encoder(settings), progress, build_limits(settings), shard, bulk=bulk)
 
 
 def build_reranker(settings: Settings) -> CrossEncoderReranker:

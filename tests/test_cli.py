@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 
 def run_cli(capsys, *args):

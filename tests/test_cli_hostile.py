@@ -10,8 +10,8 @@ import pytest
 
 from ingest.schema import StoreError
 from ingest.store.filters import build_filter
-from pipelines.cli import EXIT_CODES, exit_code
-from pipelines.cli import main as cli_main
+from pipelines.cli.main import EXIT_CODES, exit_code
+from pipelines.cli.main import main as cli_main
 from pipelines.config import ConfigError, UsageError, load_settings
 from tests.conftest import ROOT
 
@@ -55,7 +55,7 @@ def test_out_of_range_or_odd_filter_integers_exit_2_naming_the_field(capsys, cli
 
 def test_filter_integer_at_the_limit_is_accepted_by_validation():
     """#10.9: the largest signed 64-bit integer and 0 pass; the range is the engines' own."""
-    from pipelines.commands import parse_filters
+    from pipelines.cli.commands import parse_filters
 
     assert parse_filters([f"page={INT64_MAX}", "chunk_index=0"]) == {"page": INT64_MAX, "chunk_index": 0}
     assert parse_filters(["page=007", "page=-0"]) == {"page": [7, 0]}

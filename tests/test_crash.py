@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from ingest.schema import P
+from pipelines.api import ingest_paths
 from pipelines.build import build_store
-from pipelines.commands import ingest_paths
 from pipelines.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.datasets import (
+from pipelines.evaluation.datasets import (
     CorpusDoc,
     DatasetError,
     EvalSet,

@@ -1,6 +1,6 @@
 import json
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 
 def write_beir(folder):

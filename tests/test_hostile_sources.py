@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.cli import main
-from pipelines.discover import discover
+from pipelines.cli.main import main
+from pipelines.indexing.discover import discover
 from pipelines.sources import escape_name, file_path, source_name, unescape_name
 from tests.conftest import cli_environment
 from tests.standin import badfiles as bf
@@ -201,7 +201,7 @@ def test_a_changed_file_that_yields_no_chunks_removes_its_document(tmp_path, min
     from ingest.limits import Limits
     from ingest.store.base import StoreOptions
     from ingest.store.edge import EdgeStore
-    from pipelines.ingest_run import IngestRunner
+    from pipelines.indexing.run import IngestRunner
 
     class SilentOn(TokenChunker):
         def chunk(self, doc, doc_id):

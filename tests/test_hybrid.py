@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from retrieval.hybrid import FusionOptions, HybridRetriever
 from retrieval.schema import RetrievalError
 

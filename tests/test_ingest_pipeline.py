@@ -13,7 +13,7 @@ from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.limits import Limits
 from ingest.store.base import StoreOptions, StoreUnavailableError
 from ingest.store.qdrant import QdrantStore
-from pipelines.ingest_run import IngestRunner
+from pipelines.indexing.run import IngestRunner
 
 PARAGRAPH = ("§ {n} Geltungsbereich. Dieses Gesetz gilt für alle Arbeitnehmerinnen und Arbeitnehmer, "
              "die in Betrieben der Bundesrepublik Deutschland beschäftigt sind, soweit nichts anderes "
@@ -114,7 +114,7 @@ def test_small_files_share_model_batches_and_vectors_do_not_depend_on_it(tiny_mo
 def test_service_slices_keep_input_order_and_batch_similar_lengths(tiny_embedder):
     import threading
 
-    from pipelines.service_core import EMBED_SLICE, SlicedEmbedder
+    from pipelines.service.core import EMBED_SLICE, SlicedEmbedder
 
     texts = [("Kurz." if i % 2 else "Ein deutlich längerer Satz über die Arbeitszeit im Betrieb. " * 3) + str(i)
              for i in range(2 * EMBED_SLICE + 3)]

@@ -34,7 +34,7 @@ from ingest.sparse import GermanAnalyzer, SparseEncoder
 from ingest.store.base import StoreOptions
 from ingest.store.edge import EdgeStore
 from ingest.store.qdrant import QdrantStore
-from pipelines.ingest_run import IngestRunner
+from pipelines.indexing.run import IngestRunner
 from pipelines.sources import source_name
 from tests.standin import badfiles as bf
 from tests.standin.qdrant_rest import StandinQdrant

@@ -3,8 +3,8 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers.no_text import NoText
 
 from ingest.parse import parse_file
+from pipelines.api import ingest_paths
 from pipelines.build import build_embedder, build_retriever, build_store
-from pipelines.commands import ingest_paths
 from pipelines.config import load_settings
 from retrieval.llama import LlamaIndexRetriever
 

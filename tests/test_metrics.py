@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.metrics import dedupe_ranked, evaluate_run, mrr_at, ndcg_at, recall_at
+from pipelines.evaluation.metrics import dedupe_ranked, evaluate_run, mrr_at, ndcg_at, recall_at
 
 RANKED = ["d1", "d2", "d3", "d4", "d5"]
 RELEVANT = {"d2", "d4", "d9"}

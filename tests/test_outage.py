@@ -19,7 +19,7 @@ from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.schema import StoreError
 from ingest.store.base import StoreOptions, StoreUnavailableError
 from ingest.store.qdrant import BULK_KEY, QdrantStore
-from pipelines.ingest_run import IngestRunner
+from pipelines.indexing.run import IngestRunner
 from tests.standin.qdrant_rest import FaultProxy, StandinQdrant
 
 TEXT = ("Die Arbeitszeit darf acht Stunden werktäglich nicht überschreiten. Ruhepausen sind festzulegen. "

@@ -29,7 +29,7 @@ def test_library_call_from_a_script_without_main_guard(tmp_path, tiny_model_dir)
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(f"""
         import json
-        from pipelines.commands import ingest_paths
+        from pipelines.api import ingest_paths
         from pipelines.config import load_settings
         settings = load_settings(embed_model={str(tiny_model_dir)!r}, qdrant_path={str(tmp_path / "q")!r})
         print(json.dumps(ingest_paths(settings, [{str(tmp_path / "doc.txt")!r}], progress=False).summary()))

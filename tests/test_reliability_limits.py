@@ -8,8 +8,8 @@ from ingest.limits import Limits
 from ingest.schema import StoreError
 from ingest.store.base import StoreOptions
 from ingest.store.filters import build_filter
-from pipelines.cli import main
-from pipelines.commands import parse_filters
+from pipelines.cli.commands import parse_filters
+from pipelines.cli.main import main
 from pipelines.config import ConfigError, UsageError, load_settings
 from retrieval.query_check import MAX_QUERY_CHARS, check_query, check_top_k
 from retrieval.schema import RetrievalError

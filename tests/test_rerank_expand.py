@@ -4,7 +4,7 @@ import re
 import pytest
 
 from ingest.parse import parse_file
-from pipelines.cli import main
+from pipelines.cli.main import main
 from retrieval.expand import merge_spans
 from retrieval.rerank import CrossEncoderReranker, RerankerOptions
 from retrieval.schema import Passage

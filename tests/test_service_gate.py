@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.build import build_store
 from pipelines.config import Settings
-from pipelines.service import create_app
+from pipelines.service.app import create_app
 from tests.test_service import assert_error
 from tests.test_service_support import live_server, service_settings
 

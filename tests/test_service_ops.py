@@ -8,10 +8,10 @@ import pytest
 
 from ingest.schema import TokenLimitError
 from pipelines.build import build_store
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.config import ConfigError, Settings, load_settings
-from pipelines.service import check_bind
-from pipelines.service_core import QueryBatcher
+from pipelines.service.app import check_bind
+from pipelines.service.core import QueryBatcher
 from tests.test_service import assert_error
 from tests.test_service_support import example_files, live_server, service_settings, wait_job
 

@@ -14,7 +14,8 @@ import httpx
 import uvicorn
 
 from pipelines.config import Settings, load_settings
-from pipelines.service import ServiceRuntime, create_app
+from pipelines.service.app import create_app
+from pipelines.service.runtime import ServiceRuntime
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "pipelines" / "examples"
 

@@ -140,7 +140,7 @@ def test_non_ascii_keys_match(tiny_model_dir, tmp_path):
     """#10.14: a key with non-ASCII characters, sent as UTF-8, matches the configured key."""
     from fastapi.testclient import TestClient
 
-    from pipelines.service import create_app
+    from pipelines.service.app import create_app
 
     key = "schlüssel-äöß-€"
     app = create_app(service_settings(tiny_model_dir, tmp_path / "q", read_keys=key, upload_dir=str(tmp_path)))
@@ -254,7 +254,7 @@ def test_filter_strings_that_are_not_text_or_ids_are_422(server, filters):
 
 def test_control_characters_in_upload_names_do_not_merge_sources():
     """#10.5 (second review): `tab<TAB>x.txt` and `tabx.txt` became one source (controls were removed)."""
-    from pipelines.service_jobs import display_name
+    from pipelines.service.jobs import display_name
 
     names = ["tab\tx.txt", "tabx.txt", "a\u202egnp.txt", "agnp.txt", "zeile\nzwei.txt", "zeilezwei.txt"]
     shown = [display_name(n) for n in names]
@@ -265,7 +265,7 @@ def test_control_characters_in_upload_names_do_not_merge_sources():
 def test_a_name_that_is_only_an_extension_keeps_it():
     """#10.14 (third review): `   .txt` was stripped to `.txt`, read as a dotfile without extension, and the
     whole request was refused (415) although the CLI ingests such a file."""
-    from pipelines.service_jobs import display_name
+    from pipelines.service.jobs import display_name
 
     assert display_name("   .txt") == display_name(".txt") == "unnamed.txt"
     assert display_name(".hidden.md") == ".hidden.md"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from tests.conftest import ROOT
 
 # qdrant_client too: the default edge engine never needs it (ingest/store/filters.py keeps the filters neutral)

@@ -24,7 +24,7 @@ from ingest.store.base import StoreOptions, VectorStore
 from ingest.store.edge import EdgeSearch, EdgeStore
 from ingest.store.qdrant import QdrantStore
 from pipelines.build import build_store
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.config import Settings
 
 DIM = 16

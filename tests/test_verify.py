@@ -6,8 +6,8 @@ import json
 
 from qdrant_client import QdrantClient, models
 
-from pipelines.cli import main
-from pipelines.discover import in_shard, parse_shard
+from pipelines.cli.main import main
+from pipelines.indexing.discover import in_shard, parse_shard
 
 TEXT = "Die Kündigungsfrist beträgt vier Wochen. Der Urlaub beträgt vierundzwanzig Werktage. "
 

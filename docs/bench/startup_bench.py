@@ -43,7 +43,7 @@ def commands(docs: list[str]) -> dict[str, list[str]]:
     cli = [sys.executable, "-m", "pipelines.cli"]
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
-        "python -c 'import pipelines.commands'": [sys.executable, "-c", "import pipelines.commands"],
+        "python -c 'import pipelines.cli.commands'": [sys.executable, "-c", "import pipelines.cli.commands"],
         "german-rag --help": [*cli, "--help"],
         "german-rag config": [*cli, "config"],
         "german-rag ingest (5 unchanged files)": [*cli, "ingest", *docs],

@@ -22,8 +22,8 @@ from ingest.limits import file_stamp
 from ingest.parse_worker import ParseWorker
 from ingest.schema import Chunk, Document, EmptyDocumentError, IngestError, ParseError
 from ingest.store.base import StoreUnavailableError
-from pipelines.discover import Candidate
-from pipelines.report import FileResult, IngestReport
+from pipelines.indexing.discover import Candidate
+from pipelines.indexing.report import FileResult, IngestReport
 
 _END = object()
 log = logging.getLogger(__name__)

@@ -8,23 +8,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import FastAPI, File, Header, Query, Response, Security, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipelines.service_http import (
-    InvalidInput,
-    NotFound,
-    NotReady,
-    Overloaded,
-    TooLarge,
-    UnsupportedType,
-)
-from pipelines.service_jobs import KEEP_JOBS, UploadedFile, display_name
-from pipelines.service_models import (
+from pipelines.service.http import InvalidInput, NotFound, NotReady, Overloaded, TooLarge, UnsupportedType
+from pipelines.service.jobs import KEEP_JOBS, UploadedFile, display_name
+from pipelines.service.models import (
     Deleted,
     DocumentOut,
     DocumentPage,
@@ -34,9 +27,7 @@ from pipelines.service_models import (
     RetrieveRequest,
     RetrieveResponse,
 )
-
-if TYPE_CHECKING:
-    from pipelines.service import ServiceRuntime
+from pipelines.service.runtime import ServiceRuntime
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 READ_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 408, 411, 413, 422, 429, 503)}

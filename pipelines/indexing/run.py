@@ -42,8 +42,9 @@ from ingest.schema import (
 )
 from ingest.sparse import SparseEncoder
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
-from pipelines.discover import Candidate, discover, in_shard, is_supported
-from pipelines.ingest_stages import (
+from pipelines.indexing.discover import Candidate, discover, in_shard, is_supported
+from pipelines.indexing.report import FileResult, IngestReport
+from pipelines.indexing.stages import (
     PASS_THROUGH,
     ParseAhead,
     Pending,
@@ -53,7 +54,6 @@ from pipelines.ingest_stages import (
     Writer,
     empty_result,
 )
-from pipelines.report import FileResult, IngestReport
 
 log = logging.getLogger(__name__)
 CHUNKER_VERSION = "chunker-v1"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines.service_http import KeyRing, LengthRequired, ServiceError, TooLarge, error_response
+from pipelines.service.http import KeyRing, LengthRequired, ServiceError, TooLarge, error_response
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # /readyz shows details only to a read key (the route decides)

@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(settings.log_level, settings.log_json)
         # The parse worker starts only when an ingest's triage finds a file to parse (IngestRunner); heavy
         # libraries load inside the command that needs them, so a run with nothing to do stays fast.
-        from pipelines import commands
+        from pipelines.cli.commands import run
 
-        return commands.run(args.command, args, settings)
+        return run(args.command, args, settings)
     except HANDLED as exc:
         return _fail(args, exc)
     except KeyboardInterrupt:

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ingest.schema import EmptyDocumentError, P, ParseError, make_doc_id
-from pipelines.discover import discover, is_supported
-from pipelines.ingest_run import sha256_file
+from pipelines.indexing.discover import discover, is_supported
+from pipelines.indexing.run import sha256_file
 from pipelines.sources import file_path, shown, source_name, under
 
 _FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_ID, P.CHUNK_INDEX, P.CHUNK_COUNT]

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.build import build_embedder, build_retriever, build_store, model_identity
+from pipelines.build import build_embedder, build_ingest_runner, build_retriever, build_store, model_identity
 from pipelines.config import Settings
-from pipelines.datasets import EvalSet, doc_id_from_path, load_dataset, write_corpus_files
-from pipelines.metrics import dedupe_ranked, evaluate_run
+from pipelines.evaluation.datasets import EvalSet, doc_id_from_path, load_dataset, write_corpus_files
+from pipelines.evaluation.metrics import dedupe_ranked, evaluate_run
 
 RANK_DEPTH = 100  # retrieved chunks per query; recall@100 is counted on the documents they map to
 
@@ -26,10 +26,12 @@ class ModeResult:
 
 def ingest_corpus(settings: Settings, evalset: EvalSet, folder: Path) -> dict:
     """Each corpus unit becomes one file, ingested like any user file (parse, chunk, embed, write)."""
-    from pipelines.commands import ingest_paths
-
     files = write_corpus_files(evalset, folder)
-    return ingest_paths(settings, files, progress=True).summary()
+    embedder, store = build_embedder(settings), build_store(settings)
+    try:
+        return build_ingest_runner(settings, embedder, store).run(files).summary()
+    finally:
+        store.close()
 
 
 def run_modes(settings: Settings, evalset: EvalSet, modes: list[str]) -> list[ModeResult]:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from ingest.parse_worker import abort_all
 from ingest.schema import ModelUnavailableError
-from pipelines.discover import Candidate
-from pipelines.ingest_run import IngestRunner
-from pipelines.report import FileResult, IngestReport
+from pipelines.indexing.discover import Candidate
+from pipelines.indexing.report import FileResult, IngestReport
+from pipelines.indexing.run import IngestRunner
 
 log = logging.getLogger(__name__)
 UPLOAD_PREFIX = "upload:"

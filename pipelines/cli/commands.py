@@ -16,22 +16,19 @@ from typing import TYPE_CHECKING
 
 from ingest.schema import FILTER_FIELDS, StoreError
 from ingest.store.filters import check_filter_integer, is_text, is_uuid
+from pipelines.api import ingest_paths, retrieve_many
 from pipelines.build import (
-    build_chunker,
     build_embedder,
-    build_limits,
-    build_retriever,
-    build_sparse_encoder,
+    build_ingest_runner,
     build_store,
-    model_identity,
 )
 from pipelines.config import ConfigError, Settings, UsageError
-from pipelines.discover import parse_shard
+from pipelines.indexing.discover import parse_shard
 from pipelines.sources import file_path, shown, source_query, typed_source, under, valid_text
 from retrieval.query_check import MAX_EXPAND
 
 if TYPE_CHECKING:
-    from pipelines.report import IngestReport
+    from pipelines.indexing.report import IngestReport
     from retrieval.schema import Passage
 
 DEMO_QUESTIONS = [
@@ -51,21 +48,6 @@ def _out(args: argparse.Namespace, data: dict, text: str) -> None:
 
 
 # -- ingest ------------------------------------------------------------------------------------------
-def ingest_paths(settings: Settings, paths: list, progress: bool = True,
-                 shard: tuple[int, int] | None = None, bulk: bool = False) -> IngestReport:
-    from pipelines.ingest_run import IngestRunner  # the ingest pipeline and the store client
-
-    embedder = build_embedder(settings)
-    store = build_store(settings)
-    try:
-        runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
-                              model_identity(settings.embed_model), build_sparse_encoder(settings), progress,
-                              build_limits(settings), shard, bulk=bulk)
-        return runner.run(paths)
-    finally:
-        store.close()
-
-
 def format_report(report: IngestReport) -> str:
     s = report.summary()
     lines = [
@@ -152,27 +134,6 @@ def _filter_integer(key: str, value: str) -> int:
         raise UsageError(f"--filter {key}={value[:40]}{'…' if len(value) > 40 else ''}: {exc}") from exc
 
 
-def retrieve_many(settings: Settings, texts: list[str], top_k: int, filters: dict, truncate: bool,
-                  rerank: bool | None = None, expand: int | None = None,
-                  mmr: float | None = None) -> list[list[Passage]]:
-    """Open the store and load the model once, then answer each query. The BM25 mode needs only the
-    model's own config files (its vector size, to check the collection), never its weights."""
-    embedder = build_embedder(settings)
-    store = build_store(settings)
-    try:
-        store.require_collection()
-        if settings.retrieval_mode == "bm25":
-            embedder.prepare()
-        else:
-            embedder.load()
-        store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
-        retriever = build_retriever(settings, embedder, store, with_reranker=rerank)
-        return [retriever.retrieve(t, top_k, filters, truncate, rerank=rerank, expand=expand, mmr=mmr)
-                for t in texts]
-    finally:
-        store.close()
-
-
 def format_passages(passages: list[Passage]) -> str:
     if not passages:
         return "no passages found"
@@ -240,7 +201,7 @@ def delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
-    from pipelines.evaluate import evaluate, markdown_table, write_report
+    from pipelines.evaluation.run import evaluate, markdown_table, write_report
 
     report = evaluate(settings, args.dataset, args.fmt, args.modes or ["dense", "bm25", "hybrid"], args.ablation)
     if args.report:
@@ -251,15 +212,13 @@ def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
-    from pipelines.ingest_run import IngestRunner
-    from pipelines.verify import format_verify, verify_collection
+    from pipelines.indexing.verify import format_verify, verify_collection
 
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
         embedder.prepare()  # verify compares ids and sizes: the model's config files, never its weights
-        runner = IngestRunner(embedder, build_chunker(settings, embedder), store,
-                              model_identity(settings.embed_model), build_sparse_encoder(settings), False)
+        runner = build_ingest_runner(settings, embedder, store, progress=False)
         report = verify_collection(store, runner.model_id, embedder.dimension, runner.fingerprint,
                                    _paths(args.paths))
     finally:
@@ -269,7 +228,7 @@ def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from pipelines.service import serve as run_service
+    from pipelines.service.app import serve as run_service
 
     return run_service(settings)
 
@@ -282,7 +241,7 @@ def show_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def demo(args: argparse.Namespace, settings: Settings) -> int:
-    examples = Path(__file__).resolve().parent / "examples"
+    examples = Path(__file__).resolve().parents[1] / "examples"
     settings = settings.model_copy(update={"collection": "demo"}) if not args.collection else settings
     report = ingest_paths(settings, [examples], progress=not args.json)
     answers = list(zip(DEMO_QUESTIONS, retrieve_many(settings, DEMO_QUESTIONS, 3, {}, False), strict=True))

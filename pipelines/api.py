@@ -1,0 +1,99 @@
+"""The programmatic entry points: what an ingestion job or a question-answering backend imports.
+
+Each takes a `Settings` (pipelines/config.py: the same fields as the `GERMAN_RAG_*` environment, the
+TOML file and the CLI flags) and opens what it needs for the call: the model, the store client. Errors
+come from one root (`ingest.errors.GermanRagError`) with a `kind` a caller can act on.
+
+    from pipelines.api import ingest_paths, retrieve
+    from pipelines.config import Settings
+
+    settings = Settings(collection="handbuch")
+    report = ingest_paths(settings, ["docs/"], progress=False)
+    print(report.summary()["totals"])
+    for p in retrieve(settings, "Wie viele Urlaubstage stehen mir zu?", top_k=3):
+        print(f"{p.score:.3f} {p.source} {p.heading_path} {p.text[:80]}")
+
+A long-running backend that answers many queries should keep one model and store open: the HTTP service
+(`german-rag serve`) does that; `retrieve_many` answers a batch with one load.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipelines.build import build_embedder, build_ingest_runner, build_retriever, build_store, model_identity
+from pipelines.config import Settings
+
+if TYPE_CHECKING:
+    from pipelines.indexing.report import IngestReport
+    from retrieval.schema import Passage
+
+
+def ingest_paths(settings: Settings, paths: list, progress: bool = True,
+                 shard: tuple[int, int] | None = None, bulk: bool = False) -> IngestReport:
+    """Ingest files and folders (recursively) into the configured collection; returns the per-file report.
+
+        report = ingest_paths(Settings(), ["handbuch.pdf", "richtlinien/"], progress=False)
+        assert report.summary()["totals"]["failed"] == 0
+
+    Unchanged files are skipped, changed ones replaced after their new points are written, and a file that
+    fails is reported as failed while the run goes on with the rest. `shard=(i, n)` takes the files whose
+    path hashes to i of n (parallel jobs); `bulk` defers a server's index building to the end of the run.
+    """
+    embedder = build_embedder(settings)
+    store = build_store(settings)
+    try:
+        return build_ingest_runner(settings, embedder, store, progress, shard, bulk).run(paths)
+    finally:
+        store.close()
+
+
+def retrieve_many(settings: Settings, texts: list[str], top_k: int | None = None, filters: dict | None = None,
+                  truncate: bool = False, rerank: bool | None = None, expand: int | None = None,
+                  mmr: float | None = None) -> list[list[Passage]]:
+    """Passages for each query, the model loaded and the store opened once.
+
+        answers = retrieve_many(Settings(retrieval_mode="hybrid"), ["Kündigungsfrist?", "Probezeit?"], top_k=5)
+
+    The BM25 mode needs only the model's own config files (its vector size, to check the collection),
+    never its weights. `filters` is `{field: value or [values]}` over the filterable payload fields.
+    """
+    embedder = build_embedder(settings)
+    store = build_store(settings)
+    try:
+        store.require_collection()
+        if settings.retrieval_mode == "bm25":
+            embedder.prepare()
+        else:
+            embedder.load()
+        store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
+        retriever = build_retriever(settings, embedder, store, with_reranker=rerank)
+        return [retriever.retrieve(t, top_k or settings.top_k, filters or {}, truncate, rerank=rerank,
+                                   expand=expand, mmr=mmr)
+                for t in texts]
+    finally:
+        store.close()
+
+
+def retrieve(settings: Settings, query: str, top_k: int | None = None, filters: dict | None = None,
+             truncate: bool = False, rerank: bool | None = None, expand: int | None = None,
+             mmr: float | None = None) -> list[Passage]:
+    """The top passages for one query, each with its source, page, heading path, span and per-stage scores.
+
+        for p in retrieve(Settings(), "Wie lange darf ich täglich arbeiten?", top_k=3, filters={"page": 1}):
+            print(p.source, p.scores, p.text)
+    """
+    return retrieve_many(settings, [query], top_k, filters, truncate, rerank, expand, mmr)[0]
+
+
+def evaluate(settings: Settings, dataset: str, fmt: str | None = None, modes: list[str] | None = None,
+             ablation: bool = False) -> dict:
+    """Ingest a dataset's corpus through the real ingest path into a temporary store, run its queries per
+    mode and score them (MRR@5/10, nDCG@10, recall@1/5/10/100).
+
+        report = evaluate(Settings(), "../shared/data/xquad-de/xquad.de.json", modes=["bm25", "hybrid"])
+        print(report["modes"]["hybrid"]["ndcg_at_10"])
+    """
+    from pipelines.evaluation.run import evaluate as run_evaluation
+
+    return run_evaluation(settings, dataset, fmt, modes or ["dense", "bm25", "hybrid"], ablation)
