@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 from pipelines.cli.main import main
 
@@ -36,4 +38,7 @@ def test_eval_ingests_through_the_real_path_and_scores_every_mode(settings_env, 
         assert 0 < mode["mean"]["recall_at_100"] <= 1.0
         assert set(mode["per_query"]) == {"q1", "q2", "q3"}
     assert {p.suffix for p in report_dir.iterdir()} == {".md", ".json", ".png"}
-    assert "| bm25 |" in next(report_dir.glob("*.md")).read_text()
+    written = next(report_dir.glob("*.md")).read_text() + next(report_dir.glob("*.json")).read_text()
+    assert "| bm25 |" in written
+    # #11.6: a committed report names the model, not the folder it was loaded from on this machine
+    assert str(settings_env) not in written and str(Path(os.environ["GERMAN_RAG_EMBED_MODEL"]).parent) not in written

@@ -105,14 +105,23 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def portable(text: str) -> str:
+    """`text` with every absolute path cut to its last component: a committed report names the model and the
+    data set, never the folders of the machine that made it."""
+    return " ".join(f"…/{Path(word).name}" if word.startswith(("/", "~")) and len(word) > 1 else word
+                    for word in text.split(" "))
+
+
 def write_report(report: dict, folder: Path, command: str) -> None:
-    """Markdown table, the full JSON and a recall@k plot."""
+    """Markdown table, the full JSON and a recall@k plot; model and command carry no machine paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
+    report = {**report, "model": portable(report["model"])}
+    command = portable(command)
     name = Path(report["dataset"]).stem or "eval"
     (folder / f"{name}.json").write_text(json.dumps(report, ensure_ascii=False, indent=1))
     text = (f"# {report['dataset']}\n\nModel: `{report['model']}`; {report['documents']} documents, "
