@@ -7,7 +7,6 @@ ids and order can be compared exactly (segments are plain until `optimize()` any
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import multiprocessing
@@ -36,17 +35,17 @@ def unit_vector(text: str, dim: int = DIM) -> list[float]:
     return (v / np.linalg.norm(v)).tolist()
 
 
-def german_sentences(shared_data, n: int) -> list[str]:
-    """Real German news sentences (10kGNAD), deduplicated, in file order."""
+def german_sentences(fixtures, n: int) -> list[str]:
+    """Real German sentences (the XQuAD paragraphs in the fixtures), deduplicated, in file order."""
     out: list[str] = []
-    with open(shared_data / "10kgnad/test.csv", encoding="utf-8") as fh:
-        for row in csv.reader(fh, delimiter=";", quotechar="'"):
-            for sent in re.split(r"(?<=[.!?])\s+", row[1]):
-                if 40 <= len(sent) <= 300 and sent not in out:
-                    out.append(sent)
-            if len(out) >= n:
-                return out[:n]
-    return out
+    squad = json.loads((fixtures / "xquad-de/xquad.de.json").read_text(encoding="utf-8"))
+    for paragraph in (p for article in squad["data"] for p in article["paragraphs"]):
+        for sent in re.split(r"(?<=[.!?])\s+", paragraph["context"]):
+            if 40 <= len(sent) <= 300 and sent not in out:
+                out.append(sent)
+        if len(out) >= n:
+            return out[:n]
+    raise AssertionError(f"the fixtures hold only {len(out)} sentences of 40 to 300 characters, {n} needed")
 
 
 def make_chunks(source: str, doc_id: str, texts: list[str], page: int | None = 1) -> list[Chunk]:
@@ -93,8 +92,8 @@ def assert_same_ranking(local, edge) -> None:
 
 
 @pytest.fixture(scope="module")
-def texts(shared_data) -> list[str]:
-    return german_sentences(shared_data, 120)
+def texts(fixtures) -> list[str]:
+    return german_sentences(fixtures, 120)
 
 
 SPARSE_CACHE: dict[str, tuple[list[int], list[float]]] = {}
@@ -341,11 +340,11 @@ def test_build_store_picks_the_engine(tmp_path):
         Settings(**base, qdrant_engine="rocksdb")
 
 
-def test_cli_ingest_and_query_on_edge(capsys, settings_env, shared_data, monkeypatch):
+def test_cli_ingest_and_query_on_edge(capsys, settings_env, fixtures, monkeypatch):
     monkeypatch.setenv("GERMAN_RAG_QDRANT_ENGINE", "edge")
     folder = settings_env / "docs"
     folder.mkdir()
-    (folder / "burlg.md").write_text((shared_data / "gesetze/b/burlg/index.md").read_text(encoding="utf-8"))
+    (folder / "burlg.md").write_text((fixtures / "gesetze/b/burlg/index.md").read_text(encoding="utf-8"))
     (folder / "notiz.txt").write_text("Der Betriebsrat trifft sich montags um 9 Uhr.", encoding="utf-8")
     assert main(["ingest", str(folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
