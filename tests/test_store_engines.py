@@ -131,10 +131,11 @@ def fresh_engines(tmp_path, texts):
     edge.close()
 
 
-# The first three have BM25 ties among their hits on this corpus, the others none (see test_hybrid_agrees).
-QUERIES = ["Die Gewerkschaft fordert mehr Transparenz bei Verträgen", "Fußball Spiel Trainer Mannschaft",
-           "Österreich Bundesland Landeshauptmann", "Regierung Wien Wahl", "Unternehmen Umsatz Gewinn Prozent Jahr",
-           "Euro Millionen Bank Steuer", "Internet Daten Nutzer Smartphone"]
+# On this corpus the second to fourth have BM25 ties among their hits, the others none (see test_hybrid_agrees);
+# the first also finds the last document (c2), which the delete test keeps.
+QUERIES = ["Komplexität Problem Algorithmus Zeit", "Fußball Spiel Trainer Mannschaft", "Normannen Normandie Herzog",
+           "Unternehmen Umsatz Gewinn Prozent Jahr", "Super Bowl Spiel Mannschaft Broncos", "Warschau Stadt Weichsel",
+           "Tesla Strom Erfindung", "Kalifornien Stadt Los Angeles"]
 FILTERS = [None, {"source": "a.txt"}, {"source": ["b.txt", "c.txt"]}, {"page": 1}, {"doc_id": "c2"},
            {"heading_path": "Abschnitt 1"}, {"chunk_index": [0, 1, 2, 3]}]
 
@@ -236,9 +237,22 @@ def test_counts_states_sources_and_deletes_agree(fresh_engines, texts):
     assert [s.delete_source("a.txt") for s in fresh_engines] == [40, 40]
     assert [s.delete_source("a.txt") for s in fresh_engines] == [0, 0]
     assert snapshot(local) == snapshot(edge) and edge.count() == 10
-    # IDF follows the deletes on both engines
+
+
+@pytest.mark.xfail(strict=True, reason="the edge engine's BM25 IDF still counts deleted points (edge 10.41 against "
+                   "3.26 for local mode and for both engines holding only the 10 points): a defect to fix in the store")
+def test_idf_follows_the_deletes_on_both_engines(fresh_engines):
+    # This check used to end the test above with a news query that found nothing after the deletes, so it
+    # compared two empty lists; QUERIES[0] finds the document that is kept.
+    local, edge = fresh_engines
+    for s in fresh_engines:
+        s.delete_source("a.txt")
+        s.delete_doc("b1")
+        s.delete_stale("c.txt", "c2")
     idx, val = ENCODER.encode_query(QUERIES[0])
-    assert_same_ranking(local.search_sparse(idx, val, 5), edge.search_sparse(idx, val, 5))
+    hits = local.search_sparse(idx, val, 5)
+    assert len(hits) == 5
+    assert_same_ranking(hits, edge.search_sparse(idx, val, 5))
 
 
 def test_float16_vectors_rank_like_float32(tmp_path, texts):
