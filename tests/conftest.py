@@ -29,26 +29,29 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-@pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselection: only the tests that will run count
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselection, so that `-m "not shared_data"` sees the marks
 def pytest_collection_modifyitems(config, items):
-    needs_data = [item for item in items
-                  if item.get_closest_marker("shared_data") or "shared_data" in getattr(item, "fixturenames", ())]
-    for item in needs_data:
-        item.add_marker(pytest.mark.shared_data)  # so that `-m "not shared_data"` selects what a clone runs
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
+
+
+@pytest.hookimpl(trylast=True)  # after deselection: only the tests that will run count
+def pytest_collection_finish(session):
+    run_slow = session.config.getoption("--run-slow")
+    for item in session.items:
+        if not run_slow and item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
+    needs_data = [item for item in session.items if item.get_closest_marker("shared_data")
+                  and (run_slow or not item.get_closest_marker("slow"))]
     if needs_data and not SHARED_DATA.is_dir():
         if in_ci():
             raise pytest.UsageError(
                 f"CI is set but the shared data folder {SHARED_DATA} does not exist: {len(needs_data)} tests "
                 "marked shared_data would be skipped. Put the data at ../shared/data beside the checkout or "
                 "point GERMAN_RAG_SHARED_DATA at it.")
-        skip = pytest.mark.skip(reason=f"shared data not found at {SHARED_DATA}")
         for item in needs_data:
-            item.add_marker(skip)
-    if not config.getoption("--run-slow"):
-        skip = pytest.mark.skip(reason="slow: run with --run-slow")
-        for item in items:
-            if "slow" in item.keywords:
-                item.add_marker(skip)
+            item.add_marker(pytest.mark.skip(reason=f"shared data not found at {SHARED_DATA}"))
 
 
 @pytest.fixture(scope="session")
