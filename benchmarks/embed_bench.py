@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def ensure_model(args: argparse.Namespace) -> Path:
     if args.model_dir:
         return Path(args.model_dir)
-    from pipelines.random_model import GBERT_LARGE, build_random_model, german_sample_texts
+    from tests.support.random_model import GBERT_LARGE, build_random_model, german_sample_texts
 
     target = Path(args.cache) / "gbert-large-random"
     if not (target / "modules.json").exists():

@@ -123,7 +123,7 @@ def run_child(argv: list[str], env: dict[str, str]) -> dict:
 
 def model_path(name: str, work: Path) -> str:
     if name == "tiny":
-        from pipelines.random_model import build_random_model, german_sample_texts
+        from tests.support.random_model import build_random_model, german_sample_texts
 
         target = work / "tiny-model"
         if not target.exists():

@@ -108,7 +108,7 @@ def wait_until(check, timeout: float, what: str) -> None:
 
 
 def prepare(work: Path) -> Path:
-    from pipelines.random_model import build_random_model, german_sample_texts
+    from tests.support.random_model import build_random_model, german_sample_texts
 
     return build_random_model(work / "tiny-model", german_sample_texts(ROOT.parent / "shared" / "data",
                                                                          limit_chars=1_500_000))
@@ -201,7 +201,7 @@ def main() -> int:
             load_before = os.getloadavg()
             levels = measure(urls, args.clients, args.seconds, args.mode)
             report = {"command": "python benchmarks/load_retrieve.py " + " ".join(sys.argv[1:]),
-                      "model": "tiny random German BERT (pipelines/random_model.py TINY)", "mode": args.mode,
+                      "model": "tiny random German BERT (tests/support/random_model.py TINY)", "mode": args.mode,
                       "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
                       "load_before": [round(v, 2) for v in load_before],
                       "load_after": [round(v, 2) for v in os.getloadavg()], "ingest": counts,

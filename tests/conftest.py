@@ -1,4 +1,10 @@
-"""Shared fixtures: the tiny random German BERT, the real MiniLM directory, an embedded store."""
+"""Shared fixtures: the tiny random German BERT, the real MiniLM directory, an embedded store, the data folders.
+
+Two data folders: `fixtures` (tests/fixtures: small real German excerpts, committed, always there) and
+`shared_data` (../shared/data, or $GERMAN_RAG_SHARED_DATA: the large sets, beside the checkout only).
+Tests that need the large sets are marked `shared_data` (using the fixture marks them too). Without the
+folder they skip, except in CI ($CI set), where the run stops with an error instead: CI must run them.
+"""
 
 from __future__ import annotations
 
@@ -11,36 +17,64 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED_DATA = Path(os.environ.get("GERMAN_RAG_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselection, so that `-m "not shared_data"` sees the marks
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
+
+
+@pytest.hookimpl(trylast=True)  # after deselection: only the tests that will run count
+def pytest_collection_finish(session):
+    run_slow = session.config.getoption("--run-slow")
+    for item in session.items:
+        if not run_slow and item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
+    needs_data = [item for item in session.items if item.get_closest_marker("shared_data")
+                  and (run_slow or not item.get_closest_marker("slow"))]
+    if needs_data and not SHARED_DATA.is_dir():
+        if in_ci():
+            raise pytest.UsageError(
+                f"CI is set but the shared data folder {SHARED_DATA} does not exist: {len(needs_data)} tests "
+                "marked shared_data would be skipped. Put the data at ../shared/data beside the checkout or "
+                "point GERMAN_RAG_SHARED_DATA at it.")
+        for item in needs_data:
+            item.add_marker(pytest.mark.skip(reason=f"shared data not found at {SHARED_DATA}"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """../shared/data (or $GERMAN_RAG_SHARED_DATA): the large German sets; skips where it is missing."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, shared_data) -> Path:
-    """A 2-layer random BERT with a WordPiece tokenizer trained on German laws and news."""
-    from pipelines.random_model import build_random_model, german_sample_texts
+def fixtures() -> Path:
+    """tests/fixtures: small real German excerpts laid out like ../shared/data (see its README)."""
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random BERT with a WordPiece tokenizer trained on the fixtures' laws and XQuAD paragraphs."""
+    from tests.support.random_model import build_random_model, german_sample_texts
 
     out = tmp_path_factory.mktemp("tiny-german-bert")
-    return build_random_model(out, german_sample_texts(shared_data, limit_chars=1_500_000))
+    return build_random_model(out, german_sample_texts(FIXTURES))
 
 
 @pytest.fixture(scope="session")

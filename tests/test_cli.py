@@ -21,12 +21,12 @@ def run_json(capsys, *args):
 
 
 @pytest.fixture()
-def corpus(settings_env, shared_data):
+def corpus(settings_env, fixtures):
     folder = settings_env / "docs"
     (folder / "sub").mkdir(parents=True)
-    shutil.copy(shared_data / "gesetze/b/burlg/index.md", folder / "burlg.md")
-    shutil.copy(shared_data / "documents/office/ONLYOFFICE-Beispieldokument.docx", folder / "sub/beispiel.docx")
-    shutil.copy(shared_data / "documents/pdf/bgbl1_2020_j1890-1_0100.pdf", folder / "sub/scan.pdf")
+    shutil.copy(fixtures / "gesetze/b/burlg/index.md", folder / "burlg.md")
+    shutil.copy(fixtures / "documents/office/ONLYOFFICE-Beispieldokument.docx", folder / "sub/beispiel.docx")
+    shutil.copy(fixtures / "documents/pdf/bgbl1_2020_j1890-1_0100.pdf", folder / "sub/scan.pdf")
     (folder / "notiz.txt").write_text("Der Betriebsrat trifft sich montags um 9 Uhr.", encoding="utf-8")
     (folder / "bild.png").write_bytes(b"\x89PNG\r\n")
     return folder

@@ -1,4 +1,5 @@
-"""Evaluation-set loaders: counts on the real shared data, a tiny BEIR folder, the corpus file writer."""
+"""Evaluation-set loaders: the real sets (fixture slices, the whole sets in ../shared/data), a tiny BEIR folder,
+the corpus file writer."""
 
 from __future__ import annotations
 
@@ -20,12 +21,18 @@ from pipelines.evaluation.datasets import (
     write_corpus_files,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-XQUAD = DATA / "xquad-de"
-GERMANDPR = DATA / "germandpr-derived" / "germandpr_test.json"
+XQUAD = "xquad-de"
+GERMANDPR = "germandpr-derived/germandpr_test.json"
 
-needs_xquad = pytest.mark.skipif(not XQUAD.is_dir(), reason=f"shared data not found: {XQUAD}")
-needs_germandpr = pytest.mark.skipif(not GERMANDPR.is_file(), reason=f"shared data not found: {GERMANDPR}")
+
+def shared(*values):
+    """A parameter set on ../shared/data: marked, so that it is skipped (or an error in CI) without the data."""
+    return pytest.param("shared_data", *values, marks=pytest.mark.shared_data)
+
+
+def data(request: pytest.FixtureRequest, folder: str) -> Path:
+    """tests/fixtures (the first articles and questions) or ../shared/data (the whole sets), by fixture name."""
+    return request.getfixturevalue(folder)
 
 
 def assert_consistent(evalset: EvalSet) -> None:
@@ -37,20 +44,21 @@ def assert_consistent(evalset: EvalSet) -> None:
 # ---------------------------------------------------------------- SQuAD (XQuAD German)
 
 
-@needs_xquad
-def test_xquad_counts_and_one_relevant_context_per_question() -> None:
-    evalset = load_squad(XQUAD)
+@pytest.mark.parametrize(("folder", "contexts", "questions"), [("fixtures", 40, 225), shared(240, 1190)])
+def test_xquad_counts_and_one_relevant_context_per_question(request, folder, contexts, questions) -> None:
+    evalset = load_squad(data(request, folder) / XQUAD)
     assert evalset.name == "xquad-de"
-    assert (len(evalset.corpus), len(evalset.queries)) == (240, 1190)
+    assert (len(evalset.corpus), len(evalset.queries)) == (contexts, questions)
     assert all(len(rel) == 1 for rel in evalset.qrels.values())
     assert all(doc_id == text_id(doc.text) for doc_id, doc in evalset.corpus.items())
     assert_consistent(evalset)
 
 
-@needs_xquad
-def test_xquad_question_maps_to_the_context_holding_its_answer() -> None:
-    raw = json.loads((XQUAD / "xquad.de.json").read_text(encoding="utf-8"))
-    evalset = load_squad(XQUAD / "xquad.de.json")
+@pytest.mark.parametrize("folder", ["fixtures", shared()])
+def test_xquad_question_maps_to_the_context_holding_its_answer(request, folder) -> None:
+    path = data(request, folder) / XQUAD / "xquad.de.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    evalset = load_squad(path)
     for article in raw["data"]:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
@@ -64,21 +72,23 @@ def test_xquad_question_maps_to_the_context_holding_its_answer() -> None:
 # ---------------------------------------------------------------- DPR (GermanDPR-derived)
 
 
-@needs_germandpr
-def test_germandpr_counts() -> None:
-    evalset = load_dpr(GERMANDPR)
+@pytest.mark.parametrize(("folder", "questions", "passages", "positives"),
+                         [("fixtures", 20, 40, 20), shared(1025, 1154, 192)])
+def test_germandpr_counts(request, folder, questions, passages, positives) -> None:
+    evalset = load_dpr(data(request, folder) / GERMANDPR)
     assert evalset.name == "germandpr_test"
-    assert (len(evalset.queries), len(evalset.corpus)) == (1025, 1154)
+    assert (len(evalset.queries), len(evalset.corpus)) == (questions, passages)
     assert all(len(rel) == 1 for rel in evalset.qrels.values())
-    # many questions share a positive passage: 192 distinct positives, the rest are hard negatives
-    assert len(set().union(*evalset.qrels.values())) == 192
+    # in the whole set many questions share a positive passage: 192 distinct positives, the rest hard negatives
+    assert len(set().union(*evalset.qrels.values())) == positives
     assert_consistent(evalset)
 
 
-@needs_germandpr
-def test_germandpr_positive_is_relevant_and_hard_negative_is_not() -> None:
-    evalset = load_dpr(GERMANDPR)
-    for item in json.loads(GERMANDPR.read_text(encoding="utf-8")):
+@pytest.mark.parametrize("folder", ["fixtures", shared()])
+def test_germandpr_positive_is_relevant_and_hard_negative_is_not(request, folder) -> None:
+    path = data(request, folder) / GERMANDPR
+    evalset = load_dpr(path)
+    for item in json.loads(path.read_text(encoding="utf-8")):
         qid = text_id(item["question"])
         assert evalset.queries[qid] == item["question"]
         assert evalset.qrels[qid] == {text_id(item["positive_ctxs"][0]["text"])}
@@ -88,21 +98,21 @@ def test_germandpr_positive_is_relevant_and_hard_negative_is_not() -> None:
 # ---------------------------------------------------------------- autodetection
 
 
-@needs_xquad
-@needs_germandpr
-def test_load_dataset_detects_the_format() -> None:
-    assert len(load_dataset(XQUAD).queries) == 1190
-    assert len(load_dataset(XQUAD / "xquad.de.json").corpus) == 240
-    assert len(load_dataset(GERMANDPR).queries) == 1025
-    assert load_dataset(GERMANDPR, "dpr", name="gdpr").name == "gdpr"
+@pytest.mark.parametrize(("folder", "questions", "contexts", "dpr_questions"),
+                         [("fixtures", 225, 40, 20), shared(1190, 240, 1025)])
+def test_load_dataset_detects_the_format(request, folder, questions, contexts, dpr_questions) -> None:
+    root = data(request, folder)
+    assert len(load_dataset(root / XQUAD).queries) == questions
+    assert len(load_dataset(root / XQUAD / "xquad.de.json").corpus) == contexts
+    assert len(load_dataset(root / GERMANDPR).queries) == dpr_questions
+    assert load_dataset(root / GERMANDPR, "dpr", name="gdpr").name == "gdpr"
 
 
-@needs_xquad
-def test_load_dataset_rejects_a_wrong_or_unknown_format() -> None:
+def test_load_dataset_rejects_a_wrong_or_unknown_format(fixtures) -> None:
     with pytest.raises(DatasetError, match="not DPR JSON"):
-        load_dataset(XQUAD, "dpr")
+        load_dataset(fixtures / XQUAD, "dpr")
     with pytest.raises(DatasetError, match=r"format must be one of \('squad', 'dpr', 'beir'\)"):
-        load_dataset(XQUAD, "csv")
+        load_dataset(fixtures / XQUAD, "csv")
 
 
 def test_load_dataset_rejects_undetectable_and_missing_input(tmp_path: Path) -> None:
@@ -194,11 +204,10 @@ def test_evalset_checks_its_invariants() -> None:
 # ---------------------------------------------------------------- corpus files
 
 
-@needs_xquad
-def test_write_corpus_files_round_trips_the_corpus(tmp_path: Path) -> None:
-    evalset = load_squad(XQUAD)
+def test_write_corpus_files_round_trips_the_corpus(tmp_path: Path, fixtures: Path) -> None:
+    evalset = load_squad(fixtures / XQUAD)
     paths = write_corpus_files(evalset, tmp_path / "corpus")
-    assert len(paths) == len(set(paths)) == 240
+    assert len(paths) == len(set(paths)) == 40
     assert sorted(paths) == sorted((tmp_path / "corpus").iterdir())
     for path in paths:
         assert path.suffix == ".txt"

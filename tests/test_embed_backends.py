@@ -107,7 +107,7 @@ def test_setting_reaches_the_embedder(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_backends_on_the_gbert_large_shape(tmp_path_factory, shared_data):
     """The exact gBERT-large shape (random weights, ~1.3 GB, minutes): every CPU backend within 0.99."""
-    from pipelines.random_model import GBERT_LARGE, build_random_model, german_sample_texts
+    from tests.support.random_model import GBERT_LARGE, build_random_model, german_sample_texts
 
     model_dir = build_random_model(tmp_path_factory.mktemp("gbert-large"),
                                    german_sample_texts(shared_data, limit_chars=300_000), GBERT_LARGE)

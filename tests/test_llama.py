@@ -9,8 +9,8 @@ from pipelines.config import load_settings
 from retrieval.llama import LlamaIndexRetriever
 
 
-def test_llama_index_query_path_without_llm(settings_env, shared_data):
-    law = shared_data / "gesetze/b/burlg/index.md"
+def test_llama_index_query_path_without_llm(settings_env, fixtures):
+    law = fixtures / "gesetze/b/burlg/index.md"
     settings = load_settings()
     assert ingest_paths(settings, [law], progress=False).count("ingested") == 1
     embedder, store = build_embedder(settings), build_store(settings)

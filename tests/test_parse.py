@@ -9,18 +9,21 @@ DOCS = "documents"
 
 
 @pytest.mark.parametrize(
-    ("rel", "needle"),
+    ("folder", "rel", "needle"),
     [
-        ("pdf/bgbl1_2016_j0408_0010.pdf", "Mahnbescheid"),
-        ("pdf/MustangGnuaccountingBeispielRE-20201121_508.pdf", "Stadthausen"),
-        ("office/ONLYOFFICE-Beispieldokument.docx", "ONLYOFFICE"),
-        ("office/ONLYOFFICE-Beispielpräsentation.pptx", "Handschuh"),
-        ("office/ONLYOFFICE-Beispiel-Tabellenblatt.xlsx", "Deutschland"),
-        ("html/brandenburg.de.homo-brandenburgensis.html", "Brandenburg"),
+        ("fixtures", "pdf/bgbl1_2016_j0408_0010.pdf", "Mahnbescheid"),
+        ("fixtures", "pdf/MustangGnuaccountingBeispielRE-20201121_508.pdf", "Stadthausen"),
+        ("fixtures", "office/ONLYOFFICE-Beispieldokument.docx", "ONLYOFFICE"),
+        ("fixtures", "office/ONLYOFFICE-Beispielpräsentation.pptx", "Handschuh"),
+        ("fixtures", "office/ONLYOFFICE-Beispiel-Tabellenblatt.xlsx", "Deutschland"),
+        ("fixtures", "html/verein-freie-lizenzen.html", "Namensnennung"),
+        # a real page's content belongs to its publisher: it stays in ../shared/data
+        pytest.param("shared_data", "html/brandenburg.de.homo-brandenburgensis.html", "Brandenburg",
+                     marks=pytest.mark.shared_data),
     ],
 )
-def test_real_documents_parse_with_sections(shared_data, rel, needle):
-    doc = parse_file(shared_data / DOCS / rel)
+def test_real_documents_parse_with_sections(request, folder, rel, needle):
+    doc = parse_file(request.getfixturevalue(folder) / DOCS / rel)
     assert needle in doc.text
     assert doc.sections
     for s in doc.sections:
@@ -28,6 +31,7 @@ def test_real_documents_parse_with_sections(shared_data, rel, needle):
     assert doc.text == doc.text.strip()
 
 
+@pytest.mark.shared_data  # 117 pages: too large for tests/fixtures
 def test_pdf_pages_and_hyphenation(shared_data):
     doc = parse_file(shared_data / DOCS / "pdf" / "GeoTopo-komprimiert.pdf")
     assert doc.pages > 100
@@ -36,16 +40,16 @@ def test_pdf_pages_and_hyphenation(shared_data):
     assert "\u00ad" not in doc.text and "\ufb01" not in doc.text
 
 
-def test_markdown_heading_path_and_front_matter(shared_data):
-    doc = parse_file(shared_data / "gesetze" / "b" / "burlg" / "index.md")
+def test_markdown_heading_path_and_front_matter(fixtures):
+    doc = parse_file(fixtures / "gesetze" / "b" / "burlg" / "index.md")
     assert not doc.text.startswith("---")
     paths = {s.heading_path for s in doc.sections}
     assert ("Mindesturlaubsgesetz für Arbeitnehmer (BUrlG)", "§ 3 Dauer des Urlaubs") in paths
 
 
-def test_scanned_pdf_without_text_layer_is_reported(shared_data):
+def test_scanned_pdf_without_text_layer_is_reported(fixtures):
     with pytest.raises(ParseError, match=r"no text found.*OCR"):
-        parse_file(shared_data / DOCS / "pdf" / "bgbl1_2020_j1890-1_0100.pdf")
+        parse_file(fixtures / DOCS / "pdf" / "bgbl1_2020_j1890-1_0100.pdf")
 
 
 def test_empty_binary_unknown_and_unreadable(tmp_path):
@@ -87,8 +91,9 @@ def test_binary_text_file_is_rejected(tmp_path):
         parse_file(path)
 
 
-def test_html_and_markdown_from_copies(tmp_path, shared_data):
-    src = shared_data / DOCS / "html" / "de.creativecommons.org.endlich.html"
+def test_html_and_markdown_from_copies(tmp_path, fixtures):
+    src = fixtures / DOCS / "html" / "verein-freie-lizenzen.html"
     copy = tmp_path / "seite.htm"
     shutil.copy(src, copy)
-    assert "Lizenz" in parse_file(copy).text
+    text = parse_file(copy).text
+    assert "Lizenz" in text and "Startseite" not in text  # the article, not the menu

@@ -198,6 +198,7 @@ def test_html_table_cells_count(tmp_path):
                   r"zellen\.html: .*over the limit of 2000 \(max_elements\)")
 
 
+@pytest.mark.shared_data  # the real pages are not ours to ship
 def test_real_html_pages_stay_far_under_the_default_limit(shared_data):
     """#10.8 (second review): the sample pages (news, ministry, city portal) cost a few hundred units."""
     from ingest.limits import check_html_depth

@@ -74,8 +74,8 @@ def query_json(capsys, *args):
     return json.loads(out)["passages"]
 
 
-def test_cli_expand_returns_neighbours_with_exact_spans(capsys, settings_env, shared_data):
-    law = shared_data / "gesetze/b/burlg/index.md"
+def test_cli_expand_returns_neighbours_with_exact_spans(capsys, settings_env, fixtures):
+    law = fixtures / "gesetze/b/burlg/index.md"
     assert main(["ingest", str(law), "--chunk-tokens", "64", "--chunk-overlap", "0", "--json"]) == 0
     capsys.readouterr()
     plain = query_json(capsys, "Wartezeit Urlaubsanspruch", "--top-k", "1", "--mode", "bm25")[0]

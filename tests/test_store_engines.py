@@ -7,7 +7,6 @@ ids and order can be compared exactly (segments are plain until `optimize()` any
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import multiprocessing
@@ -37,17 +36,17 @@ def unit_vector(text: str, dim: int = DIM) -> list[float]:
     return (v / np.linalg.norm(v)).tolist()
 
 
-def german_sentences(shared_data, n: int) -> list[str]:
-    """Real German news sentences (10kGNAD), deduplicated, in file order."""
+def german_sentences(fixtures, n: int) -> list[str]:
+    """Real German sentences (the XQuAD paragraphs in the fixtures), deduplicated, in file order."""
     out: list[str] = []
-    with open(shared_data / "10kgnad/test.csv", encoding="utf-8") as fh:
-        for row in csv.reader(fh, delimiter=";", quotechar="'"):
-            for sent in re.split(r"(?<=[.!?])\s+", row[1]):
-                if 40 <= len(sent) <= 300 and sent not in out:
-                    out.append(sent)
-            if len(out) >= n:
-                return out[:n]
-    return out
+    squad = json.loads((fixtures / "xquad-de/xquad.de.json").read_text(encoding="utf-8"))
+    for paragraph in (p for article in squad["data"] for p in article["paragraphs"]):
+        for sent in re.split(r"(?<=[.!?])\s+", paragraph["context"]):
+            if 40 <= len(sent) <= 300 and sent not in out:
+                out.append(sent)
+        if len(out) >= n:
+            return out[:n]
+    raise AssertionError(f"the fixtures hold only {len(out)} sentences of 40 to 300 characters, {n} needed")
 
 
 def make_chunks(source: str, doc_id: str, texts: list[str], page: int | None = 1) -> list[Chunk]:
@@ -94,8 +93,8 @@ def assert_same_ranking(local, edge) -> None:
 
 
 @pytest.fixture(scope="module")
-def texts(shared_data) -> list[str]:
-    return german_sentences(shared_data, 120)
+def texts(fixtures) -> list[str]:
+    return german_sentences(fixtures, 120)
 
 
 SPARSE_CACHE: dict[str, tuple[list[int], list[float]]] = {}
@@ -133,10 +132,11 @@ def fresh_engines(tmp_path, texts):
     edge.close()
 
 
-# The first three have BM25 ties among their hits on this corpus, the others none (see test_hybrid_agrees).
-QUERIES = ["Die Gewerkschaft fordert mehr Transparenz bei Verträgen", "Fußball Spiel Trainer Mannschaft",
-           "Österreich Bundesland Landeshauptmann", "Regierung Wien Wahl", "Unternehmen Umsatz Gewinn Prozent Jahr",
-           "Euro Millionen Bank Steuer", "Internet Daten Nutzer Smartphone"]
+# On this corpus the second to fourth have BM25 ties among their hits, the others none (see test_hybrid_agrees);
+# the first also finds the last document (c2), which the delete test keeps.
+QUERIES = ["Komplexität Problem Algorithmus Zeit", "Fußball Spiel Trainer Mannschaft", "Normannen Normandie Herzog",
+           "Unternehmen Umsatz Gewinn Prozent Jahr", "Super Bowl Spiel Mannschaft Broncos", "Warschau Stadt Weichsel",
+           "Tesla Strom Erfindung", "Kalifornien Stadt Los Angeles"]
 FILTERS = [None, {"source": "a.txt"}, {"source": ["b.txt", "c.txt"]}, {"page": 1}, {"doc_id": "c2"},
            {"heading_path": "Abschnitt 1"}, {"chunk_index": [0, 1, 2, 3]}]
 
@@ -238,9 +238,22 @@ def test_counts_states_sources_and_deletes_agree(fresh_engines, texts):
     assert [s.delete_source("a.txt") for s in fresh_engines] == [40, 40]
     assert [s.delete_source("a.txt") for s in fresh_engines] == [0, 0]
     assert snapshot(local) == snapshot(edge) and edge.count() == 10
-    # IDF follows the deletes on both engines
+
+
+@pytest.mark.xfail(strict=True, reason="the edge engine's BM25 IDF still counts deleted points (edge 10.41 against "
+                   "3.26 for local mode and for both engines holding only the 10 points): a defect to fix in the store")
+def test_idf_follows_the_deletes_on_both_engines(fresh_engines):
+    # This check used to end the test above with a news query that found nothing after the deletes, so it
+    # compared two empty lists; QUERIES[0] finds the document that is kept.
+    local, edge = fresh_engines
+    for s in fresh_engines:
+        s.delete_source("a.txt")
+        s.delete_doc("b1")
+        s.delete_stale("c.txt", "c2")
     idx, val = ENCODER.encode_query(QUERIES[0])
-    assert_same_ranking(local.search_sparse(idx, val, 5), edge.search_sparse(idx, val, 5))
+    hits = local.search_sparse(idx, val, 5)
+    assert len(hits) == 5
+    assert_same_ranking(hits, edge.search_sparse(idx, val, 5))
 
 
 def test_float16_vectors_rank_like_float32(tmp_path, texts):
@@ -342,11 +355,11 @@ def test_build_store_picks_the_engine(tmp_path):
         Settings(**base, qdrant_engine="rocksdb")
 
 
-def test_cli_ingest_and_query_on_edge(capsys, settings_env, shared_data, monkeypatch):
+def test_cli_ingest_and_query_on_edge(capsys, settings_env, fixtures, monkeypatch):
     monkeypatch.setenv("GERMAN_RAG_QDRANT_ENGINE", "edge")
     folder = settings_env / "docs"
     folder.mkdir()
-    (folder / "burlg.md").write_text((shared_data / "gesetze/b/burlg/index.md").read_text(encoding="utf-8"))
+    (folder / "burlg.md").write_text((fixtures / "gesetze/b/burlg/index.md").read_text(encoding="utf-8"))
     (folder / "notiz.txt").write_text("Der Betriebsrat trifft sich montags um 9 Uhr.", encoding="utf-8")
     assert main(["ingest", str(folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

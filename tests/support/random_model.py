@@ -1,13 +1,15 @@
 """Build a random-weight BERT sentence-transformers directory with a WordPiece tokenizer trained on text.
 
-Used by the tests (a tiny model that loads through the real loading code) and by the benchmarks (the
-exact gBERT-large shape: timings do not depend on the weights). Never used for quality figures.
+Used by the tests (a tiny model that loads through the real loading code; its tokenizer is trained on
+tests/fixtures, so a fresh clone builds it) and by the benchmarks (the exact gBERT-large shape: timings do
+not depend on the weights). Never used for quality figures. Not part of the installed package.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import string
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,10 @@ TINY = BertShape()
 GBERT_LARGE = BertShape(layers=24, hidden=1024, heads=16, intermediate=4096, vocab=31102, max_positions=512)
 
 
+# Every character of ordinary German text gets a token, also where a small training text lacks it.
+ALPHABET = sorted(set(string.ascii_letters + string.digits + string.punctuation + "ÄÖÜäöüß§€°²³„“‚‘»«–—…·"))
+
+
 def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: Path):
     """Train a cased German WordPiece tokenizer and save it as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -35,7 +41,8 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: Path):
     tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, min_frequency=1)
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, min_frequency=1,
+                                        initial_alphabet=ALPHABET)
     tok.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
@@ -80,18 +87,31 @@ def build_random_model(out_dir: Path, texts: Iterable[str], shape: BertShape = T
 
 
 def german_sample_texts(data_dir: Path, limit_chars: int = 2_000_000) -> list[str]:
-    """German lines from ../shared/data (laws and news) to train a tokenizer on."""
+    """German lines to train a tokenizer on, from a folder laid out like ../shared/data (tests/fixtures is).
+
+    Laws (gesetze/**/*.md) first, then news (10kgnad/test.csv) and XQuAD paragraphs (xquad-de/*.json)
+    where the folder has them, until about `limit_chars` characters.
+    """
     texts: list[str] = []
     total = 0
-    files = sorted((data_dir / "gesetze").rglob("*.md"))
-    news = data_dir / "10kgnad" / "test.csv"
-    if news.exists():
-        files.append(news)
-    for path in files:
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for text in _german_sources(data_dir):
+        for line in text.splitlines():
             if line.strip():
                 texts.append(line)
                 total += len(line)
         if total > limit_chars:
             break
     return texts
+
+
+def _german_sources(data_dir: Path) -> Iterator[str]:
+    """Whole texts in training order: each law file, the news file, each XQuAD paragraph with its questions."""
+    for path in sorted((data_dir / "gesetze").rglob("*.md")):
+        yield path.read_text(encoding="utf-8", errors="replace")
+    news = data_dir / "10kgnad" / "test.csv"
+    if news.exists():
+        yield news.read_text(encoding="utf-8", errors="replace")
+    for path in sorted((data_dir / "xquad-de").glob("*.json")):
+        squad = json.loads(path.read_text(encoding="utf-8"))
+        for para in (para for article in squad["data"] for para in article["paragraphs"]):
+            yield "\n".join([para["context"], *(qa["question"] for qa in para["qas"])])
