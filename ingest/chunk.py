@@ -12,10 +12,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ingest.errors import ConfigError
 from ingest.schema import Chunk, Document, IngestError, Section, Tokenizer, make_chunk_id, sha256_text
 from ingest.sentences import sentence_spans
 
 _LEGAL_HEADING = re.compile(r"^(§{1,2}\s*\d|Art(\.|ikel)\s*\d|Abschnitt\s+\d|Kapitel\s+\d|Teil\s+\d)")
+
+
+class ChunkOptionsError(ConfigError, IngestError, ValueError):
+    """A chunk size or overlap the chunker cannot work with (a ValueError too, for the settings' validator)."""
+
+
+def check_overlap(max_tokens: int, overlap_tokens: int,
+                  names: tuple[str, str] = ("chunk max_tokens", "chunk overlap_tokens")) -> None:
+    """The one overlap rule (ChunkOptions, the settings): 0 <= overlap < max_tokens // 2, so every chunk
+    moves on by more than it repeats. `names` are the two values as the caller's user knows them."""
+    if not 0 <= overlap_tokens < max_tokens // 2:
+        size, overlap = names
+        raise ChunkOptionsError(f"{overlap}={overlap_tokens} must be >= 0 and below half of {size}={max_tokens}")
 
 
 @dataclass(frozen=True)
@@ -27,12 +41,8 @@ class ChunkOptions:
 
     def __post_init__(self) -> None:
         if self.max_tokens < 16:
-            raise IngestError(f"chunk max_tokens={self.max_tokens} is too small (minimum 16)")
-        if not 0 <= self.overlap_tokens < self.max_tokens // 2:
-            raise IngestError(
-                f"chunk overlap_tokens={self.overlap_tokens} must be >= 0 and below half of "
-                f"max_tokens={self.max_tokens}"
-            )
+            raise ChunkOptionsError(f"chunk max_tokens={self.max_tokens} is too small (minimum 16)")
+        check_overlap(self.max_tokens, self.overlap_tokens)
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ class TokenChunker:
         overhead = self.tokenizer.count_tokens("")
         limit = self.budget - overhead  # content tokens per chunk
         if limit < 8:
-            raise IngestError(f"chunk budget {self.budget} leaves no room beside {overhead} special tokens")
+            raise ChunkOptionsError(f"chunk budget {self.budget} leaves no room beside {overhead} special tokens")
         units = self._units(doc, limit)
         spans = self._pack(units, limit, doc.text)
         return [self._make_chunk(doc, doc_id, i, s, e, units) for i, (s, e, units) in enumerate(spans)]

@@ -30,6 +30,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ingest.errors import ConfigError
 from ingest.schema import IngestError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ BACKENDS = ("torch", "torch-int8", "torch-bf16", "onnx", "onnx-int8", "openvino"
 EXPORTED = ("onnx", "onnx-int8", "openvino", "openvino-bf16")
 
 
-class BackendError(IngestError):
+class BackendError(ConfigError, IngestError):
     """A backend cannot be built or run here (missing package, no GPU, failed export)."""
 
 

@@ -12,15 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from ingest.errors import ConfigError, ErrorKind, GermanRagError, InputError
+
 # A fixed namespace so that chunk ids are the same on every machine and every run.
 ID_NAMESPACE = uuid.UUID("8f0c6a52-3f0e-5b7a-9d51-6b2f3c1e4a77")
 
 
-class IngestError(Exception):
-    """Base class of every error ingestion raises on purpose."""
+class IngestError(GermanRagError):
+    """Base class of every error ingestion raises on purpose (the store's errors are StoreError)."""
 
 
-class ParseError(IngestError):
+class ParseError(InputError, IngestError):
     """A file could not be turned into a Document (unreadable, corrupt, unsupported, empty)."""
 
 
@@ -29,16 +31,19 @@ class EmptyDocumentError(ParseError):
     and a stored older version of it is removed."""
 
 
-class ModelUnavailableError(IngestError):
-    """The embedding model cannot be loaded (not cached, no network, bad directory)."""
+class ModelUnavailableError(ConfigError, IngestError):
+    """The embedding model cannot be loaded (not cached, no network, bad directory): fix the setting."""
 
 
-class TokenLimitError(IngestError):
+class TokenLimitError(InputError, IngestError):
     """A text is longer than the model accepts and the caller did not ask for truncation."""
 
 
-class StoreError(IngestError):
-    """The vector store refused an operation or does not match the configured model."""
+class StoreError(GermanRagError):
+    """The vector store refused an operation or does not match the configuration (no collection, another
+    model's collection): a configuration error; subclasses name other kinds (unavailable, usage)."""
+
+    kind = ErrorKind.CONFIGURATION
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 # that is installed, and a different Snowball release on one side changes stems without an error.
 from snowballstemmer.german_stemmer import GermanStemmer
 
+from ingest.errors import ConfigError
 from ingest.schema import IngestError
 
 ANALYZER_VERSION = 1  # bump when a change here changes tokens: indexed collections must be rebuilt
@@ -46,7 +47,7 @@ _RESOURCES = resources.files("ingest").joinpath("resources")
 _local = threading.local()
 
 
-class SparseConfigError(IngestError, ValueError):
+class SparseConfigError(ConfigError, IngestError, ValueError):
     """An analyzer, splitter or encoder option, or a lexicon file, is invalid."""
 
 

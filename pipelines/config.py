@@ -13,18 +13,16 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
+from ingest.chunk import check_overlap
+from ingest.errors import ConfigError, UsageError
+from ingest.store.base import check_collection_name
+
 DEFAULT_MODEL = "aari1995/German_Semantic_STS_V2"
 DEFAULT_CONFIG_FILE = "german-rag.toml"
 _toml_file: ContextVar[Path | None] = ContextVar("toml_file", default=None)
-_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-class ConfigError(Exception):
-    """The configuration is invalid; the message names the field, where its value came from, and what is wrong."""
-
-
-class UsageError(Exception):
-    """A command-line argument is malformed (e.g. a --filter that is not FIELD=VALUE); the message names it."""
+# ConfigError and UsageError are the project's own (ingest/errors.py); they are named here too, where
+# the CLI and the service have always imported them from.
+__all__ = ["ConfigError", "Settings", "UsageError", "load_settings"]
 
 
 class Settings(BaseSettings):
@@ -135,9 +133,7 @@ class Settings(BaseSettings):
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, value: str) -> str:
-        if not _COLLECTION.match(value):
-            raise ValueError("must be 1-63 letters, digits, '_', '-' or '.', starting with a letter or digit")
-        return value
+        return check_collection_name(value)  # the store's rule; its error is a ValueError for pydantic
 
     @field_validator("qdrant_url")
     @classmethod
@@ -150,8 +146,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
-        if self.chunk_overlap * 2 >= self.chunk_tokens:
-            raise ValueError(f"chunk_overlap={self.chunk_overlap} must be below half of chunk_tokens")
+        check_overlap(self.chunk_tokens, self.chunk_overlap, ("chunk_tokens", "chunk_overlap"))  # the chunker's rule
         return self
 
     def public_dict(self) -> dict[str, Any]:

@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from ingest.schema import IngestError
 from ingest.sparse import SparseEncoder
 from ingest.store.base import VectorStore
 from retrieval.diversify import diversify
 from retrieval.fusion import dbsf
-from retrieval.query_check import MAX_EXPAND, check_query, check_top_k
-from retrieval.schema import Passage, QueryEmbedder, QueryError, RetrievalError
+from retrieval.query_check import check_expand, check_mmr, check_query, check_top_k
+from retrieval.schema import Passage, QueryEmbedder, RetrievalError
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -82,24 +81,22 @@ class HybridRetriever:
         expand = self.stages.expand if expand is None else expand
         if rerank and self.reranker is None:
             raise RetrievalError("rerank: no reranker is configured (set GERMAN_RAG_RERANK_MODEL)")
-        if not 0 <= expand <= MAX_EXPAND:
-            raise QueryError(f"expand: must be from 0 to {MAX_EXPAND} neighbour chunks, got {expand}")
+        check_expand(expand)
         mmr = self.stages.mmr if mmr is None else mmr
-        if mmr is not None and not 0.0 <= mmr <= 1.0:
-            raise QueryError(f"mmr: lambda must be from 0 to 1, got {mmr}")
+        if mmr is not None:
+            check_mmr(mmr)
         depth = max(top_k, self.stages.rerank_candidates if rerank else 0,
                     self.stages.mmr_candidates if mmr is not None else 0)
-        try:
-            passages = self._search(mode, query, depth, filters, truncate)
-            if rerank:
-                keep = depth if mmr is not None else top_k  # MMR still needs the candidates
-                passages = self.reranker.rerank(query, passages, keep)  # type: ignore[union-attr]
-            if mmr is not None:
-                passages = diversify(self.encoder, passages, top_k, mmr)
-            if expand and self.expander is not None:
-                passages = self.expander.expand(passages, expand)
-        except IngestError as exc:  # token limit, bad filter, store refusal
-            raise RetrievalError(str(exc)) from exc
+        # Errors of the stages keep their own kinds: a query over the token limit (input), a bad filter
+        # (usage), a store that does not answer (unavailable) are told apart by the CLI and the service.
+        passages = self._search(mode, query, depth, filters, truncate)
+        if rerank:
+            keep = depth if mmr is not None else top_k  # MMR still needs the candidates
+            passages = self.reranker.rerank(query, passages, keep)  # type: ignore[union-attr]
+        if mmr is not None:
+            passages = diversify(self.encoder, passages, top_k, mmr)
+        if expand and self.expander is not None:
+            passages = self.expander.expand(passages, expand)
         return passages[:top_k]
 
     def _search(self, mode: str, query: str, top_k: int, filters: dict | None, truncate: bool) -> list[Passage]:

@@ -46,3 +46,17 @@ def check_top_k(top_k: int) -> int:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
         raise QueryError(f"top_k: must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
     return top_k
+
+
+def check_expand(expand: int) -> int:
+    """Neighbour chunks on each side: 0 to MAX_EXPAND (the retriever; the CLI names its flag around it)."""
+    if isinstance(expand, bool) or not isinstance(expand, int) or not 0 <= expand <= MAX_EXPAND:
+        raise QueryError(f"expand: must be from 0 to {MAX_EXPAND} neighbour chunks, got {expand!r}")
+    return expand
+
+
+def check_mmr(mmr: float) -> float:
+    """An MMR lambda: 0 to 1 (1 = relevance only)."""
+    if isinstance(mmr, bool) or not isinstance(mmr, int | float) or not 0.0 <= mmr <= 1.0:
+        raise QueryError(f"mmr: lambda must be from 0 to 1, got {mmr!r}")
+    return mmr

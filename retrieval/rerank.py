@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from retrieval.schema import Passage, RetrievalError
+from retrieval.schema import Passage, RerankerUnavailableError
 
 DEFAULT_RERANKER = "cross-encoder/mmarco-mMiniLMv2-L12-H384-v1"
 
@@ -57,7 +57,7 @@ class CrossEncoderReranker:
             self._tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForSequenceClassification.from_pretrained(str(path))
         except (OSError, ValueError) as exc:
-            raise RetrievalError(f"cannot load reranker from {path}: {exc}") from exc
+            raise RerankerUnavailableError(f"cannot load reranker from {path}: {exc}") from exc
         want = self.options.device
         self._device = torch.device("cuda" if want == "auto" and torch.cuda.is_available() else
                                     ("cpu" if want == "auto" else want))

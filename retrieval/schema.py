@@ -5,20 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ingest.errors import ConfigError, ErrorKind, GermanRagError, UsageError
 from ingest.schema import P, StoredHit
 
 
-class RetrievalError(Exception):
-    """Base class of every error retrieval raises on purpose (bad query, bad filter, store refused)."""
+class RetrievalError(GermanRagError):
+    """Base class of every error retrieval raises on purpose. A direct one is bad usage (an invalid mode,
+    fusion argument or stage option); errors from the store and the model keep their own kinds."""
+
+    kind = ErrorKind.USAGE
 
 
-class QueryError(RetrievalError):
+class QueryError(UsageError, RetrievalError):
     """The caller's query or its options are invalid (empty, not text, out of range): bad input to fix,
     not a failure of retrieval (the CLI exits 2, the service answers 4xx)."""
 
 
 class EmptyQueryError(QueryError):
     """A query that shows nothing (only spaces, controls, invisible characters): the service's `empty`."""
+
+
+class RerankerUnavailableError(ConfigError, RetrievalError):
+    """The cross-encoder cannot be loaded from its configured directory."""
 
 
 @dataclass(frozen=True)

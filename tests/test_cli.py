@@ -72,7 +72,8 @@ def test_query_returns_sources_spans_and_filters(capsys, corpus):
         doc_text = doc_text or __import__("ingest.parse", fromlist=["x"]).parse_file(corpus / "burlg.md").text
         assert doc_text[p["start"] : p["end"]] == p["text"]
     code, _, err = run_cli(capsys, "query", "Urlaub", "--filter", "farbe=rot")
-    assert code == 2 and "'farbe': unknown field" in err  # bad usage (#10.14), not a failed query
+    # bad usage (#10.14), not a failed query; the store's filter rule names the field
+    assert code == 2 and "--filter farbe=rot: filter field 'farbe' is not filterable" in err
 
 
 def test_over_long_query_needs_truncate(capsys, corpus):

@@ -126,16 +126,17 @@ def test_a_valid_flag_overrides_a_bad_env_value(cli_env, monkeypatch):
 
 
 def test_error_kinds_map_to_exit_codes_in_one_table():
-    """#10.14: one table maps error kinds to exit codes; subclasses find their own row first."""
+    """#10.14, #11.3: one table maps error kinds to exit codes; a class finds its row by its kind."""
     from ingest.schema import IngestError, ModelUnavailableError
+    from ingest.store.base import StoreUnavailableError
     from retrieval.schema import RetrievalError
 
     assert exit_code(UsageError("x"))[0] == 2
     assert exit_code(ConfigError("x"))[0] == 2
     assert exit_code(ModelUnavailableError("x"))[0] == 2
     assert exit_code(StoreError("x"))[0] == 2
-    assert exit_code(RetrievalError("x"))[0] == 1
-    assert exit_code(IngestError("x"))[0] == 1
-    kinds = [kind for kind, _, _ in EXIT_CODES]
-    for i, kind in enumerate(kinds):  # no row is shadowed by a base class above it
-        assert not any(issubclass(kind, earlier) for earlier in kinds[:i]), kind
+    assert exit_code(RetrievalError("x"))[0] == 2  # a bad retrieval argument is bad usage
+    assert exit_code(StoreUnavailableError("x"))[0] == 3
+    assert exit_code(IngestError("x"))[0] == 70  # a bare IngestError is a broken invariant (internal)
+    assert exit_code(RuntimeError("x"))[0] == 70
+    assert {code for code, _ in EXIT_CODES.values()} == {1, 2, 3, 70}

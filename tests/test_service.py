@@ -105,7 +105,7 @@ def test_retrieve_filters(server, ingested):
     ({"query": "Urlaub", "top_k": 0}, 422, "invalid", "top_k"),
     ({"query": "Urlaub", "top_k": 101}, 422, "invalid", "top_k"),
     ({"query": "x" * (MAX_QUERY_CHARS + 1)}, 422, "invalid", "query"),
-    ({"query": "Urlaub", "filters": {"colour": "rot"}}, 422, "invalid", "unknown filter field 'colour'"),
+    ({"query": "Urlaub", "filters": {"colour": "rot"}}, 422, "invalid", "filter field 'colour' is not filterable"),
     ({"query": "Urlaub", "filters": {"page": "eins"}}, 422, "invalid", "page"),
     ({"query": "Urlaub", "filters": {"source": []}}, 422, "invalid", "source"),
     ({"query": "Urlaub", "mode": "fuzzy"}, 422, "invalid", "mode"),

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ingest.errors import UnavailableError
 from ingest.schema import Chunk, StoredHit, StoreError
 from ingest.store.filters import FilterValue
 
@@ -31,8 +32,26 @@ class DocState:
         return doc_id in self.present and self.present[doc_id] == self.expected.get(doc_id, -1)
 
 
-class StoreUnavailableError(StoreError):
-    """The Qdrant server did not answer (or answered 5xx) through every retry."""
+class StoreUnavailableError(UnavailableError, StoreError):
+    """The Qdrant server did not answer (or answered 5xx) through every retry: retry later."""
+
+
+class StoreLockedError(UnavailableError, StoreError):
+    """An embedded store is held by another process (most often another ingest run, still going): retry
+    when it has finished, or use a server, which many processes may share."""
+
+
+class CollectionNameError(StoreError, ValueError):
+    """A collection name Qdrant would refuse (a ValueError too, so a pydantic validator may call the check)."""
+
+
+def check_collection_name(name: str) -> str:
+    """The one rule for collection names (settings, StoreOptions): 1-63 letters, digits, '_', '-' or '.',
+    starting with a letter or digit."""
+    if not isinstance(name, str) or not _COLLECTION.match(name):
+        raise CollectionNameError(f"collection name {name!r} is invalid: must be 1-63 letters, digits, '_', '-' "
+                                  "or '.', starting with a letter or digit")
+    return name
 
 
 @dataclass(frozen=True)
@@ -54,9 +73,7 @@ class StoreOptions:
     vector_datatype: str = "float16"
 
     def __post_init__(self) -> None:
-        if not _COLLECTION.match(self.collection or ""):
-            raise StoreError(f"collection name {self.collection!r} is invalid: use 1-63 letters, digits, '_', "
-                             "'-' or '.', starting with a letter or digit")
+        check_collection_name(self.collection)
         if self.vector_datatype not in ("float32", "float16"):
             raise StoreError(f"vector_datatype must be float32 or float16, not {self.vector_datatype!r}")
         if self.batch_size < 1 or self.retries < 0 or self.retry_backoff_s < 0:

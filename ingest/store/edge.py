@@ -4,7 +4,7 @@ qdrant-client's local mode scores every point in Python (hundreds of ms at 100k 
 reopen); qdrant-edge runs Qdrant's Rust segments, payload indexes, sparse IDF and Query API fusion in this
 process. Layout under `options.path`:
 
-    edge/.lock                     held (flock) while a store is open: a second process gets a StoreError
+    edge/.lock                     held (flock) while a store is open: a second process gets a StoreLockedError
     edge/<collection>/shard/       the EdgeShard (segments + WAL)
     edge/<collection>/collection.json   model, dimension, schema version (the engine keeps no metadata)
 
@@ -26,7 +26,7 @@ from typing import IO, Any
 import qdrant_edge as qe
 
 from ingest.schema import FILTER_FIELDS, P, StoredHit, StoreError
-from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreOptions
+from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions
 from ingest.store.edge_convert import edge_point, to_edge_filter
 from ingest.store.engine import EngineStore
 from ingest.store.filters import FilterSpec, FilterValue, build_filter
@@ -87,7 +87,7 @@ class EdgeStore(EngineStore):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             handle.close()
-            raise StoreError(
+            raise StoreLockedError(
                 f"embedded Qdrant (edge engine) at {self.options.path} is in use by another process; stop it "
                 "or use a server (GERMAN_RAG_QDRANT_URL)"
             ) from exc

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ingest.errors import InternalError
 from ingest.schema import Chunk, P, StoreError
 from ingest.store.base import DENSE, DocState, StoreOptions
 from ingest.store.filters import FilterSpec, build_filter, reuse_filter, stale_filter
@@ -110,7 +111,7 @@ class EngineStore:
     ) -> int:
         """Write chunks with their vectors in batches; returns the number of points written."""
         if len(chunks) != len(dense) or (sparse is not None and len(sparse) != len(chunks)):
-            raise StoreError("internal: chunks and vectors differ in number")
+            raise InternalError("chunks and vectors differ in number")
         now = datetime.now(UTC).isoformat()
         total = len(chunks)
         points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)

@@ -1,7 +1,8 @@
 """The one neutral filter spec that every read and delete is built from, validated once.
 
-`build_filter` checks a user's `{field: value or [values]}` (fields, types, integer range, text);
-each engine translates the spec into its own filter (qdrant.py: qdrant-client models; edge_convert.py:
+`check_filter_value` is the one rule for a user's `{field: value or [values]}` (fields, types, integer
+range, text), called by `build_filter` and by the CLI and the service before a request starts; each
+engine translates the spec into its own filter (qdrant.py: qdrant-client models; edge_convert.py:
 qdrant-edge). Nothing here imports an engine's client library, so a command that only reads the edge
 engine (an unchanged re-ingest, verify, a BM25 query) never pays for importing qdrant-client.
 """
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from ingest.errors import UsageError
 from ingest.schema import FILTER_FIELDS, P, StoreError
 
 FilterValue = str | int | bool | list[str] | list[int]
@@ -39,41 +41,65 @@ class FilterSpec:
 INTEGER_MIN, INTEGER_MAX = 0, 2**63 - 1
 
 
+class FilterError(UsageError, StoreError, ValueError):
+    """A filter field or value the store cannot take: bad usage (the CLI exits 2, the service answers 422).
+    A ValueError too, so a pydantic validator may call the checks below."""
+
+
+def _shown(value: object) -> str:
+    """A value for a message: lone surrogates escaped, long strings cut."""
+    if isinstance(value, str):
+        text = value.encode("utf-8", "backslashreplace").decode()
+        return repr(text if len(text) <= 60 else text[:60] + "…")
+    return repr(value)
+
+
+def filter_kind(key: object) -> str:
+    """The payload type ("keyword" or "integer") of a filterable field; any other field is a FilterError."""
+    if not isinstance(key, str) or key not in FILTER_FIELDS:
+        raise FilterError(f"filter field {_shown(key)} is not filterable (allowed: {sorted(FILTER_FIELDS)})")
+    return FILTER_FIELDS[key]
+
+
 def check_filter_integer(key: str, value: object) -> int:
-    """`value` as a filter integer for field `key`, or a StoreError naming the field and the allowed range."""
+    """`value` as a filter integer for field `key`, or a FilterError naming the field and the allowed range."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise StoreError(f"filter field {key!r} needs an integer, got {value!r}")
+        raise FilterError(f"filter field {key!r} needs an integer, got {_shown(value)}")
     if not INTEGER_MIN <= value <= INTEGER_MAX:
         # str() of a huge integer is itself an error (Python's 4300-digit limit): describe it by size
         shown = str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
-        raise StoreError(f"filter field {key!r}: {shown} is out of range ({INTEGER_MIN} to {INTEGER_MAX})")
+        raise FilterError(f"filter field {key!r}: {shown} is out of range ({INTEGER_MIN} to {INTEGER_MAX})")
     return value
+
+
+def check_filter_value(key: str, value: object, *, ids: bool = False) -> FilterValue:
+    """The one rule for one filter entry `{key: value or [values]}` (build_filter, the CLI's --filter, the
+    service's request body): a filterable field, values of its type, integers in the engines' range,
+    strings that are valid text. `ids`: a doc_id must spell a UUID (what a user names a document by; the
+    store itself matches any keyword). Returns the value as the store matches it (doc ids lower-cased)."""
+    kind = filter_kind(key)
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if kind == "integer":
+            check_filter_integer(key, v)
+        elif not isinstance(v, str):
+            raise FilterError(f"filter field {key!r} needs a string, got {_shown(v)}")
+        elif not is_text(v):  # the engines refuse lone surrogates (a 500 before)
+            raise FilterError(f"filter field {key!r}: {_shown(v)} is not valid text (undecodable bytes)")
+        elif ids and key == P.DOC_ID and not is_uuid(v):
+            raise FilterError(f"filter field {key!r}: {_shown(v)} is not a document id (a UUID)")
+    if key == P.DOC_ID:  # ids are stored as lower-case UUIDs; an upper-case spelling means the same one
+        return cast(FilterValue, [_canonical_id(v) for v in values] if isinstance(value, list)
+                    else _canonical_id(value))
+    return cast(FilterValue, list(values) if isinstance(value, list) else value)
 
 
 def build_filter(filters: dict[str, FilterValue] | None) -> FilterSpec | None:
     """Turn `{field: value or [values]}` into a FilterSpec; unknown fields, wrong types and integers
-    outside INTEGER_MIN..INTEGER_MAX are a StoreError, so no engine ever sees them."""
+    outside INTEGER_MIN..INTEGER_MAX are a FilterError (check_filter_value), so no engine ever sees them."""
     if not filters:
         return None
-    conditions = []
-    for key, value in filters.items():
-        if key not in FILTER_FIELDS:
-            raise StoreError(f"filter field {key!r} is not filterable (allowed: {sorted(FILTER_FIELDS)})")
-        kind = FILTER_FIELDS[key]
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if kind == "integer":
-                check_filter_integer(key, v)
-            if kind == "keyword" and not isinstance(v, str):
-                raise StoreError(f"filter field {key!r} needs a string, got {v!r}")
-            if isinstance(v, str) and not is_text(v):  # the engines refuse lone surrogates (a 500 before)
-                raise StoreError(f"filter field {key!r}: {v.encode('utf-8', 'backslashreplace').decode()!r} is "
-                                 "not valid text (undecodable bytes)")
-        if key == P.DOC_ID:  # ids are stored as lower-case UUIDs; an upper-case spelling means the same one
-            value = cast(FilterValue, [_canonical_id(v) for v in values] if isinstance(value, list)
-                         else _canonical_id(value))
-        conditions.append(Condition(key, cast(FilterValue, list(value)) if isinstance(value, list) else value))
-    return FilterSpec(must=tuple(conditions))
+    return FilterSpec(must=tuple(Condition(key, check_filter_value(key, value)) for key, value in filters.items()))
 
 
 def is_text(value: str) -> bool:

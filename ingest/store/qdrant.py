@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError, chunk_payload
-from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreOptions, StoreUnavailableError
+from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions, StoreUnavailableError
 from ingest.store.engine import EngineStore
 from ingest.store.filters import Condition, FilterSpec, FilterValue, build_filter
 
@@ -78,12 +78,15 @@ class QdrantStore(EngineStore):
         try:
             return QdrantClient(path=o.path)
         except RuntimeError as exc:
-            if "already accessed" in str(exc):
-                raise StoreError(
-                    f"embedded Qdrant at {o.path} is in use by another process; stop it or use a server "
-                    "(GERMAN_RAG_QDRANT_URL)"
-                ) from exc
-            raise
+            # qdrant-client's local mode raises a bare RuntimeError when another process holds the folder
+            # (its portalocker lock); that message is the only thing telling it from any other RuntimeError.
+            # It is read here, once, and becomes a typed error; nothing downstream looks at messages.
+            if "already accessed" not in str(exc):
+                raise
+            raise StoreLockedError(
+                f"embedded Qdrant at {o.path} is in use by another process; stop it or use a server "
+                "(GERMAN_RAG_QDRANT_URL)"
+            ) from exc
 
     def _call(self, what: str, *args, **kwargs):
         """One client call; transient server errors are retried with bounded exponential backoff.

@@ -1,4 +1,6 @@
-"""What each CLI command does, given parsed arguments and settings. Returns the exit code.
+"""What each CLI command does, given parsed arguments and settings. A command returns its outcome: None when
+all went well, otherwise the kind of what went wrong (INPUT: some inputs failed; UNAVAILABLE: the store went
+away mid-run, after the report was printed); main.py's EXIT_CODES turns it into the exit code.
 
 A command imports what it uses when it runs: `config` and `--help` need no store, `query --mode bm25`
 and an unchanged re-ingest no torch or transformers (tests/test_startup.py holds that line).
@@ -14,18 +16,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.schema import FILTER_FIELDS, StoreError
-from ingest.store.filters import check_filter_integer, is_text, is_uuid
+from ingest.errors import ConfigError, ErrorKind, UsageError
+from ingest.schema import StoreError
+from ingest.store.filters import FilterError, check_filter_value, filter_kind
 from pipelines.api import ingest_paths, retrieve_many
 from pipelines.build import (
     build_embedder,
     build_ingest_runner,
     build_store,
 )
-from pipelines.config import ConfigError, Settings, UsageError
+from pipelines.config import Settings
 from pipelines.indexing.discover import parse_shard
 from pipelines.sources import file_path, shown, source_query, typed_source, under, valid_text
-from retrieval.query_check import MAX_EXPAND
+from retrieval.query_check import check_expand, check_mmr
+from retrieval.schema import QueryError
 
 if TYPE_CHECKING:
     from pipelines.indexing.report import IngestReport
@@ -37,7 +41,10 @@ DEMO_QUESTIONS = [
 ]
 
 
-def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
+Outcome = ErrorKind | None
+
+
+def run(command: str, args: argparse.Namespace, settings: Settings) -> Outcome:
     handler = {"ingest": ingest, "query": query, "delete": delete, "config": show_config, "demo": demo,
                "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve}
     return handler[command](args, settings)
@@ -61,6 +68,8 @@ def format_report(report: IngestReport) -> str:
     for f in report.files:
         if f.status in ("failed", "skipped", "removed"):
             lines.append(f"  {f.status.upper()}: {shown(f.error or f.source)}")
+    if report.outage:
+        lines.append(f"store unavailable, run again later: {shown(report.outage)}")
     return "\n".join(lines)
 
 
@@ -71,42 +80,48 @@ def _paths(paths: list[str]) -> list[str]:
     return paths
 
 
-def ingest(args: argparse.Namespace, settings: Settings) -> int:
+def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
     try:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     report = ingest_paths(settings, _paths(args.paths), progress=not args.json, shard=shard, bulk=args.bulk)
     _out(args, report.to_dict(), format_report(report))
-    return 1 if report.count("failed") else 0
+    if report.outage:  # the store went away mid-run: what was done is reported above, the rest waits
+        return ErrorKind.UNAVAILABLE
+    return ErrorKind.INPUT if report.count("failed") else None
 
 
 # -- query -------------------------------------------------------------------------------------------
 def parse_filters(items: list[str]) -> dict:
-    """`--filter FIELD=VALUE` items as store filters; a malformed item or an integer outside the store's
-    range is a UsageError naming the item (exit 2)."""
+    """`--filter FIELD=VALUE` items as store filters. The CLI parses the text (FIELD=VALUE, integers,
+    source paths); the store's one filter rule (check_filter_value) checks the rest. Anything wrong is a
+    UsageError naming the item (exit 2)."""
     filters: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
             raise UsageError(f"--filter {item!r}: expected FIELD=VALUE")
-        if key not in FILTER_FIELDS:
-            raise UsageError(f"--filter {key!r}: unknown field (allowed: {sorted(FILTER_FIELDS)})")
-        parsed: str | int = value
-        if FILTER_FIELDS[key] == "integer":
-            parsed = _filter_integer(key, value)
-        elif key == "source":  # the name ingest stored, whether or not the file still exists
-            parsed = _source_filter(value)
-        elif key == "doc_id" and not is_uuid(value):
-            raise UsageError(f"--filter doc_id={value[:60]}: not a document id (a UUID)")
-        elif not is_text(value):  # undecodable bytes: no stored value can match them
-            raise UsageError(f"--filter {valid_text(item)}: not valid text (undecodable bytes)")
+        try:
+            parsed = check_filter_value(key, _filter_text(key, value), ids=True)
+        except FilterError as exc:
+            raise UsageError(f"--filter {key}={value[:40]}{'…' if len(value) > 40 else ''}: {exc}") from exc
         if key in filters:
             prev = filters[key]
             filters[key] = [*prev, parsed] if isinstance(prev, list) else [prev, parsed]
         else:
             filters[key] = parsed
     return filters
+
+
+def _filter_text(key: str, value: str) -> str | int:
+    """A --filter value as the store's filter takes it: an integer field's number, a source's stored name."""
+    kind = filter_kind(key)  # an unknown field is a FilterError
+    if kind == "integer":
+        return _filter_integer(key, value)
+    if key == "source":  # the name ingest stored, whether or not the file still exists
+        return _source_filter(value)
+    return value
 
 
 def _source_filter(value: str) -> str:
@@ -119,19 +134,14 @@ def _source_filter(value: str) -> str:
 
 
 def _filter_integer(key: str, value: str) -> int:
-    """An ASCII decimal within the store's integer range (ingest.store.filters.check_filter_integer)."""
-
+    """An ASCII decimal; its range is the store's rule (check_filter_value)."""
     # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
     match = re.fullmatch(r"(-?)0*([0-9]+)", value)
     if not match:
         raise UsageError(f"--filter {key}={value[:40]!r}: needs an integer")
     sign, digits = match.groups()
     # Past 20 digits a value is out of range anyway; cut it so that int() never meets its 4300-digit limit.
-    number = int(sign + digits[:21])
-    try:
-        return check_filter_integer(key, number)
-    except StoreError as exc:
-        raise UsageError(f"--filter {key}={value[:40]}{'…' if len(value) > 40 else ''}: {exc}") from exc
+    return int(sign + digits[:21])
 
 
 def format_passages(passages: list[Passage]) -> str:
@@ -150,18 +160,21 @@ def format_passages(passages: list[Passage]) -> str:
     return "\n".join(lines)
 
 
-def query(args: argparse.Namespace, settings: Settings) -> int:
-    if args.expand is not None and not 0 <= args.expand <= MAX_EXPAND:
-        raise UsageError(f"--expand {args.expand}: must be from 0 to {MAX_EXPAND} neighbour chunks")
-    if args.mmr is not None and not 0 <= args.mmr <= 1:
-        raise UsageError(f"--mmr {args.mmr}: lambda must be from 0 to 1")
+def query(args: argparse.Namespace, settings: Settings) -> Outcome:
+    # The retriever's own checks, asked before the model loads, so that the message names the flag.
+    for flag, value, check in (("--expand", args.expand, check_expand), ("--mmr", args.mmr, check_mmr)):
+        if value is not None:
+            try:
+                check(value)
+            except QueryError as exc:
+                raise UsageError(f"{flag} {value}: {exc}") from exc
     top_k = args.top_k or settings.top_k
     if args.mode:
         settings = settings.model_copy(update={"retrieval_mode": args.mode})
     passages = retrieve_many(settings, [args.text], top_k, parse_filters(args.filter), args.truncate,
                              args.rerank, args.expand, args.mmr)[0]
     _out(args, {"query": args.text, "passages": [p.to_dict() for p in passages]}, format_passages(passages))
-    return 0
+    return None
 
 
 # -- delete, config, demo ------------------------------------------------------------------------------
@@ -175,7 +188,7 @@ def _matching(stored: dict, target: str, given: str) -> tuple[str, list[str]]:
     return target, []
 
 
-def delete(args: argparse.Namespace, settings: Settings) -> int:
+def delete(args: argparse.Namespace, settings: Settings) -> Outcome:
     """Delete one source, or every source under a folder (as ingest named them, the files may be gone)."""
     store = build_store(settings)
     try:
@@ -197,10 +210,10 @@ def delete(args: argparse.Namespace, settings: Settings) -> int:
             + "".join(f"\n  {shown(s)}" for s in names) if names else f"no points stored for {shown(target)}")
     _out(args, {"source": target, "sources": names, "sources_deleted": 0 if args.dry_run else len(names),
                 "points_deleted": 0 if args.dry_run else points, "points": points, "dry_run": args.dry_run}, text)
-    return 0 if names else 1
+    return None if names else ErrorKind.INPUT  # nothing stored under that name
 
 
-def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
+def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.evaluation.run import evaluate, markdown_table, write_report
 
     report = evaluate(settings, args.dataset, args.fmt, args.modes or ["dense", "bm25", "hybrid"], args.ablation)
@@ -208,10 +221,10 @@ def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
         write_report(report, Path(args.report), "german-rag " + " ".join(sys.argv[1:]))
     _out(args, report, f"{report['dataset']}: {report['documents']} documents, {report['queries']} queries\n"
          + markdown_table(report))
-    return 0
+    return None
 
 
-def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
+def verify_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.indexing.verify import format_verify, verify_collection
 
     embedder = build_embedder(settings)
@@ -224,23 +237,24 @@ def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     _out(args, report.to_dict(), format_verify(report))
-    return 0 if report.ok else 1
+    return None if report.ok else ErrorKind.INPUT
 
 
-def serve(args: argparse.Namespace, settings: Settings) -> int:
+def serve(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.service.app import serve as run_service
 
-    return run_service(settings)
+    run_service(settings)
+    return None
 
 
-def show_config(args: argparse.Namespace, settings: Settings) -> int:
+def show_config(args: argparse.Namespace, settings: Settings) -> Outcome:
     data = settings.public_dict()
     text = "\n".join(f"{k} = {v!r}" for k, v in data.items())
     _out(args, data, text)
-    return 0
+    return None
 
 
-def demo(args: argparse.Namespace, settings: Settings) -> int:
+def demo(args: argparse.Namespace, settings: Settings) -> Outcome:
     examples = Path(__file__).resolve().parents[1] / "examples"
     settings = settings.model_copy(update={"collection": "demo"}) if not args.collection else settings
     report = ingest_paths(settings, [examples], progress=not args.json)
@@ -255,8 +269,8 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
             print(f"\nFrage: {question}\n{format_passages(passages)}")
     if report.count("failed"):
         print("some example files failed", file=sys.stderr)
-        return 1
-    return 0
+        return ErrorKind.INPUT
+    return None
 
 
 __all__ = ["StoreError", "run"]

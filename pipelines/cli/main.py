@@ -1,4 +1,5 @@
-"""The `german-rag` command line. Exit codes: 0 ok, 1 a file or query failed, 2 bad usage or config."""
+"""The `german-rag` command line. Exit codes: 0 all done, 1 some inputs failed, 2 bad usage or configuration,
+3 unavailable (retry later), 70 internal error."""
 
 from __future__ import annotations
 
@@ -6,28 +7,29 @@ import argparse
 import json
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
-from ingest.schema import IngestError, ModelUnavailableError, StoreError
-from pipelines.config import ConfigError, Settings, UsageError, load_settings
+from ingest.errors import ErrorKind, GermanRagError, InternalError
+from pipelines.config import Settings, load_settings
 from pipelines.logs import setup_logging
 from pipelines.sources import valid_text
-from retrieval.schema import QueryError, RetrievalError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# The one table of error kind -> (exit code, label). The first row whose kind matches wins, so a subclass
-# stands above its base (StoreError is an IngestError). argparse's own usage errors exit 2 as well.
-EXIT_CODES: tuple[tuple[type[Exception], int, str], ...] = (
-    (UsageError, EXIT_USAGE, "usage error"),
-    (ConfigError, EXIT_USAGE, "configuration error"),
-    (ModelUnavailableError, EXIT_USAGE, "configuration error"),
-    (StoreError, EXIT_USAGE, "store error"),  # no collection, another model's collection, store unreachable
-    (QueryError, EXIT_USAGE, "usage error"),  # an empty or invalid query, an option out of range
-    (RetrievalError, EXIT_FAILED, "error"),
-    (IngestError, EXIT_FAILED, "error"),
-)
-HANDLED = tuple(kind for kind, _, _ in EXIT_CODES)
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERNAL = 0, 1, 2, 3, 70
+# The one table from error kind (ingest/errors.py) to (exit code, label): codes a job scheduler can act on.
+# An internal error (a bug, a broken invariant) exits 70, sysexits' EX_SOFTWARE, not 1: a scheduler must
+# not take a bug for "some files failed, read the report", and nothing in it is the input's fault.
+# argparse's own usage errors exit 2 as well. A command that ran to its end returns the kind of what went
+# wrong, if anything (commands.py): an ingest run with failed files exits 1, one that lost the store
+# mid-run exits 3 after printing its report.
+EXIT_CODES: dict[ErrorKind, tuple[int, str]] = {
+    ErrorKind.USAGE: (EXIT_USAGE, "usage error"),
+    ErrorKind.CONFIGURATION: (EXIT_USAGE, "configuration error"),
+    ErrorKind.INPUT: (EXIT_FAILED, "error"),
+    ErrorKind.UNAVAILABLE: (EXIT_UNAVAILABLE, "unavailable, retry later"),
+    ErrorKind.INTERNAL: (EXIT_INTERNAL, "internal error"),
+}
 # Settings a flag can override, with the flag's spelling where it is not the field's name.
 FLAG_SETTINGS = {"collection": "--collection", "embed_model": "--model", "qdrant_url": "--qdrant-url",
                  "qdrant_path": "--qdrant-path", "offline": "--offline", "log_level": "--log-level",
@@ -104,12 +106,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, flags=FLAG_SETTINGS, **overrides)
 
 
-def exit_code(exc: Exception) -> tuple[int, str]:
-    """(exit code, label) for an error, from EXIT_CODES."""
-    for kind, code, label in EXIT_CODES:
-        if isinstance(exc, kind):
-            return code, label
-    raise TypeError(f"no exit code for {type(exc).__name__}")  # unreachable for the kinds main() catches
+def exit_code(exc: BaseException) -> tuple[int, str]:
+    """(exit code, label) for an error, by its kind (EXIT_CODES); anything unexpected is internal."""
+    kind = exc.kind if isinstance(exc, GermanRagError) else ErrorKind.INTERNAL
+    return EXIT_CODES[kind]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         # libraries load inside the command that needs them, so a run with nothing to do stays fast.
         from pipelines.cli.commands import run
 
-        return run(args.command, args, settings)
-    except HANDLED as exc:
+        outcome = run(args.command, args, settings)
+        return EXIT_OK if outcome is None else EXIT_CODES[outcome][0]
+    except GermanRagError as exc:
         return _fail(args, exc)
     except KeyboardInterrupt:
         return 130
@@ -132,12 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again
         return 141  # 128 + SIGPIPE, as a shell reports a process a closed pipe ended
+    except Exception as exc:  # a bug: its traceback for the report, then the same one-line error and code
+        traceback.print_exc()
+        return _fail(args, InternalError(f"{type(exc).__name__}: {exc}"))
 
 
-def _fail(args: argparse.Namespace, exc: Exception) -> int:
+def _fail(args: argparse.Namespace, exc: GermanRagError) -> int:
     code, label = exit_code(exc)
     if getattr(args, "json", False):
-        print(json.dumps(valid_text({"error": str(exc), "kind": type(exc).__name__}), ensure_ascii=False))
+        print(json.dumps(valid_text({"error": str(exc), "kind": exc.kind.value, "type": type(exc).__name__}),
+                         ensure_ascii=False))
     print(valid_text(f"german-rag: {label}: {exc}"), file=sys.stderr)
     return code
 

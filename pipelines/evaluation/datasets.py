@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.errors import InputError
+
 FORMATS = ("squad", "dpr", "beir")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class DatasetError(Exception):
-    """An evaluation set cannot be read: missing file, unknown format, malformed or inconsistent data."""
+class DatasetError(InputError):
+    """An evaluation set cannot be read: missing file, unknown format, malformed or inconsistent data (the
+    one input of an `eval` run: exit 1)."""
 
 
 @dataclass(frozen=True)

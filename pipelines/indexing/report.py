@@ -27,6 +27,9 @@ class IngestReport:
         default_factory=lambda: {"parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
     )
     total_seconds: float = 0.0
+    # Why the store stopped answering mid-run (StoreUnavailableError), or None: the files from then on
+    # failed as "not attempted", and the CLI exits 3 (retry later) once it has printed this report.
+    outage: str | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -57,6 +60,7 @@ class IngestReport:
             "balanced": self.balanced,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "total_seconds": round(self.total_seconds, 3),
+            "outage": self.outage,
         }
 
     def to_dict(self) -> dict:

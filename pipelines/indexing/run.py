@@ -119,9 +119,9 @@ class IngestRunner:
             else:
                 self.store.end_bulk()  # a bulk run that died left indexing off: turn it back on
             try:
-                pending = self._triage(candidates, clock, emit, stop)
+                pending, report.outage = self._triage(candidates, clock, emit, stop)
                 if pending:
-                    self._ingest(pending, clock, emit, stop)
+                    report.outage = self._ingest(pending, clock, emit, stop)
             finally:
                 if self.bulk:
                     self._end_bulk()
@@ -143,8 +143,9 @@ class IngestRunner:
 
     # -- triage: what needs work, without parsing or the model ---------------------------------
     def _triage(self, candidates: list[Candidate], clock: StageClock, emit: Callable[[FileResult], None],
-                stop: threading.Event | None) -> list[Pending]:
-        """Report unsupported, unreadable and unchanged files now; return the files to (re-)ingest."""
+                stop: threading.Event | None) -> tuple[list[Pending], str | None]:
+        """Report unsupported, unreadable and unchanged files now; return the files to (re-)ingest, and
+        the store's outage if it stopped answering (then no file is left to ingest)."""
         pending: list[Pending] = []
         outage: str | None = None
         states: dict = {}  # source -> DocState, fetched for the next 256 files at a time
@@ -179,8 +180,8 @@ class IngestRunner:
         if outage:
             for item in pending:
                 emit(FileResult(item.cand.source, "failed", error=f"{item.cand.source}: not attempted: {outage}"))
-            return []
-        return pending
+            return [], outage
+        return pending, None
 
     def _doc_states(self, sources: list[str]) -> dict[str, DocState | Exception]:
         """Doc states of a batch of sources; if the engine refuses the batch, each source is asked alone,
@@ -231,7 +232,8 @@ class IngestRunner:
 
     # -- the pipeline: parse ahead -> chunk + embed (batched across files) -> write behind ---------
     def _ingest(self, pending: list[Pending], clock: StageClock, emit: Callable[[FileResult], None],
-                stop: threading.Event | None) -> None:
+                stop: threading.Event | None) -> str | None:
+        """Parse, chunk, embed and write the pending files; returns the store's outage, if it stopped answering."""
         store_lock = threading.Lock()  # the embedded engines are not thread-safe: one store call at a time
         writer = Writer(self.store, store_lock, clock, emit)
 
@@ -270,6 +272,7 @@ class IngestRunner:
         parse.close()
         worker.close()
         writer.finish()
+        return writer.outage
 
     def _chunk(self, item: Pending, doc: Document,
                clock: StageClock) -> tuple[Pending, list[Chunk]] | Removal | FileResult:

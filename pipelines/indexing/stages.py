@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ingest.errors import GermanRagError
 from ingest.limits import file_stamp
 from ingest.parse_worker import ParseWorker
 from ingest.schema import Chunk, Document, EmptyDocumentError, IngestError, ParseError
@@ -209,7 +210,7 @@ class Writer:
         except StoreUnavailableError as exc:
             self.outage = str(exc)
             return FileResult(source, "failed", error=f"{source}: {exc}")
-        except IngestError as exc:
+        except GermanRagError as exc:  # the store refused this file (its message names it)
             return FileResult(source, "failed", error=str(exc))
         except Exception as exc:  # an engine error (a 4xx, the edge binding's plain Exception): this file only
             log.exception(f"{what} failed", extra={"source": source})

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines.service.http import KeyRing, LengthRequired, ServiceError, TooLarge, error_response
+from pipelines.service.http import (
+    KeyRing,
+    LengthRequired,
+    Overloaded,
+    RequestTimeout,
+    ServiceError,
+    TooLarge,
+    error_response,
+)
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # /readyz shows details only to a read key (the route decides)
@@ -65,15 +73,15 @@ class RequestGate:
                                                                          p.upload_path))
             declared = _declared_length(headers, scope["method"], limit)
         except ServiceError as exc:
-            await _refuse(scope, receive, send, exc.kind, str(exc), exc.headers)
+            await _refuse(scope, receive, send, exc)
             return
         body = _CountedBody(self.app, limit, declared, p.read_timeout, p.body_timeout)
         if not is_upload:
             await body(scope, receive, send)
             return
         if self.uploads_in_flight >= p.max_uploads:
-            await _refuse(scope, receive, send, "overloaded", f"{p.max_uploads} uploads are being received; "
-                          "retry shortly", {"Retry-After": "5"})
+            await _refuse(scope, receive, send, Overloaded(f"{p.max_uploads} uploads are being received; "
+                                                          "retry shortly", {"Retry-After": "5"}))
             return
         self.uploads_in_flight += 1
         try:
@@ -94,10 +102,9 @@ def _declared_length(headers: dict[bytes, bytes], method: str, limit: int) -> in
     return int(length)
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, kind: str, message: str,
-                  headers: dict[str, str] | None = None) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ServiceError) -> None:
     # Connection: close, so the server does not go on reading a body nobody will use.
-    response = error_response(kind, message, {**(headers or {}), "Connection": "close"})
+    response = error_response(exc, extra_headers={"Connection": "close"})
     await response(scope, receive, send)
 
 
@@ -111,7 +118,7 @@ class _CountedBody:
         self.read_timeout, self.body_timeout = read_timeout, body_timeout
         self.seen, self.started, self.body_done = 0, False, False
         self.deadline = time.monotonic() + body_timeout
-        self.refusal: tuple[str, str] | None = None  # (kind, message) that replaces the app's answer
+        self.refusal: ServiceError | None = None  # the error whose answer replaces the app's
 
     async def receive_counted(self, receive: Receive) -> Message:
         if self.refusal:
@@ -124,8 +131,8 @@ class _CountedBody:
             self.body_done = not message.get("more_body", False)
             if self.seen > self.allowed:
                 log.warning("request body over its limit", extra={"bytes": self.seen, "limit": self.allowed})
-                return self._refuse_body("too_large", f"request body is over the limit of {self.allowed} bytes "
-                                         "(or over its Content-Length)")
+                return self._refuse_body(TooLarge(f"request body is over the limit of {self.allowed} bytes "
+                                                  "(or over its Content-Length)"))
         return message
 
     async def _receive_in_time(self, receive: Receive) -> Message:
@@ -135,13 +142,13 @@ class _CountedBody:
         except TimeoutError:
             log.warning("request body timed out", extra={"bytes": self.seen})
             if left <= self.read_timeout:
-                return self._refuse_body("timeout", f"request body not complete within {self.body_timeout:g} s "
-                                         f"({self.seen} bytes received)")
-            return self._refuse_body("timeout", f"no request body bytes for {self.read_timeout:g} s "
-                                     f"({self.seen} bytes received)")
+                return self._refuse_body(RequestTimeout(f"request body not complete within {self.body_timeout:g}"
+                                                        f" s ({self.seen} bytes received)"))
+            return self._refuse_body(RequestTimeout(f"no request body bytes for {self.read_timeout:g} s "
+                                                    f"({self.seen} bytes received)"))
 
-    def _refuse_body(self, kind: str, message: str) -> Message:
-        self.refusal = (kind, message)
+    def _refuse_body(self, refusal: ServiceError) -> Message:
+        self.refusal = refusal
         return {"type": "http.disconnect"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,4 +174,4 @@ class _CountedBody:
     async def _refuse_now(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.refusal is not None
         self.started = True
-        await _refuse(scope, receive, send, *self.refusal)
+        await _refuse(scope, receive, send, self.refusal)

@@ -17,96 +17,147 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest.schema import StoreError
-from retrieval.schema import RetrievalError
+from ingest.errors import (
+    ConfigError,
+    ErrorKind,
+    GermanRagError,
+    InputError,
+    InternalError,
+    UnavailableError,
+    UsageError,
+    kind_of,
+)
+from retrieval.schema import EmptyQueryError
 
 log = logging.getLogger(__name__)
 
 
-class ServiceError(Exception):
-    """An error with a kind from ERRORS; the message is safe to show to the caller."""
-
-    kind = "invalid"
+class ServiceError(GermanRagError):
+    """An error of the HTTP layer; the message is safe to show to the caller. Its kind (below, by base
+    class) says what the caller can do; its status and the body's `kind` come from HTTP_ERRORS."""
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.headers = headers or {}
 
 
-class InvalidInput(ServiceError):
-    kind = "invalid"
+class InvalidInput(UsageError, ServiceError):
+    """A request the API does not accept (a field, a parameter, a malformed body)."""
 
 
-class EmptyInput(ServiceError):
-    kind = "empty"
+class EmptyInput(UsageError, ServiceError):
+    """A request that asks for nothing (an empty query)."""
 
 
-class Overloaded(ServiceError):
-    kind = "overloaded"
+class Overloaded(UnavailableError, ServiceError):
+    """Too many requests in flight: retry shortly (Retry-After)."""
 
 
-class NotReady(ServiceError):
-    kind = "not_ready"
+class NotReady(UnavailableError, ServiceError):
+    """The model is loading or the store does not answer: retry later."""
 
 
-class NotFound(ServiceError):
-    kind = "not_found"
+class Misconfigured(ConfigError, NotReady):
+    """The service cannot serve until its configuration is fixed (a model it cannot load, another model's
+    collection): 503 like NotReady, without a Retry-After."""
 
 
-class Unauthorized(ServiceError):
-    kind = "unauthorized"
+class NotFound(UsageError, ServiceError):
+    """The caller named a job or a document that is not there."""
 
 
-class Forbidden(ServiceError):
-    kind = "forbidden"
+class Unauthorized(UsageError, ServiceError):
+    """No API key, or an unknown one."""
 
 
-class TooLarge(ServiceError):
-    kind = "too_large"
+class Forbidden(UsageError, ServiceError):
+    """A read key on a write endpoint."""
 
 
-class LengthRequired(ServiceError):
-    kind = "length_required"
+class TooLarge(InputError, ServiceError):
+    """A body, a file or a form over its limit."""
 
 
-class RequestTimeout(ServiceError):
-    kind = "timeout"
+class LengthRequired(UsageError, ServiceError):
+    """A body without a Content-Length."""
 
 
-class UnsupportedType(ServiceError):
-    kind = "unsupported_type"
+class RequestTimeout(InputError, ServiceError):
+    """A body that stalled or took too long."""
 
 
-# Starlette's form parser has one exception type for a broken form and for one over max_files,
-# max_fields or max_part_size; only its message tells them apart.
-_FORM_LIMIT_MESSAGES = ("Too many files", "Too many fields", "Part exceeded maximum size")
+class UnsupportedType(InputError, ServiceError):
+    """An uploaded file of a type the service does not parse."""
 
-# The one table from error kind to HTTP status (text-embeddings-inference style).
-ERRORS: dict[str, int] = {
-    "invalid": 422, "empty": 400, "overloaded": 429, "not_ready": 503, "not_found": 404,
-    "unauthorized": 401, "forbidden": 403, "too_large": 413, "length_required": 411,
-    "unsupported_type": 415, "timeout": 408, "internal": 500,
+
+@dataclass(frozen=True)
+class HttpError:
+    status: int
+    name: str  # the body's `error.kind`: the API's published names (text-embeddings-inference style)
+    retry_after: str | None = None  # sent unless the error brings its own
+
+
+# The one table from error to HTTP status. A class row wins (the first class on the error's MRO that has
+# one), else the row of the error's kind; an error that is not a GermanRagError is internal. Nothing here
+# looks at a message.
+HTTP_ERRORS: dict[type[BaseException] | ErrorKind, HttpError] = {
+    EmptyInput: HttpError(400, "empty"),
+    EmptyQueryError: HttpError(400, "empty"),
+    Unauthorized: HttpError(401, "unauthorized"),
+    Forbidden: HttpError(403, "forbidden"),
+    NotFound: HttpError(404, "not_found"),
+    RequestTimeout: HttpError(408, "timeout"),
+    LengthRequired: HttpError(411, "length_required"),
+    TooLarge: HttpError(413, "too_large"),
+    UnsupportedType: HttpError(415, "unsupported_type"),
+    Overloaded: HttpError(429, "overloaded"),
+    ErrorKind.USAGE: HttpError(422, "invalid"),  # a bad field, filter, query or option
+    ErrorKind.INPUT: HttpError(422, "invalid"),  # a query over the model's token limit
+    ErrorKind.CONFIGURATION: HttpError(503, "not_ready"),  # another model's collection, a model not found
+    ErrorKind.UNAVAILABLE: HttpError(503, "not_ready", retry_after="10"),  # Qdrant down through its retries
+    ErrorKind.INTERNAL: HttpError(500, "internal"),
 }
 
 
-def error_response(kind: str, message: str, headers: dict[str, str] | None = None,
-                   status: int | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status or ERRORS[kind],
-                        headers=headers)
+def http_error(exc: BaseException) -> HttpError:
+    """The HTTP_ERRORS row of an error: its class's (walking the MRO), else its kind's."""
+    for cls in type(exc).__mro__:
+        row = HTTP_ERRORS.get(cls)
+        if row is not None:
+            return row
+    return HTTP_ERRORS[kind_of(exc)]
+
+
+def error_response(exc: BaseException, message: str | None = None,
+                   extra_headers: dict[str, str] | None = None) -> JSONResponse:
+    """The answer to an error: its status and name from HTTP_ERRORS, its message (or `message`: what an
+    internal error may show), its own headers (Retry-After, WWW-Authenticate) and `extra_headers`."""
+    row = http_error(exc)
+    headers = {"Retry-After": row.retry_after} if row.retry_after else {}
+    headers.update(getattr(exc, "headers", None) or {})
+    headers.update(extra_headers or {})
+    return JSONResponse({"error": {"kind": row.name, "message": str(exc) if message is None else message}},
+                        status_code=row.status, headers=headers or None)
+
+
+def form_error(exc: MultiPartException) -> ServiceError:
+    """Starlette's form parser has one exception type for a broken form and for one over max_files,
+    max_fields or max_part_size; only its message tells them apart. It is read here, once, and turned
+    into a typed error (413 or 422)."""
+    over = exc.message.startswith(("Too many files", "Too many fields", "Part exceeded maximum size"))
+    return (TooLarge if over else InvalidInput)(f"multipart body: {exc.message}")
+
+
+INTERNAL_MESSAGE = "internal error; see the service log"
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.kind, str(exc), exc.headers)
-
-    @app.exception_handler(RetrievalError)
-    async def _retrieval(request: Request, exc: RetrievalError) -> JSONResponse:
-        return error_response("invalid", str(exc))
-
-    @app.exception_handler(StoreError)
-    async def _store(request: Request, exc: StoreError) -> JSONResponse:
-        return error_response("not_ready", str(exc))
+    @app.exception_handler(GermanRagError)
+    async def _ours(request: Request, exc: GermanRagError) -> JSONResponse:
+        if exc.kind is ErrorKind.INTERNAL:
+            log.error("internal error", exc_info=exc, extra={"path": request.url.path})
+            return error_response(exc, INTERNAL_MESSAGE)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -114,23 +165,23 @@ def install_error_handlers(app: FastAPI) -> None:
         for err in exc.errors():
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
             parts.append(f"{where}: {err.get('msg', 'invalid')}")
-        return error_response("invalid", "; ".join(parts) or "invalid request")
+        return error_response(InvalidInput("; ".join(parts) or "invalid request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        form_error = exc.__context__
-        if isinstance(form_error, MultiPartException):  # Starlette turns it into a bare 400
-            over = form_error.message.startswith(_FORM_LIMIT_MESSAGES)
-            return error_response("too_large" if over else "invalid", f"multipart body: {form_error.message}")
+        if isinstance(exc.__context__, MultiPartException):  # Starlette turns it into a bare 400
+            return error_response(form_error(exc.__context__))
         if exc.status_code == 400:  # a body FastAPI could not decode (not UTF-8, broken form): the table says 422
-            return error_response("invalid", f"{exc.detail} (malformed or not UTF-8)")
-        kind = {404: "not_found", 405: "invalid"}.get(exc.status_code, "invalid")
-        return error_response(kind, str(exc.detail), dict(exc.headers or {}), status=exc.status_code)
+            return error_response(InvalidInput(f"{exc.detail} (malformed or not UTF-8)"))
+        # Routing's own answers (404 no such path, 405 method not allowed) keep Starlette's status.
+        name = "not_found" if exc.status_code == 404 else "invalid"
+        return JSONResponse({"error": {"kind": name, "message": str(exc.detail)}}, status_code=exc.status_code,
+                            headers=dict(exc.headers or {}) or None)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
-        return error_response("internal", "internal error; see the service log")
+        return error_response(exc, INTERNAL_MESSAGE)
 
 
 # -- API keys ------------------------------------------------------------------------------------------
@@ -261,7 +312,7 @@ class _Measure:
             if status[0]:  # the answer had begun: nothing can be said any more
                 raise
             status[0] = 500
-            await error_response("internal", "internal error; see the service log")(scope, receive, send)
+            await error_response(InternalError(INTERNAL_MESSAGE))(scope, receive, send)
         finally:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(endpoint, scope["method"], str(status[0] or 500)).inc()

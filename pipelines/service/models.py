@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from ingest.schema import FILTER_FIELDS
-from ingest.store.filters import INTEGER_MAX, INTEGER_MIN, is_text, is_uuid
+from ingest.store.filters import check_filter_value, filter_kind
 from retrieval.query_check import MAX_EXPAND, MAX_QUERY_CHARS, MAX_TOP_K
 
 MAX_FILTER_VALUES = 100
@@ -30,24 +30,18 @@ class RetrieveRequest(BaseModel):
     @field_validator("filters")
     @classmethod
     def _known_fields(cls, filters: dict) -> dict:
+        """The store's filter rule (check_filter_value: its FilterError is a ValueError), after the bounds
+        of a request: how many values and how long a string one body may carry."""
+        checked = {}
         for key, value in filters.items():
-            if key not in FILTER_FIELDS:
-                raise ValueError(f"unknown filter field {key!r} (allowed: {sorted(FILTER_FIELDS)})")
+            filter_kind(key)  # an unknown field is named before its values are counted
             values = value if isinstance(value, list) else [value]
             if not values or len(values) > MAX_FILTER_VALUES:
                 raise ValueError(f"filter {key!r}: give 1 to {MAX_FILTER_VALUES} values")
-            wanted = int if FILTER_FIELDS[key] == "integer" else str
-            if not all(isinstance(v, wanted) for v in values):
-                raise ValueError(f"filter {key!r} needs {'integers' if wanted is int else 'strings'}")
-            if wanted is str and any(not v or len(v) > 4096 for v in values):
+            if any(isinstance(v, str) and not 0 < len(v) <= 4096 for v in values):
                 raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
-            if wanted is str and not all(is_text(v) for v in values):  # a JSON "\udcff" escape
-                raise ValueError(f"filter {key!r}: not valid text (a lone surrogate)")
-            if key == "doc_id" and not all(is_uuid(v) for v in values):
-                raise ValueError(f"filter {key!r}: a document id is a UUID")
-            if wanted is int and any(not INTEGER_MIN <= v <= INTEGER_MAX for v in values):  # the store's range
-                raise ValueError(f"filter {key!r}: integers must be from {INTEGER_MIN} to {INTEGER_MAX}")
-        return filters
+            checked[key] = check_filter_value(key, value, ids=True)
+        return checked
 
 
 class PassageOut(BaseModel):

@@ -141,7 +141,7 @@ def _install_probes(app: FastAPI, rt: ServiceRuntime, read) -> None:
         except NotReady as exc:
             if trusted:
                 raise
-            raise NotReady("not ready (details with a read key)", exc.headers) from exc
+            raise type(exc)("not ready (details with a read key)", exc.headers) from exc  # same kind, status
         return Health(status="ready", detail=f"{rt.model_id} on {rt.store.location}" if trusted else None)
 
     @app.get("/metrics", dependencies=[read], response_class=Response, responses={

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from ingest.errors import ErrorKind, kind_of
 from ingest.parse import SUPPORTED_EXTENSIONS
 from pipelines.build import (
     build_chunker,
@@ -26,10 +27,9 @@ from pipelines.build import (
 from pipelines.config import Settings
 from pipelines.indexing.report import FileResult
 from pipelines.service.core import Admission, QueryBatcher, Serialized, SlicedEmbedder
-from pipelines.service.http import EmptyInput, InvalidInput, KeyRing, NotReady, ServiceMetrics
+from pipelines.service.http import InvalidInput, KeyRing, Misconfigured, NotReady, ServiceMetrics
 from pipelines.service.jobs import JobManager, UploadRoot, UploadRunner
-from retrieval.query_check import check_query
-from retrieval.schema import EmptyQueryError, Passage, RetrievalError
+from retrieval.schema import Passage
 
 log = logging.getLogger(__name__)
 UPLOAD_PATH = "/v1/documents"
@@ -102,8 +102,8 @@ class ServiceRuntime:
 
     # -- readiness ----------------------------------------------------------------------------------
     def require_ready(self) -> None:
-        if self.startup_error:
-            raise NotReady(f"service failed to start: {self.startup_error}")
+        if self.startup_error:  # the model loads once: a retry cannot help until the service restarts
+            raise Misconfigured(f"service failed to start: {self.startup_error}")
         if not self.loaded.is_set():
             raise NotReady("the model is still loading", {"Retry-After": "5"})
 
@@ -113,8 +113,9 @@ class ServiceRuntime:
         try:
             with self.store_lock:
                 self.store.check_compatible(self.model_id, self.embedder.dimension)
-        except Exception as exc:
-            raise NotReady(f"store not ready: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # a store that may answer later (Retry-After), or one that is set up wrong
+            not_ready = NotReady if kind_of(exc) is ErrorKind.UNAVAILABLE else Misconfigured
+            raise not_ready(f"store not ready: {type(exc).__name__}: {exc}") from exc
 
     # -- retrieve -----------------------------------------------------------------------------------
     def supports(self, name: str) -> bool:
@@ -122,11 +123,7 @@ class ServiceRuntime:
 
     def retrieve(self, query: str, top_k: int, mode: str | None, filters: dict, truncate: bool,
                  rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
-        self.require_ready()
-        try:
-            query = check_query(query)
-        except RetrievalError as exc:
-            raise (EmptyInput if isinstance(exc, EmptyQueryError) else InvalidInput)(str(exc)) from exc
+        self.require_ready()  # the query itself is checked by the retriever (retrieval/query_check.py)
         extra: dict[str, Any] = {}
         for name, value in (("rerank", rerank), ("expand", expand)):
             if value is not None:

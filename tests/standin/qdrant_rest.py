@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from qdrant_client import QdrantClient, models
@@ -28,6 +29,8 @@ class StandinQdrant:
         self.requests = 0
         self.indexing_threshold: dict[str, int] = {}  # per collection; local mode has no optimizers
         self.threshold_log: list[int] = []  # every indexing_threshold a client set, in order
+        # (method, path) -> a status to answer instead (a node failing mid-run: 503), or None to serve it
+        self.fault: Callable[[str, str], int | None] | None = None
         handler = type("Handler", (_Handler,), {"standin": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -87,6 +90,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, {"title": "qdrant REST stand-in (tests only)", "version": "1.15.0"}, raw=True)
             return
         body = self._body() if method in ("PUT", "POST", "PATCH") else {}
+        status = self.standin.fault(method, path) if self.standin.fault else None
+        if status:
+            self._reply(status, "injected fault")
+            return
         try:
             with self.standin.lock:
                 result = self._dispatch(method, path, body)
