@@ -140,8 +140,9 @@ def _partition(path: Path, text: str | None) -> list:
         return partition_text(text=text, languages=["deu"])
     from unstructured.partition.auto import partition
 
-    kwargs = {"strategy": "fast"} if ext == ".pdf" else {}
-    return partition(filename=str(path), languages=["deu"], **kwargs)
+    if ext == ".pdf":
+        return partition(filename=str(path), languages=["deu"], strategy="fast")
+    return partition(filename=str(path), languages=["deu"])
 
 
 def _partition_email(path: Path, source: str, limits: Limits) -> tuple[list, list[Row], dict]:

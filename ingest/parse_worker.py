@@ -92,6 +92,9 @@ def _main_module_hidden() -> Iterator[None]:
     worker needs only this module, so the main module's file and spec are hidden while it starts.
     """
     main = sys.modules.get("__main__")
+    if main is None:  # an embedding host without a main module: nothing to hide
+        yield
+        return
     had_file, file, spec = hasattr(main, "__file__"), getattr(main, "__file__", None), getattr(main, "__spec__", None)
     try:
         if had_file:

@@ -159,6 +159,10 @@ class Tokenizer(Protocol):
         """Tokens of `text` as the model sees a document, special tokens and prompt included."""
         ...
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        """`count_tokens` of each text, in one tokenizer call where the backend can batch."""
+        ...
+
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the tokens of `text`, special tokens left out."""
         ...
@@ -186,3 +190,9 @@ class Embedder(Tokenizer, Protocol):
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str, truncate: bool = False) -> list[float]: ...
+
+    @property
+    def symmetric(self) -> bool:
+        """True where a query is embedded exactly as a document is (same prompt, same tokens): a batch of
+        queries may then go through `embed_documents` and get each query's `embed_query` vector."""
+        ...

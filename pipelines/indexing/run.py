@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from tqdm import tqdm
 
@@ -186,7 +185,7 @@ class IngestRunner:
         """Doc states of a batch of sources; if the engine refuses the batch, each source is asked alone,
         so one source it cannot take fails only its own file (StoreUnavailableError still ends triage)."""
         try:
-            return {k: cast(DocState, v) for k, v in self.store.doc_states(sources).items()}
+            return dict(self.store.doc_states(sources))
         except StoreUnavailableError:
             raise
         except Exception:
@@ -194,7 +193,7 @@ class IngestRunner:
         out: dict[str, DocState | Exception] = {}
         for source in sources:
             try:
-                out[source] = cast(DocState, self.store.doc_state(source))
+                out[source] = self.store.doc_state(source)
             except StoreUnavailableError:
                 raise
             except Exception as exc:
@@ -252,7 +251,7 @@ class IngestRunner:
                     batch.append(FileResult(item.cand.source, "failed", error=f"{item.cand.source}: {why}"))
                 elif isinstance(value, PASS_THROUGH):
                     batch.append(value)
-                else:
+                elif isinstance(value, Document):  # always, here: a str is a reason (`why`) above
                     entry = self._chunk(item, value, clock)
                     batch.append(entry)
                     tokens += 0 if isinstance(entry, PASS_THROUGH) else sum(c.token_count for c in entry[1])
