@@ -196,3 +196,11 @@ class Embedder(Tokenizer, Protocol):
         """True where a query is embedded exactly as a document is (same prompt, same tokens): a batch of
         queries may then go through `embed_documents` and get each query's `embed_query` vector."""
         ...
+
+
+class Chunker(Protocol):
+    """Splits a Document into Chunks; `fingerprint` names what shapes them (a change re-ingests)."""
+
+    def fingerprint(self) -> str: ...
+
+    def chunk(self, doc: Document, doc_id: str) -> list[Chunk]: ...

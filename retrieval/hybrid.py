@@ -80,7 +80,8 @@ class HybridRetriever:
             raise RetrievalError(f"mode: {mode!r} is not one of {list(MODES)}")
         rerank = self.stages.rerank if rerank is None else rerank
         expand = self.stages.expand if expand is None else expand
-        if rerank and self.reranker is None:
+        reranker = self.reranker if rerank else None
+        if rerank and reranker is None:
             raise RetrievalError("rerank: no reranker is configured (set GERMAN_RAG_RERANK_MODEL)")
         if not 0 <= expand <= MAX_EXPAND:
             raise QueryError(f"expand: must be from 0 to {MAX_EXPAND} neighbour chunks, got {expand}")
@@ -91,9 +92,9 @@ class HybridRetriever:
                     self.stages.mmr_candidates if mmr is not None else 0)
         try:
             passages = self._search(mode, query, depth, filters, truncate)
-            if rerank:
+            if reranker is not None:
                 keep = depth if mmr is not None else top_k  # MMR still needs the candidates
-                passages = self.reranker.rerank(query, passages, keep)  # type: ignore[union-attr]
+                passages = reranker.rerank(query, passages, keep)
             if mmr is not None:
                 passages = diversify(self.encoder, passages, top_k, mmr)
             if expand and self.expander is not None:

@@ -26,13 +26,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ingest.chunk import TokenChunker
-from ingest.embed import HFEmbedder
 from ingest.limits import Limits, file_stamp
 from ingest.parse_worker import ParseWorker, warm_up
 from ingest.schema import (
     Chunk,
+    Chunker,
     Document,
+    Embedder,
     EmptyDocumentError,
     IngestError,
     ModelUnavailableError,
@@ -61,8 +61,8 @@ _STOPPED = "not ingested, the run was stopped (service shut down)"
 
 @dataclass
 class IngestRunner:
-    embedder: HFEmbedder
-    chunker: TokenChunker
+    embedder: Embedder
+    chunker: Chunker
     store: VectorStore
     model_id: str
     sparse: SparseEncoder | None = None
@@ -76,9 +76,8 @@ class IngestRunner:
     @property
     def fingerprint(self) -> str:
         """Everything that shapes a document's points; a change re-ingests the file."""
-        o = self.chunker.options
         lexical = f"{self.sparse.analyzer.fingerprint()}|{self.sparse.avgdl}" if self.sparse else "none"
-        return (f"{self.model_id}|{self.embedder.dimension}|{o.max_tokens}|{o.overlap_tokens}|{CHUNKER_VERSION}"
+        return (f"{self.model_id}|{self.embedder.dimension}|{self.chunker.fingerprint()}|{CHUNKER_VERSION}"
                 f"|{lexical}")
 
     def run(self, paths: list, on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
