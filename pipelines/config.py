@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
+from ingest.sparse import DEFAULT_AVGDL
+
 DEFAULT_MODEL = "aari1995/German_Semantic_STS_V2"
 DEFAULT_CONFIG_FILE = "german-rag.toml"
 _toml_file: ContextVar[Path | None] = ContextVar("toml_file", default=None)
@@ -76,7 +78,7 @@ class Settings(BaseSettings):
     dense_weight: float = Field(0.3, ge=0, le=100)
     bm25_weight: float = Field(1.0, ge=0, le=100)
     fusion_candidates: int = Field(50, ge=1, le=1000, description="hits per leg before fusion")
-    bm25_avgdl: float = Field(100.0, gt=0, description="average analyzed chunk length for BM25 weights")
+    bm25_avgdl: float = Field(DEFAULT_AVGDL, gt=0, description="average analyzed chunk length for BM25 weights")
     bm25_stem: bool = Field(True, description="Snowball German stemming in the BM25 analyzer")
     bm25_compounds: bool = Field(True, description="compound splitting in the BM25 analyzer")
     bm25_stopwords: bool = Field(True, description="drop German stopwords in the BM25 analyzer")
