@@ -131,7 +131,6 @@ class ParseWorker:
         self.limits = limits or Limits()
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
-        self.restarts = 0
         self._aborted = False
         self.owner = threading.get_ident()  # the thread that runs this worker's files (see abort_all)
         _LIVE.add(self)
@@ -208,7 +207,6 @@ class ParseWorker:
         if proc is None:
             return
         if kill:
-            self.restarts += 1
             proc.kill()
         elif conn is not None:
             try:

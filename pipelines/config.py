@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from ingest.sparse import DEFAULT_AVGDL
+from retrieval.rerank import DEFAULT_RERANKER
 
 DEFAULT_MODEL = "aari1995/German_Semantic_STS_V2"
 DEFAULT_CONFIG_FILE = "german-rag.toml"
@@ -84,7 +85,7 @@ class Settings(BaseSettings):
     bm25_stopwords: bool = Field(True, description="drop German stopwords in the BM25 analyzer")
     bm25_fold: bool = Field(True, description="umlaut and ß folding in the BM25 analyzer")
     rerank: bool = Field(False, description="rerank candidates with the cross-encoder by default")
-    rerank_model: str = Field("cross-encoder/mmarco-mMiniLMv2-L12-H384-v1",
+    rerank_model: str = Field(DEFAULT_RERANKER,
                               description="cross-encoder hub id or local directory")
     rerank_candidates: int = Field(30, ge=1, le=100, description="fused candidates the reranker scores")
     rerank_batch: int = Field(16, ge=1, le=256)

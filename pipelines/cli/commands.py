@@ -257,6 +257,3 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
         print("some example files failed", file=sys.stderr)
         return 1
     return 0
-
-
-__all__ = ["StoreError", "run"]

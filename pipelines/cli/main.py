@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from ingest.schema import IngestError, ModelUnavailableError, StoreError
 from pipelines.config import ConfigError, Settings, UsageError, load_settings
@@ -140,10 +139,6 @@ def _fail(args: argparse.Namespace, exc: Exception) -> int:
         print(json.dumps(valid_text({"error": str(exc), "kind": type(exc).__name__}), ensure_ascii=False))
     print(valid_text(f"german-rag: {label}: {exc}"), file=sys.stderr)
     return code
-
-
-def package_examples() -> Path:
-    return Path(__file__).resolve().parent / "examples"
 
 
 if __name__ == "__main__":
