@@ -33,8 +33,10 @@ demo-minilm: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# ruff, then mypy on the three packages (its settings and the paths it checks: [tool.mypy] in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check ingest retrieval pipelines tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .german-rag .pytest_cache

@@ -109,7 +109,7 @@ def time_modes(store, qs: list[str], encoder, args, settings) -> dict:
     from pipelines.build import build_retriever
 
     encoded = [(q, unit_vector(f"query-{q}", args.dim), encoder.encode_query(q)) for q in qs]
-    retriever = build_retriever(settings, HashQueries(args.dim), store)  # type: ignore[arg-type]
+    retriever = build_retriever(settings, HashQueries(args.dim), store)
     modes = {
         "dense": lambda q, d, s: store.search_dense(d, args.top_k),
         "bm25": lambda q, d, s: store.search_sparse(s[0], s[1], args.top_k),

@@ -62,6 +62,10 @@ class TokenChunker:
         self.tokenizer = tokenizer
         self.options = options or ChunkOptions()
 
+    def fingerprint(self) -> str:
+        """Size and overlap: with the model, what decides where chunks end."""
+        return f"{self.options.max_tokens}|{self.options.overlap_tokens}"
+
     @property
     def budget(self) -> int:
         """Tokens a chunk may hold, special tokens included."""
@@ -79,9 +83,7 @@ class TokenChunker:
     # -- units -----------------------------------------------------------------------------------
     def _count(self, texts: list[str]) -> list[int]:
         overhead = self.tokenizer.count_tokens("")
-        many = getattr(self.tokenizer, "count_tokens_many", None)
-        counts = many(texts) if many else [self.tokenizer.count_tokens(t) for t in texts]
-        return [c - overhead for c in counts]
+        return [c - overhead for c in self.tokenizer.count_tokens_many(texts)]
 
     def _units(self, doc: Document, limit: int) -> list[_Unit]:
         raw: list[tuple[int, int, int, bool, bool]] = []

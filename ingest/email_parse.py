@@ -112,7 +112,7 @@ def _clean_headers(part: EmailMessage) -> None:
     decoded is dropped. One bad header then never costs the body (the stdlib raises on such an address
     when it is read or written again: "address parts cannot contain CR or LF")."""
     items = list(part.raw_items())
-    cleaned = [(name, _clean_header(part, name, raw)) for name, raw in items]
+    cleaned = [(name, _clean_header(name, raw)) for name, raw in items]
     if all(new == raw for (_, raw), (_, new) in zip(items, cleaned, strict=True)):
         return
     for name in {name for name, _ in items}:
@@ -122,11 +122,12 @@ def _clean_headers(part: EmailMessage) -> None:
             part.set_raw(name, value)  # raw and in order: no check of how often a header may appear
 
 
-def _clean_header(part: EmailMessage, name: str, raw: str) -> str | None:
+def _clean_header(name: str, raw: str) -> str | None:
     """`raw` where it decodes cleanly; else its decoded text without control characters, encoded again;
     None where it cannot be decoded at all."""
     try:
-        if not _CONTROL.search(str(part.policy.header_factory(name, raw))):
+        # the parse's own policy (policy.default, see prepare_email): its header classes decode `raw`
+        if not _CONTROL.search(str(policy.default.header_factory(name, raw))):
             return raw
     except Exception:  # the stdlib's header parsers raise many kinds on hostile input
         pass

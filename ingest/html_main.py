@@ -22,6 +22,10 @@ import logging
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # lxml loads with the HTML parser
+    from lxml import etree
 
 # Fewer visible characters than this is a short extraction: retried with favor_recall and widened to its
 # container where that is small (trafilatura itself already tries other extractors where it finds little).
@@ -87,9 +91,17 @@ def _body(found):
     """The extraction as an HTML <body> element, reader comments included (html output would drop them)."""
     from trafilatura.htmlprocessing import convert_to_html  # what extract(output_format="html") uses
 
-    body = convert_to_html(found.body).find("body")
+    body = _body_of(convert_to_html(found.body))
     if found.commentsbody is not None:
-        body.extend(list(convert_to_html(found.commentsbody).find("body")))
+        body.extend(list(_body_of(convert_to_html(found.commentsbody))))
+    return body
+
+
+def _body_of(root: etree._Element) -> etree._Element:
+    """The <body> child of a tree that trafilatura or lxml built as <html><body>."""
+    body = root.find("body")
+    if body is None:  # both always build one; a tree without it is a bug to report, not a page to skip
+        raise ValueError(f"HTML tree without <body> under <{root.tag}>")
     return body
 
 
@@ -111,9 +123,9 @@ def _widen(root, body, page_chars: int):
         return body
     if _visible_chars(container.text_content()) >= page_chars / 2:
         return body
-    page = lxml.html.fromstring("<html><body></body></html>")
-    page.find("body").append(container)
-    return page.find("body")
+    body = _body_of(lxml.html.fromstring("<html><body></body></html>"))
+    body.append(container)
+    return body
 
 
 def _common_ancestor(elements: list):
@@ -162,8 +174,10 @@ def _visible_page(html: str):
         root = lxml.html.document_fromstring(html)
     except (ValueError, lxml.etree.ParserError):
         return None
-    for el in root.xpath("//script|//style|//noscript|//template|//head"):
-        el.drop_tree()
+    hidden = root.xpath("//script|//style|//noscript|//template|//head")
+    for el in hidden if isinstance(hidden, list) else []:  # a node-set query: always a list of elements
+        if isinstance(el, lxml.html.HtmlElement):
+            el.drop_tree()
     return root
 
 

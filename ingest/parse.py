@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from ingest.budget import check_text_budget, check_zip_budget
 from ingest.email_parse import prepare_email
@@ -96,15 +97,19 @@ def _prepare_pdf() -> None:
     (its defence against crafted content streams) stay as they are. Imported on the first PDF (2 s)."""
     from unstructured.partition import pdf as unstructured_pdf
 
-    original_check = unstructured_pdf.is_pdf_too_complex
-    if not getattr(original_check, "_german_rag", False):
+    if not isinstance(unstructured_pdf.is_pdf_too_complex, _LenientPdfCheck):  # patched once per process
+        unstructured_pdf.is_pdf_too_complex = _LenientPdfCheck(unstructured_pdf.is_pdf_too_complex)
 
-        def lenient_check(*args, **kwargs):
-            kwargs.setdefault("max_graphics_ops", 500_000)
-            return original_check(*args, **kwargs)
 
-        lenient_check._german_rag = True  # type: ignore[attr-defined]
-        unstructured_pdf.is_pdf_too_complex = lenient_check
+class _LenientPdfCheck:
+    """unstructured's complexity check with a higher operator limit (a class: patched is told by type)."""
+
+    def __init__(self, original: Callable[..., bool]) -> None:
+        self.original = original
+
+    def __call__(self, *args: Any, **kwargs: Any) -> bool:
+        kwargs.setdefault("max_graphics_ops", 500_000)
+        return self.original(*args, **kwargs)
 
 
 def prepare_parsers(hide_torch: bool = False) -> None:
@@ -140,8 +145,9 @@ def _partition(path: Path, text: str | None) -> list:
         return partition_text(text=text, languages=["deu"])
     from unstructured.partition.auto import partition
 
-    kwargs = {"strategy": "fast"} if ext == ".pdf" else {}
-    return partition(filename=str(path), languages=["deu"], **kwargs)
+    if ext == ".pdf":
+        return partition(filename=str(path), languages=["deu"], strategy="fast")
+    return partition(filename=str(path), languages=["deu"])
 
 
 def _partition_email(path: Path, source: str, limits: Limits) -> tuple[list, list[Row], dict]:

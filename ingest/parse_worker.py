@@ -92,6 +92,9 @@ def _main_module_hidden() -> Iterator[None]:
     worker needs only this module, so the main module's file and spec are hidden while it starts.
     """
     main = sys.modules.get("__main__")
+    if main is None:  # an embedding host without a main module: nothing to hide
+        yield
+        return
     had_file, file, spec = hasattr(main, "__file__"), getattr(main, "__file__", None), getattr(main, "__spec__", None)
     try:
         if had_file:
@@ -128,7 +131,6 @@ class ParseWorker:
         self.limits = limits or Limits()
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
-        self.restarts = 0
         self._aborted = False
         self.owner = threading.get_ident()  # the thread that runs this worker's files (see abort_all)
         _LIVE.add(self)
@@ -205,7 +207,6 @@ class ParseWorker:
         if proc is None:
             return
         if kill:
-            self.restarts += 1
             proc.kill()
         elif conn is not None:
             try:

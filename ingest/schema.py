@@ -164,6 +164,10 @@ class Tokenizer(Protocol):
         """Tokens of `text` as the model sees a document, special tokens and prompt included."""
         ...
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        """`count_tokens` of each text, in one tokenizer call where the backend can batch."""
+        ...
+
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the tokens of `text`, special tokens left out."""
         ...
@@ -191,3 +195,17 @@ class Embedder(Tokenizer, Protocol):
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str, truncate: bool = False) -> list[float]: ...
+
+    @property
+    def symmetric(self) -> bool:
+        """True where a query is embedded exactly as a document is (same prompt, same tokens): a batch of
+        queries may then go through `embed_documents` and get each query's `embed_query` vector."""
+        ...
+
+
+class Chunker(Protocol):
+    """Splits a Document into Chunks; `fingerprint` names what shapes them (a change re-ingests)."""
+
+    def fingerprint(self) -> str: ...
+
+    def chunk(self, doc: Document, doc_id: str) -> list[Chunk]: ...

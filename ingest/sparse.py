@@ -23,7 +23,7 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -36,6 +36,8 @@ from ingest.schema import IngestError
 
 ANALYZER_VERSION = 1  # bump when a change here changes tokens: indexed collections must be rebuilt
 LINKS = ("", "s", "es", "n", "en", "er", "e")  # German linking elements (Fugenelemente)
+# Average analyzed chunk length in the BM25 weights: the one default (Settings.bm25_avgdl uses it too).
+DEFAULT_AVGDL = 100.0
 MAX_WORD = 80  # longer "words" are ids, hashes or junk: kept whole, never stemmed or split
 SparseVector = tuple[list[int], list[float]]
 
@@ -261,7 +263,7 @@ class SparseEncoder:
     analyzer: GermanAnalyzer = field(default_factory=GermanAnalyzer)
     k1: float = 1.2
     b: float = 0.75
-    avgdl: float = 64.0
+    avgdl: float = DEFAULT_AVGDL
 
     def __post_init__(self) -> None:
         checks = {"k1": (self.k1, ">= 0", self.k1 >= 0), "b": (self.b, "in [0, 1]", 0 <= self.b <= 1),
@@ -289,10 +291,3 @@ class SparseEncoder:
         norm = self.k1 * (1 - self.b + self.b * len(tokens) / self.avgdl)
         ids = sorted(counts)
         return ids, [counts[i] * (self.k1 + 1) / (counts[i] + norm) for i in ids]
-
-    def fit_avgdl(self, texts: Iterable[str]) -> SparseEncoder:
-        """A copy whose `avgdl` is the mean token count of `texts` (the corpus being indexed)."""
-        lengths = [len(self.analyzer.analyze(t)) for t in texts]
-        if not lengths or sum(lengths) == 0:
-            raise SparseConfigError("fit_avgdl: texts must hold at least one token")
-        return replace(self, avgdl=sum(lengths) / len(lengths))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,9 +10,11 @@ from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.embed import EmbedderOptions, HFEmbedder
 from ingest.embed_use import MODEL_NAME as USE_MODEL
 from ingest.limits import Limits
+from ingest.schema import Chunker, Embedder, Tokenizer
 from ingest.sparse import GermanAnalyzer, SparseEncoder
 from ingest.store.base import VectorStore
 from pipelines.config import Settings
+from retrieval.schema import QueryEmbedder
 
 # The modules named only in functions below import what a command may not need (qdrant-client: about
 # 1 s; the reranker): a command pays for the parts it builds. `python -X importtime` shows the rest.
@@ -27,11 +30,20 @@ def model_identity(model: str) -> str:
     return str(path.resolve()) if path.is_dir() or model.startswith((".", "/", "~")) else model
 
 
-def build_embedder(settings: Settings) -> HFEmbedder:
-    if settings.embed_model == USE_MODEL:  # the optional multilingual USE backend (numpy, offline)
-        from ingest.embed_use import USEEmbedder
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedder registered under `embed_model`; any other name is a transformers model (hub id or
+    directory) for HFEmbedder. What a backend can do is on the Embedder protocol, not in this choice."""
+    return EMBEDDERS.get(settings.embed_model, _transformers_embedder)(settings)
 
-        return USEEmbedder(threads=settings.embed_threads)  # type: ignore[return-value]  # same protocol
+
+def _use_embedder(settings: Settings) -> Embedder:
+    """The optional multilingual USE backend (numpy, offline)."""
+    from ingest.embed_use import USEEmbedder
+
+    return USEEmbedder(threads=settings.embed_threads)
+
+
+def _transformers_embedder(settings: Settings) -> Embedder:
     return HFEmbedder(
         EmbedderOptions(
             model=settings.embed_model,
@@ -44,6 +56,10 @@ def build_embedder(settings: Settings) -> HFEmbedder:
             backend_cache=settings.embed_backend_cache,
         )
     )
+
+
+# Embedders that are not a transformers model, by the `embed_model` name that selects them.
+EMBEDDERS: dict[str, Callable[[Settings], Embedder]] = {USE_MODEL: _use_embedder}
 
 
 def build_store(settings: Settings) -> VectorStore:
@@ -81,8 +97,8 @@ def build_limits(settings: Settings) -> Limits:
                   max_elements=settings.max_elements, parse_timeout_s=settings.parse_timeout)
 
 
-def build_chunker(settings: Settings, embedder: HFEmbedder) -> TokenChunker:
-    return TokenChunker(embedder, ChunkOptions(settings.chunk_tokens, settings.chunk_overlap))
+def build_chunker(settings: Settings, tokenizer: Tokenizer) -> Chunker:
+    return TokenChunker(tokenizer, ChunkOptions(settings.chunk_tokens, settings.chunk_overlap))
 
 
 def build_sparse_encoder(settings: Settings) -> SparseEncoder:
@@ -91,7 +107,7 @@ def build_sparse_encoder(settings: Settings) -> SparseEncoder:
     return SparseEncoder(analyzer, avgdl=settings.bm25_avgdl)
 
 
-def build_ingest_runner(settings: Settings, embedder: HFEmbedder, store: VectorStore, progress: bool = True,
+def build_ingest_runner(settings: Settings, embedder: Embedder, store: VectorStore, progress: bool = True,
                         shard: tuple[int, int] | None = None, bulk: bool = False) -> IngestRunner:
     """The ingest pipeline over this embedder and store (imports the parse worker and the chunker)."""
     from pipelines.indexing.run import IngestRunner
@@ -109,7 +125,7 @@ def build_reranker(settings: Settings) -> CrossEncoderReranker:
     return CrossEncoderReranker(RerankerOptions(str(directory), settings.rerank_batch, device=settings.device))
 
 
-def build_retriever(settings: Settings, embedder: HFEmbedder, store: VectorStore,
+def build_retriever(settings: Settings, embedder: QueryEmbedder, store: VectorStore,
                     with_reranker: bool | None = None) -> HybridRetriever:
     """The retriever with its optional stages; the reranker is located only when it may be used."""
     from retrieval.expand import NeighbourExpander

@@ -15,7 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 
 from ingest.chunk import check_overlap
 from ingest.errors import ConfigError, UsageError
+from ingest.sparse import DEFAULT_AVGDL
 from ingest.store.base import check_collection_name
+from retrieval.rerank import DEFAULT_RERANKER
 
 DEFAULT_MODEL = "aari1995/German_Semantic_STS_V2"
 DEFAULT_CONFIG_FILE = "german-rag.toml"
@@ -74,13 +76,13 @@ class Settings(BaseSettings):
     dense_weight: float = Field(0.3, ge=0, le=100)
     bm25_weight: float = Field(1.0, ge=0, le=100)
     fusion_candidates: int = Field(50, ge=1, le=1000, description="hits per leg before fusion")
-    bm25_avgdl: float = Field(100.0, gt=0, description="average analyzed chunk length for BM25 weights")
+    bm25_avgdl: float = Field(DEFAULT_AVGDL, gt=0, description="average analyzed chunk length for BM25 weights")
     bm25_stem: bool = Field(True, description="Snowball German stemming in the BM25 analyzer")
     bm25_compounds: bool = Field(True, description="compound splitting in the BM25 analyzer")
     bm25_stopwords: bool = Field(True, description="drop German stopwords in the BM25 analyzer")
     bm25_fold: bool = Field(True, description="umlaut and ß folding in the BM25 analyzer")
     rerank: bool = Field(False, description="rerank candidates with the cross-encoder by default")
-    rerank_model: str = Field("cross-encoder/mmarco-mMiniLMv2-L12-H384-v1",
+    rerank_model: str = Field(DEFAULT_RERANKER,
                               description="cross-encoder hub id or local directory")
     rerank_candidates: int = Field(30, ge=1, le=100, description="fused candidates the reranker scores")
     rerank_batch: int = Field(16, ge=1, le=256)

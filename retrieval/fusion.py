@@ -1,6 +1,8 @@
 """Fusion and diversification over ranked lists of ids: pure functions, inputs never modified.
 
-- `rrf`: reciprocal rank fusion (Cormack et al. 2009), optionally weighted per list.
+Reciprocal rank fusion runs inside Qdrant (the Query API's RRF); DBSF with leg weights is fused here,
+because Qdrant's DBSF takes no weights (retrieval/hybrid.py).
+
 - `dbsf`: distribution-based score fusion as Qdrant defines it (each list normalised with
   mean ± 3 sample standard deviations, then summed).
 - `mmr`: maximal marginal relevance (Carbonell & Goldstein 1998) with cosine similarity.
@@ -19,34 +21,6 @@ from collections.abc import Mapping, Sequence
 from retrieval.schema import RetrievalError
 
 
-def rrf(
-    rankings: Sequence[Sequence[str]],
-    k: int = 60,
-    weights: Sequence[float] | None = None,
-    limit: int | None = None,
-) -> list[tuple[str, float]]:
-    """Fuse rankings by reciprocal rank: score(d) = sum_i w_i / (k + rank_i(d)), rank starting at 1.
-
-    An id absent from a list gets nothing from it. Returns `(id, score)` pairs, best first, at most
-    `limit` of them (all when None). Raises RetrievalError for k < 0, a negative `limit`, a weights
-    sequence whose length differs from the number of rankings, a negative or non-finite weight, or an
-    id listed twice in one ranking.
-    """
-    _check_limit(limit)
-    if k < 0:
-        raise RetrievalError(f"rrf: k must be >= 0, got {k}")
-    ws = _check_weights(weights, len(rankings))
-    parts: dict[str, list[float]] = {}
-    best: dict[str, int] = {}
-    for i, ranking in enumerate(rankings):
-        _check_unique(ranking, f"rrf: ranking {i}")
-        for rank, item in enumerate(ranking, start=1):
-            parts.setdefault(item, []).append(ws[i] / (k + rank))
-            best[item] = min(best.get(item, rank), rank)
-    fused = {item: math.fsum(p) for item, p in parts.items()}
-    return _ordered(fused, best, limit)
-
-
 def dbsf(
     scored: Sequence[Sequence[tuple[str, float]]],
     weights: Sequence[float] | None = None,
@@ -59,7 +33,8 @@ def dbsf(
     one whose scores are all equal, gives every point 0.5. The normalised scores are multiplied by
     the list's weight (default 1.0) and summed per id; an empty list contributes nothing. Position in
     a list (for tie-breaking) is the order of the list as given. Raises RetrievalError for a negative
-    `limit`, bad weights (see `rrf`), a non-finite score or an id listed twice in one list.
+    `limit`, a weights sequence whose length differs from the number of lists, a negative or non-finite
+    weight, a non-finite score or an id listed twice in one list.
     """
     _check_limit(limit)
     ws = _check_weights(weights, len(scored))

@@ -79,7 +79,8 @@ class HybridRetriever:
             raise RetrievalError(f"mode: {mode!r} is not one of {list(MODES)}")
         rerank = self.stages.rerank if rerank is None else rerank
         expand = self.stages.expand if expand is None else expand
-        if rerank and self.reranker is None:
+        reranker = self.reranker if rerank else None
+        if rerank and reranker is None:
             raise RetrievalError("rerank: no reranker is configured (set GERMAN_RAG_RERANK_MODEL)")
         check_expand(expand)
         mmr = self.stages.mmr if mmr is None else mmr
@@ -90,9 +91,9 @@ class HybridRetriever:
         # Errors of the stages keep their own kinds: a query over the token limit (input), a bad filter
         # (usage), a store that does not answer (unavailable) are told apart by the CLI and the service.
         passages = self._search(mode, query, depth, filters, truncate)
-        if rerank:
+        if reranker is not None:
             keep = depth if mmr is not None else top_k  # MMR still needs the candidates
-            passages = self.reranker.rerank(query, passages, keep)  # type: ignore[union-attr]
+            passages = reranker.rerank(query, passages, keep)
         if mmr is not None:
             passages = diversify(self.encoder, passages, top_k, mmr)
         if expand and self.expander is not None:

@@ -11,12 +11,16 @@ it (hub id, cache, offline) happens in pipelines.build with the same code as the
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from retrieval.schema import Passage, RerankerUnavailableError
+
+if TYPE_CHECKING:  # torch and transformers load with the model
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_RERANKER = "cross-encoder/mmarco-mMiniLMv2-L12-H384-v1"
 
@@ -29,6 +33,12 @@ class RerankerOptions:
     device: str = "auto"
 
 
+class _Loaded(NamedTuple):
+    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel
+    device: torch.device
+
+
 class CrossEncoderReranker:
     """Scores (query, passage) pairs; the pair's length is counted by the model's tokenizer.
 
@@ -38,61 +48,61 @@ class CrossEncoderReranker:
 
     def __init__(self, options: RerankerOptions) -> None:
         self.options = options
-        self._model = None
-        self._tokenizer = None
-        self._device = None
-        self.seconds_in_model = 0.0
+        self._loaded: _Loaded | None = None
         # A fast tokenizer is not safe to share between threads ("Already borrowed"); the HTTP
         # service calls retrieve from several threads, so one scoring pass runs at a time.
         self._lock = threading.Lock()
 
     def load(self) -> None:
-        if self._model is not None:
-            return
+        self._parts()
+
+    def _parts(self) -> _Loaded:
+        """The tokenizer, the model and its device, loaded on first use."""
+        if self._loaded is not None:
+            return self._loaded
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(self.options.directory)
         try:
-            self._tokenizer = AutoTokenizer.from_pretrained(str(path))
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForSequenceClassification.from_pretrained(str(path))
         except (OSError, ValueError) as exc:
             raise RerankerUnavailableError(f"cannot load reranker from {path}: {exc}") from exc
         want = self.options.device
-        self._device = torch.device("cuda" if want == "auto" and torch.cuda.is_available() else
-                                    ("cpu" if want == "auto" else want))
-        self._model = model.to(self._device).eval()
+        device = torch.device("cuda" if want == "auto" and torch.cuda.is_available() else
+                              ("cpu" if want == "auto" else want))
+        self._loaded = _Loaded(tokenizer, model.to(device).eval(), device)
+        return self._loaded
 
     @property
     def max_length(self) -> int:
-        self.load()
-        limits = [self.options.max_length, getattr(self._model.config, "max_position_embeddings", None)]
-        tok_max = getattr(self._tokenizer, "model_max_length", None)
+        tokenizer, model, _ = self._parts()
+        limits = [self.options.max_length, getattr(model.config, "max_position_embeddings", None)]
+        tok_max = getattr(tokenizer, "model_max_length", None)
         if tok_max and tok_max < 1_000_000:
             limits.append(tok_max)
         return int(min(x for x in limits if x))
 
     def pair_tokens(self, query: str, text: str) -> int:
         """Length of the pair as the model sees it, special tokens included, before any cut."""
-        self.load()
-        return len(self._tokenizer(query, text, truncation=False)["input_ids"])
+        tokenizer = self._parts().tokenizer
+        return len(tokenizer(query, text, truncation=False)["input_ids"])
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         import torch
 
-        self.load()
+        tokenizer, model, device = self._parts()
         scores: list[float] = []
-        started = time.perf_counter()
         with self._lock, torch.inference_mode():
             for i in range(0, len(texts), self.options.batch_size):
                 batch = list(texts[i : i + self.options.batch_size])
-                enc = self._tokenizer([query] * len(batch), batch, padding=True, truncation="only_second",
-                                      max_length=self.max_length, return_tensors="pt").to(self._device)
-                logits = self._model(**enc).logits.float()
+                enc = tokenizer([query] * len(batch), batch, padding=True, truncation="only_second",
+                                max_length=self.max_length, return_tensors="pt").to(device)
+                logits = model(**enc).logits.float()
                 # one logit: relevance; two: log-odds of the "relevant" class
                 rel = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
                 scores.extend(rel.cpu().tolist())
-        self.seconds_in_model += time.perf_counter() - started
         return scores
 
     def rerank(self, query: str, passages: Sequence[Passage], top_k: int) -> list[Passage]:

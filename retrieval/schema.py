@@ -75,5 +75,7 @@ class QueryEmbedder(Protocol):
 
 
 class Retriever(Protocol):
-    def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None,
-                 truncate: bool = False) -> list[Passage]: ...
+    """Query -> passages. `mode`, `rerank` and `expand` of None take the retriever's configured defaults."""
+
+    def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None, truncate: bool = False,
+                 mode: str | None = None, rerank: bool | None = None, expand: int | None = None) -> list[Passage]: ...

@@ -31,3 +31,11 @@ def test_token_limit_and_counts(use):
     with pytest.raises(TokenLimitError, match="over the model's limit of 64"):
         use.embed_query("Urlaub " * 100)
     assert len(use.embed_query("Urlaub " * 100, truncate=True)) == 512
+
+
+def test_symmetric_holds_a_batch_of_queries_gets_each_querys_own_vector(use):
+    """`symmetric` lets the service's QueryBatcher embed queries that arrive together as one batch."""
+    queries = ["Wie lange darf ich arbeiten?", "Urlaub", "Kündigungsfrist nach zehn Jahren im Betrieb"]
+    assert use.symmetric
+    for batched, query in zip(use.embed_documents(queries), queries, strict=True):
+        assert np.max(np.abs(np.array(batched) - np.array(use.embed_query(query)))) < 1e-5

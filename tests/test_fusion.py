@@ -9,69 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.fusion import dbsf, mmr, rrf
+from retrieval.fusion import dbsf, mmr
 from retrieval.schema import RetrievalError
-
-# ---------------------------------------------------------------- rrf
-
-
-def test_rrf_scores_are_sums_of_reciprocal_ranks() -> None:
-    fused = rrf([["a", "b", "c"], ["b", "c", "d"]], k=60)
-    assert [item for item, _ in fused] == ["b", "c", "a", "d"]
-    expected = {"a": 1 / 61, "b": 1 / 62 + 1 / 61, "c": 1 / 63 + 1 / 62, "d": 1 / 63}
-    assert dict(fused) == pytest.approx(expected, abs=1e-15)
-
-
-def test_rrf_weights_multiply_each_list() -> None:
-    # k=0: a = 2/1 + 1/2 = 2.5, b = 2/2 + 1/1 = 2.0
-    assert rrf([["a", "b"], ["b", "a"]], k=0, weights=[2.0, 1.0]) == [("a", 2.5), ("b", 2.0)]
-
-
-def test_rrf_ties_break_by_best_rank_then_id() -> None:
-    # k=0: a = 1/2 + 1/2 = 1.0 (best rank 2); z = 1/1 and y = 1/1 (best rank 1): y, z before a.
-    assert rrf([["z", "a"], ["y", "a"]], k=0) == [("y", 1.0), ("z", 1.0), ("a", 1.0)]
-
-
-def test_rrf_exact_ties_do_not_depend_on_list_order() -> None:
-    fused = rrf([["a", "b", "c"], ["c", "b", "a"], ["b", "c", "a"]])
-    again = rrf([["b", "c", "a"], ["c", "b", "a"], ["a", "b", "c"]])
-    assert fused == again
-
-
-def test_rrf_limit_and_empty_input() -> None:
-    assert rrf([["a", "b"], ["b"]], limit=1) == [("b", 1 / 61 + 1 / 62)]
-    assert rrf([["a"]], limit=0) == []
-    assert rrf([]) == []
-    assert rrf([[], []]) == []
-
-
-def test_rrf_leaves_inputs_untouched() -> None:
-    rankings = [["a", "b"], ["b", "c"]]
-    weights = [1.0, 0.5]
-    before = copy.deepcopy((rankings, weights))
-    rrf(rankings, weights=weights)
-    assert (rankings, weights) == before
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"k": -1}, "k must be >= 0"),
-        ({"weights": [1.0]}, "1 weights for 2 lists"),
-        ({"weights": [1.0, -0.5]}, "weight 1 is -0.5"),
-        ({"weights": [1.0, math.nan]}, "weight 1 is nan"),
-        ({"limit": -1}, "limit must be >= 0"),
-    ],
-)
-def test_rrf_rejects_bad_parameters(kwargs: dict, match: str) -> None:
-    with pytest.raises(RetrievalError, match=match):
-        rrf([["a"], ["b"]], **kwargs)
-
-
-def test_rrf_rejects_an_id_twice_in_one_ranking() -> None:
-    with pytest.raises(RetrievalError, match=r"ranking 1 holds id 'b' twice"):
-        rrf([["a"], ["b", "c", "b"]])
-
 
 # ---------------------------------------------------------------- dbsf
 
@@ -121,6 +60,20 @@ def test_dbsf_leaves_inputs_untouched() -> None:
     before = copy.deepcopy(scored)
     dbsf(scored)
     assert scored == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"weights": [1.0]}, "1 weights for 2 lists"),
+        ({"weights": [1.0, -0.5]}, "weight 1 is -0.5"),
+        ({"weights": [1.0, math.nan]}, "weight 1 is nan"),
+        ({"limit": -1}, "limit must be >= 0"),
+    ],
+)
+def test_dbsf_rejects_bad_parameters(kwargs: dict, match: str) -> None:
+    with pytest.raises(RetrievalError, match=match):
+        dbsf([[("a", 1.0)], [("b", 1.0)]], **kwargs)
 
 
 def test_dbsf_rejects_bad_input() -> None:

@@ -55,7 +55,7 @@ def test_dense_mode_and_filters(capsys, small_corpus):
 
 def test_bad_mode_and_fusion_are_errors():
     with pytest.raises(RetrievalError, match="mode: 'semantic'"):
-        HybridRetriever(None, None, None, mode="semantic")  # type: ignore[arg-type]
+        HybridRetriever(None, None, None, mode="semantic")  # type: ignore[arg-type]  # the mode fails first
     with pytest.raises(RetrievalError, match="fusion: 'max'"):
         FusionOptions(method="max")
 

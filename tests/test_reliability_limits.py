@@ -27,13 +27,13 @@ def test_query_control_characters_are_dropped_and_length_is_bounded():
     with pytest.raises(RetrievalError, match=rf"more than the {MAX_QUERY_CHARS} allowed"):
         check_query("a" * (MAX_QUERY_CHARS + 1))
     with pytest.raises(RetrievalError, match=r"query: must be a string"):
-        check_query(b"bytes")  # type: ignore[arg-type]
+        check_query(b"bytes")  # type: ignore[arg-type]  # the wrong type is the input under test
 
 
 @pytest.mark.parametrize("top_k", [0, -1, 101, True, 2.5, "5", None])
 def test_top_k_out_of_bounds_is_rejected(top_k):
     with pytest.raises(RetrievalError, match=r"top_k: must be an integer from 1 to 100"):
-        check_top_k(top_k)  # type: ignore[arg-type]
+        check_top_k(top_k)  # type: ignore[arg-type]  # wrong types are among the inputs under test
 
 
 def test_filters_with_unknown_keys_or_wrong_types_are_rejected():

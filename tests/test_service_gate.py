@@ -13,6 +13,8 @@ import pytest
 from pipelines.build import build_store
 from pipelines.config import Settings
 from pipelines.service.app import create_app
+from pipelines.service.gate import required_scope
+from pipelines.service.routes import UPLOAD_PATH
 from tests.test_service import assert_error
 from tests.test_service_support import live_server, service_settings
 
@@ -159,6 +161,21 @@ def test_docs_are_closed_when_keys_are_set(keyed_server):
         for path in ("/docs", "/redoc"):
             assert_error(anon.get(path), 401, "unauthorized")
             assert_error(reader.get(path), 404, "not_found")
+
+
+def test_openapi_declares_the_bearer_scheme_on_every_operation_the_gate_guards(keyed_server):
+    """#11.7: the gate enforces the keys; the schema tells a client which operations need one (and how)."""
+    with keyed_server.client(READ) as reader:
+        schema = reader.get("/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert len(schemes) == 1
+    (name, scheme), = schemes.items()
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    operations = [(method.upper(), path, op) for path, ops in schema["paths"].items() for method, op in ops.items()]
+    assert {m for m, _, _ in operations} >= {"GET", "POST", "DELETE"}
+    for method, path, op in operations:
+        guarded = required_scope(method, path, UPLOAD_PATH) is not None
+        assert (op.get("security") == [{name: []}]) == guarded, f"{method} {path}: {op.get('security')}"
 
 
 @pytest.fixture(scope="module")

@@ -257,13 +257,6 @@ def test_vectors_have_sorted_unique_indices_and_positive_values() -> None:
         assert indices == sorted(set(indices)) and len(indices) == len(values) and min(values) > 0
 
 
-def test_fit_avgdl_uses_the_analyzers_token_count() -> None:
-    encoder = SparseEncoder(PLAIN).fit_avgdl(["Hund Katze", "Hund Hund Hund Katze"])
-    assert encoder.avgdl == 3.0 and encoder.k1 == 1.2
-    with pytest.raises(SparseConfigError, match="at least one token"):
-        SparseEncoder(PLAIN).fit_avgdl(["und die"])
-
-
 @pytest.mark.parametrize(("options", "message"), [({"k1": -1.0}, r"k1=-1\.0"), ({"b": 1.5}, r"b=1\.5: .*\[0, 1\]"),
                                                   ({"avgdl": 0.0}, r"avgdl=0\.0"),
                                                   ({"avgdl": float("nan")}, "avgdl=nan")])
@@ -289,3 +282,10 @@ def test_sparse_module_imports_neither_retrieval_nor_pipelines() -> None:
     modules = {n.module or "" for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names}
     assert not {m for m in modules if m.split(".")[0] in {"retrieval", "pipelines"}}
+
+
+def test_the_encoder_and_the_settings_share_one_avgdl_default() -> None:
+    from ingest.sparse import DEFAULT_AVGDL
+    from pipelines.config import Settings
+
+    assert SparseEncoder().avgdl == Settings.model_fields["bm25_avgdl"].default == DEFAULT_AVGDL

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import qdrant_edge as qe
 
 from ingest.schema import Chunk, chunk_payload
 from ingest.store.base import DENSE, SPARSE
 from ingest.store.filters import Condition, FilterSpec
+
+
+@overload
+def to_edge_filter(spec: FilterSpec) -> qe.Filter: ...
+
+
+@overload
+def to_edge_filter(spec: FilterSpec | None) -> qe.Filter | None: ...
 
 
 def to_edge_filter(spec: FilterSpec | None) -> qe.Filter | None:

@@ -10,7 +10,7 @@ from typing import Any
 from ingest.errors import InternalError
 from ingest.schema import Chunk, P, StoreError
 from ingest.store.base import DENSE, DocState, StoreOptions
-from ingest.store.filters import FilterSpec, build_filter, reuse_filter, stale_filter
+from ingest.store.filters import FilterSpec, build_filter, match_filter, reuse_filter, stale_filter
 
 STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT]
 _STATE_BATCH = 256  # sources per scroll when asking for many doc states at once
@@ -144,10 +144,10 @@ class EngineStore:
         return self._delete(stale_filter(source, keep_doc_id))
 
     def delete_source(self, source: str) -> int:
-        return self._delete(build_filter({P.SOURCE: source}))  # type: ignore[arg-type]
+        return self._delete(match_filter(P.SOURCE, source))
 
     def delete_doc(self, doc_id: str) -> int:
-        return self._delete(build_filter({P.DOC_ID: doc_id}))  # type: ignore[arg-type]
+        return self._delete(match_filter(P.DOC_ID, doc_id))
 
     def sources(self) -> dict[str, dict]:
         """Every source with its doc_id(s), chunk count and content hash."""

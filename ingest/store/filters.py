@@ -102,6 +102,14 @@ def build_filter(filters: dict[str, FilterValue] | None) -> FilterSpec | None:
     return FilterSpec(must=tuple(Condition(key, check_filter_value(key, value)) for key, value in filters.items()))
 
 
+def match_filter(key: str, value: FilterValue) -> FilterSpec:
+    """The points whose `key` matches `value` (checked like a user's filter): what a delete selects."""
+    spec = build_filter({key: value})
+    if spec is None:  # never for one field; a delete without a filter would select every point
+        raise StoreError(f"filter field {key!r}: no condition was built from {value!r}")
+    return spec
+
+
 def is_text(value: str) -> bool:
     """Whether a string is valid text (no lone surrogates: the engines refuse those)."""
     try:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.errors import ConfigError, ErrorKind, UsageError
-from ingest.schema import StoreError
 from ingest.store.filters import FilterError, check_filter_value, filter_kind
 from pipelines.api import ingest_paths, retrieve_many
 from pipelines.build import (
@@ -272,5 +271,3 @@ def demo(args: argparse.Namespace, settings: Settings) -> Outcome:
         return ErrorKind.INPUT
     return None
 
-
-__all__ = ["StoreError", "run"]

@@ -9,7 +9,6 @@ import os
 import sys
 import traceback
 import warnings
-from pathlib import Path
 
 from ingest.errors import ErrorKind, GermanRagError, InternalError
 from pipelines.config import Settings, load_settings
@@ -145,10 +144,6 @@ def _fail(args: argparse.Namespace, exc: GermanRagError) -> int:
                          ensure_ascii=False))
     print(valid_text(f"german-rag: {label}: {exc}"), file=sys.stderr)
     return code
-
-
-def package_examples() -> Path:
-    return Path(__file__).resolve().parent / "examples"
 
 
 if __name__ == "__main__":

@@ -23,17 +23,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from tqdm import tqdm
 
-from ingest.chunk import TokenChunker
-from ingest.embed import HFEmbedder
 from ingest.limits import Limits, file_stamp
 from ingest.parse_worker import ParseWorker, warm_up
 from ingest.schema import (
     Chunk,
+    Chunker,
     Document,
+    Embedder,
     EmptyDocumentError,
     IngestError,
     ModelUnavailableError,
@@ -62,8 +61,8 @@ _STOPPED = "not ingested, the run was stopped (service shut down)"
 
 @dataclass
 class IngestRunner:
-    embedder: HFEmbedder
-    chunker: TokenChunker
+    embedder: Embedder
+    chunker: Chunker
     store: VectorStore
     model_id: str
     sparse: SparseEncoder | None = None
@@ -77,9 +76,8 @@ class IngestRunner:
     @property
     def fingerprint(self) -> str:
         """Everything that shapes a document's points; a change re-ingests the file."""
-        o = self.chunker.options
         lexical = f"{self.sparse.analyzer.fingerprint()}|{self.sparse.avgdl}" if self.sparse else "none"
-        return (f"{self.model_id}|{self.embedder.dimension}|{o.max_tokens}|{o.overlap_tokens}|{CHUNKER_VERSION}"
+        return (f"{self.model_id}|{self.embedder.dimension}|{self.chunker.fingerprint()}|{CHUNKER_VERSION}"
                 f"|{lexical}")
 
     def run(self, paths: list, on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
@@ -187,7 +185,7 @@ class IngestRunner:
         """Doc states of a batch of sources; if the engine refuses the batch, each source is asked alone,
         so one source it cannot take fails only its own file (StoreUnavailableError still ends triage)."""
         try:
-            return {k: cast(DocState, v) for k, v in self.store.doc_states(sources).items()}
+            return dict(self.store.doc_states(sources))
         except StoreUnavailableError:
             raise
         except Exception:
@@ -195,7 +193,7 @@ class IngestRunner:
         out: dict[str, DocState | Exception] = {}
         for source in sources:
             try:
-                out[source] = cast(DocState, self.store.doc_state(source))
+                out[source] = self.store.doc_state(source)
             except StoreUnavailableError:
                 raise
             except Exception as exc:
@@ -254,7 +252,7 @@ class IngestRunner:
                     batch.append(FileResult(item.cand.source, "failed", error=f"{item.cand.source}: {why}"))
                 elif isinstance(value, PASS_THROUGH):
                     batch.append(value)
-                else:
+                elif isinstance(value, Document):  # always, here: a str is a reason (`why`) above
                     entry = self._chunk(item, value, clock)
                     batch.append(entry)
                     tokens += 0 if isinstance(entry, PASS_THROUGH) else sum(c.token_count for c in entry[1])

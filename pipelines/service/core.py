@@ -9,58 +9,194 @@ whole job.
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
-from ingest.schema import TokenLimitError
+from ingest.schema import Chunk, Embedder, StoredHit, TokenLimitError
+from ingest.store.base import DocState, StoreFilters, VectorStore
 
 log = logging.getLogger(__name__)
 EMBED_SLICE = 8  # texts per locked embed call during ingest: bounds how long a retrieve waits for the model
 
 
-class Serialized:
-    """Every method call on the wrapped object runs under `lock`; plain attributes pass through."""
+class LockedStore(VectorStore):
+    """The service's one store client: every call runs under `lock` (a scan, step by step)."""
 
-    def __init__(self, inner: Any, lock: threading.Lock | threading.RLock) -> None:
+    def __init__(self, inner: VectorStore, lock: threading.Lock | threading.RLock) -> None:
+        self._inner, self._lock = inner, lock
+        self.options = inner.options
+
+    @property
+    def location(self) -> str:
+        return self._inner.location
+
+    def exists(self) -> bool:
+        with self._lock:
+            return self._inner.exists()
+
+    def metadata(self) -> dict:
+        with self._lock:
+            return self._inner.metadata()
+
+    def ensure_collection(self, model: str, dimension: int) -> None:
+        with self._lock:
+            self._inner.ensure_collection(model, dimension)
+
+    def check_compatible(self, model: str, dimension: int) -> None:
+        with self._lock:
+            self._inner.check_compatible(model, dimension)
+
+    def require_collection(self) -> None:
+        with self._lock:
+            self._inner.require_collection()
+
+    def doc_state(self, source: str) -> DocState:
+        with self._lock:
+            return self._inner.doc_state(source)
+
+    def doc_states(self, sources: Sequence[str]) -> dict[str, DocState]:
+        with self._lock:
+            return self._inner.doc_states(sources)
+
+    def begin_bulk(self) -> bool:
+        with self._lock:
+            return self._inner.begin_bulk()
+
+    def end_bulk(self) -> bool:
+        with self._lock:
+            return self._inner.end_bulk()
+
+    def stored_vectors(self, source: str, content_hashes: Sequence[str]) -> dict[str, list[float]]:
+        with self._lock:
+            return self._inner.stored_vectors(source, content_hashes)
+
+    def upsert_chunks(self, chunks: Sequence[Chunk], dense: Sequence[Sequence[float]],
+                      sparse: Sequence[tuple[list[int], list[float]]] | None = None, doc_hash: str = "") -> int:
+        with self._lock:
+            return self._inner.upsert_chunks(chunks, dense, sparse, doc_hash)
+
+    def delete_stale(self, source: str, keep_doc_id: str) -> int:
+        with self._lock:
+            return self._inner.delete_stale(source, keep_doc_id)
+
+    def delete_source(self, source: str) -> int:
+        with self._lock:
+            return self._inner.delete_source(source)
+
+    def delete_doc(self, doc_id: str) -> int:
+        with self._lock:
+            return self._inner.delete_doc(doc_id)
+
+    def count(self, filters: StoreFilters | None = None) -> int:
+        with self._lock:
+            return self._inner.count(filters)
+
+    def sources(self) -> dict[str, dict]:
+        with self._lock:
+            return self._inner.sources()
+
+    def search_dense(self, vector: Sequence[float], top_k: int,
+                     filters: StoreFilters | None = None) -> list[StoredHit]:
+        with self._lock:
+            return self._inner.search_dense(vector, top_k, filters)
+
+    def search_sparse(self, indices: Sequence[int], values: Sequence[float], top_k: int,
+                      filters: StoreFilters | None = None) -> list[StoredHit]:
+        with self._lock:
+            return self._inner.search_sparse(indices, values, top_k, filters)
+
+    def search_hybrid(self, dense: Sequence[float], sparse: tuple[Sequence[int], Sequence[float]], top_k: int,
+                      filters: StoreFilters | None = None, fusion: str = "rrf", rrf_k: int = 60,
+                      weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
+        with self._lock:
+            return self._inner.search_hybrid(dense, sparse, top_k, filters, fusion, rrf_k, weights, candidates)
+
+    def fetch_chunks(self, doc_id: str, indices: Sequence[int]) -> list[dict]:
+        with self._lock:
+            return self._inner.fetch_chunks(doc_id, indices)
+
+    def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]:
+        with self._lock:
+            rows = self._inner.scan(fields, vectors)
+        while True:  # the lock is held per row, never while the caller works on one
+            with self._lock:
+                row = next(rows, None)
+            if row is None:
+                return
+            yield row
+
+    def close(self) -> None:
+        with self._lock:
+            self._inner.close()
+
+
+class SlicedEmbedder(Embedder):
+    """The ingest side of the model: every call runs under the model lock (a fast tokenizer must not be
+    used from two threads), and document batches are cut into slices, each under the lock on its own."""
+
+    def __init__(self, inner: Embedder, lock: threading.Lock | threading.RLock) -> None:
         self._inner, self._lock = inner, lock
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
+    @property
+    def model_name(self) -> str:
+        return self._inner.model_name
 
-        @functools.wraps(attr)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
+    @property
+    def dimension(self) -> int:
+        with self._lock:
+            return self._inner.dimension
 
-        return call
+    @property
+    def max_tokens(self) -> int:
+        with self._lock:
+            return self._inner.max_tokens
 
+    @property
+    def symmetric(self) -> bool:
+        with self._lock:
+            return self._inner.symmetric
 
-class SlicedEmbedder(Serialized):
-    """The ingest side of the model: document batches are cut into slices, each under the model lock."""
+    def prepare(self) -> None:
+        with self._lock:
+            self._inner.prepare()
 
-    def embed_documents(self, texts: Sequence[str], token_ids: Sequence[Sequence[int]] | None = None
-                        ) -> list[list[float]]:
+    def load(self) -> None:
+        with self._lock:
+            self._inner.load()
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            return self._inner.count_tokens(text)
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        with self._lock:
+            return self._inner.count_tokens_many(texts)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        with self._lock:
+            return self._inner.token_offsets(text)
+
+    def embed_query(self, text: str, truncate: bool = False) -> list[float]:
+        with self._lock:
+            return self._inner.embed_query(text, truncate)
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         # Slices of similar length (by characters): a slice pads to its longest text, so mixing a
         # 20-token heading with 256-token chunks would waste most of the model's work.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[list[float] | None] = [None] * len(texts)
+        out: list[list[float]] = [[] for _ in texts]  # every row is filled: the slices cover every index
         for start in range(0, len(order), EMBED_SLICE):
             picked = order[start : start + EMBED_SLICE]
-            extra = {} if token_ids is None else {"token_ids": [token_ids[i] for i in picked]}
             with self._lock:
-                vectors = self._inner.embed_documents([texts[i] for i in picked], **extra)
+                vectors = self._inner.embed_documents([texts[i] for i in picked])
             for i, vec in zip(picked, vectors, strict=True):
                 out[i] = vec
-        return out  # type: ignore[return-value]
+        return out
 
 
 @dataclass
@@ -78,7 +214,7 @@ class QueryBatcher:
     each query goes through `embed_query` so that it gets its own result or error.
     """
 
-    def __init__(self, embedder: Any, lock: threading.Lock, wait_s: float = 0.0, max_batch: int = 32,
+    def __init__(self, embedder: Embedder, lock: threading.Lock, wait_s: float = 0.0, max_batch: int = 32,
                  observe: Callable[[float, int], None] | None = None) -> None:
         self._embedder, self._lock = embedder, lock
         self._wait_s, self._max_batch = wait_s, max_batch
@@ -117,13 +253,6 @@ class QueryBatcher:
                 batch.append(item)
             self._run(batch)
 
-    def _same_prompts(self) -> bool:
-        spec = getattr(self._embedder, "spec", None)  # a backend without a spec is answered query by query
-        if spec is None:
-            return False
-        prompts = getattr(spec, "prompts", {}) or {}
-        return prompts.get("query", "") == prompts.get("document", "")
-
     def _run(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
@@ -136,8 +265,8 @@ class QueryBatcher:
 
     def _embed(self, batch: list[_Pending]) -> None:
         with self._lock:
-            vectors: list | None = None
-            if len(batch) > 1 and self._same_prompts():
+            vectors: list[list[float]] | None = None
+            if len(batch) > 1 and self._embedder.symmetric:
                 try:
                     vectors = self._embedder.embed_documents([p.text for p in batch])
                 except TokenLimitError:

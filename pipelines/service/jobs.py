@@ -63,6 +63,10 @@ def display_name(filename: str | None) -> str:
     return name or "unnamed"
 
 
+def _literal(text: str) -> Callable[[re.Match[str]], str]:
+    return lambda _: text
+
+
 def hide_paths(message: str, job: Job) -> str:
     """A message for the caller: the server's paths (a parser may name the file it read) become the
     upload names the caller sent; the job folder itself is never shown."""
@@ -70,7 +74,8 @@ def hide_paths(message: str, job: Job) -> str:
         message = message.replace(str(f.path), f.name)
     message = message.replace(str(job.folder), "<upload>")
     for f in job.files:  # a bare `0003.pdf` is a name the caller never sent
-        message = re.sub(rf"(?<![\w.]){re.escape(f.path.name)}(?![\w.])", lambda _, n=f.name: n, message)
+        # a function, not the name itself: re.sub would read backslashes in the name as escapes
+        message = re.sub(rf"(?<![\w.]){re.escape(f.path.name)}(?![\w.])", _literal(f.name), message)
     return message
 
 

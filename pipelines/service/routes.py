@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Header, Query, Response, Security, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -24,14 +24,16 @@ from pipelines.service.models import (
     ErrorOut,
     Health,
     JobOut,
+    PassageOut,
     RetrieveRequest,
     RetrieveResponse,
 )
 from pipelines.service.runtime import ServiceRuntime
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-READ_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 408, 411, 413, 422, 429, 503)}
-WRITE_ERRORS = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (403, 404, 415)}}
+Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=`: status -> OpenAPI response fields
+READ_ERRORS: Responses = {s: {"model": ErrorOut} for s in (400, 401, 408, 411, 413, 422, 429, 503)}
+WRITE_ERRORS: Responses = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (403, 404, 415)}}
 COPY_BLOCK = 1 << 20
 MAX_FORM_FIELDS, MAX_FIELD_BYTES = 8, 64 << 10  # an upload needs no text fields: these bound what is held in memory
 UPLOAD_PATH = "/v1/documents"
@@ -42,8 +44,6 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
     # scheme in the OpenAPI schema.
     read = write = Security(HTTPBearer(auto_error=False, description="a read key; uploads and deletes: a write "
                                        "key"))
-    form_limits = {"max_files": rt.settings.max_upload_files, "max_fields": MAX_FORM_FIELDS,
-                   "max_part_size": MAX_FIELD_BYTES}
 
     @app.post("/v1/retrieve", response_model=RetrieveResponse, dependencies=[read], responses=READ_ERRORS)
     async def retrieve(body: RetrieveRequest) -> RetrieveResponse:
@@ -59,11 +59,13 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         finally:
             rt.admission.leave()
             rt.metrics.in_flight.dec()
-        return RetrieveResponse(query=body.query, mode=mode, passages=[p.to_dict() for p in passages],
+        return RetrieveResponse(query=body.query, mode=mode,
+                                passages=[PassageOut.model_validate(p.to_dict()) for p in passages],
                                 took_ms=round((time.perf_counter() - started) * 1000, 2))
 
     @app.post(UPLOAD_PATH, status_code=202, response_model=JobOut, dependencies=[write], responses=WRITE_ERRORS,
-              form_limits=form_limits)
+              form_limits={"max_files": rt.settings.max_upload_files, "max_fields": MAX_FORM_FIELDS,
+                           "max_part_size": MAX_FIELD_BYTES})
     async def upload(files: Annotated[list[UploadFile], File(description="one or more documents")],
                      response: Response) -> JobOut:
         """Store the files in a private folder and queue an ingest job; poll GET /v1/jobs/{job_id}."""

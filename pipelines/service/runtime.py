@@ -6,12 +6,10 @@ process (embedded Qdrant allows one client per folder, and each worker would loa
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Any
 
 from ingest.errors import ErrorKind, kind_of
 from ingest.parse import SUPPORTED_EXTENSIONS
@@ -26,10 +24,10 @@ from pipelines.build import (
 )
 from pipelines.config import Settings
 from pipelines.indexing.report import FileResult
-from pipelines.service.core import Admission, QueryBatcher, Serialized, SlicedEmbedder
-from pipelines.service.http import InvalidInput, KeyRing, Misconfigured, NotReady, ServiceMetrics
+from pipelines.service.core import Admission, LockedStore, QueryBatcher, SlicedEmbedder
+from pipelines.service.http import KeyRing, Misconfigured, NotReady, ServiceMetrics
 from pipelines.service.jobs import JobManager, UploadRoot, UploadRunner
-from retrieval.schema import Passage
+from retrieval.schema import Passage, Retriever
 
 log = logging.getLogger(__name__)
 UPLOAD_PATH = "/v1/documents"
@@ -44,14 +42,14 @@ class ServiceRuntime:
         self.embedder = build_embedder(settings)
         self.store = build_store(settings)
         self.model_lock, self.store_lock = threading.Lock(), threading.RLock()
-        self.locked_store = Serialized(self.store, self.store_lock)
+        self.locked_store = LockedStore(self.store, self.store_lock)
         self.metrics = ServiceMetrics()
         self.keys = KeyRing.from_settings(settings.read_keys, settings.write_keys)
         self.admission = Admission(settings.queue_size)
         self.loaded = threading.Event()
         self.startup_error: str | None = None
         self.batcher: QueryBatcher | None = None
-        self.retriever: Any = None
+        self.retriever: Retriever | None = None
         self.jobs: JobManager | None = None
         self.extensions = frozenset(SUPPORTED_EXTENSIONS)
         self.uploads = UploadRoot(settings.upload_dir)
@@ -69,11 +67,11 @@ class ServiceRuntime:
                 self.store.ensure_collection(self.model_id, self.embedder.dimension)
             self.batcher = QueryBatcher(self.embedder, self.model_lock, self.settings.batch_wait_ms / 1000,
                                         self.settings.batch_max, observe=self.metrics.observe_embed)
-            self.retriever = build_retriever(self.settings, self.batcher, self.locked_store)  # type: ignore[arg-type]
+            self.retriever = build_retriever(self.settings, self.batcher, self.locked_store)
             embedder = SlicedEmbedder(self.embedder, self.model_lock)
             # The CLI's limits, with the service's own parse timeout (a caller waits for the job).
             limits = replace(build_limits(self.settings), parse_timeout_s=self.settings.service_parse_timeout)
-            runner = UploadRunner(embedder, build_chunker(self.settings, embedder), self.locked_store,  # type: ignore[arg-type]
+            runner = UploadRunner(embedder, build_chunker(self.settings, embedder), self.locked_store,
                                   self.model_id, build_sparse_encoder(self.settings), progress=False, limits=limits)
             self.jobs = JobManager(runner, self.settings.job_queue_size, self._count_result)
             self.loaded.set()
@@ -118,17 +116,11 @@ class ServiceRuntime:
             raise not_ready(f"store not ready: {type(exc).__name__}: {exc}") from exc
 
     # -- retrieve -----------------------------------------------------------------------------------
-    def supports(self, name: str) -> bool:
-        return name in inspect.signature(self.retriever.retrieve).parameters
-
     def retrieve(self, query: str, top_k: int, mode: str | None, filters: dict, truncate: bool,
                  rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
         self.require_ready()  # the query itself is checked by the retriever (retrieval/query_check.py)
-        extra: dict[str, Any] = {}
-        for name, value in (("rerank", rerank), ("expand", expand)):
-            if value is not None:
-                if not self.supports(name):
-                    raise InvalidInput(f"{name}: not supported by this version of the retriever")
-                extra[name] = value
+        if self.retriever is None:  # set before the service reports itself loaded
+            raise NotReady("the model is still loading", {"Retry-After": "5"})
         mode = mode or self.settings.retrieval_mode
-        return mode, self.retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, **extra)
+        return mode, self.retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, rerank=rerank,
+                                             expand=expand)
