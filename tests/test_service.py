@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -150,7 +152,7 @@ def test_upload_limits(server, files, status, kind, match):
     assert [p.name for p in root.iterdir()] == [".lock"], "a refused upload leaves no folder"
 
 
-def test_upload_body_over_the_total_limit_is_refused_before_reading(server):
+def test_upload_body_over_the_total_limit_is_refused_and_never_saved(server):
     big = b"a" * (3 * (MAX_BYTES + 1024) + (64 << 10) + 1)
     with server.client() as c:
         assert_error(c.post("/v1/documents", files=[("files", ("x.txt", big, "text/plain"))]), 413, "too_large")
@@ -218,3 +220,28 @@ def test_rerank_and_expand_are_passed_to_the_retriever(server, ingested):
     assert expanded.status_code == 200 and expanded.json()["passages"]
     # no cross-encoder is configured in tests: a request for one is refused, never a 5xx
     assert_error(reranked, 422, "invalid", "rerank")
+
+
+def test_a_body_a_little_over_the_limit_gets_its_413_not_a_reset(server):
+    """A client that is still sending when the 413 goes out must read the 413: a body up to DRAIN_BYTES over
+    its limit is read and dropped first (before, the server answered and closed at once, and the kernel's
+    reset replaced the answer with "connection reset" under load). The body here arrives 0.3 s late, so
+    the answer must wait for it."""
+    host, port = server.url.removeprefix("http://").split(":")
+    body = b'{"query": "' + b"a" * (1 << 20) + b'"}'
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/retrieve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode())
+        time.sleep(0.3)
+        sock.setblocking(False)
+        try:
+            early = sock.recv(1024)
+        except BlockingIOError:
+            early = b""
+        sock.setblocking(True)
+        assert early == b"", "the 413 went out before the body was read"
+        sock.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413")
