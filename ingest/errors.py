@@ -97,12 +97,6 @@ class InternalError(GermanRagError):
     kind = ErrorKind.INTERNAL
 
 
-KIND_BASES: dict[ErrorKind, type[GermanRagError]] = {
-    ErrorKind.USAGE: UsageError, ErrorKind.CONFIGURATION: ConfigError, ErrorKind.INPUT: InputError,
-    ErrorKind.UNAVAILABLE: UnavailableError, ErrorKind.INTERNAL: InternalError,
-}
-
-
 def kind_of(exc: BaseException) -> ErrorKind:
     """An error's kind; anything that is not a GermanRagError is a bug (internal)."""
     return exc.kind if isinstance(exc, GermanRagError) else ErrorKind.INTERNAL
