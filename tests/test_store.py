@@ -96,3 +96,15 @@ def test_embedded_store_in_use_by_another_client(tmp_path):
             second.exists()
     finally:
         first.close()
+
+
+def test_one_id_rule_for_filters_delete_and_the_service():
+    """#11: a document or chunk id is a UUID in its 36-character form, either case; the service's DELETE path,
+    `delete`, and `--filter doc_id=` all use ingest.store.filters.is_uuid (the service had its own pattern)."""
+    from ingest.store.filters import build_filter, is_uuid
+
+    canonical = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert is_uuid(canonical) and is_uuid(canonical.upper())
+    for other in ("{" + canonical + "}", "urn:uuid:" + canonical, canonical.replace("-", ""), canonical + "\n", ""):
+        assert not is_uuid(other), other
+    assert build_filter({"doc_id": canonical.upper()}).must[0].value == canonical

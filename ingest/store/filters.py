@@ -9,7 +9,7 @@ engine (an unchanged re-ingest, verify, a BM25 query) never pays for importing q
 
 from __future__ import annotations
 
-import uuid
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -119,18 +119,18 @@ def is_text(value: str) -> bool:
     return True
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def is_uuid(value: str) -> bool:
-    """Whether `value` spells a UUID (a document or chunk id), in either case."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    """Whether `value` spells a document or chunk id: a UUID in its 36-character form, in either case (the one
+    rule for filters, `delete` and the service's paths; braces, `urn:uuid:` and bare hex are not ids)."""
+    return _UUID.fullmatch(value) is not None
 
 
 def _canonical_id(value: object) -> object:
     """A UUID in its stored (lower-case) form; anything else as it is (it matches what it matches)."""
-    return str(uuid.UUID(value)) if isinstance(value, str) and is_uuid(value) else value
+    return value.lower() if isinstance(value, str) and is_uuid(value) else value
 
 
 def stale_filter(source: str, keep_doc_id: str) -> FilterSpec:

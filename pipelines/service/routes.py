@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -15,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.store.filters import is_uuid
 from pipelines.service.http import InvalidInput, NotFound, NotReady, Overloaded, TooLarge, UnsupportedType
 from pipelines.service.jobs import KEEP_JOBS, UploadedFile, display_name
 from pipelines.service.models import (
@@ -30,7 +30,6 @@ from pipelines.service.models import (
 )
 from pipelines.service.runtime import ServiceRuntime
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=`: status -> OpenAPI response fields
 READ_ERRORS: Responses = {s: {"model": ErrorOut} for s in (400, 401, 408, 411, 413, 422, 429, 503)}
 WRITE_ERRORS: Responses = {**READ_ERRORS, **{s: {"model": ErrorOut} for s in (403, 404, 415)}}
@@ -116,7 +115,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
     async def delete_document(doc_id: str) -> Deleted:
         """Remove every point of one document (its doc_id as listed by GET /v1/documents; any case)."""
         rt.require_ready()
-        if not _is_uuid(doc_id):
+        if not is_uuid(doc_id):
             raise InvalidInput(f"doc_id: {doc_id[:80]!r} is not a document id (a UUID)")
         doc_id = doc_id.lower()  # ids are stored as lower-case UUIDs; an upper-case spelling is the same id
         deleted = await run_in_threadpool(rt.locked_store.delete_doc, doc_id)
@@ -184,6 +183,3 @@ def _check_unique(files: list[UploadedFile]) -> None:
             raise InvalidInput(f"{f.name}: uploaded twice in one request (names must be unique)")
         seen.add(f.name)
 
-
-def _is_uuid(value: str) -> bool:
-    return re.fullmatch(UUID_PATTERN, value) is not None
