@@ -246,7 +246,8 @@ def bench_model(name: str, work: Path, args: argparse.Namespace) -> list[dict]:
     for round_no in range(args.repeats):
         k = round_no % len(args.contenders)
         for c in args.contenders[k:] + args.contenders[:k]:
-            rows += run_contender(c, model, label, work / f"{label}-{c.key}", round_no, args)
+            # one folder for all: llama-index embeds the file path and shortens chunks by its length
+            rows += run_contender(c, model, label, work / f"run-{label}", round_no, args)
     return rows
 
 
@@ -307,7 +308,8 @@ def summarize(rows: list[dict], contenders: list[Contender]) -> list[dict]:
                      "stage_seconds": {k: _median([r["stage_seconds"] for r in group], k) for k in STAGES}}
                 paired = [(ref[r["round"]], r) for r in group if r["round"] in ref]
                 if run == "first" and paired:
-                    s["vs_reference"] = statistics.median(a["total_seconds"] / b["total_seconds"] for a, b in paired)
+                    ratios = [a["total_seconds"] / b["total_seconds"] for a, b in paired]
+                    s["vs_reference"], s["vs_reference_range"] = statistics.median(ratios), [min(ratios), max(ratios)]
                     s["vs_reference_wall"] = statistics.median(a["wall_seconds"] / b["wall_seconds"] for a, b in paired)
                 if run == "first":
                     first = s
@@ -340,7 +342,11 @@ def render(result: dict) -> str:
         stages = " / ".join(f"{st[k]:.1f}" for k in STAGES)
         mem = [s["peak_rss_all_mib"], s["largest_process_mib"], s["processes"]]
         if s["run"] == "first":
-            vs = (f"**x{s['vs_reference']:.2f}** / x{s['vs_reference_wall']:.2f}" if "vs_reference" in s else "")
+            vs = ""
+            if "vs_reference" in s:
+                low, high = s["vs_reference_range"]
+                spread = f" ({low:.2f}-{high:.2f})" if s["rounds"] > 1 else ""
+                vs = f"**x{s['vs_reference']:.2f}**{spread} / x{s['vs_reference_wall']:.2f}"
             if c.key == REFERENCE:
                 vs = "reference"
             firsts.append([s["model"], what, c.store, batch, s["chunks"], s["total_seconds"], s["wall_seconds"],
@@ -352,7 +358,8 @@ def render(result: dict) -> str:
     mem_heads = ["peak RSS, all processes MiB", "largest process MiB", "processes"]
     first_table = markdown_table(
         ["model", "contender", "store", "embedding batches", "chunks", "in-process s", "wall s", "chunks/s",
-         "parse / chunk / embed / store s", *mem_heads, "vs llama-index defaults (in-process / wall)"], firsts)
+         "parse / chunk / embed / store s", *mem_heads,
+         "vs llama-index defaults: in-process (per-round range) / wall"], firsts)
     rerun_table = markdown_table(
         ["model", "contender", "store", "run", "files changed", "chunks (reused)", "in-process s", "wall s",
          *mem_heads, "note"], reruns)
@@ -376,7 +383,8 @@ def head(result: dict) -> str:
         f"store as llama-index (qdrant-client local mode, float32 vectors). What still differs: german-rag "
         f"parses through unstructured, chunks by German sentences with the model's tokenizer and also writes "
         f"BM25 sparse vectors; llama-index reads the files as raw text and, by default, embeds each chunk "
-        f"with its `file_path` metadata prepended. german-rag's stages overlap (parsing in a worker process "
+        f"with its `file_path` metadata prepended (every contender reads the same folder, so that path is the "
+        f"same for all). german-rag's stages overlap (parsing in a worker process "
         f"and writing on a thread run while the model embeds), so they add up to more than its total. "
         f"`auto` resolves to `{result['auto_backend']}` on this machine.\n\n"
         f"## First ingest\n\n")
