@@ -179,7 +179,7 @@ def public_text(text: str) -> str:
     as ../shared/data, the checkout as `.`, other absolute paths by their last component."""
     text = _SITE.sub("", text)
     for prefix, label in _path_prefixes():
-        text = re.sub(re.escape(prefix) + r"(?=/|\b)", lambda _m, label=label: label, text)
+        text = re.sub(re.escape(prefix) + r"(?=/|\b)", label, text)  # no label holds a backslash
     return _ABSOLUTE.sub(lambda m: m.group(1), text)
 
 
