@@ -8,6 +8,8 @@ import os
 import platform
 import re
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 BENCH_DOCS = ROOT / "docs" / "bench"
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16")
 csv.field_size_limit(10_000_000)  # 10kgnad articles are long single fields
 
 
@@ -47,7 +50,7 @@ def machine() -> dict:
     info = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
-        "isa": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_bf16") if f in flags],
+        "isa": [f for f in ISA_FLAGS if f in flags],
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -160,11 +163,56 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def _path_prefixes() -> list[tuple[str, str]]:
+    """Machine-specific folders and what a report says instead, longest first (a venv may sit in ROOT)."""
+    pairs = [(str(DATA.resolve()), "../shared/data"), (str(ROOT), "."), (tempfile.gettempdir(), "$TMPDIR"),
+             (str(Path.home()), "~")]
+    return sorted(pairs, key=lambda p: len(p[0]), reverse=True)
+
+
+_SITE = re.compile(r"(?<![\w:/])/[^\s`'\"]*?/(?:site|dist)-packages/")
+_ABSOLUTE = re.compile(r"(?<![\w:/.~$])/(?:[\w.+@-]+/)+([\w.+@-]+)")
+
+
+def public_text(text: str) -> str:
+    """`text` without machine paths: an installed package's files by the package's path, the shared data
+    as ../shared/data, the checkout as `.`, other absolute paths by their last component."""
+    text = _SITE.sub("", text)
+    for prefix, label in _path_prefixes():
+        text = re.sub(re.escape(prefix) + r"(?=/|\b)", label, text)  # no label holds a backslash
+    return _ABSOLUTE.sub(lambda m: m.group(1), text)
+
+
+def public(value: object) -> object:
+    """A JSON-like value with `public_text` applied to every string, keys included."""
+    if isinstance(value, str):
+        return public_text(value)
+    if isinstance(value, dict):
+        return {public(k): public(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [public(v) for v in value]
+    return value
+
+
+def model_label(model: str) -> str:
+    """A model's name for a report: a hub id as it is, a local folder by its package or folder name."""
+    if not model.startswith(("/", ".", "~")) and not Path(model).exists():
+        return model  # a hub id
+    return public_text(str(Path(model).expanduser().resolve()))
+
+
+def command_line() -> str:
+    """The benchmark's command line without this machine's paths."""
+    return public_text(" ".join(sys.argv))
+
+
 def write_outputs(name: str, info: dict, result: dict, markdown: str, json_path: str | None) -> Path:
-    """JSON (to --json or docs/bench/<name>-<machine>.json) plus a Markdown twin next to it."""
+    """JSON (to --json or docs/bench/<name>-<machine>.json) plus a Markdown twin next to it, both without
+    machine paths (`public`)."""
     path = Path(json_path) if json_path else BENCH_DOCS / f"{name}-{machine_slug(info)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": info, **result}, indent=2, ensure_ascii=False) + "\n")
+    path.write_text(json.dumps(public({"machine": info, **result}), indent=2, ensure_ascii=False) + "\n")
+    markdown = public_text(markdown)
     load = f"load average {info['load_avg_start']} at start, {info.get('load_avg_end')} at end"
     header = f"# {name} benchmark\n\nMachine: {info['cpu']}, {info['cores']} cores"
     header += f", GPU {info['gpu']}" if info.get("gpu") else ""

