@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ingest.errors import ConfigError, ErrorKind, GermanRagError, InputError
+from ingest.errors import ConfigError, ErrorKind, GermanRagError, InputError, UsageError
 
 # A fixed namespace so that chunk ids are the same on every machine and every run.
 ID_NAMESPACE = uuid.UUID("8f0c6a52-3f0e-5b7a-9d51-6b2f3c1e4a77")
@@ -133,11 +133,41 @@ class P:
     DOC_HASH = "doc_hash"
     INGESTED_AT = "ingested_at"
     TOKEN_COUNT = "token_count"
+    TENANT = "tenant"
+    GROUPS = "groups"
 
 
-def chunk_payload(chunk: Chunk, count: int, doc_hash: str, ingested_at: str) -> dict:
+class AccessError(UsageError, ValueError):
+    """Access fields or a principal that cannot be used (an empty tenant, a role that does not exist)."""
+
+
+DEFAULT_TENANT = "default"
+_MAX_ACCESS_CHARS = 128
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may read a document's points: its tenant, and the groups of that tenant (empty: all its users)."""
+
+    tenant: str = DEFAULT_TENANT
+    groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for what, name in [("tenant", self.tenant), *(("group", g) for g in self.groups)]:
+            if not isinstance(name, str) or not name.strip() or len(name) > _MAX_ACCESS_CHARS or not name.isprintable():
+                raise AccessError(f"{what} {name!r}: use 1-{_MAX_ACCESS_CHARS} printable characters")
+        object.__setattr__(self, "groups", tuple(sorted(set(self.groups))))
+
+    def payload(self) -> dict:
+        return {P.TENANT: self.tenant, P.GROUPS: list(self.groups)}
+
+
+DEFAULT_ACCESS = Access()
+
+
+def chunk_payload(chunk: Chunk, count: int, doc_hash: str, ingested_at: str, access: Access = DEFAULT_ACCESS) -> dict:
     """The payload every engine stores with a chunk's vectors: what retrieval reads back."""
-    return {
+    return {**access.payload(),
         P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
         P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
         P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,
@@ -153,6 +183,8 @@ FILTER_FIELDS: dict[str, str] = {
     P.PAGE: "integer",
     P.HEADING_PATH: "keyword",
     P.CHUNK_INDEX: "integer",
+    P.TENANT: "keyword",
+    P.GROUPS: "keyword",
 }
 
 

@@ -63,7 +63,8 @@ EMBEDDERS: dict[str, Callable[[Settings], Embedder]] = {USE_MODEL: _use_embedder
 
 
 def build_store(settings: Settings) -> VectorStore:
-    """A URL means a server (qdrant-client); otherwise the embedded engine `qdrant_engine` names."""
+    """A URL means a server (qdrant-client); otherwise the embedded engine `qdrant_engine` names. The store acts
+    for the settings' principal (`tenant`, `groups`; unset: the local owner)."""
     from ingest.store.base import StoreOptions
 
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
@@ -84,10 +85,10 @@ def build_store(settings: Settings) -> VectorStore:
     if settings.qdrant_engine == "edge" and not settings.qdrant_url:
         from ingest.store.edge import EdgeStore
 
-        return EdgeStore(options)
+        return EdgeStore(options, principal=settings.principal)
     from ingest.store.qdrant import QdrantStore  # qdrant-client: only for a server or local mode
 
-    return QdrantStore(options)
+    return QdrantStore(options, principal=settings.principal)
 
 
 def build_limits(settings: Settings) -> Limits:
@@ -113,7 +114,8 @@ def build_ingest_runner(settings: Settings, embedder: Embedder, store: VectorSto
     from pipelines.indexing.run import IngestRunner
 
     return IngestRunner(embedder, build_chunker(settings, embedder), store, model_identity(settings.embed_model),
-                        build_sparse_encoder(settings), progress, build_limits(settings), shard, bulk=bulk)
+                        build_sparse_encoder(settings), progress, build_limits(settings), shard, bulk=bulk,
+                        access=settings.access)
 
 
 def build_reranker(settings: Settings) -> CrossEncoderReranker:

@@ -15,7 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 
 from ingest.chunk import check_overlap
 from ingest.errors import ConfigError, UsageError
+from ingest.schema import DEFAULT_TENANT, Access
 from ingest.sparse import DEFAULT_AVGDL
+from ingest.store.access import OWNER, Principal
 from ingest.store.base import check_collection_name
 from retrieval.rerank import DEFAULT_RERANKER
 
@@ -119,6 +121,12 @@ class Settings(BaseSettings):
     parse_timeout: float = Field(600.0, ge=0, description="seconds per file, in a worker process; 0 = in process")
     store_retries: int = Field(5, ge=0, le=100, description="retries of a Qdrant call that found no server")
     store_retry_backoff: float = Field(0.5, ge=0, le=60, description="first wait before a retry (doubles, max 8 s)")
+    # access (CLI and API runs; the service takes its principal from the request's key)
+    tenant: str | None = Field(None, description="act as this tenant: ingest writes its documents, queries "
+                               "see only its points (unset: the local owner, every tenant; ingest writes "
+                               "tenant 'default')")
+    groups: str = Field("", description="comma-separated groups: on ingest the documents' groups (empty: every "
+                        "user of the tenant), on reads the reader's memberships")
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_json: bool = False
@@ -146,6 +154,32 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https:// and name a host")
         return value.rstrip("/")
 
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        Access(value)  # the stored field's rule; an AccessError is a ValueError for pydantic
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: str) -> str:
+        Access(DEFAULT_TENANT, group_list(value))
+        return value
+
+    @property
+    def access(self) -> Access:
+        """Tenant and groups of the documents an ingest run writes."""
+        return Access(self.tenant or DEFAULT_TENANT, group_list(self.groups))
+
+    @property
+    def principal(self) -> Principal:
+        """Whom reads and deletes act for: the tenant with its groups, or the local owner (every tenant)."""
+        if self.tenant is None:
+            return OWNER
+        return Principal(self.tenant, frozenset(group_list(self.groups)), "admin")
+
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
         check_overlap(self.chunk_tokens, self.chunk_overlap, ("chunk_tokens", "chunk_overlap"))  # the chunker's rule
@@ -158,6 +192,11 @@ class Settings(BaseSettings):
             if isinstance(getattr(self, key), SecretStr):
                 data[key] = "**********" if value else None
         return data
+
+
+def group_list(text: str) -> tuple[str, ...]:
+    """`a, b,,c` -> ("a", "b", "c")."""
+    return tuple(g.strip() for g in text.split(",") if g.strip())
 
 
 def load_settings(config_file: str | Path | None = None, *, flags: Mapping[str, str] | None = None,

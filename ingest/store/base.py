@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ingest.errors import UnavailableError
-from ingest.schema import Chunk, StoredHit, StoreError
+from ingest.schema import DEFAULT_ACCESS, Access, Chunk, StoredHit, StoreError
+from ingest.store.access import Principal
 from ingest.store.filters import FilterValue
 
 _COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -27,6 +28,7 @@ class DocState:
 
     present: dict[str, int]
     expected: dict[str, int]
+    access: dict[str, Access] = field(default_factory=dict)  # per doc_id, as stored (no fields: the default)
 
     def complete(self, doc_id: str) -> bool:
         return doc_id in self.present and self.present[doc_id] == self.expected.get(doc_id, -1)
@@ -93,6 +95,16 @@ class VectorStore(Protocol):
     """
 
     options: StoreOptions
+    principal: Principal  # whom reads, counts, deletes and writes act for (OWNER: everything)
+    is_view: bool
+
+    def scoped(self, principal: Principal) -> VectorStore:
+        """The same store as `principal` sees it (a view over the same connection)."""
+        ...
+
+    def set_access(self, doc_id: str, access: Access) -> int:
+        """New access fields for a stored document's points, without re-embedding; returns the points changed."""
+        ...
 
     @property
     def location(self) -> str: ...
@@ -128,7 +140,8 @@ class VectorStore(Protocol):
         ...
 
     def upsert_chunks(self, chunks: Sequence[Chunk], dense: Sequence[Sequence[float]],
-                      sparse: Sequence[tuple[list[int], list[float]]] | None = None, doc_hash: str = "") -> int: ...
+                      sparse: Sequence[tuple[list[int], list[float]]] | None = None, doc_hash: str = "",
+                      access: Access = DEFAULT_ACCESS) -> int: ...
 
     def delete_stale(self, source: str, keep_doc_id: str) -> int: ...
 

@@ -25,7 +25,9 @@ from typing import IO, Any
 
 import qdrant_edge as qe
 
+from ingest.errors import InternalError
 from ingest.schema import FILTER_FIELDS, P, StoredHit, StoreError
+from ingest.store.access import OWNER, Principal
 from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions
 from ingest.store.edge_convert import edge_point, to_edge_filter
 from ingest.store.engine import EngineStore
@@ -50,16 +52,24 @@ class EdgeSearch:
     hnsw_ef: int | None = 128
 
 
+@dataclass
+class _EdgeConnection:
+    """The open shard and the path's lock, shared by a store and its scoped views."""
+
+    lock: IO[str] | None = None
+    shard: qe.EdgeShard | None = None
+
+
 class EdgeStore(EngineStore):
     """Collection schema, idempotent batched writes, deletes and searches on an in-process Qdrant shard."""
 
-    def __init__(self, options: StoreOptions, search: EdgeSearch | None = None) -> None:
+    def __init__(self, options: StoreOptions, search: EdgeSearch | None = None, principal: Principal = OWNER) -> None:
         if not options.path:
             raise StoreError("the edge engine needs an embedded path (qdrant_path); a URL means a server")
         self.options = options
         self.search = search or EdgeSearch()
-        self._lock: IO[str] | None = None
-        self._shard: qe.EdgeShard | None = None
+        self.principal = principal
+        self._conn = _EdgeConnection()  # shared with this store's scoped views (copies)
 
     # -- paths, lock, shard ----------------------------------------------------------------------
     @property
@@ -79,7 +89,7 @@ class EdgeStore(EngineStore):
         return self._dir / "collection.json"
 
     def _acquire(self) -> None:
-        if self._lock is not None:
+        if self._conn.lock is not None:
             return
         self._root.mkdir(parents=True, exist_ok=True)
         handle = open(self._root / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
@@ -95,30 +105,32 @@ class EdgeStore(EngineStore):
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
-        self._lock = handle
+        self._conn.lock = handle
 
     @property
     def shard(self) -> qe.EdgeShard:
         """The open shard; opening takes the path's lock first."""
-        if self._shard is None:
+        if self._conn.shard is None:
             self._acquire()
             if not self.exists():
                 raise StoreError(f"collection {self.options.collection!r} does not exist at {self.location}")
             try:
-                self._shard = qe.EdgeShard.load(str(self._dir / "shard"))
+                self._conn.shard = qe.EdgeShard.load(str(self._dir / "shard"))
             except Exception as exc:  # the binding raises plain Exception
                 raise StoreError(f"cannot open the edge shard at {self._dir / 'shard'}: {exc}") from exc
-        return self._shard
+        return self._conn.shard
 
     def close(self) -> None:
-        if self._shard is not None:
-            self._shard.flush()
-            self._shard.close()
-            self._shard = None
-        if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
-            self._lock = None
+        if self.is_view:  # a scoped view shares its store's shard: the store closes it
+            return
+        if self._conn.shard is not None:
+            self._conn.shard.flush()
+            self._conn.shard.close()
+            self._conn.shard = None
+        if self._conn.lock is not None:
+            fcntl.flock(self._conn.lock, fcntl.LOCK_UN)
+            self._conn.lock.close()
+            self._conn.lock = None
 
     def optimize(self) -> bool:
         """Build HNSW and merge segments (blocking; minutes at 100k 1024-d points on 2 cores)."""
@@ -149,10 +161,10 @@ class EdgeStore(EngineStore):
                                                 datatype=_DATATYPE[self.options.vector_datatype])},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         )
-        self._shard = qe.EdgeShard.create(str(shard_dir), config)
+        self._conn.shard = qe.EdgeShard.create(str(shard_dir), config)
         for key, kind in FILTER_FIELDS.items():  # the engine uses payload indexes for filtered search
-            self._shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[kind]))
-        self._shard.flush()
+            self._conn.shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[kind]))
+        self._conn.shard.flush()
         meta = {"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION, "engine": "edge"}
         tmp = self._meta_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(meta), encoding="utf-8")
@@ -164,7 +176,7 @@ class EdgeStore(EngineStore):
     def _scroll(self, flt: FilterSpec | None, fields: list[str] | bool,
                 vectors: list[str] | bool = False) -> Iterator[qe.Record]:
         offset = None
-        efilter = to_edge_filter(flt)
+        efilter = self._native(flt)
         while True:
             points, offset = self.shard.scroll(qe.ScrollRequest(
                 offset=offset, limit=_SCROLL_PAGE, filter=efilter, with_payload=fields, with_vector=vectors))
@@ -187,15 +199,29 @@ class EdgeStore(EngineStore):
 
     _point = staticmethod(edge_point)
 
+    def _native(self, spec: FilterSpec | None) -> qe.Filter | None:
+        """The only way a filter reaches the engine: narrowed to this store's principal first."""
+        return to_edge_filter(self._visible(spec))
+
+    def _selection(self, spec: FilterSpec) -> qe.Filter:
+        """`_native` of a filter that must select (a delete, a payload update): never every point by accident."""
+        flt = self._native(spec)
+        if flt is None:
+            raise InternalError("a delete or payload update without a filter")
+        return flt
+
+    def _set_payload(self, flt: FilterSpec, payload: dict) -> None:
+        self.shard.update(qe.UpdateOperation.set_payload_by_filter(self._selection(flt), payload))
+
     def _delete(self, flt: FilterSpec) -> int:
-        efilter = to_edge_filter(flt)
+        efilter = self._selection(flt)
         n = self.shard.count(qe.CountRequest(exact=True, filter=efilter))
         if n:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(efilter))
         return int(n)
 
     def count(self, filters: dict[str, FilterValue] | None = None) -> int:
-        return int(self.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(build_filter(filters)))))
+        return int(self.shard.count(qe.CountRequest(exact=True, filter=self._native(build_filter(filters)))))
 
     # -- search ----------------------------------------------------------------------------------
     def _params(self) -> qe.SearchParams:
@@ -214,7 +240,7 @@ class EdgeStore(EngineStore):
     def search_dense(self, vector: Sequence[float], top_k: int,
                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
         return self._query(qe.QueryRequest(
-            limit=top_k, query=self._dense_query(vector), filter=to_edge_filter(build_filter(filters)),
+            limit=top_k, query=self._dense_query(vector), filter=self._native(build_filter(filters)),
             params=self._params(), with_payload=True))
 
     def search_sparse(self, indices: Sequence[int], values: Sequence[float], top_k: int,
@@ -223,14 +249,14 @@ class EdgeStore(EngineStore):
         if not indices:
             return []
         return self._query(qe.QueryRequest(
-            limit=top_k, query=self._sparse_query(indices, values), filter=to_edge_filter(build_filter(filters)),
+            limit=top_k, query=self._sparse_query(indices, values), filter=self._native(build_filter(filters)),
             with_payload=True))
 
     def search_hybrid(self, dense: Sequence[float], sparse: tuple[Sequence[int], Sequence[float]], top_k: int,
                       filters: dict[str, FilterValue] | None = None, fusion: str = "rrf", rrf_k: int = 60,
                       weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
         """Both legs prefetched and fused inside the engine (Query API): RRF (constant, weights) or DBSF."""
-        flt = to_edge_filter(build_filter(filters))
+        flt = self._native(build_filter(filters))
         prefetch = [qe.Prefetch(limit=candidates, query=self._dense_query(dense), filter=flt, params=self._params())]
         if sparse[0]:
             prefetch.append(qe.Prefetch(limit=candidates, query=self._sparse_query(*sparse), filter=flt))

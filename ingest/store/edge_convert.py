@@ -7,7 +7,7 @@ from typing import Any, overload
 
 import qdrant_edge as qe
 
-from ingest.schema import Chunk, chunk_payload
+from ingest.schema import Access, Chunk, chunk_payload
 from ingest.store.base import DENSE, SPARSE
 from ingest.store.filters import Condition, FilterSpec
 
@@ -24,19 +24,25 @@ def to_edge_filter(spec: FilterSpec | None) -> qe.Filter | None:
     """The neutral filter spec as qdrant-edge's filter: field match value / any, must, must_not."""
     if spec is None:
         return None
+    return qe.Filter(must=[_edge_clause(c) for c in spec.must] or None,
+                     must_not=[_edge_clause(c) for c in spec.must_not] or None,
+                     should=[_edge_clause(c) for c in spec.should] or None)
 
-    def cond(c: Condition) -> qe.FieldCondition:
-        match = qe.MatchAny(c.value) if isinstance(c.value, list) else qe.MatchValue(c.value)
-        return qe.FieldCondition(c.key, match=match)
 
-    return qe.Filter(must=[cond(c) for c in spec.must] or None, must_not=[cond(c) for c in spec.must_not] or None)
+def _edge_clause(c: Condition | FilterSpec) -> Any:
+    if isinstance(c, FilterSpec):
+        return to_edge_filter(c)
+    if c.empty:
+        return qe.IsEmptyCondition(c.key)
+    match = qe.MatchAny(c.value) if isinstance(c.value, list) else qe.MatchValue(c.value)
+    return qe.FieldCondition(c.key, match=match)
 
 
 def edge_point(chunk: Chunk, dense: Sequence[float], sparse: tuple[list[int], list[float]] | None, count: int,
-               doc_hash: str, now: str) -> qe.Point:
+               doc_hash: str, now: str, access: Access) -> qe.Point:
     """One chunk as an edge Point: the same vectors and payload as QdrantStore writes."""
     vector: dict[str, Any] = {DENSE: list(map(float, dense))}
     if sparse is not None and sparse[0]:
         vector[SPARSE] = qe.SparseVector(list(sparse[0]), list(map(float, sparse[1])))
-    payload = chunk_payload(chunk, count, doc_hash, now)
+    payload = chunk_payload(chunk, count, doc_hash, now, access)
     return qe.Point(chunk.chunk_id, vector, payload)

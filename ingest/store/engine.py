@@ -3,16 +3,18 @@ need only an engine's primitives (qdrant.py: qdrant-client; edge.py: Qdrant's en
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from ingest.errors import InternalError
-from ingest.schema import Chunk, P, StoreError
+from ingest.schema import DEFAULT_ACCESS, DEFAULT_TENANT, Access, AccessError, Chunk, P, StoreError
+from ingest.store.access import OWNER, Principal, restrict
 from ingest.store.base import DENSE, DocState, StoreOptions
 from ingest.store.filters import FilterSpec, build_filter, match_filter, reuse_filter, stale_filter
 
-STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT]
+STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT, P.TENANT, P.GROUPS]
 _STATE_BATCH = 256  # sources per scroll when asking for many doc states at once
 
 
@@ -27,6 +29,7 @@ def states_by_source(sources: Sequence[str], pages: Callable[[list[str]], Iterab
             doc_id = payload[P.DOC_ID]
             state.present[doc_id] = state.present.get(doc_id, 0) + 1
             state.expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
+            state.access[doc_id] = Access(payload.get(P.TENANT) or DEFAULT_TENANT, tuple(payload.get(P.GROUPS) or ()))
     return out
 
 
@@ -65,9 +68,26 @@ def check_built_by(collection: str, meta: dict, model: str, dimension: int) -> N
 class EngineStore:
     """Checks, reads, deletes and batched writes written once for every engine; an adapter supplies
     `exists`, `metadata`, `location`, `_scroll`, `_delete`, `_point` (a chunk and its vectors as the
-    engine's point) and `_write_points` (one batch)."""
+    engine's point), `_write_points` (one batch) and `_set_payload`.
+
+    A store acts for one principal (`OWNER` unless scoped): every filter an engine is given passes through
+    `_visible` first (the engines translate only there), so no read, count or delete reaches a point the
+    principal may not see. `scoped()` gives a view for another principal over the same connection."""
 
     options: StoreOptions
+    principal: Principal = OWNER
+    is_view: bool = False  # a scoped view: shares its store's connection and leaves closing to it
+
+    def scoped(self, principal: Principal) -> Self:
+        """This store as `principal` sees it: a cheap view over the same connection (close the store, not
+        the view). Reads, counts and deletes see only the principal's points; writes take only its tenant."""
+        view = copy.copy(self)
+        view.principal, view.is_view = principal, True
+        return view
+
+    def _visible(self, spec: FilterSpec | None) -> FilterSpec | None:
+        """`spec` narrowed to this store's principal: what every engine filter is made from."""
+        return restrict(spec, self.principal)
 
     @property
     def location(self) -> str:
@@ -96,7 +116,10 @@ class EngineStore:
         raise NotImplementedError
 
     @staticmethod
-    def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str) -> Any:
+    def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str, access: Access) -> Any:
+        raise NotImplementedError
+
+    def _set_payload(self, flt: FilterSpec, payload: dict) -> None:
         raise NotImplementedError
 
     def _write_points(self, points: list) -> None:
@@ -108,13 +131,15 @@ class EngineStore:
         dense: Sequence[Sequence[float]],
         sparse: Sequence[tuple[list[int], list[float]]] | None = None,
         doc_hash: str = "",
+        access: Access = DEFAULT_ACCESS,
     ) -> int:
-        """Write chunks with their vectors in batches; returns the number of points written."""
+        """Write chunks with their vectors and access fields in batches; returns the number of points written."""
         if len(chunks) != len(dense) or (sparse is not None and len(sparse) != len(chunks)):
             raise InternalError("chunks and vectors differ in number")
+        self._check_writable(access)
         now = datetime.now(UTC).isoformat()
         total = len(chunks)
-        points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now)
+        points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now, access)
                   for i, c in enumerate(chunks)]
         for i in range(0, len(points), self.options.batch_size):
             self._write_points(points[i : i + self.options.batch_size])
@@ -142,6 +167,22 @@ class EngineStore:
     def delete_stale(self, source: str, keep_doc_id: str) -> int:
         """Delete the source's points that belong to any other doc_id than `keep_doc_id`."""
         return self._delete(stale_filter(source, keep_doc_id))
+
+    def set_access(self, doc_id: str, access: Access) -> int:
+        """Give a stored document new access fields without re-embedding it; returns the points changed."""
+        self._check_writable(access)
+        spec = match_filter(P.DOC_ID, doc_id)
+        n = self.count({P.DOC_ID: doc_id})
+        if n:
+            self._set_payload(spec, access.payload())
+        return n
+
+    def _check_writable(self, access: Access) -> None:
+        if not self.principal.may_store(access):
+            raise AccessError(f"tenant {self.principal.tenant!r} may not store documents of tenant {access.tenant!r}")
+
+    def count(self, filters: dict | None = None) -> int:
+        raise NotImplementedError
 
     def delete_source(self, source: str) -> int:
         return self._delete(match_filter(P.SOURCE, source))

@@ -22,18 +22,31 @@ FilterValue = str | int | bool | list[str] | list[int]
 
 @dataclass(frozen=True)
 class Condition:
-    """`key` equals `value`, or (a list) equals any of its values."""
+    """`key` equals `value`, or (a list) equals any of its values; with `empty`, the field is missing, null or
+    an empty list (`value` is then unused)."""
 
     key: str
-    value: FilterValue
+    value: FilterValue = ""
+    empty: bool = False
 
 
 @dataclass(frozen=True)
 class FilterSpec:
-    """Every `must` condition holds and no `must_not` condition does."""
+    """Every `must` clause holds, no `must_not` condition does, and (when there are any) at least one `should`
+    clause does. A clause is a Condition or a nested FilterSpec (the access filter's "no groups OR one of
+    mine" is one)."""
 
-    must: tuple[Condition, ...] = ()
+    must: tuple[Condition | FilterSpec, ...] = ()
     must_not: tuple[Condition, ...] = ()
+    should: tuple[Condition | FilterSpec, ...] = ()
+
+
+def all_of(*specs: FilterSpec | None) -> FilterSpec | None:
+    """The points every given spec selects (None selects every point)."""
+    present = [s for s in specs if s is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    return FilterSpec(must=tuple(present))
 
 
 # The integer payload fields (page, chunk_index) count from 0; the engines hold signed 64-bit integers and

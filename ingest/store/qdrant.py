@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ingest.schema import FILTER_FIELDS, Chunk, P, StoredHit, StoreError, chunk_payload
+from ingest.errors import InternalError
+from ingest.schema import FILTER_FIELDS, Access, Chunk, P, StoredHit, StoreError, chunk_payload
+from ingest.store.access import OWNER, Principal
 from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions, StoreUnavailableError
 from ingest.store.engine import EngineStore
 from ingest.store.filters import Condition, FilterSpec, FilterValue, build_filter
@@ -30,13 +33,27 @@ def to_client_filter(spec: FilterSpec | None) -> models.Filter | None:
     return None if spec is None else _client_filter(spec)
 
 
-def _client_filter(spec: FilterSpec) -> models.Filter:
-    def cond(c: Condition) -> models.FieldCondition:
-        match = models.MatchAny(any=c.value) if isinstance(c.value, list) else models.MatchValue(value=c.value)
-        return models.FieldCondition(key=c.key, match=match)
+def _client_clause(c: Condition | FilterSpec) -> models.Condition:
+    if isinstance(c, FilterSpec):
+        return _client_filter(c)
+    if c.empty:
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=c.key))
+    match = models.MatchAny(any=c.value) if isinstance(c.value, list) else models.MatchValue(value=c.value)
+    return models.FieldCondition(key=c.key, match=match)
 
-    return models.Filter(must=[cond(c) for c in spec.must] or None,
-                         must_not=[cond(c) for c in spec.must_not] or None)
+
+def _client_filter(spec: FilterSpec) -> models.Filter:
+    return models.Filter(must=[_client_clause(c) for c in spec.must] or None,
+                         must_not=[_client_clause(c) for c in spec.must_not] or None,
+                         should=[_client_clause(c) for c in spec.should] or None)
+
+
+def _index_schema(key: str, kind: str) -> models.PayloadSchemaType | models.KeywordIndexParams:
+    """A field's payload index on a server; `tenant` is marked is_tenant (Qdrant's multitenancy layout: points
+    of one tenant stored together, every read filters by it)."""
+    if key == P.TENANT:
+        return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+    return models.PayloadSchemaType(kind)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -50,19 +67,27 @@ BULK_KEY = "german_rag_bulk_indexing_threshold"  # collection metadata: the thre
 _QDRANT_INDEXING = 20_000  # Qdrant's default indexing_threshold (KB of vectors per segment before HNSW)
 
 
+@dataclass
+class _ClientConnection:
+    """The qdrant-client connection, shared by a store and its scoped views."""
+
+    client: QdrantClient | None = None
+
+
 class QdrantStore(EngineStore):
     """Collection schema, idempotent batched writes, deletes and searches."""
 
-    def __init__(self, options: StoreOptions) -> None:
+    def __init__(self, options: StoreOptions, principal: Principal = OWNER) -> None:
         self.options = options
-        self._client: QdrantClient | None = None
+        self.principal = principal
+        self._conn = _ClientConnection()  # shared with this store's scoped views (copies)
 
     # -- connection ------------------------------------------------------------------------------
     @property
     def client(self) -> QdrantClient:
-        if self._client is None:
-            self._client = self._connect()
-        return self._client
+        if self._conn.client is None:
+            self._conn.client = self._connect()
+        return self._conn.client
 
     @property
     def location(self) -> str:
@@ -114,9 +139,11 @@ class QdrantStore(EngineStore):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self.is_view:  # a scoped view shares its store's client: the store closes it
+            return
+        if self._conn.client is not None:
+            self._conn.client.close()
+            self._conn.client = None
 
     # -- collection ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -145,7 +172,7 @@ class QdrantStore(EngineStore):
             return
         if o.url:  # embedded mode ignores payload indexes (and warns); a server needs them for filters
             for key, kind in FILTER_FIELDS.items():
-                self._call("create_payload_index", name, key, models.PayloadSchemaType(kind))
+                self._call("create_payload_index", name, key, _index_schema(key, kind))
         log.info("collection created", extra={"collection": name, "model": model, "dimension": dimension})
 
     def _create(self, name: str, model: str, dimension: int) -> None:
@@ -167,7 +194,7 @@ class QdrantStore(EngineStore):
         offset = None
         while True:
             points, offset = self._call(
-                "scroll", self.options.collection, scroll_filter=to_client_filter(flt), limit=1024, offset=offset,
+                "scroll", self.options.collection, scroll_filter=self._native(flt), limit=1024, offset=offset,
                 with_payload=fields, with_vectors=vectors,
             )
             yield from points
@@ -214,23 +241,39 @@ class QdrantStore(EngineStore):
         self._call("upsert", self.options.collection, points, wait=True)
 
     @staticmethod
-    def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str) -> models.PointStruct:
+    def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str,
+               access: Access) -> models.PointStruct:
         vector: dict = {DENSE: list(dense)}
         if sparse is not None and sparse[0]:
             vector[SPARSE] = models.SparseVector(indices=list(sparse[0]), values=list(sparse[1]))
-        payload = chunk_payload(chunk, count, doc_hash, now)
+        payload = chunk_payload(chunk, count, doc_hash, now, access)
         return models.PointStruct(id=chunk.chunk_id, vector=vector, payload=payload)
 
+    def _native(self, spec: FilterSpec | None) -> models.Filter | None:
+        """The only way a filter reaches qdrant-client: narrowed to this store's principal first."""
+        return to_client_filter(self._visible(spec))
+
+    def _selection(self, spec: FilterSpec) -> models.Filter:
+        """`_native` of a filter that must select (a delete, a payload update): never every point by accident."""
+        flt = self._native(spec)
+        if flt is None:
+            raise InternalError("a delete or payload update without a filter")
+        return flt
+
     def _delete(self, spec: FilterSpec) -> int:
-        flt = _client_filter(spec)
+        flt = self._selection(spec)
         n = self._call("count", self.options.collection, count_filter=flt, exact=True).count
         if n:
             self._call("delete", self.options.collection, points_selector=models.FilterSelector(filter=flt),
                        wait=True)
         return n
 
+    def _set_payload(self, flt: FilterSpec, payload: dict) -> None:
+        self._call("set_payload", self.options.collection, payload=payload,
+                   points=models.FilterSelector(filter=self._selection(flt)), wait=True)
+
     def count(self, filters: dict[str, FilterValue] | None = None) -> int:
-        flt = to_client_filter(build_filter(filters))
+        flt = self._native(build_filter(filters))
         return self._call("count", self.options.collection, count_filter=flt, exact=True).count
 
     # -- search ----------------------------------------------------------------------------------
@@ -238,7 +281,7 @@ class QdrantStore(EngineStore):
                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
         res = self._call("query_points",
             self.options.collection, query=list(vector), using=DENSE, limit=top_k,
-            query_filter=to_client_filter(build_filter(filters)), with_payload=True,
+            query_filter=self._native(build_filter(filters)), with_payload=True,
         )
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
@@ -249,7 +292,7 @@ class QdrantStore(EngineStore):
             return []
         res = self._call("query_points",
             self.options.collection, query=models.SparseVector(indices=list(indices), values=list(values)),
-            using=SPARSE, limit=top_k, query_filter=to_client_filter(build_filter(filters)), with_payload=True,
+            using=SPARSE, limit=top_k, query_filter=self._native(build_filter(filters)), with_payload=True,
         )
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
@@ -257,7 +300,7 @@ class QdrantStore(EngineStore):
                       filters: dict[str, FilterValue] | None = None, fusion: str = "rrf", rrf_k: int = 60,
                       weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
         """Both legs prefetched and fused inside Qdrant (Query API): RRF (constant, weights) or DBSF."""
-        flt = to_client_filter(build_filter(filters))
+        flt = self._native(build_filter(filters))
         prefetch = [models.Prefetch(query=list(dense), using=DENSE, limit=candidates, filter=flt)]
         if sparse[0]:
             prefetch.append(models.Prefetch(

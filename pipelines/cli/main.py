@@ -34,7 +34,8 @@ FLAG_SETTINGS = {"collection": "--collection", "embed_model": "--model", "qdrant
                  "qdrant_path": "--qdrant-path", "offline": "--offline", "log_level": "--log-level",
                  "top_k": "--top-k", "chunk_tokens": "--chunk-tokens", "chunk_overlap": "--chunk-overlap",
                  "host": "--host", "port": "--port", "max_file_bytes": "--max-file-bytes",
-                 "max_pages": "--max-pages", "parse_timeout": "--parse-timeout"}
+                 "max_pages": "--max-pages", "parse_timeout": "--parse-timeout", "tenant": "--tenant",
+                 "groups": "--groups"}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +47,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--qdrant-path", help="embedded Qdrant folder")
     g.add_argument("--offline", action="store_true", default=None, help="never contact the model hub")
     g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    g.add_argument("--tenant", help="act as this tenant (ingest writes its documents, reads see only its points)")
+    g.add_argument("--groups", metavar="A,B", help="ingest: the documents' groups; reads: the reader's groups")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 

@@ -16,6 +16,7 @@ class FileResult:
     points_written: int = 0
     points_deleted: int = 0
     chunks_reused: int = 0  # chunks whose vectors came from the store (unchanged text), not the model
+    points_updated: int = 0  # points whose access fields (tenant, groups) changed without re-embedding
     error: str | None = None
 
 
@@ -57,6 +58,7 @@ class IngestReport:
             "points_written": self.points_written,
             "points_deleted": sum(f.points_deleted for f in self.files),
             "chunks_reused": sum(f.chunks_reused for f in self.files),
+            "points_updated": sum(f.points_updated for f in self.files),
             "balanced": self.balanced,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "total_seconds": round(self.total_seconds, 3),

@@ -29,6 +29,10 @@ from tqdm import tqdm
 from ingest.limits import Limits, file_stamp
 from ingest.parse_worker import ParseWorker, warm_up
 from ingest.schema import (
+    DEFAULT_ACCESS,
+    DEFAULT_TENANT,
+    Access,
+    AccessError,
     Chunk,
     Chunker,
     Document,
@@ -40,6 +44,7 @@ from ingest.schema import (
     make_doc_id,
 )
 from ingest.sparse import SparseEncoder
+from ingest.store.access import ingest_principal
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, in_shard, is_supported
 from pipelines.indexing.report import FileResult, IngestReport
@@ -72,12 +77,31 @@ class IngestRunner:
     batch_tokens: int = 32_768  # chunks of several files are embedded together up to this many tokens
     parse_ahead: int = 16  # files parsed ahead of the model at most (bounded: memory stays flat)
     bulk: bool = False  # a large load: the server defers HNSW indexing until the run ends
+    access: Access = DEFAULT_ACCESS  # tenant and groups of every document this run writes
+
+    def __post_init__(self) -> None:
+        self._check_access()
+
+    def _check_access(self) -> None:
+        if not self.store.principal.may_store(self.access):
+            raise AccessError(f"tenant {self.store.principal.tenant!r} may not ingest documents of tenant "
+                              f"{self.access.tenant!r}")
+
+    @property
+    def io(self) -> VectorStore:
+        """The store as this run reads and writes it: its documents' tenant, every group of it (triage and stale
+        deletes see that tenant's earlier versions only, never another tenant's copy of the same path)."""
+        self._check_access()
+        return self.store.scoped(ingest_principal(self.access))
 
     @property
     def fingerprint(self) -> str:
         """Everything that shapes a document's points; a change re-ingests the file."""
         lexical = f"{self.sparse.analyzer.fingerprint()}|{self.sparse.avgdl}" if self.sparse else "none"
-        return (f"{self.model_id}|{self.embedder.dimension}|{self.chunker.fingerprint()}|{CHUNKER_VERSION}"
+        # A tenant other than the default is part of the ids: two tenants' copies of one file are two documents
+        # (the default adds nothing, so collections from before tenants keep their ids).
+        tenant = "" if self.access.tenant == DEFAULT_TENANT else f"|tenant={self.access.tenant}"
+        return (f"{self.model_id}|{self.embedder.dimension}|{self.chunker.fingerprint()}|{CHUNKER_VERSION}{tenant}"
                 f"|{lexical}")
 
     def run(self, paths: list, on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
@@ -111,11 +135,11 @@ class IngestRunner:
 
         try:
             self.embedder.prepare()  # fail before any file if the model is missing (weights wait)
-            self.store.ensure_collection(self.model_id, self.embedder.dimension)
+            self.io.ensure_collection(self.model_id, self.embedder.dimension)
             if self.bulk:
-                self.store.begin_bulk()
+                self.io.begin_bulk()
             else:
-                self.store.end_bulk()  # a bulk run that died left indexing off: turn it back on
+                self.io.end_bulk()  # a bulk run that died left indexing off: turn it back on
             try:
                 pending, report.outage = self._triage(candidates, clock, emit, stop)
                 if pending:
@@ -134,7 +158,7 @@ class IngestRunner:
         """Restore indexing after a bulk run; if the store is unreachable now, the next ingest does it
         (the old value waits in the collection's metadata), so this never hides the run's own outcome."""
         try:
-            self.store.end_bulk()
+            self.io.end_bulk()
         except Exception as exc:
             log.warning("bulk load: indexing not restored yet; the next ingest restores it",
                         extra={"error": str(exc)})
@@ -185,7 +209,7 @@ class IngestRunner:
         """Doc states of a batch of sources; if the engine refuses the batch, each source is asked alone,
         so one source it cannot take fails only its own file (StoreUnavailableError still ends triage)."""
         try:
-            return dict(self.store.doc_states(sources))
+            return dict(self.io.doc_states(sources))
         except StoreUnavailableError:
             raise
         except Exception:
@@ -193,7 +217,7 @@ class IngestRunner:
         out: dict[str, DocState | Exception] = {}
         for source in sources:
             try:
-                out[source] = self.store.doc_state(source)
+                out[source] = self.io.doc_state(source)
             except StoreUnavailableError:
                 raise
             except Exception as exc:
@@ -224,8 +248,10 @@ class IngestRunner:
         doc_id = make_doc_id(cand.source, file_hash, self.fingerprint)
         with clock.timed("store"):
             if state.complete(doc_id):
-                deleted = self.store.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
-                return FileResult(cand.source, "unchanged", points_deleted=deleted)
+                deleted = self.io.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
+                updated = (self.io.set_access(doc_id, self.access)
+                           if state.access.get(doc_id, DEFAULT_ACCESS) != self.access else 0)
+                return FileResult(cand.source, "unchanged", points_deleted=deleted, points_updated=updated)
         return Pending(cand, doc_id, file_hash, stamp, had_version=bool(state.present))
 
     # -- the pipeline: parse ahead -> chunk + embed (batched across files) -> write behind ---------
@@ -233,7 +259,7 @@ class IngestRunner:
                 stop: threading.Event | None) -> str | None:
         """Parse, chunk, embed and write the pending files; returns the store's outage, if it stopped answering."""
         store_lock = threading.Lock()  # the embedded engines are not thread-safe: one store call at a time
-        writer = Writer(self.store, store_lock, clock, emit)
+        writer = Writer(self.io, store_lock, clock, emit, access=self.access)
 
         def cancelled() -> str | None:
             if stop is not None and stop.is_set():
@@ -302,7 +328,7 @@ class IngestRunner:
             if item.had_version and not outage():  # a changed file: its unchanged chunks keep their vectors
                 try:
                     with clock.timed("store"), store_lock:
-                        known[item.cand.source] = self.store.stored_vectors(
+                        known[item.cand.source] = self.io.stored_vectors(
                             item.cand.source, [c.content_hash for c in chunks])
                 except Exception:
                     log.warning("stored vectors unavailable, embedding again", extra={"source": item.cand.source})

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ingest.errors import GermanRagError
 from ingest.limits import file_stamp
 from ingest.parse_worker import ParseWorker
-from ingest.schema import Chunk, Document, EmptyDocumentError, IngestError, ParseError
+from ingest.schema import DEFAULT_ACCESS, Access, Chunk, Document, EmptyDocumentError, IngestError, ParseError
 from ingest.store.base import StoreUnavailableError
 from pipelines.indexing.discover import Candidate
 from pipelines.indexing.report import FileResult, IngestReport
@@ -155,8 +155,9 @@ class Writer:
     """
 
     def __init__(self, store, store_lock: threading.Lock, clock: StageClock,
-                 emit: Callable[[FileResult], None], depth: int = 2) -> None:
+                 emit: Callable[[FileResult], None], depth: int = 2, access: Access = DEFAULT_ACCESS) -> None:
         self._store, self._lock, self._clock, self._emit = store, store_lock, clock, emit
+        self.access = access
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self.outage: str | None = None
         self.error: BaseException | None = None
@@ -181,7 +182,7 @@ class Writer:
     def _write(self, ready: Ready) -> FileResult:
         def write() -> FileResult:
             written = self._store.upsert_chunks(ready.chunks, ready.dense, ready.sparse,
-                                                doc_hash=ready.pending.file_hash)
+                                                doc_hash=ready.pending.file_hash, access=self.access)
             deleted = (self._store.delete_stale(source, ready.pending.doc_id)  # only after the new version
                        if ready.pending.had_version else 0)
             return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ingest.schema import Chunk, Embedder, StoredHit, TokenLimitError
+from ingest.schema import DEFAULT_ACCESS, Access, Chunk, Embedder, StoredHit, TokenLimitError
+from ingest.store.access import Principal
 from ingest.store.base import DocState, StoreFilters, VectorStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,15 @@ class LockedStore(VectorStore):
     def __init__(self, inner: VectorStore, lock: threading.Lock | threading.RLock) -> None:
         self._inner, self._lock = inner, lock
         self.options = inner.options
+        self.principal, self.is_view = inner.principal, inner.is_view
+
+    def scoped(self, principal: Principal) -> LockedStore:
+        """The inner store's view for `principal`, behind the same lock."""
+        return LockedStore(self._inner.scoped(principal), self._lock)
+
+    def set_access(self, doc_id: str, access: Access) -> int:
+        with self._lock:
+            return self._inner.set_access(doc_id, access)
 
     @property
     def location(self) -> str:
@@ -76,9 +86,10 @@ class LockedStore(VectorStore):
             return self._inner.stored_vectors(source, content_hashes)
 
     def upsert_chunks(self, chunks: Sequence[Chunk], dense: Sequence[Sequence[float]],
-                      sparse: Sequence[tuple[list[int], list[float]]] | None = None, doc_hash: str = "") -> int:
+                      sparse: Sequence[tuple[list[int], list[float]]] | None = None, doc_hash: str = "",
+                      access: Access = DEFAULT_ACCESS) -> int:
         with self._lock:
-            return self._inner.upsert_chunks(chunks, dense, sparse, doc_hash)
+            return self._inner.upsert_chunks(chunks, dense, sparse, doc_hash, access)
 
     def delete_stale(self, source: str, keep_doc_id: str) -> int:
         with self._lock:
