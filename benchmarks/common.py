@@ -165,8 +165,9 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
 
 def _path_prefixes() -> list[tuple[str, str]]:
     """Machine-specific folders and what a report says instead, longest first (a venv may sit in ROOT)."""
-    pairs = [(str(DATA.resolve()), "../shared/data"), (str(ROOT), "."), (tempfile.gettempdir(), "$TMPDIR"),
-             (str(Path.home()), "~")]
+    # the data folder both as spelled and resolved: ../shared is often a symlink (CI links it beside the clone)
+    pairs = [(str(DATA), "../shared/data"), (str(DATA.resolve()), "../shared/data"), (str(ROOT), "."),
+             (tempfile.gettempdir(), "$TMPDIR"), (str(Path.home()), "~")]
     return sorted(pairs, key=lambda p: len(p[0]), reverse=True)
 
 
