@@ -181,3 +181,25 @@ def test_engines_translate_filters_only_through_the_access_narrowing():
                    for node in ast.walk(fn) if isinstance(node, ast.Call)
                    and getattr(node.func, "id", None) == translate]
         assert callers == ["_native"], f"{module}: {translate} called from {callers}"
+
+
+def test_sidecar_files_set_a_documents_access(capsys, cli_env):
+    """#12.1: `NAME.meta.json` sets a file's tenant and groups; a broken sidecar or a tenant the run may not write
+    fails that file alone; sidecars are never ingested themselves."""
+    folder = cli_env / "docs"
+    write(folder, "hr.txt", HR)
+    (folder / "hr.txt.meta.json").write_text(json.dumps({"tenant": "acme", "groups": ["hr"]}), encoding="utf-8")
+    write(folder, "public.txt", PUBLIC)
+    write(folder, "sales.txt", SALES)
+    (folder / "sales.txt.meta.json").write_text('{"tenant": "globex", "owner": "x"}', encoding="utf-8")
+    code, report = run(capsys, "ingest", str(folder))
+    by_name = {os.path.basename(f["source"]): f for f in report["files"]}
+    assert set(by_name) == {"hr.txt", "public.txt", "sales.txt"} and report["balanced"]
+    assert code == 1 and by_name["sales.txt"]["status"] == "failed"
+    assert "sales.txt.meta.json" in by_name["sales.txt"]["error"] and "owner" in by_name["sales.txt"]["error"]
+    assert by_name["hr.txt"]["status"] == by_name["public.txt"]["status"] == "ingested"
+    assert names(run(capsys, "query", "Kündigungsfrist Kantine", "--tenant", "acme", "--groups", "hr")[1]) == {"hr.txt"}
+    assert names(run(capsys, "query", "Kündigungsfrist Kantine", "--tenant", "default")[1]) == {"public.txt"}
+
+    code, report = run(capsys, "ingest", str(folder / "hr.txt"), "--tenant", "globex")
+    assert code == 1 and "not the tenant this run writes" in report["files"][0]["error"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.parse import SUPPORTED_EXTENSIONS
+from pipelines.indexing.sidecar import is_sidecar
 from pipelines.sources import escape_name, source_name
 
 
@@ -37,7 +38,8 @@ def discover(paths: list[str | Path]) -> tuple[list[Candidate], list[tuple[str, 
             continue
         if is_dir:
             for file in _walk(path, missing):
-                _add(found, missing, file, False)
+                if not is_sidecar(file):  # a document's access fields, read with the document
+                    _add(found, missing, file, False)
         elif exists:
             _add(found, missing, path, True)
         else:

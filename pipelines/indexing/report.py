@@ -32,6 +32,14 @@ class IngestReport:
     # failed as "not attempted", and the CLI exits 3 (retry later) once it has printed this report.
     outage: str | None = None
 
+    def merge(self, other: IngestReport) -> None:
+        """Add another run's files, stage times and outage (a run split by access fields)."""
+        self.files.extend(other.files)
+        for stage, seconds in other.stage_seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        self.total_seconds += other.total_seconds
+        self.outage = self.outage or other.outage
+
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
 

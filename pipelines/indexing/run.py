@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -48,6 +48,7 @@ from ingest.store.access import ingest_principal
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, in_shard, is_supported
 from pipelines.indexing.report import FileResult, IngestReport
+from pipelines.indexing.sidecar import SidecarError, access_for, sidecar_of
 from pipelines.indexing.stages import (
     PASS_THROUGH,
     ParseAhead,
@@ -109,7 +110,35 @@ class IngestRunner:
         candidates, missing = discover(paths)
         if self.shard is not None:
             candidates = [c for c in candidates if in_shard(c.source, *self.shard)]
-        return self.run_candidates(candidates, on_file, missing=missing)
+        by_access, refused = self._by_access(candidates)
+        if not refused and list(by_access) in ([], [self.access]):  # no sidecar changes anything
+            return self.run_candidates(candidates, on_file, missing=missing)
+        report = IngestReport(collection=self.store.options.collection)
+        for result in refused:
+            report.files.append(result)
+            if on_file:
+                on_file(result)
+        for i, (access, group) in enumerate(by_access.items()):  # one run per tenant and groups
+            part = replace(self, access=access).run_candidates(group, on_file, missing=missing if i == 0 else ())
+            report.merge(part)
+        return report
+
+    def _by_access(self, candidates: list[Candidate]) -> tuple[dict[Access, list[Candidate]], list[FileResult]]:
+        """Candidates grouped by their access fields (a sidecar's, else this run's); a file whose sidecar is
+        broken or names a tenant this run may not write fails alone."""
+        groups: dict[Access, list[Candidate]] = {}
+        refused: list[FileResult] = []
+        for cand in candidates:
+            try:
+                access = access_for(cand.path, self.access)
+                if not self.store.principal.may_store(access):
+                    raise SidecarError(f"{sidecar_of(cand.path).name}: tenant {access.tenant!r} is not the tenant "
+                                       f"this run writes ({self.store.principal.tenant!r})")
+            except SidecarError as exc:
+                refused.append(FileResult(cand.source, "failed", error=f"{cand.source}: {exc}"))
+                continue
+            groups.setdefault(access, []).append(cand)
+        return groups, refused
 
     def run_candidates(self, candidates: list[Candidate], on_file: Callable[[FileResult], None] | None = None,
                        stop: threading.Event | None = None,
