@@ -34,6 +34,8 @@ Where each project error sits (the class names stay, so callers keep working):
       RerankerUnavailableError                     configuration: the cross-encoder cannot be loaded
     pipelines.config ConfigError, UsageError       the classes of this module
     DatasetError (evaluation)                      input: the one dataset of an `eval` run
+    AccessError (ingest.schema)                    usage: a tenant, group or principal that cannot be used
+    SidecarError (indexing)                        input: one file's broken NAME.meta.json (that file fails)
     ServiceError (pipelines/service/http.py)       each of its classes names its own kind
 
 A class joins a kind by inheriting the kind's base first (`class ParseError(InputError, IngestError)`), so
