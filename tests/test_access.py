@@ -203,3 +203,21 @@ def test_sidecar_files_set_a_documents_access(capsys, cli_env):
 
     code, report = run(capsys, "ingest", str(folder / "hr.txt"), "--tenant", "globex")
     assert code == 1 and "not the tenant this run writes" in report["files"][0]["error"]
+
+
+def test_an_older_collection_gets_the_access_indexes_when_opened(tmp_path):
+    """#12.1 migration: a collection made before tenants has no payload index on tenant/groups; opening it for
+    ingest adds them (the edge engine; a server gets the same through create_payload_index)."""
+    import qdrant_edge as qe
+
+    options = StoreOptions(collection="alt", path=str(tmp_path / "q"))
+    store = EdgeStore(options)
+    store.ensure_collection("modell", DIM)
+    for key in (P.TENANT, P.GROUPS):
+        store.shard.update(qe.UpdateOperation.delete_field_index(key))
+    assert P.TENANT not in store.shard.info().payload_schema
+    store.close()
+    again = EdgeStore(options)
+    again.ensure_collection("modell", DIM)
+    assert {P.TENANT, P.GROUPS} <= set(again.shard.info().payload_schema)
+    again.close()

@@ -152,6 +152,7 @@ class EdgeStore(EngineStore):
         """Create the collection for this model, or check that the existing one was built by it."""
         if self.exists():
             self.check_compatible(model, dimension)
+            self._add_missing_indexes()
             return
         shard_dir = self._dir / "shard"
         if shard_dir.exists():  # a create that died before its metadata was written: nothing was stored
@@ -171,6 +172,16 @@ class EdgeStore(EngineStore):
         tmp.replace(self._meta_file)  # atomic: the collection exists only once its metadata does
         log.info("collection created", extra={"collection": self.options.collection, "model": model,
                                               "dimension": dimension, "engine": "edge"})
+
+    def _add_missing_indexes(self) -> None:
+        """Payload indexes for filter fields a collection from an older version lacks (tenant, groups)."""
+        present = set(self.shard.info().payload_schema)
+        missing = [key for key in FILTER_FIELDS if key not in present]
+        for key in missing:
+            self.shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[FILTER_FIELDS[key]]))
+        if missing:
+            self.shard.flush()
+            log.info("payload indexes added", extra={"collection": self.options.collection, "fields": missing})
 
     # -- documents -------------------------------------------------------------------------------
     def _scroll(self, flt: FilterSpec | None, fields: list[str] | bool,

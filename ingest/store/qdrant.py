@@ -158,6 +158,7 @@ class QdrantStore(EngineStore):
         name = self.options.collection
         if self.exists():
             self.check_compatible(model, dimension)
+            self._add_missing_indexes()
             return
         o = self.options
         try:
@@ -174,6 +175,16 @@ class QdrantStore(EngineStore):
             for key, kind in FILTER_FIELDS.items():
                 self._call("create_payload_index", name, key, _index_schema(key, kind))
         log.info("collection created", extra={"collection": name, "model": model, "dimension": dimension})
+
+    def _add_missing_indexes(self) -> None:
+        """On a server: payload indexes for filter fields a collection from an older version lacks (tenant,
+        groups); embedded local mode has none to add."""
+        if not self.options.url:
+            return
+        name = self.options.collection
+        present = set(self._call("get_collection", name).payload_schema or {})
+        for key in [k for k in FILTER_FIELDS if k not in present]:
+            self._call("create_payload_index", name, key, _index_schema(key, FILTER_FIELDS[key]))
 
     def _create(self, name: str, model: str, dimension: int) -> None:
         o = self.options
