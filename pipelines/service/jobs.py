@@ -107,12 +107,16 @@ class Job:
     access: Access = DEFAULT_ACCESS  # tenant and groups of the documents it writes
 
     def visible_to(self, principal: Principal) -> bool:
-        """A job is its uploader's: the same tenant and groups (any of its keys, any role), the tenant's
-        admins and the local owner. Anyone else is told it does not exist (404, never 403)."""
+        """A job is its uploader's: keys of the same tenant and groups (any role) that may read its documents,
+        the tenant's admins and the local owner. Anyone else is told it does not exist (404, never 403): its
+        file names are its documents' names."""
         owner = self.caller.principal
         if principal.is_owner:
             return True
-        return principal.tenant == owner.tenant and (principal.role == "admin" or principal.groups == owner.groups)
+        if principal.tenant != owner.tenant:
+            return False
+        reads = not self.access.groups or bool(principal.groups & set(self.access.groups))
+        return principal.role == "admin" or (principal.groups == owner.groups and reads)
 
     def to_dict(self) -> dict:
         by_source = {r.source: r for r in self.results}

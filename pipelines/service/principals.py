@@ -237,6 +237,7 @@ class KeysFile:
         found = KEY_RE.match(token)
         if found is None:
             return None
+        self.refresh()
         record = self._by_id.get(found.group(1).decode())
         ok = (record or self._dummy).matches(found.group(2))
         caller = Caller(record.principal, f"file:{record.key_id}:{record.name}") if ok and record else None
