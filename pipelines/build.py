@@ -141,3 +141,17 @@ def build_retriever(settings: Settings, embedder: QueryEmbedder, store: VectorSt
                           settings.mmr_candidates)
     return HybridRetriever(embedder, build_sparse_encoder(settings), store, settings.retrieval_mode, fusion,
                            reranker, NeighbourExpander(store), stages)
+
+
+def retriever_over(retriever: HybridRetriever, store: VectorStore) -> HybridRetriever:
+    """The same retriever (embedder, encoder, reranker and options shared) over another store, e.g. a
+    principal's view: searches and neighbour expansion then read only what that view lets through. Cheap."""
+    import copy
+
+    from retrieval.expand import NeighbourExpander
+
+    view = copy.copy(retriever)
+    view.index = store
+    if retriever.expander is not None:
+        view.expander = NeighbourExpander(store)
+    return view

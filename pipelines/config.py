@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     read_keys: SecretStr | None = Field(None, description="comma-separated API keys that may read")
     write_keys: SecretStr | None = Field(None, description="comma-separated API keys that may read and write")
+    keys_file: str | None = Field(None, description="TOML file of API keys with their tenant, groups and role "
+                                  "(`german-rag keys add`); with it set, every request needs a key")
     allow_public: bool = Field(False, description="bind a non-loopback address although no API key is set")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS (empty: CORS off)")
     max_upload_bytes: int = Field(50_000_000, ge=1, le=10_000_000_000, description="per uploaded file")

@@ -45,7 +45,7 @@ Outcome = ErrorKind | None
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> Outcome:
     handler = {"ingest": ingest, "query": query, "delete": delete, "config": show_config, "demo": demo,
-               "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve}
+               "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve, "keys": keys_cmd}
     return handler[command](args, settings)
 
 
@@ -243,6 +243,33 @@ def serve(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.service.app import serve as run_service
 
     run_service(settings)
+    return None
+
+
+def keys_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
+    """`keys add` prints a new key once (stdout; the rest to stderr), `keys list` shows no secrets, `keys revoke`."""
+    from pipelines.config import group_list
+    from pipelines.service.principals import add_key, load_keys, revoke_key
+
+    if not settings.keys_file:
+        raise ConfigError("keys: no keys file: set GERMAN_RAG_KEYS_FILE (setting keys_file) or --keys-file")
+    path = settings.keys_file
+    if args.keys_action == "add":
+        key, record = add_key(path, args.tenant, group_list(args.groups or ""), args.role, args.name)
+        if args.json:
+            _out(args, {"key": key, **record.public()}, "")
+        else:
+            print(key)
+            print(f"key {record.key_id} ({record.name}): tenant {record.tenant}, role {record.role}, groups "
+                  f"{list(record.groups)}; shown once, only its hash is kept in {path}", file=sys.stderr)
+    elif args.keys_action == "list":
+        records = [r.public() for r in load_keys(path)]
+        lines = [f"{r['key_id']}  {r['name']}  tenant={r['tenant']}  groups={','.join(r['groups']) or '-'}  "
+                 f"role={r['role']}  created={r['created']}" for r in records]
+        _out(args, {"keys": records}, "\n".join(lines) or "no keys")
+    else:
+        gone = revoke_key(path, args.key_id)
+        _out(args, {"revoked": gone.public()}, f"revoked key {gone.key_id} ({gone.name}, tenant {gone.tenant})")
     return None
 
 

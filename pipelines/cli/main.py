@@ -35,7 +35,7 @@ FLAG_SETTINGS = {"collection": "--collection", "embed_model": "--model", "qdrant
                  "top_k": "--top-k", "chunk_tokens": "--chunk-tokens", "chunk_overlap": "--chunk-overlap",
                  "host": "--host", "port": "--port", "max_file_bytes": "--max-file-bytes",
                  "max_pages": "--max-pages", "parse_timeout": "--parse-timeout", "tenant": "--tenant",
-                 "groups": "--groups"}
+                 "groups": "--groups", "keys_file": "--keys-file"}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -99,8 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP retrieval service (FastAPI; /docs for the API)")
     p.add_argument("--host", help="address to bind (default: setting `host`, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default: setting `port`, 8000)")
+    p.add_argument("--keys-file", help="TOML file of API keys (setting `keys_file`; see `german-rag keys`)")
     _common(p)
+    _keys_parser(sub)
     return parser
+
+
+def _keys_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys", help="the service's API keys: add, list, revoke (the file keeps salted hashes only)")
+    actions = p.add_subparsers(dest="keys_action", required=True)
+    add = actions.add_parser("add", help="make a random key for a tenant; it is printed once, only its hash kept")
+    add.add_argument("--tenant", required=True, help="the tenant the key reads and writes")
+    add.add_argument("--groups", metavar="A,B", help="the groups the key reads (default: none, only documents "
+                     "without groups)")
+    add.add_argument("--role", required=True, choices=["read", "write", "admin"])
+    add.add_argument("--name", help="a label for `keys list` and the audit log (default: TENANT-ROLE)")
+    revoke = actions.add_parser("revoke", help="remove a key by its id (see `keys list`)")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    for q in (add, actions.add_parser("list", help="the keys: id, name, tenant, groups, role, created"), revoke):
+        q.add_argument("--config", help="TOML settings file (default: $GERMAN_RAG_CONFIG or ./german-rag.toml)")
+        q.add_argument("--keys-file", help="the keys file (default: setting `keys_file`, GERMAN_RAG_KEYS_FILE)")
+        q.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
 def _settings(args: argparse.Namespace) -> Settings:

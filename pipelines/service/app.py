@@ -38,10 +38,11 @@ def is_loopback(host: str) -> bool:
 def check_bind(settings: Settings) -> None:
     """Without API keys the service stays on loopback unless `allow_public` says otherwise."""
     keys = KeyRing.from_settings(settings.read_keys, settings.write_keys)
-    if not keys.enabled and not is_loopback(settings.host) and not settings.allow_public:
+    if not keys.enabled and not settings.keys_file and not is_loopback(settings.host) and not settings.allow_public:
         raise ConfigError(
-            f"host {settings.host!r} is not a loopback address and no API keys are set: set GERMAN_RAG_READ_KEYS"
-            " and GERMAN_RAG_WRITE_KEYS, or GERMAN_RAG_ALLOW_PUBLIC=true to serve without keys")
+            f"host {settings.host!r} is not a loopback address and no API keys are set: set GERMAN_RAG_KEYS_FILE "
+            "(german-rag keys add), or GERMAN_RAG_READ_KEYS and GERMAN_RAG_WRITE_KEYS, or "
+            "GERMAN_RAG_ALLOW_PUBLIC=true to serve without keys")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -54,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         runtime.stop()
 
-    closed = runtime.keys.enabled  # with keys set, the browsable docs are off and the schema needs a read key
+    closed = runtime.principals.enabled  # with keys set, the browsable docs are off and the schema needs a read key
     app = FastAPI(title="german-rag", version="1", lifespan=lifespan, docs_url=None if closed else "/docs",
                   redoc_url=None if closed else "/redoc",
                   description="Retrieval over German documents: hybrid search with sources, uploads as jobs.")
@@ -64,7 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Middleware, innermost first: the gate (keys, lengths, upload slots) before any body byte is read,
     # CORS outside it (a refusal still carries CORS headers), metrics outermost (every answer counted).
     upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD
-    app.add_middleware(RequestGate, policy=GatePolicy(runtime.keys, UPLOAD_PATH, upload_limit, JSON_BODY_LIMIT,
+    app.add_middleware(RequestGate, policy=GatePolicy(runtime.principals, UPLOAD_PATH, upload_limit, JSON_BODY_LIMIT,
                                                       settings.max_concurrent_uploads, settings.upload_read_timeout,
                                                       settings.upload_body_timeout))
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

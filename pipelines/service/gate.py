@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.service.http import (
-    KeyRing,
     LengthRequired,
     Overloaded,
     RequestTimeout,
     ServiceError,
     TooLarge,
+    bearer,
     error_response,
 )
+from pipelines.service.principals import Caller, Principals
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # /readyz shows details only to a read key (the route decides)
@@ -39,7 +40,7 @@ DRAIN_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class GatePolicy:
-    keys: KeyRing
+    keys: Principals
     upload_path: str
     upload_limit: int  # bytes of one upload request, multipart framing included
     other_limit: int  # bytes of any other request body
@@ -74,8 +75,9 @@ class RequestGate:
         is_upload = scope["path"] == p.upload_path and scope["method"] in BODY_METHODS
         limit = p.upload_limit if is_upload else p.other_limit
         try:
-            p.keys.check(headers.get(b"authorization"), required_scope(scope["method"], scope["path"],
-                                                                         p.upload_path))
+            caller = await self._caller(headers.get(b"authorization"),
+                                        required_scope(scope["method"], scope["path"], p.upload_path))
+            scope.setdefault("state", {})["caller"] = caller  # what routes act as (routes.caller_of)
             declared = _declared_length(headers, scope["method"], limit)
         except ServiceError as exc:
             if isinstance(exc, TooLarge) and _declared(headers) - limit <= DRAIN_BYTES:
@@ -95,6 +97,17 @@ class RequestGate:
             await body(scope, receive, send)
         finally:
             self.uploads_in_flight -= 1
+
+    async def _caller(self, authorization: bytes | None, needs: str | None) -> Caller | None:
+        """The request's caller, resolved once here; a key the keys file must derive (scrypt, tens of ms)
+        is derived off the event loop."""
+        keys = self.policy.keys
+        token = bearer(authorization)
+        caller: Caller | None = None
+        if token is not None and keys.enabled:
+            known = keys.cached(token)
+            caller = await asyncio.to_thread(keys.resolve, token) if known is False else known
+        return keys.check(caller, token, needs)
 
 
 def _declared_length(headers: dict[bytes, bytes], method: str, limit: int) -> int:

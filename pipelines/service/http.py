@@ -224,8 +224,8 @@ class KeyRing:
 
     def role(self, authorization: str | bytes | None) -> str | None:
         """"write", "read" or None (no key, an unknown key, or a header that is not `Bearer KEY`)."""
-        token = _bearer(authorization)
-        return None if token is None else self._role_of(token)
+        token = bearer(authorization)
+        return None if token is None else self.role_of(token)
 
     def check(self, authorization: str | bytes | None, scope: str | None) -> None:
         """Raise Unauthorized (no or unknown key) or Forbidden (a read key on a write endpoint).
@@ -233,22 +233,22 @@ class KeyRing:
         if not self.enabled or scope is None:
             return
         challenge = {"WWW-Authenticate": "Bearer"}
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if token is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'", challenge)
-        role = self._role_of(token)
+        role = self.role_of(token)
         if role is None:
             raise Unauthorized("invalid API key", challenge)
         if scope == "write" and role != "write":
             raise Forbidden("this API key may only read; uploads and deletes need a write key")
 
-    def _role_of(self, token: bytes) -> str | None:
+    def role_of(self, token: bytes) -> str | None:
         given = _digest(token)
         is_write, is_read = self._match(given, self.write), self._match(given, self.read)  # both: same time
         return "write" if is_write else "read" if is_read else None
 
 
-def _bearer(authorization: str | bytes | None) -> bytes | None:
+def bearer(authorization: str | bytes | None) -> bytes | None:
     """The KEY of `Authorization: Bearer KEY`, as the bytes the client sent; None for anything else."""
     scheme, _, token = raw_header(authorization).partition(b" ")
     return token.strip() if scheme.lower() == b"bearer" and token.strip() else None

@@ -26,10 +26,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ingest.parse_worker import abort_all
-from ingest.schema import ModelUnavailableError
+from ingest.schema import DEFAULT_ACCESS, Access, ModelUnavailableError
+from ingest.store.access import OWNER, Principal
 from pipelines.indexing.discover import Candidate
 from pipelines.indexing.report import FileResult, IngestReport
 from pipelines.indexing.run import IngestRunner
+from pipelines.service.principals import Caller, audit
 
 log = logging.getLogger(__name__)
 UPLOAD_PREFIX = "upload:"
@@ -101,6 +103,20 @@ class Job:
     results: list[FileResult] = field(default_factory=list)
     summary: dict | None = None
     error: str | None = None
+    caller: Caller = field(default_factory=lambda: Caller(OWNER, "none"))  # who uploaded (the job is theirs)
+    access: Access = DEFAULT_ACCESS  # tenant and groups of the documents it writes
+
+    def visible_to(self, principal: Principal) -> bool:
+        """A job is its uploader's: keys of the same tenant and groups (any role) that may read its documents,
+        the tenant's admins and the local owner. Anyone else is told it does not exist (404, never 403): its
+        file names are its documents' names."""
+        owner = self.caller.principal
+        if principal.is_owner:
+            return True
+        if principal.tenant != owner.tenant:
+            return False
+        reads = not self.access.groups or bool(principal.groups & set(self.access.groups))
+        return principal.role == "admin" or (principal.groups == owner.groups and reads)
 
     def to_dict(self) -> dict:
         by_source = {r.source: r for r in self.results}
@@ -138,8 +154,9 @@ class JobManager:
         self._thread = threading.Thread(target=self._loop, name="ingest-worker", daemon=True)
         self._thread.start()
 
-    def submit(self, files: list[UploadedFile], folder: Path) -> Job | None:
-        job = Job(uuid.uuid4().hex, files, folder)
+    def submit(self, files: list[UploadedFile], folder: Path, caller: Caller | None = None,
+               access: Access = DEFAULT_ACCESS) -> Job | None:
+        job = Job(uuid.uuid4().hex, files, folder, caller=caller or Caller(OWNER, "none"), access=access)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -150,9 +167,17 @@ class JobManager:
                 self._jobs.popitem(last=False)
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str, principal: Principal = OWNER) -> Job | None:
+        """The job, if `principal` may see it (else None: as if there were none)."""
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        return job if job is not None and job.visible_to(principal) else None
+
+    def visible(self, principal: Principal) -> list[Job]:
+        """The jobs `principal` may see, newest first."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return [j for j in reversed(jobs) if j.visible_to(principal)]
 
     @property
     def depth(self) -> int:
@@ -171,7 +196,10 @@ class JobManager:
     def _run(self, job: Job) -> None:
         job.state, job.started_at = "running", time.time()
         try:
-            report = self._runner.run_uploads(job.files, self._stop, self._record(job))
+            # The job's own runner: its documents' access fields, over the store as its uploader sees it
+            # (the runner refuses a tenant the uploader may not write).
+            runner = replace(self._runner, access=job.access, store=self._runner.store.scoped(job.caller.principal))
+            report = runner.run_uploads(job.files, self._stop, self._record(job))
             job.summary = report.summary()
             failed = report.count("failed")
             self._finish(job, "failed" if failed else "succeeded",
@@ -187,6 +215,9 @@ class JobManager:
             if result.error:
                 result = replace(result, error=hide_paths(result.error, job))
             job.results.append(result)
+            audit(job.caller, "ingest", job_id=job.job_id, source=result.source, status=result.status,
+                  groups=list(job.access.groups), points_written=result.points_written,
+                  points_deleted=result.points_deleted, points_updated=result.points_updated)
             if self._on_result:
                 self._on_result(result)
         return on_file

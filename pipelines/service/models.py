@@ -86,6 +86,11 @@ class JobOut(BaseModel):
     files: list[JobFile]
 
 
+class JobPage(BaseModel):
+    total: int
+    jobs: list[JobOut]
+
+
 class DocumentOut(BaseModel):
     source: str
     doc_ids: list[str]
@@ -102,6 +107,11 @@ class DocumentPage(BaseModel):
 
 class Deleted(BaseModel):
     doc_id: str
+    points_deleted: int
+
+
+class SourceDeleted(BaseModel):
+    source: str
     points_deleted: int
 
 

@@ -9,13 +9,25 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Header, Query, Response, Security, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, Response, Security, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.schema import DEFAULT_TENANT, Access
+from ingest.store.access import Principal
 from ingest.store.filters import is_uuid
-from pipelines.service.http import InvalidInput, NotFound, NotReady, Overloaded, TooLarge, UnsupportedType
+from pipelines.config import group_list
+from pipelines.service.http import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    Overloaded,
+    TooLarge,
+    Unauthorized,
+    UnsupportedType,
+)
 from pipelines.service.jobs import KEEP_JOBS, UploadedFile, display_name
 from pipelines.service.models import (
     Deleted,
@@ -24,10 +36,13 @@ from pipelines.service.models import (
     ErrorOut,
     Health,
     JobOut,
+    JobPage,
     PassageOut,
     RetrieveRequest,
     RetrieveResponse,
+    SourceDeleted,
 )
+from pipelines.service.principals import Caller, audit
 from pipelines.service.runtime import ServiceRuntime
 
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=`: status -> OpenAPI response fields
@@ -38,14 +53,25 @@ MAX_FORM_FIELDS, MAX_FIELD_BYTES = 8, 64 << 10  # an upload needs no text fields
 UPLOAD_PATH = "/v1/documents"
 
 
+def caller_of(request: Request) -> Caller:
+    """The caller the gate resolved for this request (gate.py puts it into the ASGI scope's state)."""
+    caller = request.scope.get("state", {}).get("caller")
+    if not isinstance(caller, Caller):  # the gate answers such a request itself; never reached behind it
+        raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'", {"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+CallerOf = Annotated[Caller, Depends(caller_of)]
+
+
 def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
-    # Keys are checked by the gate (service_gate.py) before the body is read; this only publishes the
-    # scheme in the OpenAPI schema.
+    # Keys are checked by the gate (gate.py) before the body is read; this only publishes the scheme in the
+    # OpenAPI schema. Every route acts through the caller's view of the store (rt.store_for, rt.retrieve).
     read = write = Security(HTTPBearer(auto_error=False, description="a read key; uploads and deletes: a write "
                                        "key"))
 
     @app.post("/v1/retrieve", response_model=RetrieveResponse, dependencies=[read], responses=READ_ERRORS)
-    async def retrieve(body: RetrieveRequest) -> RetrieveResponse:
+    async def retrieve(body: RetrieveRequest, caller: CallerOf) -> RetrieveResponse:
         """Top passages for a query, with scores per stage, source, page, heading path and character span."""
         if not rt.admission.try_enter():
             raise Overloaded(f"{rt.admission.limit} retrieve requests are in flight; retry shortly",
@@ -53,8 +79,8 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         rt.metrics.in_flight.inc()
         started = time.perf_counter()
         try:
-            mode, passages = await run_in_threadpool(rt.retrieve, body.query, body.top_k, body.mode, body.filters,
-                                                     body.truncate, body.rerank, body.expand)
+            mode, passages = await run_in_threadpool(rt.retrieve, caller.principal, body.query, body.top_k,
+                                                     body.mode, body.filters, body.truncate, body.rerank, body.expand)
         finally:
             rt.admission.leave()
             rt.metrics.in_flight.dec()
@@ -66,11 +92,16 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
               form_limits={"max_files": rt.settings.max_upload_files, "max_fields": MAX_FORM_FIELDS,
                            "max_part_size": MAX_FIELD_BYTES})
     async def upload(files: Annotated[list[UploadFile], File(description="one or more documents")],
-                     response: Response) -> JobOut:
-        """Store the files in a private folder and queue an ingest job; poll GET /v1/jobs/{job_id}."""
+                     response: Response, caller: CallerOf,
+                     groups: Annotated[str, Form(max_length=4096, description="comma-separated groups that may "
+                                                 "read these documents (empty: every user of the tenant)")] = ""
+                     ) -> JobOut:
+        """Store the files in a private folder and queue an ingest job; poll GET /v1/jobs/{job_id}. The
+        documents belong to the key's tenant."""
         rt.require_ready()
         if rt.jobs is None or not rt.jobs.accepting:
             raise NotReady("the service is shutting down")
+        access = upload_access(caller.principal, groups)
         limit = rt.settings.max_upload_files
         if len(files) > limit:
             raise TooLarge(f"{len(files)} files in one upload, more than the {limit} allowed")
@@ -78,7 +109,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         try:
             saved = [await _save(f, i, folder, rt) for i, f in enumerate(files)]
             _check_unique(saved)
-            job = rt.jobs.submit(saved, folder)
+            job = rt.jobs.submit(saved, folder, caller, access)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -86,25 +117,51 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
             shutil.rmtree(folder, ignore_errors=True)
             raise Overloaded(f"{rt.settings.job_queue_size} ingest jobs are waiting; retry later",
                              {"Retry-After": "10"})
+        audit(caller, "upload", job_id=job.job_id, files=len(saved), sources=[f.source for f in saved],
+              groups=list(access.groups))
         rt.metrics.job_queue.set(rt.jobs.depth)
         response.headers["Location"] = f"/v1/jobs/{job.job_id}"
         return JobOut(**job.to_dict())
 
     @app.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=[read], responses=READ_ERRORS | {
         404: {"model": ErrorOut}})
-    async def get_job(job_id: str) -> JobOut:
-        """State of an ingest job: queued, running, succeeded or failed, with per-file results and counts."""
-        job = rt.jobs.get(job_id) if rt.jobs is not None else None
+    async def get_job(job_id: str, caller: CallerOf) -> JobOut:
+        """State of an ingest job: queued, running, succeeded or failed, with per-file results and counts.
+        A job is its uploader's (same tenant and groups; the tenant's admins): for anyone else it is not there."""
+        job = rt.jobs.get(job_id, caller.principal) if rt.jobs is not None else None
         if job is None:
             raise NotFound(f"no job {job_id[:80]!r} (the latest {KEEP_JOBS} jobs are kept in memory until a restart)")
         return JobOut(**job.to_dict())
 
+    @app.get("/v1/jobs", response_model=JobPage, dependencies=[read], responses=READ_ERRORS)
+    async def list_jobs(caller: CallerOf, limit: Annotated[int, Query(ge=1, le=KEEP_JOBS)] = 50) -> JobPage:
+        """The caller's ingest jobs, newest first (kept in memory until a restart)."""
+        jobs = rt.jobs.visible(caller.principal) if rt.jobs is not None else []
+        return JobPage(total=len(jobs), jobs=[JobOut(**j.to_dict()) for j in jobs[:limit]])
+
+    _install_documents(app, rt, read, write)
+    _install_probes(app, rt, read)
+
+
+def upload_access(principal: Principal, groups: str) -> Access:
+    """The access fields of an upload: the caller's tenant (the owner: `default`), the form's groups. A caller
+    restricted to groups may give its documents only groups it is in (it could not read them otherwise);
+    the tenant's admins and the owner any."""
+    access = Access(principal.tenant or DEFAULT_TENANT, group_list(groups))  # an AccessError: 422
+    foreign = sorted(set(access.groups) - principal.groups)
+    if foreign and not principal.is_owner and principal.role != "admin":
+        raise Forbidden(f"groups: this key may only give its uploads groups it is in, not {foreign[:5]}")
+    return access
+
+
+def _install_documents(app: FastAPI, rt: ServiceRuntime, read, write) -> None:
     @app.get("/v1/documents", response_model=DocumentPage, dependencies=[read], responses=READ_ERRORS)
-    async def list_documents(offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    async def list_documents(caller: CallerOf, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
                              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> DocumentPage:
-        """Stored sources, sorted, one page at a time, with their doc ids, chunk counts and content hashes."""
+        """Stored sources the key may read, sorted, one page at a time, with their doc ids, chunk counts and
+        content hashes."""
         rt.require_ready()
-        sources = await run_in_threadpool(rt.locked_store.sources)
+        sources = await run_in_threadpool(rt.store_for(caller.principal).sources)
         names = sorted(sources)
         page = [DocumentOut(source=s, doc_ids=sorted(sources[s]["doc_ids"]), chunks=sources[s]["chunks"],
                             doc_hash=sources[s]["doc_hash"]) for s in names[offset: offset + limit]]
@@ -112,18 +169,30 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
 
     @app.delete("/v1/documents/{doc_id}", response_model=Deleted, dependencies=[write],
                 responses=WRITE_ERRORS)
-    async def delete_document(doc_id: str) -> Deleted:
-        """Remove every point of one document (its doc_id as listed by GET /v1/documents; any case)."""
+    async def delete_document(doc_id: str, caller: CallerOf) -> Deleted:
+        """Remove every point of one document (its doc_id as listed by GET /v1/documents; any case). A
+        document the key may not read is not there (404)."""
         rt.require_ready()
         if not is_uuid(doc_id):
             raise InvalidInput(f"doc_id: {doc_id[:80]!r} is not a document id (a UUID)")
         doc_id = doc_id.lower()  # ids are stored as lower-case UUIDs; an upper-case spelling is the same id
-        deleted = await run_in_threadpool(rt.locked_store.delete_doc, doc_id)
+        deleted = await run_in_threadpool(rt.store_for(caller.principal).delete_doc, doc_id)
+        audit(caller, "delete", doc_id=doc_id, points_deleted=deleted)
         if not deleted:
             raise NotFound(f"no points stored for doc_id {doc_id}")
         return Deleted(doc_id=doc_id, points_deleted=deleted)
 
-    _install_probes(app, rt, read)
+    @app.delete("/v1/documents", response_model=SourceDeleted, dependencies=[write], responses=WRITE_ERRORS)
+    async def delete_source(source: Annotated[str, Query(min_length=1, max_length=4096, description="a source "
+                                                         "as listed, e.g. upload:NAME")], caller: CallerOf
+                            ) -> SourceDeleted:
+        """Remove every point of one source (every version the key may read). Another tenant's is not there (404)."""
+        rt.require_ready()
+        deleted = await run_in_threadpool(rt.store_for(caller.principal).delete_source, source)
+        audit(caller, "delete", source=source, points_deleted=deleted)
+        if not deleted:
+            raise NotFound(f"no points stored for source {source[:200]!r}")
+        return SourceDeleted(source=source, points_deleted=deleted)
 
 
 def _install_probes(app: FastAPI, rt: ServiceRuntime, read) -> None:
@@ -133,10 +202,10 @@ def _install_probes(app: FastAPI, rt: ServiceRuntime, read) -> None:
         return Health(status="ok")
 
     @app.get("/readyz", response_model=Health, responses={503: {"model": ErrorOut}})
-    async def readyz(authorization: Annotated[str | None, Header()] = None) -> Health:
+    async def readyz(request: Request) -> Health:
         """Model loaded, Qdrant reachable and the collection built by this model. With keys set, the
-        model, store and reason are shown to a read key only."""
-        trusted = not rt.keys.enabled or rt.keys.role(authorization) is not None
+        model, store and reason are shown to a valid key only."""
+        trusted = not rt.principals.enabled or request.scope.get("state", {}).get("caller") is not None
         try:
             await run_in_threadpool(rt.check_ready)
         except NotReady as exc:
@@ -148,11 +217,11 @@ def _install_probes(app: FastAPI, rt: ServiceRuntime, read) -> None:
     @app.get("/metrics", dependencies=[read], response_class=Response, responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {"model": ErrorOut}})
     async def metrics() -> Response:
-        """Prometheus text format: requests and latency per endpoint, ingest counters, embedding time."""
+        """Prometheus text format: requests and latency per endpoint template, ingest counters, embedding
+        time. Labels are bounded: no tenant, key, source or document id ever becomes one."""
         if rt.jobs is not None:
             rt.metrics.job_queue.set(rt.jobs.depth)
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
 
 
 async def _save(upload: UploadFile, index: int, folder: Path, rt: ServiceRuntime) -> UploadedFile:

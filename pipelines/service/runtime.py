@@ -10,9 +10,12 @@ import logging
 import threading
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ingest.errors import ErrorKind, kind_of
 from ingest.parse import SUPPORTED_EXTENSIONS
+from ingest.store.access import Principal
+from ingest.store.base import VectorStore
 from pipelines.build import (
     build_chunker,
     build_embedder,
@@ -21,13 +24,18 @@ from pipelines.build import (
     build_sparse_encoder,
     build_store,
     model_identity,
+    retriever_over,
 )
 from pipelines.config import Settings
 from pipelines.indexing.report import FileResult
 from pipelines.service.core import Admission, LockedStore, QueryBatcher, SlicedEmbedder
 from pipelines.service.http import KeyRing, Misconfigured, NotReady, ServiceMetrics
 from pipelines.service.jobs import JobManager, UploadRoot, UploadRunner
-from retrieval.schema import Passage, Retriever
+from pipelines.service.principals import KeysFile, Principals
+from retrieval.schema import Passage
+
+if TYPE_CHECKING:
+    from retrieval.hybrid import HybridRetriever
 
 log = logging.getLogger(__name__)
 UPLOAD_PATH = "/v1/documents"
@@ -44,12 +52,12 @@ class ServiceRuntime:
         self.model_lock, self.store_lock = threading.Lock(), threading.RLock()
         self.locked_store = LockedStore(self.store, self.store_lock)
         self.metrics = ServiceMetrics()
-        self.keys = KeyRing.from_settings(settings.read_keys, settings.write_keys)
+        self.principals = principals_of(settings)
         self.admission = Admission(settings.queue_size)
         self.loaded = threading.Event()
         self.startup_error: str | None = None
         self.batcher: QueryBatcher | None = None
-        self.retriever: Retriever | None = None
+        self.retriever: HybridRetriever | None = None  # over the shared store: only ever used through a view
         self.jobs: JobManager | None = None
         self.extensions = frozenset(SUPPORTED_EXTENSIONS)
         self.uploads = UploadRoot(settings.upload_dir)
@@ -115,12 +123,25 @@ class ServiceRuntime:
             not_ready = NotReady if kind_of(exc) is ErrorKind.UNAVAILABLE else Misconfigured
             raise not_ready(f"store not ready: {type(exc).__name__}: {exc}") from exc
 
-    # -- retrieve -----------------------------------------------------------------------------------
-    def retrieve(self, query: str, top_k: int, mode: str | None, filters: dict, truncate: bool,
-                 rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
+    # -- what a request acts on ----------------------------------------------------------------------
+    def store_for(self, principal: Principal) -> VectorStore:
+        """The store as `principal` sees it (a view behind the shared lock): every route reads, lists and
+        deletes through one, so the store layer narrows every call to what the caller may see."""
+        return self.locked_store.scoped(principal)
+
+    def retrieve(self, principal: Principal, query: str, top_k: int, mode: str | None, filters: dict,
+                 truncate: bool, rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
+        """Search, rerank candidates and neighbour expansion, all over `principal`'s view of the store."""
         self.require_ready()  # the query itself is checked by the retriever (retrieval/query_check.py)
         if self.retriever is None:  # set before the service reports itself loaded
             raise NotReady("the model is still loading", {"Retry-After": "5"})
         mode = mode or self.settings.retrieval_mode
-        return mode, self.retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, rerank=rerank,
-                                             expand=expand)
+        retriever = retriever_over(self.retriever, self.store_for(principal))
+        return mode, retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, rerank=rerank,
+                                        expand=expand)
+
+
+def principals_of(settings: Settings) -> Principals:
+    """Who requests may be: the env shortcut keys, the keys file, or (neither set) the settings' principal."""
+    ring = KeyRing.from_settings(settings.read_keys, settings.write_keys)
+    return Principals(ring, KeysFile(settings.keys_file) if settings.keys_file else None, settings.principal)
