@@ -304,3 +304,16 @@ def test_cli_keys_add_list_revoke(tmp_path, monkeypatch, capsys):
     assert main(["keys", "revoke", "deadbeef"]) == 2
     assert main(["keys", "add", "--tenant", "a b\t", "--role", "read"]) == 2
     assert "no key with id" in capsys.readouterr().err
+
+
+def test_a_writer_outside_a_group_cannot_replace_that_groups_document(tenants):
+    """#12: uploading a file named like an hr document with a key not in hr would delete (or re-label) a
+    version that key may not read: that file fails, the hr document stays as it was; the admin may replace it."""
+    before = _doc_id(tenants, "acme-hr", "upload:hr.txt")
+    with tenants.client(tenants.keys["acme-write"]) as c:
+        job = wait_job(c, c.post("/v1/documents", files=_files("hr.txt", KANTINE)).json()["job_id"])
+    (result,) = job["files"]
+    assert result["status"] == "failed" and "groups this key is not in" in result["error"]
+    assert _doc_id(tenants, "acme-hr", "upload:hr.txt") == before
+    assert "upload:hr.txt" in _sources(tenants, "acme-hr", mode="bm25")
+    assert "upload:hr.txt" not in _sources(tenants, "acme-read", mode="bm25")

@@ -41,6 +41,14 @@ class Principal:
     def may_write(self) -> bool:
         return self.role in ("write", "admin")
 
+    def can_see(self, access: Access) -> bool:
+        """Whether points with `access` are visible to this principal (the rule `access_spec` filters by)."""
+        if self.tenant is None:
+            return True
+        if access.tenant != self.tenant:
+            return False
+        return self.every_group or not access.groups or bool(self.groups & set(access.groups))
+
     def may_store(self, access: Access) -> bool:
         """Whether this principal may write points with these access fields (its own tenant only)."""
         return self.is_owner or access.tenant == self.tenant

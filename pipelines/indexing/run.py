@@ -275,6 +275,11 @@ class IngestRunner:
         # without parsing it (parsing is most of a re-ingest, and unstructured's PDF output is
         # not always the same twice).
         doc_id = make_doc_id(cand.source, file_hash, self.fingerprint)
+        caller = self.store.principal
+        # Replacing a version this writer may not read would delete (or re-label) it: only its groups or an admin.
+        if caller.role != "admin" and any(not caller.can_see(acc) for acc in state.access.values()):
+            return FileResult(cand.source, "failed", error=f"{cand.source}: a document of this name exists in "
+                              "groups this key is not in; only a key of those groups or an admin may replace it")
         with clock.timed("store"):
             if state.complete(doc_id):
                 deleted = self.io.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
