@@ -317,3 +317,17 @@ def test_a_writer_outside_a_group_cannot_replace_that_groups_document(tenants):
     assert _doc_id(tenants, "acme-hr", "upload:hr.txt") == before
     assert "upload:hr.txt" in _sources(tenants, "acme-hr", mode="bm25")
     assert "upload:hr.txt" not in _sources(tenants, "acme-read", mode="bm25")
+
+
+def test_new_keys_beyond_the_derivation_limit_get_429_while_known_keys_work(tenants, monkeypatch):
+    """#12: a key not seen before costs a scrypt derivation; past MAX_DERIVATIONS in flight a made-up key is
+    refused with 429 instead of queueing on every core, and a key already resolved is not held up."""
+    from pipelines.service import gate
+
+    assert _sources(tenants, "acme-read", mode="bm25")  # resolved once: cached from now on
+    monkeypatch.setattr(gate, "MAX_DERIVATIONS", 0)  # as if every slot were taken by a flood
+    with tenants.client("grk_deadbeef_" + "x" * 43) as c:
+        r = c.post("/v1/retrieve", json={"query": QUERY})
+    assert_error(r, 429, "overloaded")
+    assert r.headers["retry-after"] == "1"
+    assert _sources(tenants, "acme-read", mode="bm25")

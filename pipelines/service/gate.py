@@ -34,6 +34,9 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # A body declared a little over its limit is read and dropped before the 413 goes out: a server that answers
 # and closes while the client is still sending makes the kernel reset the connection, and the client sees
 # "connection reset" instead of the 413 (under load, for a body of a megabyte). Larger ones are cut at once.
+# Keys not seen before are derived with scrypt (tens of ms of CPU each) off the event loop; at most this many at
+# once, so made-up keys cannot take every core: more answer 429 while keys already seen keep working.
+MAX_DERIVATIONS = 4
 DRAIN_BYTES = 2 << 20
 DRAIN_SECONDS = 5.0
 
@@ -65,6 +68,7 @@ class RequestGate:
     def __init__(self, app: ASGIApp, policy: GatePolicy) -> None:
         self.app, self.policy = app, policy
         self.uploads_in_flight = 0  # one event loop: no lock needed
+        self.derivations = 0  # new keys being derived right now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,7 +110,16 @@ class RequestGate:
         caller: Caller | None = None
         if token is not None and keys.enabled:
             known = keys.cached(token)
-            caller = await asyncio.to_thread(keys.resolve, token) if known is False else known
+            if known is False:  # not seen yet: a derivation (a flood of made-up keys must not starve the service)
+                if self.derivations >= MAX_DERIVATIONS:
+                    raise Overloaded("too many new API keys are being checked; retry shortly", {"Retry-After": "1"})
+                self.derivations += 1
+                try:
+                    caller = await asyncio.to_thread(keys.resolve, token)
+                finally:
+                    self.derivations -= 1
+            else:
+                caller = known
         return keys.check(caller, token, needs)
 
 
