@@ -190,6 +190,9 @@ def load(store: EngineStore, docs: list[Doc]) -> dict[str, dict]:
                 store._set_payload(match_filter(P.DOC_ID, doc.doc_id), {key: None})
     stored = {str(r.id): dict(r.payload or {}) for r in store._scroll(None, True)}
     assert len(stored) == sum(d.chunks for d in docs)
+    written = {d.doc_id: d.access.payload() if d.access else {P.TENANT: None, P.GROUPS: None} for d in docs}
+    for payload in stored.values():  # the model judges stored payloads: they must be what was written
+        assert {k: payload.get(k) for k in (P.TENANT, P.GROUPS)} == written[payload[P.DOC_ID]]
     return stored
 
 
