@@ -60,6 +60,19 @@ def test_query_bench_fills_the_store_and_times_every_mode(tmp_path, shared_data)
     assert data["model_time"]["bm25_encode_p50_ms"] > 0
 
 
+def test_tenant_filter_bench_times_every_reader_and_store(tmp_path, shared_data):
+    from benchmarks import tenant_filter_bench
+
+    out = tmp_path / "tenant.json"
+    tenant_filter_bench.main(["--points", "300", "--tenants", "4", "--queries", "2", "--rounds", "1",
+                              "--stores", "edge", "edge-noindex", "--json", str(out)])
+    data = json.loads(out.read_text())
+    for store in ("edge", "edge-noindex"):
+        assert set(data["query"][store]) == {"owner", "tenant", "tenant+groups"}
+        assert all(v["hybrid"]["p50_ms"] > 0 and v["mean_hybrid_hits"] > 0 for v in data["query"][store].values())
+    assert out.with_suffix(".md").read_text().startswith("# tenant_filter benchmark")
+
+
 @pytest.mark.slow
 def test_ingest_bench_runs_every_contender_and_reingest(tmp_path, shared_data):
     from benchmarks import ingest_bench

@@ -105,3 +105,33 @@ def test_shards_split_a_corpus_without_duplicates(settings_env, capsys):
         capsys.readouterr()
         assert main(["ingest", str(docs), f"--shard={bad}"]) == 2
         assert "--shard" in capsys.readouterr().err
+
+
+def test_verify_reports_points_without_access_fields_once_per_source(settings_env, capsys, monkeypatch):
+    """#12.4: points from before tenants existed (fields null, or absent) are one `no_access` problem per source,
+    with their count; a source whose points all carry them is not reported."""
+    monkeypatch.setenv("GERMAN_RAG_QDRANT_ENGINE", "local")  # the old points are made with qdrant-client directly
+    monkeypatch.setenv("GERMAN_RAG_CHUNK_TOKENS", "24")  # several chunks per file
+    monkeypatch.setenv("GERMAN_RAG_CHUNK_OVERLAP", "4")
+    docs = corpus(settings_env, n=3)
+    assert main(["ingest", str(docs), "--json"]) == 0
+
+    def of(source: str) -> models.FilterSelector:
+        return models.FilterSelector(filter=models.Filter(must=[models.FieldCondition(
+            key="source", match=models.MatchValue(value=str(docs / source)))]))
+
+    def make_old(client: QdrantClient) -> None:
+        client.set_payload("german_rag", {"tenant": None, "groups": None}, points=of("datei_0.txt"))
+        client.delete_payload("german_rag", ["tenant", "groups"], points=of("datei_1.txt"))
+
+    tamper(settings_env, make_old)
+    code, report = verify(capsys, docs)
+    assert code == 1
+    problems = {p["source"].rsplit("/", 1)[-1]: p for p in report["problems"]}
+    assert set(problems) == {"datei_0.txt", "datei_1.txt"}
+    assert all(p["kind"] == "no_access" and "tenant 'default'" in p["detail"] for p in problems.values())
+    counts = {name: int(p["detail"].split(" of ")[0]) for name, p in problems.items()}
+    assert counts["datei_0.txt"] > 1 and counts["datei_1.txt"] > 1  # one problem for several points
+    capsys.readouterr()
+    assert main(["verify", str(docs)]) == 1
+    assert "NO_ACCESS:" in capsys.readouterr().out

@@ -5,7 +5,9 @@ configured model (and every stored vector has that size); every source file is p
 current version (the document id from its bytes and the ingest settings); every document has
 exactly `chunk_count` chunks with indices 0..n-1 once each and point id == chunk id; no source keeps
 chunks of an older version; no stored source is an orphan (its file is gone, or it lies under a
-checked folder but is no longer found there).
+checked folder but is no longer found there); every point carries its access fields (`tenant`, `groups`:
+points from before #12 have neither and count as tenant `default`, readable by all of its users; one
+problem per source, with the number of such points).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pipelines.indexing.discover import discover, is_supported
 from pipelines.indexing.run import sha256_file
 from pipelines.sources import file_path, shown, source_name, under
 
-_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_ID, P.CHUNK_INDEX, P.CHUNK_COUNT]
+_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_ID, P.CHUNK_INDEX, P.CHUNK_COUNT, P.TENANT, P.GROUPS]
 
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # model, vector_size, missing, outdated, stale, incomplete, duplicate, bad_id, orphan, unreadable
+    kind: str  # model, vector_size, missing, outdated, stale, incomplete, duplicate, bad_id, orphan, unreadable,
+    # no_access
     source: str
     detail: str
 
@@ -56,6 +59,7 @@ def verify_collection(store, model_id: str, dimension: int, fingerprint: str, pa
         report.problems.append(Problem("model", "*", f"collection built with {meta.get('embed_model')!r} "
                                        f"({meta.get('dimension')}-d), configured {model_id!r} ({dimension}-d)"))
     stored = _scan(store, dimension, report)
+    _check_access(stored, report)
     _check_documents(stored, report)
     _check_sources(stored, fingerprint, paths, report)
     return report
@@ -75,6 +79,18 @@ def _scan(store, dimension: int, report: VerifyReport) -> dict[str, dict[str, li
                                            f"{payload.get(P.CHUNK_ID)!r} differs from the point id"))
         stored[source][str(payload.get(P.DOC_ID))].append((point_id, payload))
     return stored
+
+
+def _check_access(stored: dict, report: VerifyReport) -> None:
+    """One problem per source whose points lack access fields (a collection from before tenants existed:
+    they read as tenant `default`, every user of it), counted per source, not listed per point."""
+    for source, docs in sorted(stored.items()):
+        points = [payload for doc in docs.values() for _, payload in doc]
+        lacking = [p for p in points if not p.get(P.TENANT) or p.get(P.GROUPS) is None]
+        if lacking:
+            report.problems.append(Problem("no_access", source, f"{len(lacking)} of {len(points)} points have no "
+                                           "access fields (tenant, groups): they count as tenant 'default' and "
+                                           "every user of it may read them"))
 
 
 def _check_documents(stored: dict, report: VerifyReport) -> None:

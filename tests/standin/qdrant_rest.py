@@ -154,6 +154,11 @@ class _Handler(BaseHTTPRequestHandler):
             selector = models.FilterSelector.model_validate(body) if "filter" in body else \
                 models.PointIdsList.model_validate(body)
             return e.delete(name, points_selector=selector, wait=True)
+        if rest == "/points/payload":  # set_payload by filter or ids (a document's access fields)
+            r = models.SetPayload.model_validate(body)
+            target = models.FilterSelector(filter=r.filter) if r.filter is not None else \
+                models.PointIdsList(points=r.points or [])
+            return e.set_payload(name, payload=r.payload, points=target, key=r.key, wait=True)
         if rest == "/points/query":
             r = models.QueryRequest.model_validate(body)
             res = e.query_points(name, query=r.query, using=r.using, prefetch=r.prefetch, query_filter=r.filter,
