@@ -135,3 +135,11 @@ def test_verify_reports_points_without_access_fields_once_per_source(settings_en
     capsys.readouterr()
     assert main(["verify", str(docs)]) == 1
     assert "NO_ACCESS:" in capsys.readouterr().out
+    # the migration: an unchanged re-ingest writes the missing fields (payload only, nothing embedded), then
+    # verify is clean
+    assert main(["ingest", str(docs), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["unchanged"] == 3 and again["points_written"] == 0
+    assert again["points_updated"] == counts["datei_0.txt"] + counts["datei_1.txt"]
+    code, report = verify(capsys, docs)
+    assert code == 0 and report["problems"] == []

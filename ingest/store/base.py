@@ -28,7 +28,7 @@ class DocState:
 
     present: dict[str, int]
     expected: dict[str, int]
-    access: dict[str, Access] = field(default_factory=dict)  # per doc_id, as stored (no fields: the default)
+    access: dict[str, Access | None] = field(default_factory=dict)  # per doc_id as stored; None: no fields yet
 
     def complete(self, doc_id: str) -> bool:
         return doc_id in self.present and self.present[doc_id] == self.expected.get(doc_id, -1)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from ingest.errors import InternalError
-from ingest.schema import DEFAULT_ACCESS, DEFAULT_TENANT, Access, AccessError, Chunk, P, StoreError
+from ingest.schema import DEFAULT_ACCESS, Access, AccessError, Chunk, P, StoreError
 from ingest.store.access import OWNER, Principal, restrict
 from ingest.store.base import DENSE, DocState, StoreOptions
 from ingest.store.filters import FilterSpec, build_filter, match_filter, reuse_filter, stale_filter
@@ -29,7 +29,9 @@ def states_by_source(sources: Sequence[str], pages: Callable[[list[str]], Iterab
             doc_id = payload[P.DOC_ID]
             state.present[doc_id] = state.present.get(doc_id, 0) + 1
             state.expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
-            state.access[doc_id] = Access(payload.get(P.TENANT) or DEFAULT_TENANT, tuple(payload.get(P.GROUPS) or ()))
+            # None: points from before access fields (tenant `default` to every reader; a re-ingest writes them)
+            tenant = payload.get(P.TENANT)
+            state.access[doc_id] = Access(tenant, tuple(payload.get(P.GROUPS) or ())) if tenant else None
     return out
 
 

@@ -277,14 +277,14 @@ class IngestRunner:
         doc_id = make_doc_id(cand.source, file_hash, self.fingerprint)
         caller = self.store.principal
         # Replacing a version this writer may not read would delete (or re-label) it: only its groups or an admin.
-        if caller.role != "admin" and any(not caller.can_see(acc) for acc in state.access.values()):
+        if caller.role != "admin" and any(not caller.can_see(acc or DEFAULT_ACCESS) for acc in state.access.values()):
             return FileResult(cand.source, "failed", error=f"{cand.source}: a document of this name exists in "
                               "groups this key is not in; only a key of those groups or an admin may replace it")
         with clock.timed("store"):
             if state.complete(doc_id):
                 deleted = self.io.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
                 updated = (self.io.set_access(doc_id, self.access)
-                           if state.access.get(doc_id, DEFAULT_ACCESS) != self.access else 0)
+                           if state.access.get(doc_id) != self.access else 0)  # also fills in missing fields
                 return FileResult(cand.source, "unchanged", points_deleted=deleted, points_updated=updated)
         return Pending(cand, doc_id, file_hash, stamp, had_version=bool(state.present))
 

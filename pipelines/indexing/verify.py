@@ -90,7 +90,8 @@ def _check_access(stored: dict, report: VerifyReport) -> None:
         if lacking:
             report.problems.append(Problem("no_access", source, f"{len(lacking)} of {len(points)} points have no "
                                            "access fields (tenant, groups): they count as tenant 'default' and "
-                                           "every user of it may read them"))
+                                           "every user of it may read them; re-ingest the file to write them "
+                                           "(nothing is embedded again)"))
 
 
 def _check_documents(stored: dict, report: VerifyReport) -> None:
