@@ -8,6 +8,8 @@ import sys
 
 from pipelines.sources import valid, valid_text
 
+AUDIT = logging.getLogger("german_rag.audit")
+AUDIT.setLevel(logging.INFO)  # audit lines go out whatever the log level (handlers are unfiltered)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -37,3 +39,10 @@ def setup_logging(level: str = "WARNING", as_json: bool = False) -> None:
     for noisy in ("httpx", "pdfminer", "unstructured", "transformers", "huggingface_hub", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("pdfminer").setLevel(logging.ERROR)
+
+
+def audit(action: str, tenant: str | None, key: str, **fields: object) -> None:
+    """One structured line per write or delete (CLI and service): who (tenant, `*` for the local owner; the key's
+    label, never the key), what, on which source or doc id, counts."""
+    AUDIT.info("audit", extra={"action": action, "tenant": tenant if tenant is not None else "*", "key": key,
+                               **fields})

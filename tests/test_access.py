@@ -221,3 +221,18 @@ def test_an_older_collection_gets_the_access_indexes_when_opened(tmp_path):
     again.ensure_collection("modell", DIM)
     assert {P.TENANT, P.GROUPS} <= set(again.shard.info().payload_schema)
     again.close()
+
+
+def test_cli_writes_and_deletes_are_audit_lines(capsys, cli_env, monkeypatch):
+    """#12.3: every write and delete is one structured audit line, from the CLI too (tenant, who, what, counts),
+    on stderr whatever the log level (here as JSON lines)."""
+    monkeypatch.setenv("GERMAN_RAG_LOG_JSON", "true")
+    doc = write(cli_env / "a", "hr.txt", HR)
+    lines = []
+    for args in (("ingest", str(doc)), ("delete", str(doc))):
+        assert main([*args, "--tenant", "acme", "--json"]) == 0
+        err = capsys.readouterr().err
+        lines += [rec for rec in map(json.loads, err.splitlines()) if rec["logger"] == "german_rag.audit"]
+    assert [(r["action"], r["tenant"]) for r in lines] == [("ingest", "acme"), ("delete", "acme")]
+    assert lines[0]["ingested"] == 1 and lines[0]["points_written"] > 0 and lines[1]["source"].endswith("hr.txt")
+    assert all(r["key"].startswith("cli") for r in lines)

@@ -9,6 +9,7 @@ and an unchanged re-ingest no torch or transformers (tests/test_startup.py holds
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from pipelines.build import (
 )
 from pipelines.config import Settings
 from pipelines.indexing.discover import parse_shard
+from pipelines.logs import audit
 from pipelines.sources import file_path, shown, source_query, typed_source, under, valid_text
 from retrieval.query_check import check_expand, check_mmr
 from retrieval.schema import QueryError
@@ -33,6 +35,15 @@ from retrieval.schema import QueryError
 if TYPE_CHECKING:
     from pipelines.indexing.report import IngestReport
     from retrieval.schema import Passage
+
+
+def cli_key() -> str:
+    """Who an audit line names for a command-line run (no key involved): the OS user, where there is one."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return "cli"
+
 
 DEMO_QUESTIONS = [
     "Wie viele Werktage Urlaub stehen einem Arbeitnehmer jährlich mindestens zu?",
@@ -85,6 +96,10 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     report = ingest_paths(settings, _paths(args.paths), progress=not args.json, shard=shard, bulk=args.bulk)
+    summary = report.summary()
+    audit("ingest", settings.tenant, cli_key(), files=summary["files_seen"], ingested=summary["ingested"],
+          removed=summary["removed"], points_written=summary["points_written"],
+          points_deleted=summary["points_deleted"], points_updated=summary["points_updated"])
     _out(args, report.to_dict(), format_report(report))
     if report.outage:  # the store went away mid-run: what was done is reported above, the rest waits
         return ErrorKind.UNAVAILABLE
@@ -202,6 +217,8 @@ def delete(args: argparse.Namespace, settings: Settings) -> Outcome:
             points = sum(stored[s]["chunks"] for s in names)
         if not args.dry_run:
             points = sum(store.delete_source(s) for s in names)
+            for name in names:
+                audit("delete", settings.tenant, cli_key(), source=name)
     finally:
         store.close()
     verb = "would delete" if args.dry_run else "deleted"

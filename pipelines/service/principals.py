@@ -31,11 +31,10 @@ from typing import Literal
 from ingest.errors import ConfigError, UsageError
 from ingest.schema import DEFAULT_TENANT, AccessError
 from ingest.store.access import Principal
+from pipelines.logs import audit as log_audit
 from pipelines.service.http import Forbidden, KeyRing, Misconfigured, Unauthorized
 
 log = logging.getLogger(__name__)
-AUDIT = logging.getLogger("german_rag.audit")
-AUDIT.setLevel(logging.INFO)  # audit lines go out whatever the service's log level (handlers are unfiltered)
 KEY_PREFIX = "grk_"
 KEY_RE = re.compile(rb"^grk_([0-9a-f]{8})_([A-Za-z0-9_-]{20,100})$")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # about 45 ms and 16 MiB per derivation on a 2-core EPYC
@@ -297,5 +296,4 @@ class Principals:
 
 def audit(caller: Caller, action: str, **fields: object) -> None:
     """One structured line per write or delete: who (tenant, key label), what, on which source or doc id, counts."""
-    tenant = caller.principal.tenant if caller.principal.tenant is not None else "*"
-    AUDIT.info("audit", extra={"action": action, "tenant": tenant, "key": caller.key, **fields})
+    log_audit(action, caller.principal.tenant, caller.key, **fields)
