@@ -236,3 +236,18 @@ def test_cli_writes_and_deletes_are_audit_lines(capsys, cli_env, monkeypatch):
     assert [(r["action"], r["tenant"]) for r in lines] == [("ingest", "acme"), ("delete", "acme")]
     assert lines[0]["ingested"] == 1 and lines[0]["points_written"] > 0 and lines[1]["source"].endswith("hr.txt")
     assert all(r["key"].startswith("cli") for r in lines)
+
+
+def test_verify_as_a_tenant_sees_every_group_of_it(capsys, cli_env):
+    """#12 review: `verify --tenant T` checks what T's ingest wrote, group-restricted documents included (it
+    reported them as missing when it read with the reader's groups); other tenants' documents stay unseen."""
+    folder = cli_env / "docs"
+    write(folder, "hr.txt", HR)
+    (folder / "hr.txt.meta.json").write_text(json.dumps({"tenant": "acme", "groups": ["hr"]}), encoding="utf-8")
+    write(folder, "public.txt", PUBLIC)
+    (folder / "public.txt.meta.json").write_text(json.dumps({"tenant": "acme"}), encoding="utf-8")
+    other = write(cli_env / "b", "sales.txt", SALES)
+    assert run(capsys, "ingest", str(folder))[0] == 0
+    assert run(capsys, "ingest", str(other), "--tenant", "globex")[0] == 0
+    code, report = run(capsys, "verify", str(folder), "--tenant", "acme")
+    assert code == 0 and report["problems"] == [], report

@@ -248,7 +248,10 @@ def verify_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
     try:
         embedder.prepare()  # verify compares ids and sizes: the model's config files, never its weights
         runner = build_ingest_runner(settings, embedder, store, progress=False)
-        report = verify_collection(store, runner.model_id, embedder.dimension, runner.fingerprint,
+        # As a tenant, verify sees what that tenant's ingest wrote (every group of it), not only what its
+        # --groups may read; the owner sees every tenant.
+        seen = store if settings.tenant is None else runner.io
+        report = verify_collection(seen, runner.model_id, embedder.dimension, runner.fingerprint,
                                    _paths(args.paths))
     finally:
         store.close()
