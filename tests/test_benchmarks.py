@@ -27,7 +27,8 @@ def test_percentile_and_machine_slug():
     assert machine_slug({"cpu": "x", "cores": 16, "gpu": "NVIDIA H100 80GB HBM3"}) == "nvidia-h100-80gb"
 
 
-def test_embed_bench_runs_on_the_tiny_model(tiny_model_dir, tmp_path):
+def test_embed_bench_runs_on_the_tiny_model(tiny_model_dir, tmp_path, shared_data):
+    """Needs ../shared/data: the bench embeds 10kgnad articles (read by the bench itself, not the fixtures)."""
     from benchmarks import embed_bench
 
     out = tmp_path / "embed.json"
