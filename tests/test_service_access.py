@@ -331,3 +331,14 @@ def test_new_keys_beyond_the_derivation_limit_get_429_while_known_keys_work(tena
     assert_error(r, 429, "overloaded")
     assert r.headers["retry-after"] == "1"
     assert _sources(tenants, "acme-read", mode="bm25")
+
+
+def test_readyz_details_are_for_operators_not_tenant_keys(tenants):
+    """#12 review: /readyz details name the model folder and the store path (server internals): a tenant's read or
+    write key sees the status alone; a tenant admin and the env keys (a one-tenant setup) see the details."""
+    for name in ("acme-read", "acme-write", "globex-read"):
+        with tenants.client(tenants.keys[name]) as c:
+            assert c.get("/readyz").json() == {"status": "ready", "detail": None}, name
+    for key in (tenants.keys["acme-admin"], ENV_READ):
+        with tenants.client(key) as c:
+            assert c.get("/readyz").json()["detail"], key

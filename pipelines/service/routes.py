@@ -204,8 +204,11 @@ def _install_probes(app: FastAPI, rt: ServiceRuntime, read) -> None:
     @app.get("/readyz", response_model=Health, responses={503: {"model": ErrorOut}})
     async def readyz(request: Request) -> Health:
         """Model loaded, Qdrant reachable and the collection built by this model. With keys set, the
-        model, store and reason are shown to a valid key only."""
-        trusted = not rt.principals.enabled or request.scope.get("state", {}).get("caller") is not None
+        model, store and reason (server paths) are shown only to an operator: an env key (one-tenant setup)
+        or a tenant admin; a tenant's read or write key sees the status alone."""
+        caller = request.scope.get("state", {}).get("caller")
+        trusted = not rt.principals.enabled or (caller is not None and (
+            caller.principal.role == "admin" or caller.key.startswith("env:")))
         try:
             await run_in_threadpool(rt.check_ready)
         except NotReady as exc:
