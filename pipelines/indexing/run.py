@@ -48,7 +48,7 @@ from ingest.store.access import ingest_principal
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, in_shard, is_supported
 from pipelines.indexing.report import FileResult, IngestReport
-from pipelines.indexing.sidecar import SidecarError, access_for, sidecar_of
+from pipelines.indexing.sidecar import group_by_access
 from pipelines.indexing.stages import (
     PASS_THROUGH,
     ParseAhead,
@@ -91,8 +91,8 @@ class IngestRunner:
     @property
     def io(self) -> VectorStore:
         """The store as this run reads and writes it: its documents' tenant, every group of it (triage and stale
-        deletes see that tenant's earlier versions only, never another tenant's copy of the same path)."""
-        self._check_access()
+        deletes see that tenant's earlier versions only, never another tenant's copy of the same path). A view:
+        a shallow copy sharing the store's connection."""
         return self.store.scoped(ingest_principal(self.access))
 
     @property
@@ -110,7 +110,7 @@ class IngestRunner:
         candidates, missing = discover(paths)
         if self.shard is not None:
             candidates = [c for c in candidates if in_shard(c.source, *self.shard)]
-        by_access, refused = self._by_access(candidates)
+        by_access, refused = group_by_access(candidates, self.access, self.store.principal)
         if not refused and list(by_access) in ([], [self.access]):  # no sidecar changes anything
             return self.run_candidates(candidates, on_file, missing=missing)
         report = IngestReport(collection=self.store.options.collection)
@@ -123,27 +123,11 @@ class IngestRunner:
             report.merge(part)
         return report
 
-    def _by_access(self, candidates: list[Candidate]) -> tuple[dict[Access, list[Candidate]], list[FileResult]]:
-        """Candidates grouped by their access fields (a sidecar's, else this run's); a file whose sidecar is
-        broken or names a tenant this run may not write fails alone."""
-        groups: dict[Access, list[Candidate]] = {}
-        refused: list[FileResult] = []
-        for cand in candidates:
-            try:
-                access = access_for(cand.path, self.access)
-                if not self.store.principal.may_store(access):
-                    raise SidecarError(f"{sidecar_of(cand.path).name}: tenant {access.tenant!r} is not the tenant "
-                                       f"this run writes ({self.store.principal.tenant!r})")
-            except SidecarError as exc:
-                refused.append(FileResult(cand.source, "failed", error=f"{cand.source}: {exc}"))
-                continue
-            groups.setdefault(access, []).append(cand)
-        return groups, refused
-
     def run_candidates(self, candidates: list[Candidate], on_file: Callable[[FileResult], None] | None = None,
                        stop: threading.Event | None = None,
                        missing: Sequence[tuple[str, str]] = ()) -> IngestReport:
         """Ingest named files (e.g. uploads with their own source names); `stop` ends the run between files."""
+        self._check_access()  # the store may have been swapped since construction
         started = time.perf_counter()
         report = IngestReport(collection=self.store.options.collection)
         report.files.extend(FileResult(p, "failed", error=f"{p}: {why}") for p, why in missing)

@@ -11,12 +11,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from ingest.schema import Access, AccessError, InputError
+from ingest.store.access import Principal
+from pipelines.indexing.report import FileResult
 
 SUFFIX = ".meta.json"
 KEYS = frozenset({"tenant", "groups"})
 MAX_BYTES = 64 << 10
+
+
+class _File(Protocol):
+    """What grouping needs of a candidate (discover.Candidate; discover imports this module, not the reverse)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def source(self) -> str: ...
+
+
+F = TypeVar("F", bound=_File)
 
 
 class SidecarError(InputError):
@@ -59,3 +75,22 @@ def access_for(path: Path, default: Access) -> Access:
         return Access(tenant, tuple(groups))
     except AccessError as exc:
         raise SidecarError(f"{side.name}: {exc}") from exc
+
+
+def group_by_access(candidates: list[F], default: Access,
+                    writer: Principal) -> tuple[dict[Access, list[F]], list[FileResult]]:
+    """Candidates grouped by their access fields (a sidecar's, else `default`); a file whose sidecar is broken
+    or names a tenant `writer` may not write fails alone (a FileResult)."""
+    groups: dict[Access, list[F]] = {}
+    refused: list[FileResult] = []
+    for cand in candidates:
+        try:
+            access = access_for(cand.path, default)
+            if not writer.may_store(access):
+                raise SidecarError(f"{sidecar_of(cand.path).name}: tenant {access.tenant!r} is not the tenant "
+                                   f"this run writes ({writer.tenant!r})")
+        except SidecarError as exc:
+            refused.append(FileResult(cand.source, "failed", error=f"{cand.source}: {exc}"))
+            continue
+        groups.setdefault(access, []).append(cand)
+    return groups, refused
