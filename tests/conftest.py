@@ -98,6 +98,12 @@ def settings_env(tmp_path, tiny_model_dir, monkeypatch):
     return cli_environment(tmp_path, tiny_model_dir, monkeypatch)
 
 
+@pytest.fixture()
+def cli_env(tmp_path, minilm_dir, monkeypatch):
+    """CLI runs on the real MiniLM model and a fresh embedded store (works without ../shared/data)."""
+    return cli_environment(tmp_path, minilm_dir, monkeypatch)
+
+
 def cli_environment(tmp_path: Path, model_dir: Path, monkeypatch) -> Path:
     """CLI runs on `model_dir` and a fresh embedded store under tmp_path, working folder tmp_path."""
     monkeypatch.setenv("GERMAN_RAG_EMBED_MODEL", str(model_dir))

@@ -15,23 +15,12 @@ from ingest.store.edge import EdgeStore
 from ingest.store.filters import build_filter
 from ingest.store.qdrant import QdrantStore
 from pipelines.cli.main import main
-from tests.conftest import cli_environment
+from tests.test_hostile_sources import run
 from tests.test_store_engines import DIM, make_chunks, unit_vector
 
 HR = "Personalakte: Die Kündigungsfrist für Frau Meier beträgt drei Monate zum Quartalsende.\n"
 SALES = "Vertrieb: Der Rabatt für Großkunden beträgt zwölf Prozent auf den Listenpreis.\n"
 PUBLIC = "Hausordnung: Die Kantine ist montags bis freitags von elf bis vierzehn Uhr geöffnet.\n"
-
-
-@pytest.fixture()
-def cli_env(tmp_path, minilm_dir, monkeypatch):
-    return cli_environment(tmp_path, minilm_dir, monkeypatch)
-
-
-def run(capsys, *args: str) -> tuple[int, dict]:
-    code = main([*args, "--json"])
-    out, _ = capsys.readouterr()
-    return code, json.loads(out)
 
 
 def names(result: dict) -> set[str]:

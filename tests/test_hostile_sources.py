@@ -15,16 +15,10 @@ from hypothesis import strategies as st
 from pipelines.cli.main import main
 from pipelines.indexing.discover import discover
 from pipelines.sources import escape_name, file_path, source_name, unescape_name
-from tests.conftest import cli_environment
 from tests.standin import badfiles as bf
 
 MIETE = "Der Vermieter muss die Kaution getrennt von seinem Vermögen bei einer Bank anlegen. "
 ZINSEN = "Die Zinsen stehen dem Mieter zu und erhöhen die Sicherheit. "
-
-
-@pytest.fixture()
-def cli_env(tmp_path, minilm_dir, monkeypatch):
-    return cli_environment(tmp_path, minilm_dir, monkeypatch)
 
 
 def run(capsys, *args: str) -> tuple[int, dict]:

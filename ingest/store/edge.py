@@ -25,7 +25,6 @@ from typing import IO, Any
 
 import qdrant_edge as qe
 
-from ingest.errors import InternalError
 from ingest.schema import FILTER_FIELDS, P, StoredHit, StoreError
 from ingest.store.access import OWNER, Principal
 from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions
@@ -213,13 +212,6 @@ class EdgeStore(EngineStore):
     def _native(self, spec: FilterSpec | None) -> qe.Filter | None:
         """The only way a filter reaches the engine: narrowed to this store's principal first."""
         return to_edge_filter(self._visible(spec))
-
-    def _selection(self, spec: FilterSpec) -> qe.Filter:
-        """`_native` of a filter that must select (a delete, a payload update): never every point by accident."""
-        flt = self._native(spec)
-        if flt is None:
-            raise InternalError("a delete or payload update without a filter")
-        return flt
 
     def _set_payload(self, flt: FilterSpec, payload: dict) -> None:
         self.shard.update(qe.UpdateOperation.set_payload_by_filter(self._selection(flt), payload))

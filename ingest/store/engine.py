@@ -91,6 +91,17 @@ class EngineStore:
         """`spec` narrowed to this store's principal: what every engine filter is made from."""
         return restrict(spec, self.principal)
 
+    def _native(self, spec: FilterSpec | None) -> Any:
+        """The engine's own filter for `spec`, narrowed by `_visible`: the only way a filter reaches an engine."""
+        raise NotImplementedError
+
+    def _selection(self, spec: FilterSpec) -> Any:
+        """`_native` of a filter that must select (a delete, a payload update): never every point by accident."""
+        flt = self._native(spec)
+        if flt is None:
+            raise InternalError("a delete or payload update without a filter")
+        return flt
+
     @property
     def location(self) -> str:
         raise NotImplementedError

@@ -16,7 +16,6 @@ import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ingest.errors import InternalError
 from ingest.schema import FILTER_FIELDS, Access, Chunk, P, StoredHit, StoreError, chunk_payload
 from ingest.store.access import OWNER, Principal
 from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions, StoreUnavailableError
@@ -263,13 +262,6 @@ class QdrantStore(EngineStore):
     def _native(self, spec: FilterSpec | None) -> models.Filter | None:
         """The only way a filter reaches qdrant-client: narrowed to this store's principal first."""
         return to_client_filter(self._visible(spec))
-
-    def _selection(self, spec: FilterSpec) -> models.Filter:
-        """`_native` of a filter that must select (a delete, a payload update): never every point by accident."""
-        flt = self._native(spec)
-        if flt is None:
-            raise InternalError("a delete or payload update without a filter")
-        return flt
 
     def _delete(self, spec: FilterSpec) -> int:
         flt = self._selection(spec)
