@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ingest.errors import ConfigError, ErrorKind, GermanRagError, InputError, UsageError
 
@@ -65,7 +65,9 @@ class Document:
     text: str
     sections: tuple[Section, ...]
     content_hash: str
-    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+    # Parser facts (file_type, bytes, encoding, title, author, pages, language, date, ...) and, under
+    # "front_matter", a Markdown file's front matter scalars.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pages(self) -> int:
@@ -135,6 +137,18 @@ class P:
     TOKEN_COUNT = "token_count"
     TENANT = "tenant"
     GROUPS = "groups"
+    # Document fields: the same on every chunk of a document (ingest/doc_meta.py and the runner fill them)
+    TITLE = "title"
+    AUTHOR = "author"
+    FILE_TYPE = "file_type"
+    FILE_SIZE = "file_size"
+    MODIFIED = "modified"  # the file's modification time, ISO 8601 UTC
+    PAGES = "pages"
+    LANGUAGE = "language"  # ISO 639-1
+    DATE = "date"  # the document's own date found in its text, ISO date
+    DATE_PHRASE = "date_phrase"  # the phrase the date came from ("Stand: 1. März 2024")
+    META = "meta"  # user metadata (front matter, sidecar, --meta, upload form fields): an object of scalars
+    META_HASH = "meta_hash"  # hash of the fields the runner may update without re-embedding (sidecar, mtime)
 
 
 class AccessError(UsageError, ValueError):
@@ -165,9 +179,12 @@ class Access:
 DEFAULT_ACCESS = Access()
 
 
-def chunk_payload(chunk: Chunk, count: int, doc_hash: str, ingested_at: str, access: Access = DEFAULT_ACCESS) -> dict:
-    """The payload every engine stores with a chunk's vectors: what retrieval reads back."""
-    return {**access.payload(),
+def chunk_payload(chunk: Chunk, count: int, doc_hash: str, ingested_at: str, access: Access = DEFAULT_ACCESS,
+                  fields: Mapping[str, Any] | None = None) -> dict:
+    """The payload every engine stores with a chunk's vectors: what retrieval reads back. `fields` are the
+    document's fields (P.TITLE ... P.META, P.META_HASH); the chunk's own keys and its access fields come after
+    them, so no document field can overwrite a tenant, a source or a text."""
+    return {**(fields or {}), **access.payload(),
         P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
         P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
         P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,

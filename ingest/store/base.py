@@ -6,9 +6,9 @@ offers, and the terms it is configured and answered in. Every caller is typed wi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ingest.errors import UnavailableError
 from ingest.schema import DEFAULT_ACCESS, Access, Chunk, StoredHit, StoreError
@@ -141,7 +141,9 @@ class VectorStore(Protocol):
 
     def upsert_chunks(self, chunks: Sequence[Chunk], dense: Sequence[Sequence[float]],
                       sparse: Sequence[tuple[list[int], list[float]]] | None = None, doc_hash: str = "",
-                      access: Access = DEFAULT_ACCESS) -> int: ...
+                      access: Access = DEFAULT_ACCESS, fields: Mapping[str, Any] | None = None) -> int:
+        """Write a document's chunks; `fields` are its document fields (title, date, meta, ...) on every point."""
+        ...
 
     def delete_stale(self, source: str, keep_doc_id: str) -> int: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
 import qdrant_edge as qe
@@ -39,10 +39,10 @@ def _edge_clause(c: Condition | FilterSpec) -> Any:
 
 
 def edge_point(chunk: Chunk, dense: Sequence[float], sparse: tuple[list[int], list[float]] | None, count: int,
-               doc_hash: str, now: str, access: Access) -> qe.Point:
+               doc_hash: str, now: str, access: Access, fields: Mapping[str, Any] | None = None) -> qe.Point:
     """One chunk as an edge Point: the same vectors and payload as QdrantStore writes."""
     vector: dict[str, Any] = {DENSE: list(map(float, dense))}
     if sparse is not None and sparse[0]:
         vector[SPARSE] = qe.SparseVector(list(sparse[0]), list(map(float, sparse[1])))
-    payload = chunk_payload(chunk, count, doc_hash, now, access)
+    payload = chunk_payload(chunk, count, doc_hash, now, access, fields)
     return qe.Point(chunk.chunk_id, vector, payload)

@@ -4,7 +4,7 @@ need only an engine's primitives (qdrant.py: qdrant-client; edge.py: Qdrant's en
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -129,7 +129,8 @@ class EngineStore:
         raise NotImplementedError
 
     @staticmethod
-    def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str, access: Access) -> Any:
+    def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str, access: Access,
+               fields: Mapping[str, Any] | None = None) -> Any:
         raise NotImplementedError
 
     def _set_payload(self, flt: FilterSpec, payload: dict) -> None:
@@ -145,14 +146,16 @@ class EngineStore:
         sparse: Sequence[tuple[list[int], list[float]]] | None = None,
         doc_hash: str = "",
         access: Access = DEFAULT_ACCESS,
+        fields: Mapping[str, Any] | None = None,
     ) -> int:
-        """Write chunks with their vectors and access fields in batches; returns the number of points written."""
+        """Write chunks with their vectors, access fields and document fields (title, meta, ...) in batches;
+        returns the number of points written."""
         if len(chunks) != len(dense) or (sparse is not None and len(sparse) != len(chunks)):
             raise InternalError("chunks and vectors differ in number")
         self._check_writable(access)
         now = datetime.now(UTC).isoformat()
         total = len(chunks)
-        points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now, access)
+        points = [self._point(c, dense[i], sparse[i] if sparse else None, total, doc_hash, now, access, fields)
                   for i, c in enumerate(chunks)]
         for i in range(0, len(points), self.options.batch_size):
             self._write_points(points[i : i + self.options.batch_size])

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from qdrant_client import QdrantClient, models
@@ -252,11 +253,11 @@ class QdrantStore(EngineStore):
 
     @staticmethod
     def _point(chunk: Chunk, dense, sparse, count: int, doc_hash: str, now: str,
-               access: Access) -> models.PointStruct:
+               access: Access, fields: Mapping[str, Any] | None = None) -> models.PointStruct:
         vector: dict = {DENSE: list(dense)}
         if sparse is not None and sparse[0]:
             vector[SPARSE] = models.SparseVector(indices=list(sparse[0]), values=list(sparse[1]))
-        payload = chunk_payload(chunk, count, doc_hash, now, access)
+        payload = chunk_payload(chunk, count, doc_hash, now, access, fields)
         return models.PointStruct(id=chunk.chunk_id, vector=vector, payload=payload)
 
     def _native(self, spec: FilterSpec | None) -> models.Filter | None:

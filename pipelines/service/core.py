@@ -13,9 +13,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from ingest.schema import DEFAULT_ACCESS, Access, Chunk, Embedder, StoredHit, TokenLimitError
 from ingest.store.access import Principal
@@ -87,9 +88,9 @@ class LockedStore(VectorStore):
 
     def upsert_chunks(self, chunks: Sequence[Chunk], dense: Sequence[Sequence[float]],
                       sparse: Sequence[tuple[list[int], list[float]]] | None = None, doc_hash: str = "",
-                      access: Access = DEFAULT_ACCESS) -> int:
+                      access: Access = DEFAULT_ACCESS, fields: Mapping[str, Any] | None = None) -> int:
         with self._lock:
-            return self._inner.upsert_chunks(chunks, dense, sparse, doc_hash, access)
+            return self._inner.upsert_chunks(chunks, dense, sparse, doc_hash, access, fields)
 
     def delete_stale(self, source: str, keep_doc_id: str) -> int:
         with self._lock:
