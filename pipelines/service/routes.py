@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from ingest.schema import DEFAULT_TENANT, Access
 from ingest.store.access import Principal
 from ingest.store.filters import is_uuid
 from pipelines.config import group_list
+from pipelines.indexing.fields import MetaValueError, user_meta
 from pipelines.service.http import (
     Forbidden,
     InvalidInput,
@@ -94,7 +96,10 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
     async def upload(files: Annotated[list[UploadFile], File(description="one or more documents")],
                      response: Response, caller: CallerOf,
                      groups: Annotated[str, Form(max_length=4096, description="comma-separated groups that may "
-                                                 "read these documents (empty: every user of the tenant)")] = ""
+                                                 "read these documents (empty: every user of the tenant)")] = "",
+                     meta: Annotated[str, Form(max_length=MAX_FIELD_BYTES, description="user metadata of these "
+                                               "documents as a JSON object of scalars, e.g. "
+                                               '{"projekt": "Umzug", "frist": "2024-06-30"} (payload meta.KEY)')] = ""
                      ) -> JobOut:
         """Store the files in a private folder and queue an ingest job; poll GET /v1/jobs/{job_id}. The
         documents belong to the key's tenant."""
@@ -102,6 +107,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         if rt.jobs is None or not rt.jobs.accepting:
             raise NotReady("the service is shutting down")
         access = upload_access(caller.principal, groups)
+        user = upload_meta(meta)
         limit = rt.settings.max_upload_files
         if len(files) > limit:
             raise TooLarge(f"{len(files)} files in one upload, more than the {limit} allowed")
@@ -109,7 +115,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         try:
             saved = [await _save(f, i, folder, rt) for i, f in enumerate(files)]
             _check_unique(saved)
-            job = rt.jobs.submit(saved, folder, caller, access)
+            job = rt.jobs.submit(saved, folder, caller, access, user)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -141,6 +147,19 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
 
     _install_documents(app, rt, read, write)
     _install_probes(app, rt, read)
+
+
+def upload_meta(text: str) -> dict:
+    """An upload's `meta` form field: a JSON object of scalars (checked as a sidecar's `meta` is); else a 422."""
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise MetaValueError(f"meta: not a JSON object ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MetaValueError("meta: must be a JSON object of names to values")
+    return user_meta(data, "meta")
 
 
 def upload_access(principal: Principal, groups: str) -> Access:
