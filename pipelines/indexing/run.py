@@ -87,6 +87,9 @@ class IngestRunner:
     # these bytes takes that source's vectors by chunk content hash instead of calling the model
     reuse_from: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Scalar] = field(default_factory=dict)  # user metadata of every document (`--meta`, form fields)
+    # After a run that deleted points, vacuum the store (the edge engine's BM25 IDF counts deleted points until
+    # then; seconds on a large store, so a watcher turns this off and compacts when idle)
+    compact: bool = True
     file_meta: dict[str, dict[str, Scalar]] = field(default_factory=dict)  # source -> its sidecar's metadata
 
     def __post_init__(self) -> None:
@@ -178,6 +181,8 @@ class IngestRunner:
             finally:
                 if self.bulk:
                     self._end_bulk()
+            if self.compact and not report.outage and any(f.points_deleted for f in report.files):
+                compact_quietly(self.io)
         finally:
             bar.close()
         report.total_seconds = time.perf_counter() - started
@@ -414,6 +419,17 @@ class IngestRunner:
             return [e if isinstance(e, PASS_THROUGH) else
                     FileResult(e[0].cand.source, "failed", error=f"{e[0].cand.source}: embedding failed: {why}")
                     for e in batch]
+
+
+def compact_quietly(store: VectorStore) -> None:
+    """Vacuum after deletes; a store that fails now is vacuumed by the next run (or its close), so this never
+    hides a run's own outcome."""
+    try:
+        with_time = time.perf_counter()
+        if store.compact():
+            log.info("store compacted after deletes", extra={"seconds": round(time.perf_counter() - with_time, 3)})
+    except Exception as exc:
+        log.warning("store not compacted after deletes; the next run does it", extra={"error": str(exc)})
 
 
 def sha256_file(path: Path, source: str) -> str:

@@ -30,7 +30,7 @@ from ingest.schema import ParseError
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover
 from pipelines.indexing.report import FileResult, IngestReport
-from pipelines.indexing.run import IngestRunner, sha256_file
+from pipelines.indexing.run import IngestRunner, compact_quietly, sha256_file
 from pipelines.indexing.sidecar import group_by_access
 from pipelines.sources import escape_name, file_path, source_name, under
 
@@ -233,6 +233,8 @@ class Syncer:
                 _emit(report, on_file, FileResult(source, "failed", error=f"{source}: not deleted: {exc}"))
                 continue
             _emit(report, on_file, FileResult(source, "deleted", points_deleted=points))
+        if self.runner.compact and report.count("deleted") and not report.outage:
+            compact_quietly(self._store)
 
     def _plan(self, facts: _Reconcile) -> SyncPlan:
         plan = SyncPlan()

@@ -15,11 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.schema import DEFAULT_TENANT, Access
+from ingest.schema import DEFAULT_TENANT, Access, P
 from ingest.store.access import Principal
+from ingest.store.base import VectorStore
 from ingest.store.filters import is_uuid
 from pipelines.config import group_list
 from pipelines.indexing.fields import MetaValueError, user_meta
+from pipelines.indexing.run import compact_quietly
 from pipelines.service.http import (
     Forbidden,
     InvalidInput,
@@ -149,6 +151,15 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
     _install_probes(app, rt, read)
 
 
+def _deleted(store: VectorStore, field: str, value: str) -> int:
+    """Delete a document (by doc_id) or a source, then vacuum where points went (the edge engine's BM25 counts
+    deleted points until then)."""
+    points = store.delete_doc(value) if field == P.DOC_ID else store.delete_source(value)
+    if points:
+        compact_quietly(store)
+    return points
+
+
 def upload_meta(text: str) -> dict:
     """An upload's `meta` form field: a JSON object of scalars (checked as a sidecar's `meta` is); else a 422."""
     if not text.strip():
@@ -195,7 +206,7 @@ def _install_documents(app: FastAPI, rt: ServiceRuntime, read, write) -> None:
         if not is_uuid(doc_id):
             raise InvalidInput(f"doc_id: {doc_id[:80]!r} is not a document id (a UUID)")
         doc_id = doc_id.lower()  # ids are stored as lower-case UUIDs; an upper-case spelling is the same id
-        deleted = await run_in_threadpool(rt.store_for(caller.principal).delete_doc, doc_id)
+        deleted = await run_in_threadpool(_deleted, rt.store_for(caller.principal), P.DOC_ID, doc_id)
         audit(caller, "delete", doc_id=doc_id, points_deleted=deleted)
         if not deleted:
             raise NotFound(f"no points stored for doc_id {doc_id}")
@@ -207,7 +218,7 @@ def _install_documents(app: FastAPI, rt: ServiceRuntime, read, write) -> None:
                             ) -> SourceDeleted:
         """Remove every point of one source (every version the key may read). Another tenant's is not there (404)."""
         rt.require_ready()
-        deleted = await run_in_threadpool(rt.store_for(caller.principal).delete_source, source)
+        deleted = await run_in_threadpool(_deleted, rt.store_for(caller.principal), P.SOURCE, source)
         audit(caller, "delete", source=source, points_deleted=deleted)
         if not deleted:
             raise NotFound(f"no points stored for source {source[:200]!r}")
