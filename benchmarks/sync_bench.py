@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     ratios = [s[0] / i[0] for s, i in zip(rows["sync"], rows["ingest"], strict=True)]
     result = {
         "machine": finish(info), "files": args.files, "chars": args.chars, "rounds": args.rounds,
-        "model": args.model if args.model == "minilm" else Path(model).name, "first_sync_s": round(first_wall, 1), "chunks": first["chunks"],
+        "model": args.model if args.model == "minilm" else Path(model).name,
+        "first_sync_s": round(first_wall, 1), "chunks": first["chunks"],
         "contenders": {n: {"wall_median_s": round(statistics.median(w for w, _ in v), 3),
                            "in_process_median_s": round(statistics.median(p for _, p in v), 3),
                            "walls": [round(w, 3) for w, _ in v]} for n, v in rows.items()},
