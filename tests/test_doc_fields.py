@@ -130,3 +130,17 @@ def test_bad_meta_flags_are_usage_errors(capsys, cli_env):
         assert main(["ingest", str(cli_env / "a.txt"), "--meta", flag]) == 2
         assert "--meta" in capsys.readouterr().err
     assert not Path(cli_env / "qdrant").exists() or payloads() == {}
+
+
+def test_verify_reads_sidecars_and_meta_like_ingest(capsys, cli_env):
+    docs = cli_env / "docs"
+    docs.mkdir()
+    (docs / "urlaub.txt").write_text(TEXT, encoding="utf-8")
+    side = docs / "urlaub.txt.meta.yaml"
+    side.write_text("groups: [hr]\nmeta:\n  projekt: A\n", "utf-8")
+    assert run(capsys, "ingest", str(docs))[0] == 0
+    code, report = run(capsys, "verify", str(docs))
+    assert code == 0 and report["ok"], report
+    side.write_text("groups: [hr]\nmeta:\n  projekt: B\n", "utf-8")
+    code, report = run(capsys, "verify", str(docs))
+    assert code == 1 and [p["kind"] for p in report["problems"]] == ["outdated"]

@@ -305,7 +305,7 @@ def verify_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
         # As a tenant, verify sees what that tenant's ingest wrote (every group of it), not only what its
         # --groups may read; the owner sees every tenant.
         seen = store if settings.tenant is None else runner.io
-        report = verify_collection(seen, runner.model_id, embedder.dimension, runner.fingerprint,
+        report = verify_collection(seen, runner.model_id, embedder.dimension, runner.doc_id_of,
                                    _paths(args.paths))
     finally:
         store.close()

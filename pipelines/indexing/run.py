@@ -49,7 +49,7 @@ from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, in_shard, is_supported
 from pipelines.indexing.fields import Scalar, document_fields, meta_hash
 from pipelines.indexing.report import FileResult, IngestReport
-from pipelines.indexing.sidecar import group_by_access
+from pipelines.indexing.sidecar import SidecarError, group_by_access, read_sidecar
 from pipelines.indexing.stages import (
     PASS_THROUGH,
     ParseAhead,
@@ -304,6 +304,17 @@ class IngestRunner:
         digest = meta_hash(user)
         content = f"{file_hash}|meta={digest}" if digest else file_hash
         return make_doc_id(source, content, self.fingerprint), user, digest
+
+    def doc_id_of(self, cand: Candidate, file_hash: str) -> str:
+        """The doc_id an ingest of this run would give the file's current version (its sidecar read): what
+        `verify` compares the stored version with. A broken sidecar is a ParseError (the file is unreadable)."""
+        try:
+            access, meta = read_sidecar(cand.path, self.access)
+            runner = replace(self, access=access, file_meta={cand.source: meta}) if access != self.access or meta \
+                else self
+        except (SidecarError, AccessError) as exc:
+            raise ParseError(f"{cand.source}: {exc}") from exc
+        return runner.identity(cand.source, file_hash)[0]
 
     # -- the pipeline: parse ahead -> chunk + embed (batched across files) -> write behind ---------
     def _ingest(self, pending: list[Pending], clock: StageClock, emit: Callable[[FileResult], None],

@@ -13,11 +13,12 @@ problem per source, with the number of such points).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ingest.schema import EmptyDocumentError, P, ParseError, make_doc_id
-from pipelines.indexing.discover import discover, is_supported
+from ingest.schema import EmptyDocumentError, P, ParseError
+from pipelines.indexing.discover import Candidate, discover, is_supported
 from pipelines.indexing.run import sha256_file
 from pipelines.sources import file_path, shown, source_name, under
 
@@ -50,7 +51,8 @@ class VerifyReport:
                 "problems": [asdict(p) for p in self.problems]}
 
 
-def verify_collection(store, model_id: str, dimension: int, fingerprint: str, paths: list) -> VerifyReport:
+def verify_collection(store, model_id: str, dimension: int, doc_id_of: Callable[[Candidate, str], str],
+                      paths: list) -> VerifyReport:
     """Compare the store's collection with the files under `paths` (see the module docstring)."""
     report = VerifyReport(collection=store.options.collection)
     store.require_collection()
@@ -61,7 +63,7 @@ def verify_collection(store, model_id: str, dimension: int, fingerprint: str, pa
     stored = _scan(store, dimension, report)
     _check_access(stored, report)
     _check_documents(stored, report)
-    _check_sources(stored, fingerprint, paths, report)
+    _check_sources(stored, doc_id_of, paths, report)
     return report
 
 
@@ -114,7 +116,8 @@ def _check_documents(stored: dict, report: VerifyReport) -> None:
                                                f"{_ranges(sorted(set(indices)))}"))
 
 
-def _check_sources(stored: dict, fingerprint: str, paths: list, report: VerifyReport) -> None:
+def _check_sources(stored: dict, doc_id_of: Callable[[Candidate, str], str], paths: list,
+                   report: VerifyReport) -> None:
     candidates, missing = discover(paths)
     for raw, why in missing:
         report.problems.append(Problem("missing", raw, why))
@@ -131,7 +134,7 @@ def _check_sources(stored: dict, fingerprint: str, paths: list, report: VerifyRe
                                            "it failed)"))
             continue
         try:
-            doc_id = make_doc_id(cand.source, sha256_file(cand.path, cand.source), fingerprint)
+            doc_id = doc_id_of(cand, sha256_file(cand.path, cand.source))
         except ParseError as exc:
             report.problems.append(Problem("unreadable", cand.source, str(exc)))
             continue
