@@ -134,15 +134,25 @@ def check_filter_value(key: str, value: object, *, ids: bool = False,
     return cast(FilterValue, checked if isinstance(value, list) else checked[0])
 
 
+def check_filter_shape(key: str, value: object) -> FilterValue:
+    """A `meta.KEY` entry checked where the declared kinds are not at hand (the service's request model): a
+    valid key, and a range's bounds named gt, gte, lt or lte. Its values are checked by the store's
+    build_filter, which knows the kinds."""
+    filter_kind(key)
+    if isinstance(value, dict):
+        unknown = [op for op in value if op not in RANGE_OPS]
+        if unknown or not value:
+            raise FilterError(f"filter field {key!r}: a range takes the bounds {list(RANGE_OPS)}, "
+                              f"got {_shown(unknown or list(value))}")
+    return cast(FilterValue, value)
+
+
 def _check_range(key: str, kind: str, value: dict, schema: MetaSchema) -> dict[str, Bound]:
     if kind not in RANGE_KINDS:
         raise FilterError(f"filter field {key!r} is a {kind}: a range (gt, gte, lt, lte) needs an integer, float "
                           f"or datetime field" + (" (declare it in meta_fields)" if key.startswith(META_PREFIX)
                                                   else ""))
-    unknown = [op for op in value if op not in RANGE_OPS]
-    if unknown or not value:
-        raise FilterError(f"filter field {key!r}: a range takes the bounds {list(RANGE_OPS)}, "
-                          f"got {_shown(unknown or list(value))}")
+    check_filter_shape(key, value)
     return {op: cast(Bound, _check_scalar(key, kind, bound, False, schema)) for op, bound in value.items()}
 
 

@@ -12,19 +12,18 @@ import argparse
 import getpass
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.errors import ConfigError, ErrorKind, UsageError
-from ingest.store.filters import FilterError, check_filter_value, filter_kind
 from pipelines.api import ingest_paths, retrieve_many
 from pipelines.build import (
     build_embedder,
     build_ingest_runner,
     build_store,
 )
+from pipelines.cli.filter_args import parse_filters
 from pipelines.config import Settings
 from pipelines.indexing.discover import parse_shard
 from pipelines.logs import audit
@@ -107,57 +106,6 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
 
 
 # -- query -------------------------------------------------------------------------------------------
-def parse_filters(items: list[str]) -> dict:
-    """`--filter FIELD=VALUE` items as store filters. The CLI parses the text (FIELD=VALUE, integers,
-    source paths); the store's one filter rule (check_filter_value) checks the rest. Anything wrong is a
-    UsageError naming the item (exit 2)."""
-    filters: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise UsageError(f"--filter {item!r}: expected FIELD=VALUE")
-        try:
-            parsed = check_filter_value(key, _filter_text(key, value), ids=True)
-        except FilterError as exc:
-            raise UsageError(f"--filter {key}={value[:40]}{'…' if len(value) > 40 else ''}: {exc}") from exc
-        if key in filters:
-            prev = filters[key]
-            filters[key] = [*prev, parsed] if isinstance(prev, list) else [prev, parsed]
-        else:
-            filters[key] = parsed
-    return filters
-
-
-def _filter_text(key: str, value: str) -> str | int:
-    """A --filter value as the store's filter takes it: an integer field's number, a source's stored name."""
-    kind = filter_kind(key)  # an unknown field is a FilterError
-    if kind == "integer":
-        return _filter_integer(key, value)
-    if key == "source":  # the name ingest stored, whether or not the file still exists
-        return _source_filter(value)
-    return value
-
-
-def _source_filter(value: str) -> str:
-    """A file's stored name, or the name as a report spells it where no such file exists; a folder is an
-    error: the filter matches sources exactly (`delete FOLDER` is what takes every source under a folder)."""
-    if not value.startswith("upload:") and os.path.isdir(value):
-        raise UsageError(f"--filter source={value}: is a folder; a source filter names one file")
-    target, typed = source_query(value), typed_source(value)
-    return typed if typed and not os.path.lexists(file_path(target)) else target
-
-
-def _filter_integer(key: str, value: str) -> int:
-    """An ASCII decimal; its range is the store's rule (check_filter_value)."""
-    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
-    match = re.fullmatch(r"(-?)0*([0-9]+)", value)
-    if not match:
-        raise UsageError(f"--filter {key}={value[:40]!r}: needs an integer")
-    sign, digits = match.groups()
-    # Past 20 digits a value is out of range anyway; cut it so that int() never meets its 4300-digit limit.
-    return int(sign + digits[:21])
-
-
 def format_passages(passages: list[Passage]) -> str:
     if not passages:
         return "no passages found"
@@ -185,8 +133,9 @@ def query(args: argparse.Namespace, settings: Settings) -> Outcome:
     top_k = args.top_k or settings.top_k
     if args.mode:
         settings = settings.model_copy(update={"retrieval_mode": args.mode})
-    passages = retrieve_many(settings, [args.text], top_k, parse_filters(args.filter), args.truncate,
-                             args.rerank, args.expand, args.mmr)[0]
+    filters = parse_filters(args.filter, settings.meta_schema)
+    passages = retrieve_many(settings, [args.text], top_k, filters, args.truncate, args.rerank, args.expand,
+                             args.mmr)[0]
     _out(args, {"query": args.text, "passages": [p.to_dict() for p in passages]}, format_passages(passages))
     return None
 
