@@ -36,8 +36,18 @@ def _edge_clause(c: Condition | FilterSpec) -> Any:
         return qe.IsEmptyCondition(c.key)
     if c.range is not None:
         return qe.FieldCondition(c.key, range=_edge_range(c.range))
-    match = qe.MatchAny(c.value) if isinstance(c.value, list) else qe.MatchValue(c.value)
+    match = qe.MatchAny(c.value) if isinstance(c.value, list) else qe.MatchValue(_edge_scalar(c.value))
     return qe.FieldCondition(c.key, match=match)
+
+
+def _edge_scalar(value: str | int | bool) -> Any:
+    """A match value as the engine's binding reads it. qdrant-edge-py (0.9) reads a Python bool as the integer
+    0 or 1 (so `true` would match a stored 1 and never a stored true); numpy's bool reaches it as a bool."""
+    if isinstance(value, bool):
+        import numpy as np  # only where a bool is matched: a plain read need not import numpy
+
+        return np.bool_(value)
+    return value
 
 
 def _edge_range(r: Range) -> qe.RangeFloat | qe.RangeDateTime:

@@ -218,8 +218,12 @@ def build_filter(filters: dict[str, FilterValue] | None, schema: MetaSchema = NO
 def _clause(key: str, kind: str, value: FilterValue) -> Condition | FilterSpec:
     if isinstance(value, dict):
         return Condition(key, range=Range(kind, **value))
+    if isinstance(value, list) and len(value) > 1 and any(isinstance(v, bool) for v in value):
+        # "any of" takes keywords and integers only (a bool would match the integer 1): one match per value
+        return FilterSpec(should=tuple(Condition(key, cast(Match, v)) for v in value))
     if kind not in ("float", "datetime") or value == []:  # [] matches nothing, as a match on no values does
-        return Condition(key, cast(Match, value))
+        return Condition(key, cast(Match, value[0] if isinstance(value, list) and len(value) == 1
+                                   and isinstance(value[0], bool) else value))
     points = value if isinstance(value, list) else [value]
     ranges = tuple(Condition(key, range=Range(kind, gte=v, lte=v)) for v in points)
     return ranges[0] if len(ranges) == 1 else FilterSpec(should=ranges)
