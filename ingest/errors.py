@@ -35,6 +35,8 @@ Where each project error sits (the class names stay, so callers keep working):
     pipelines.config ConfigError, UsageError       the classes of this module
     DatasetError (evaluation)                      input: the one dataset of an `eval` run
     AccessError (ingest.schema)                    usage: a tenant, group or principal that cannot be used
+    MetaFieldError (ingest.meta_fields)            usage: a user metadata key or value that cannot be stored
+                                                   (a bad key, a value not of its declared kind, a list)
     SidecarError (indexing)                        input: one file's broken NAME.meta.json (that file fails)
     MetaValueError (indexing.fields)               input: user metadata that cannot be stored (--meta: usage)
     ServiceError (pipelines/service/http.py)       each of its classes names its own kind

@@ -193,7 +193,9 @@ def chunk_payload(chunk: Chunk, count: int, doc_hash: str, ingested_at: str, acc
     }
 
 
-# Fields a user may filter on (each gets a payload index on a server).
+# Fields a user may filter on, with their payload kind (keyword, integer, float, datetime or bool); each gets a
+# payload index. User metadata is filtered as `meta.KEY` (ingest/meta_fields.py: kinds from `meta_fields`).
+# date_phrase is not filterable: it is the text a date came from, shown, never matched.
 FILTER_FIELDS: dict[str, str] = {
     P.SOURCE: "keyword",
     P.DOC_ID: "keyword",
@@ -202,6 +204,14 @@ FILTER_FIELDS: dict[str, str] = {
     P.CHUNK_INDEX: "integer",
     P.TENANT: "keyword",
     P.GROUPS: "keyword",
+    P.TITLE: "keyword",
+    P.AUTHOR: "keyword",
+    P.FILE_TYPE: "keyword",
+    P.FILE_SIZE: "integer",
+    P.MODIFIED: "datetime",
+    P.PAGES: "integer",
+    P.LANGUAGE: "keyword",
+    P.DATE: "datetime",
 }
 
 

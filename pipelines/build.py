@@ -81,6 +81,7 @@ def build_store(settings: Settings) -> VectorStore:
         retries=settings.store_retries,
         retry_backoff_s=settings.store_retry_backoff,
         vector_datatype=settings.vector_datatype,
+        meta_fields=settings.meta_schema.declared,
     )
     if settings.qdrant_engine == "edge" and not settings.qdrant_url:
         from ingest.store.edge import EdgeStore

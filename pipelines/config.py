@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError, TomlConfigSettingsSource
 
 from ingest.chunk import check_overlap
 from ingest.errors import ConfigError, UsageError
+from ingest.meta_fields import MetaSchema
 from ingest.schema import DEFAULT_TENANT, Access
 from ingest.sparse import DEFAULT_AVGDL
 from ingest.store.access import OWNER, Principal
@@ -126,6 +127,11 @@ class Settings(BaseSettings):
     # sync (`german-rag sync`, `watch`): deletions of sources whose files are gone
     sync_max_delete_share: float = Field(0.5, gt=0, le=1, description="share of a sync root's stored sources "
                                          "a sync may delete without --allow-mass-delete")
+    # user metadata (front matter, sidecars, --meta, upload form fields): declared kinds of `meta.KEY` fields
+    meta_fields: dict[str, str] = Field(
+        default_factory=dict, description="user metadata field -> kind (keyword, integer, float, datetime, bool): "
+        "values are parsed as that kind, filters on meta.KEY may use ranges, the store indexes it; TOML table "
+        "[meta_fields], env GERMAN_RAG_META_FIELDS as JSON")
     # access (CLI and API runs; the service takes its principal from the request's key)
     tenant: str | None = Field(None, description="act as this tenant: ingest writes its documents, queries "
                                "see only its points (unset: the local owner, every tenant; ingest writes "
@@ -158,6 +164,16 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must start with http:// or https:// and name a host")
         return value.rstrip("/")
+
+    @field_validator("meta_fields")
+    @classmethod
+    def _meta_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        return MetaSchema.of(value).as_dict()  # a bad key or kind: a MetaFieldError (a ValueError) naming it
+
+    @property
+    def meta_schema(self) -> MetaSchema:
+        """The declared user metadata fields: how their values are stored and filtered."""
+        return MetaSchema.of(self.meta_fields)
 
     @field_validator("tenant")
     @classmethod
@@ -223,6 +239,8 @@ def load_settings(config_file: str | Path | None = None, *, flags: Mapping[str, 
     except ValidationError as exc:
         given = {k: f"flag {flags[k]}" if flags and k in flags else f"argument {k}" for k in clean}
         raise ConfigError(_describe(exc, path, given)) from exc
+    except SettingsError as exc:  # a value a source could not decode (GERMAN_RAG_META_FIELDS that is not JSON)
+        raise ConfigError(f"invalid configuration: {exc}") from exc
     except Exception as exc:  # a malformed TOML file
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     finally:

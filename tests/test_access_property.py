@@ -26,7 +26,7 @@ from ingest.store.access import OWNER, Principal
 from ingest.store.base import StoreOptions
 from ingest.store.edge import EdgeStore
 from ingest.store.engine import EngineStore
-from ingest.store.filters import Condition, FilterSpec, FilterValue, build_filter, match_filter
+from ingest.store.filters import Condition, FilterSpec, FilterValue, Range, build_filter, match_filter
 from ingest.store.qdrant import QdrantStore
 from tests.standin.qdrant_rest import StandinQdrant
 from tests.test_store_engines import DIM, make_chunks, unit_vector
@@ -91,6 +91,10 @@ def scenarios(draw) -> Scenario:
     return Scenario(world, docs, principal)
 
 
+# The fields the documents here carry (the document fields title ... date are absent on these points).
+DRAWN_FIELDS = sorted([P.TENANT, P.GROUPS, P.SOURCE, P.DOC_ID, P.HEADING_PATH, P.PAGE, P.CHUNK_INDEX])
+
+
 def values_of(world: World, key: str) -> st.SearchStrategy:
     """Values a filter on `key` may name: what the documents draw from, and some they never have."""
     return {
@@ -100,11 +104,20 @@ def values_of(world: World, key: str) -> st.SearchStrategy:
     }.get(key, st.integers(0, 3))  # page, chunk_index
 
 
+INTEGER_FIELDS = sorted(k for k in DRAWN_FIELDS if FILTER_FIELDS[k] == "integer")
+RANGES = st.fixed_dictionaries({}, optional={op: st.integers(0, 3) for op in ("gt", "gte", "lt", "lte")}).filter(bool)
+
+
 def filter_values(world: World, key: str) -> st.SearchStrategy:
-    return st.one_of(values_of(world, key), st.lists(values_of(world, key), max_size=3))  # []: matches nothing
+    values = st.one_of(values_of(world, key), st.lists(values_of(world, key), max_size=3))  # []: matches nothing
+    return st.one_of(values, RANGES) if key in INTEGER_FIELDS else values  # a range never widens either
 
 
-FIELDS = st.sampled_from(sorted(FILTER_FIELDS))
+def condition(key: str, value: FilterValue) -> Condition:
+    return Condition(key, range=Range("integer", **value)) if isinstance(value, dict) else Condition(key, value)
+
+
+FIELDS = st.sampled_from(DRAWN_FIELDS)
 
 
 def user_filters(world: World) -> st.SearchStrategy[dict[str, FilterValue] | None]:
@@ -116,7 +129,7 @@ def user_filters(world: World) -> st.SearchStrategy[dict[str, FilterValue] | Non
 def specs(world: World) -> st.SearchStrategy[FilterSpec]:
     """FilterSpec trees: conditions (values or is-empty) under nested must / must_not / should."""
     conditions = FIELDS.flatmap(lambda key: st.one_of(
-        st.builds(Condition, st.just(key), filter_values(world, key)), st.just(Condition(key, empty=True))))
+        st.builds(condition, st.just(key), filter_values(world, key)), st.just(Condition(key, empty=True))))
     return st.recursive(
         st.builds(lambda c: FilterSpec(must=(c,)), conditions),
         lambda inner: st.builds(
@@ -143,6 +156,10 @@ def holds(clause: Condition | FilterSpec, payload: dict) -> bool:
     values = field_values(payload, clause.key)
     if clause.empty:
         return not values
+    if clause.range is not None:
+        r = clause.range
+        return any(isinstance(v, int) and (r.gt is None or v > r.gt) and (r.gte is None or v >= r.gte)
+                   and (r.lt is None or v < r.lt) and (r.lte is None or v <= r.lte) for v in values)
     wanted = clause.value if isinstance(clause.value, list) else [clause.value]
     return any(v in wanted for v in values)
 

@@ -256,7 +256,7 @@ def test_upload_meta_is_stored_on_every_point_and_a_bad_one_is_a_422(server):
         assert r.status_code == 202, r.text
         assert wait_job(c, r.json()["job_id"])["state"] == "succeeded"
         for bad, match in (('["x"]', "JSON object"), ("{kaputt", "not a JSON object"),
-                           ('{"a": {"b": 1}}', "a value must be"), ('{"mit punkt.": 1}', "mit punkt.")):
+                           ('{"a": {"b": 1}}', "is not a value"), ('{"mit punkt.": 1}', "mit punkt.")):
             r = c.post("/v1/documents", files=[("files", ("x.txt", text, "text/plain"))], data={"meta": bad})
             assert_error(r, 422, "invalid", match)
     store = server.runtime.store

@@ -37,6 +37,32 @@ def test_largest_filter_integer_is_accepted(server):
     assert r.status_code == 200 and r.json()["passages"] == []
 
 
+def test_a_range_in_the_filter_object(server):
+    """#13.4: {field: {"gte": x, "lt": y}} in the HTTP filter object, on an integer and a datetime field."""
+    with server.client() as c:
+        r = c.post("/v1/retrieve", json={"query": "Urlaub Werktage", "mode": "bm25", "top_k": 10,
+                                          "filters": {"chunk_index": {"gte": 0, "lt": 2}}})
+        assert r.status_code == 200, r.text
+        assert sorted(p["chunk_index"] for p in r.json()["passages"]) == [0, 1]
+        r = c.post("/v1/retrieve", json={"query": "Urlaub", "mode": "bm25",
+                                          "filters": {"date": {"gte": "2023-01-01", "lt": "2030-01-01T00:00:00Z"}}})
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(("filters", "named"), [
+    ({"title": {"gte": "A"}}, "filter field 'title' is a keyword: a range"),
+    ({"date": {"gte": "01.01.2023"}}, "filter field 'date' needs an ISO date"),
+    ({"date": {"ab": "2023-01-01"}}, "filter field 'date': a range takes the bounds"),
+    ({"page": {"gte": 1.5}}, "filter field 'page' needs an integer"),
+    ({"meta.projekt": {"gte": 3}}, "filter field 'meta.projekt' is a keyword: a range"),  # undeclared: the store
+    ({"meta.a.b": "x"}, "filter field 'meta.a.b': meta field 'a.b': a key has"),
+])
+def test_a_bad_range_is_a_422_naming_the_field(server, filters, named):
+    with server.client() as c:
+        r = c.post("/v1/retrieve", json={"query": "Urlaub", "mode": "bm25", "filters": filters})
+    assert_error(r, 422, "invalid", named)
+
+
 class _Broken:
     def retrieve(self, *args, **kwargs):
         raise RuntimeError("a bug")

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ingest.errors import UnavailableError
-from ingest.schema import DEFAULT_ACCESS, Access, Chunk, StoredHit, StoreError
+from ingest.meta_fields import MetaFieldError, MetaSchema
+from ingest.schema import DEFAULT_ACCESS, FILTER_FIELDS, Access, Chunk, P, StoredHit, StoreError
 from ingest.store.access import Principal
 from ingest.store.filters import FilterValue
 
@@ -79,6 +80,9 @@ class StoreOptions:
     # How a server or the edge engine stores dense vectors (local mode keeps float32 whatever this says).
     # float16 halves the memory an exact scan reads (2.4x faster at 100k) for scores within ~1e-3.
     vector_datatype: str = "float16"
+    # Declared user metadata fields, key -> kind (settings' `meta_fields`): filters on `meta.KEY` take that kind
+    # and the store keeps a payload index on each.
+    meta_fields: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         check_collection_name(self.collection)
@@ -86,6 +90,19 @@ class StoreOptions:
             raise StoreError(f"vector_datatype must be float32 or float16, not {self.vector_datatype!r}")
         if self.batch_size < 1 or self.retries < 0 or self.retry_backoff_s < 0:
             raise StoreError("store options: batch_size must be >= 1, retries and retry_backoff_s >= 0")
+        try:
+            object.__setattr__(self, "meta_fields", MetaSchema(tuple(self.meta_fields)).declared)
+        except MetaFieldError as exc:
+            raise StoreError(f"store options: meta_fields: {exc}") from exc
+
+    @property
+    def meta_schema(self) -> MetaSchema:
+        return MetaSchema(self.meta_fields)
+
+    def index_fields(self) -> dict[str, str]:
+        """Every payload field the store keeps an index on, with its kind: FILTER_FIELDS and `meta.KEY` of each
+        declared user field."""
+        return {**FILTER_FIELDS, **{f"{P.META}.{key}": kind for key, kind in self.meta_fields}}
 
 
 

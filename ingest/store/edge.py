@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import qdrant_edge as qe
 
-from ingest.schema import FILTER_FIELDS, P, StoredHit, StoreError
+from ingest.schema import P, StoredHit, StoreError
 from ingest.store.access import OWNER, Principal
 from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions
 from ingest.store.edge_convert import edge_point, to_edge_filter
@@ -34,7 +34,9 @@ from ingest.store.filters import FilterSpec, FilterValue, build_filter
 
 log = logging.getLogger(__name__)
 
-_INDEX_KIND = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+_INDEX_KIND = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
+               "float": qe.PayloadSchemaType.Float, "datetime": qe.PayloadSchemaType.Datetime,
+               "bool": qe.PayloadSchemaType.Bool}
 _SCROLL_PAGE = 1024
 _DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
 # Qdrant counts a deleted point in its segment's BM25 IDF until the segment is vacuumed, and its defaults
@@ -213,7 +215,7 @@ class EdgeStore(EngineStore):
             optimizers=_optimizers(_PLAIN_KB),
         )
         self._conn.shard = qe.EdgeShard.create(str(shard_dir), config)
-        for key, kind in FILTER_FIELDS.items():  # the engine uses payload indexes for filtered search
+        for key, kind in self.options.index_fields().items():  # the engine uses payload indexes for filters
             self._conn.shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[kind]))
         self._conn.shard.flush()
         meta = {"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION, "engine": "edge"}
@@ -224,11 +226,13 @@ class EdgeStore(EngineStore):
                                               "dimension": dimension, "engine": "edge"})
 
     def _add_missing_indexes(self) -> None:
-        """Payload indexes for filter fields a collection from an older version lacks (tenant, groups)."""
+        """Payload indexes for filter fields a collection from an older version lacks (tenant, groups, the
+        document fields) and for user fields declared since (`meta.KEY`)."""
         present = set(self.shard.info().payload_schema)
-        missing = [key for key in FILTER_FIELDS if key not in present]
+        wanted = self.options.index_fields()
+        missing = [key for key in wanted if key not in present]
         for key in missing:
-            self.shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[FILTER_FIELDS[key]]))
+            self.shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[wanted[key]]))
         if missing:
             self.shard.flush()
             log.info("payload indexes added", extra={"collection": self.options.collection, "fields": missing})
@@ -278,7 +282,7 @@ class EdgeStore(EngineStore):
         return int(n)
 
     def count(self, filters: dict[str, FilterValue] | None = None) -> int:
-        return int(self.shard.count(qe.CountRequest(exact=True, filter=self._native(build_filter(filters)))))
+        return int(self.shard.count(qe.CountRequest(exact=True, filter=self._native(self._filter(filters)))))
 
     # -- search ----------------------------------------------------------------------------------
     def _params(self) -> qe.SearchParams:
@@ -297,7 +301,7 @@ class EdgeStore(EngineStore):
     def search_dense(self, vector: Sequence[float], top_k: int,
                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
         return self._query(qe.QueryRequest(
-            limit=top_k, query=self._dense_query(vector), filter=self._native(build_filter(filters)),
+            limit=top_k, query=self._dense_query(vector), filter=self._native(self._filter(filters)),
             params=self._params(), with_payload=True))
 
     def search_sparse(self, indices: Sequence[int], values: Sequence[float], top_k: int,
@@ -306,14 +310,14 @@ class EdgeStore(EngineStore):
         if not indices:
             return []
         return self._query(qe.QueryRequest(
-            limit=top_k, query=self._sparse_query(indices, values), filter=self._native(build_filter(filters)),
+            limit=top_k, query=self._sparse_query(indices, values), filter=self._native(self._filter(filters)),
             with_payload=True))
 
     def search_hybrid(self, dense: Sequence[float], sparse: tuple[Sequence[int], Sequence[float]], top_k: int,
                       filters: dict[str, FilterValue] | None = None, fusion: str = "rrf", rrf_k: int = 60,
                       weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
         """Both legs prefetched and fused inside the engine (Query API): RRF (constant, weights) or DBSF."""
-        flt = self._native(build_filter(filters))
+        flt = self._native(self._filter(filters))
         prefetch = [qe.Prefetch(limit=candidates, query=self._dense_query(dense), filter=flt, params=self._params())]
         if sparse[0]:
             prefetch.append(qe.Prefetch(limit=candidates, query=self._sparse_query(*sparse), filter=flt))

@@ -9,7 +9,7 @@ import qdrant_edge as qe
 
 from ingest.schema import Access, Chunk, chunk_payload
 from ingest.store.base import DENSE, SPARSE
-from ingest.store.filters import Condition, FilterSpec
+from ingest.store.filters import Condition, FilterSpec, Range
 
 
 @overload
@@ -34,8 +34,36 @@ def _edge_clause(c: Condition | FilterSpec) -> Any:
         return to_edge_filter(c)
     if c.empty:
         return qe.IsEmptyCondition(c.key)
-    match = qe.MatchAny(c.value) if isinstance(c.value, list) else qe.MatchValue(c.value)
+    if c.range is not None:
+        return qe.FieldCondition(c.key, range=_edge_range(c.range))
+    match = qe.MatchAny(c.value) if isinstance(c.value, list) else qe.MatchValue(_edge_scalar(c.value))
     return qe.FieldCondition(c.key, match=match)
+
+
+def _edge_scalar(value: str | int | bool) -> Any:
+    """A match value as the engine's binding reads it. qdrant-edge-py (0.9) reads a Python bool as the integer
+    0 or 1 (so `true` would match a stored 1 and never a stored true); numpy's bool reaches it as a bool."""
+    if isinstance(value, bool):
+        import numpy as np  # only where a bool is matched: a plain read need not import numpy
+
+        return np.bool_(value)
+    return value
+
+
+def _edge_range(r: Range) -> qe.RangeFloat | qe.RangeDateTime:
+    """A range as the engine's: datetimes as ISO strings (a date alone is midnight UTC), numbers as floats (the
+    engine compares an integer field's values with float bounds)."""
+    if r.kind == "datetime":
+        return qe.RangeDateTime(gt=_iso(r.gt), gte=_iso(r.gte), lt=_iso(r.lt), lte=_iso(r.lte))
+    return qe.RangeFloat(gt=_num(r.gt), gte=_num(r.gte), lt=_num(r.lt), lte=_num(r.lte))
+
+
+def _iso(bound: object) -> str | None:
+    return None if bound is None else str(bound)
+
+
+def _num(bound: object) -> float | None:
+    return None if bound is None else float(bound)  # type: ignore[arg-type]
 
 
 def edge_point(chunk: Chunk, dense: Sequence[float], sparse: tuple[list[int], list[float]] | None, count: int,

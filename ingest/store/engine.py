@@ -12,7 +12,7 @@ from ingest.errors import InternalError
 from ingest.schema import DEFAULT_ACCESS, Access, AccessError, Chunk, P, StoreError
 from ingest.store.access import OWNER, Principal, restrict
 from ingest.store.base import DENSE, DocState, StoreOptions
-from ingest.store.filters import FilterSpec, build_filter, match_filter, reuse_filter, stale_filter
+from ingest.store.filters import FilterSpec, FilterValue, build_filter, match_filter, reuse_filter, stale_filter
 
 STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT, P.TENANT, P.GROUPS, P.DOC_HASH]
 _STATE_BATCH = 256  # sources per scroll when asking for many doc states at once
@@ -88,6 +88,10 @@ class EngineStore:
         view = copy.copy(self)
         view.principal, view.is_view = principal, True
         return view
+
+    def _filter(self, filters: dict[str, FilterValue] | None) -> FilterSpec | None:
+        """A user's filter dict as a spec, checked with this store's declared fields (build_filter)."""
+        return build_filter(filters, self.options.meta_schema)
 
     def _visible(self, spec: FilterSpec | None) -> FilterSpec | None:
         """`spec` narrowed to this store's principal: what every engine filter is made from."""

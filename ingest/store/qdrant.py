@@ -17,11 +17,11 @@ import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ingest.schema import FILTER_FIELDS, Access, Chunk, P, StoredHit, StoreError, chunk_payload
+from ingest.schema import Access, Chunk, P, StoredHit, StoreError, chunk_payload
 from ingest.store.access import OWNER, Principal
 from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions, StoreUnavailableError
 from ingest.store.engine import EngineStore
-from ingest.store.filters import Condition, FilterSpec, FilterValue, build_filter
+from ingest.store.filters import Condition, FilterSpec, FilterValue, Range, build_filter
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,16 @@ def _client_clause(c: Condition | FilterSpec) -> models.Condition:
         return _client_filter(c)
     if c.empty:
         return models.IsEmptyCondition(is_empty=models.PayloadField(key=c.key))
+    if c.range is not None:
+        return models.FieldCondition(key=c.key, range=_client_range(c.range))
     match = models.MatchAny(any=c.value) if isinstance(c.value, list) else models.MatchValue(value=c.value)
     return models.FieldCondition(key=c.key, match=match)
+
+
+def _client_range(r: Range) -> models.Range | models.DatetimeRange:
+    bounds = {"gt": r.gt, "gte": r.gte, "lt": r.lt, "lte": r.lte}
+    # ISO strings: pydantic parses them; a date alone is midnight UTC, as stored dates are read
+    return models.DatetimeRange(**bounds) if r.kind == "datetime" else models.Range(**bounds)  # type: ignore[arg-type]
 
 
 def _client_filter(spec: FilterSpec) -> models.Filter:
@@ -49,7 +57,8 @@ def _client_filter(spec: FilterSpec) -> models.Filter:
 
 
 def _index_schema(key: str, kind: str) -> models.PayloadSchemaType | models.KeywordIndexParams:
-    """A field's payload index on a server; `tenant` is marked is_tenant (Qdrant's multitenancy layout: points
+    """A field's payload index on a server (kind: keyword, integer, float, datetime or bool; a `meta.KEY` path
+    indexes the nested key); `tenant` is marked is_tenant (Qdrant's multitenancy layout: points
     of one tenant stored together, every read filters by it)."""
     if key == P.TENANT:
         return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
@@ -172,19 +181,24 @@ class QdrantStore(EngineStore):
             self.check_compatible(model, dimension)
             return
         if o.url:  # embedded mode ignores payload indexes (and warns); a server needs them for filters
-            for key, kind in FILTER_FIELDS.items():
+            for key, kind in o.index_fields().items():
                 self._call("create_payload_index", name, key, _index_schema(key, kind))
         log.info("collection created", extra={"collection": name, "model": model, "dimension": dimension})
 
     def _add_missing_indexes(self) -> None:
         """On a server: payload indexes for filter fields a collection from an older version lacks (tenant,
-        groups); embedded local mode has none to add."""
+        groups, the document fields) and for user fields declared since (`meta.KEY`); embedded local mode has
+        none to add."""
         if not self.options.url:
             return
         name = self.options.collection
         present = set(self._call("get_collection", name).payload_schema or {})
-        for key in [k for k in FILTER_FIELDS if k not in present]:
-            self._call("create_payload_index", name, key, _index_schema(key, FILTER_FIELDS[key]))
+        wanted = self.options.index_fields()
+        missing = [key for key in wanted if key not in present]
+        for key in missing:
+            self._call("create_payload_index", name, key, _index_schema(key, wanted[key]))
+        if missing:
+            log.info("payload indexes added", extra={"collection": name, "fields": missing})
 
     def _create(self, name: str, model: str, dimension: int) -> None:
         o = self.options
@@ -277,7 +291,7 @@ class QdrantStore(EngineStore):
                    points=models.FilterSelector(filter=self._selection(flt)), wait=True)
 
     def count(self, filters: dict[str, FilterValue] | None = None) -> int:
-        flt = self._native(build_filter(filters))
+        flt = self._native(self._filter(filters))
         return self._call("count", self.options.collection, count_filter=flt, exact=True).count
 
     # -- search ----------------------------------------------------------------------------------
@@ -285,7 +299,7 @@ class QdrantStore(EngineStore):
                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
         res = self._call("query_points",
             self.options.collection, query=list(vector), using=DENSE, limit=top_k,
-            query_filter=self._native(build_filter(filters)), with_payload=True,
+            query_filter=self._native(self._filter(filters)), with_payload=True,
         )
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
@@ -296,7 +310,7 @@ class QdrantStore(EngineStore):
             return []
         res = self._call("query_points",
             self.options.collection, query=models.SparseVector(indices=list(indices), values=list(values)),
-            using=SPARSE, limit=top_k, query_filter=self._native(build_filter(filters)), with_payload=True,
+            using=SPARSE, limit=top_k, query_filter=self._native(self._filter(filters)), with_payload=True,
         )
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
@@ -304,7 +318,7 @@ class QdrantStore(EngineStore):
                       filters: dict[str, FilterValue] | None = None, fusion: str = "rrf", rrf_k: int = 60,
                       weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
         """Both legs prefetched and fused inside Qdrant (Query API): RRF (constant, weights) or DBSF."""
-        flt = self._native(build_filter(filters))
+        flt = self._native(self._filter(filters))
         prefetch = [models.Prefetch(query=list(dense), using=DENSE, limit=candidates, filter=flt)]
         if sparse[0]:
             prefetch.append(models.Prefetch(

@@ -12,19 +12,19 @@ import argparse
 import getpass
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.errors import ConfigError, ErrorKind, UsageError
-from ingest.store.filters import FilterError, check_filter_value, filter_kind
+from ingest.meta_fields import MetaSchema
 from pipelines.api import ingest_paths, retrieve_many
 from pipelines.build import (
     build_embedder,
     build_ingest_runner,
     build_store,
 )
+from pipelines.cli.filter_args import parse_filters
 from pipelines.config import Settings
 from pipelines.indexing.discover import parse_shard
 from pipelines.logs import audit
@@ -99,7 +99,7 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     report = ingest_paths(settings, _paths(args.paths), progress=not args.json, shard=shard, bulk=args.bulk,
-                          meta=parse_meta(args.meta))
+                          meta=parse_meta(args.meta, settings.meta_schema))
     summary = report.summary()
     audit("ingest", settings.tenant, cli_key(), files=summary["files_seen"], ingested=summary["ingested"],
           removed=summary["removed"], points_written=summary["points_written"],
@@ -110,7 +110,7 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
     return ErrorKind.INPUT if report.count("failed") else None
 
 
-def parse_meta(items: list[str]) -> dict:
+def parse_meta(items: list[str], schema: MetaSchema) -> dict:
     """`--meta KEY=VALUE` items as user metadata (strings; a declared type is applied when stored); a bad item is
     a UsageError naming it (exit 2)."""
     from pipelines.indexing.fields import MetaValueError, user_meta
@@ -122,7 +122,7 @@ def parse_meta(items: list[str]) -> dict:
             raise UsageError(f"--meta {item[:60]!r}: expected KEY=VALUE")
         raw[key] = value
     try:
-        return user_meta(raw, "--meta")
+        return user_meta(raw, "--meta", schema)
     except MetaValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -134,7 +134,7 @@ def sync(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.indexing.report import IngestReport
 
     result = sync_paths(settings, _paths(args.paths), progress=not args.json, dry_run=args.dry_run,
-                        allow_mass_delete=args.allow_mass_delete, meta=parse_meta(args.meta))
+                        allow_mass_delete=args.allow_mass_delete, meta=parse_meta(args.meta, settings.meta_schema))
     if not isinstance(result, IngestReport):  # a dry run's plan
         plan = result.to_dict()
         _out(args, plan, format_plan(plan))
@@ -161,57 +161,6 @@ def format_plan(plan: dict) -> str:
 
 
 # -- query -------------------------------------------------------------------------------------------
-def parse_filters(items: list[str]) -> dict:
-    """`--filter FIELD=VALUE` items as store filters. The CLI parses the text (FIELD=VALUE, integers,
-    source paths); the store's one filter rule (check_filter_value) checks the rest. Anything wrong is a
-    UsageError naming the item (exit 2)."""
-    filters: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise UsageError(f"--filter {item!r}: expected FIELD=VALUE")
-        try:
-            parsed = check_filter_value(key, _filter_text(key, value), ids=True)
-        except FilterError as exc:
-            raise UsageError(f"--filter {key}={value[:40]}{'…' if len(value) > 40 else ''}: {exc}") from exc
-        if key in filters:
-            prev = filters[key]
-            filters[key] = [*prev, parsed] if isinstance(prev, list) else [prev, parsed]
-        else:
-            filters[key] = parsed
-    return filters
-
-
-def _filter_text(key: str, value: str) -> str | int:
-    """A --filter value as the store's filter takes it: an integer field's number, a source's stored name."""
-    kind = filter_kind(key)  # an unknown field is a FilterError
-    if kind == "integer":
-        return _filter_integer(key, value)
-    if key == "source":  # the name ingest stored, whether or not the file still exists
-        return _source_filter(value)
-    return value
-
-
-def _source_filter(value: str) -> str:
-    """A file's stored name, or the name as a report spells it where no such file exists; a folder is an
-    error: the filter matches sources exactly (`delete FOLDER` is what takes every source under a folder)."""
-    if not value.startswith("upload:") and os.path.isdir(value):
-        raise UsageError(f"--filter source={value}: is a folder; a source filter names one file")
-    target, typed = source_query(value), typed_source(value)
-    return typed if typed and not os.path.lexists(file_path(target)) else target
-
-
-def _filter_integer(key: str, value: str) -> int:
-    """An ASCII decimal; its range is the store's rule (check_filter_value)."""
-    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
-    match = re.fullmatch(r"(-?)0*([0-9]+)", value)
-    if not match:
-        raise UsageError(f"--filter {key}={value[:40]!r}: needs an integer")
-    sign, digits = match.groups()
-    # Past 20 digits a value is out of range anyway; cut it so that int() never meets its 4300-digit limit.
-    return int(sign + digits[:21])
-
-
 def format_passages(passages: list[Passage]) -> str:
     if not passages:
         return "no passages found"
@@ -239,8 +188,9 @@ def query(args: argparse.Namespace, settings: Settings) -> Outcome:
     top_k = args.top_k or settings.top_k
     if args.mode:
         settings = settings.model_copy(update={"retrieval_mode": args.mode})
-    passages = retrieve_many(settings, [args.text], top_k, parse_filters(args.filter), args.truncate,
-                             args.rerank, args.expand, args.mmr)[0]
+    filters = parse_filters(args.filter, settings.meta_schema)
+    passages = retrieve_many(settings, [args.text], top_k, filters, args.truncate, args.rerank, args.expand,
+                             args.mmr)[0]
     _out(args, {"query": args.text, "passages": [p.to_dict() for p in passages]}, format_passages(passages))
     return None
 

@@ -93,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", metavar="TEXT")
     p.add_argument("--top-k", type=int)
     p.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
-                   help="metadata filter, repeatable (source, doc_id, page, heading_path, chunk_index)")
+                   help="metadata filter, repeatable: FIELD=VALUE (repeated: any of them) or a range FIELD>=V, "
+                   "FIELD<=V, FIELD>V, FIELD<V (on one field: AND), e.g. 'date>=2023-01-01'; FIELD: source, "
+                   "doc_id, page, heading_path, chunk_index, title, author, file_type, file_size, modified, pages, "
+                   "language, date, meta.KEY")
     p.add_argument("--truncate", action="store_true", help="cut a query over the model's token limit")
     p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (default: hybrid)")
     p.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=None,

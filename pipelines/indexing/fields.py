@@ -13,53 +13,34 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ingest.errors import InputError
+from ingest.meta_fields import NO_FIELDS, MetaFieldError, MetaScalar, MetaSchema
 from ingest.schema import P
 
-Scalar = str | int | float | bool
+Scalar = MetaScalar
 MAX_META_KEYS = 64
-MAX_META_CHARS = 2048  # per string value
-# Letters (any script), digits, `_` and `-`: a key is a payload path `meta.KEY`, so no dots, no spaces
-_KEY = re.compile(r"[^\W_][\w-]{0,63}")
 _COPIED = (P.TITLE, P.AUTHOR, P.PAGES, P.LANGUAGE, P.DATE, P.DATE_PHRASE)
 
 
 class MetaValueError(InputError, ValueError):
-    """User metadata that cannot be stored (a key that is not a plain name, a list or object as a value, too
-    many keys, too long a text): the message names where it came from and the key."""
+    """User metadata of a file or a run that cannot be stored (ingest/meta_fields.py's rule: a key that is not a
+    plain name, a list or object as a value, a value not of its declared kind, too many keys): the message names
+    where it came from (a sidecar, --meta, the upload's meta field) and the key. An input error: that file fails."""
 
 
-def check_meta_key(key: object, where: str) -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise MetaValueError(f"{where}: key {key!r} must be 1-64 letters, digits, '_' or '-', starting with a "
-                             "letter or digit")
-    return key
-
-
-def user_meta(raw: Mapping[Any, Any], where: str) -> dict[str, Scalar]:
-    """User metadata checked: plain keys, scalar values (strings, numbers, booleans; dates as ISO text)."""
+def user_meta(raw: Mapping[Any, Any], where: str, schema: MetaSchema = NO_FIELDS) -> dict[str, Scalar]:
+    """User metadata as stored: every key checked and every value parsed by `schema` (declared kinds; a null
+    leaves its key out)."""
     if len(raw) > MAX_META_KEYS:
         raise MetaValueError(f"{where}: {len(raw)} keys; at most {MAX_META_KEYS}")
-    out: dict[str, Scalar] = {}
-    for key, value in raw.items():
-        check_meta_key(key, where)
-        if hasattr(value, "isoformat") and not isinstance(value, str):  # a YAML date
-            value = value.isoformat()
-        if isinstance(value, float) and not math.isfinite(value):
-            raise MetaValueError(f"{where}: {key}: {value} is not a finite number")
-        if not isinstance(value, str | int | float | bool):
-            raise MetaValueError(f"{where}: {key}: a value must be a string, number or boolean, not "
-                                 f"{type(value).__name__}")
-        if isinstance(value, str) and (len(value) > MAX_META_CHARS or not _is_text(value)):
-            raise MetaValueError(f"{where}: {key}: text must be valid UTF-8 of at most {MAX_META_CHARS} characters")
-        out[key] = value
-    return out
+    try:
+        return schema.values(raw)
+    except MetaFieldError as exc:
+        raise MetaValueError(f"{where}: {exc}") from exc
 
 
 def meta_hash(meta: Mapping[str, Scalar]) -> str:
@@ -70,7 +51,8 @@ def meta_hash(meta: Mapping[str, Scalar]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def document_fields(parsed: Mapping[str, Any], user: Mapping[str, Scalar], mtime_ns: int, digest: str) -> dict:
+def document_fields(parsed: Mapping[str, Any], user: Mapping[str, Scalar], mtime_ns: int, digest: str,
+                    schema: MetaSchema = NO_FIELDS) -> dict:
     """The payload fields of a document from its parser metadata, its user metadata and its file's mtime."""
     out: dict[str, Any] = {key: parsed[key] for key in _COPIED if parsed.get(key) not in (None, "")}
     if parsed.get("file_type"):
@@ -80,7 +62,7 @@ def document_fields(parsed: Mapping[str, Any], user: Mapping[str, Scalar], mtime
     out[P.MODIFIED] = datetime.fromtimestamp(mtime_ns / 1e9, UTC).isoformat(timespec="seconds").replace(
         "+00:00", "Z")
     front = parsed.get("front_matter") or {}
-    meta = {**_front_matter(front), **user}
+    meta = {**_front_matter(front, schema), **user}
     if meta:
         out[P.META] = meta
     if digest:
@@ -88,20 +70,13 @@ def document_fields(parsed: Mapping[str, Any], user: Mapping[str, Scalar], mtime
     return out
 
 
-def _front_matter(front: Mapping[str, Any]) -> dict[str, Scalar]:
+def _front_matter(front: Mapping[str, Any], schema: MetaSchema) -> dict[str, Scalar]:
     """Front matter scalars whose keys can be payload paths (others are left out: they stay in no field)."""
     out: dict[str, Scalar] = {}
     for key, value in list(front.items())[:MAX_META_KEYS]:
         try:
-            out.update(user_meta({key: value}, "front matter"))
+            out.update(user_meta({key: value}, "front matter", schema))
         except MetaValueError:
             continue  # a list, a nested map, a key with a space: front matter is the author's, not an error
     return out
 
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

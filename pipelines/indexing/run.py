@@ -129,7 +129,8 @@ class IngestRunner:
                        stop: threading.Event | None = None) -> IngestReport:
         """Ingest discovered files, one run per tenant and groups their sidecars give them."""
         metas: dict[str, dict[str, Scalar]] = {}
-        by_access, refused = group_by_access(candidates, self.access, self.store.principal, metas)
+        by_access, refused = group_by_access(candidates, self.access, self.store.principal, metas,
+                                             self.store.options.meta_schema)
         runner = replace(self, file_meta=metas) if metas else self
         if not refused and list(by_access) in ([], [self.access]):  # no sidecar changes the access fields
             return runner.run_candidates(candidates, on_file, stop, missing=missing)
@@ -309,7 +310,7 @@ class IngestRunner:
         """The doc_id an ingest of this run would give the file's current version (its sidecar read): what
         `verify` compares the stored version with. A broken sidecar is a ParseError (the file is unreadable)."""
         try:
-            access, meta = read_sidecar(cand.path, self.access)
+            access, meta = read_sidecar(cand.path, self.access, self.store.options.meta_schema)
             runner = replace(self, access=access, file_meta={cand.source: meta}) if access != self.access or meta \
                 else self
         except (SidecarError, AccessError) as exc:
@@ -367,7 +368,8 @@ class IngestRunner:
             with clock.timed("chunk"):
                 chunks = self.chunker.chunk(doc, item.doc_id)
                 parsed = {**doc.metadata, "pages": doc.metadata.get("pages") or doc.pages or None}
-                item.fields = document_fields(parsed, item.user_meta, item.stamp[1], item.meta_hash)
+                item.fields = document_fields(parsed, item.user_meta, item.stamp[1], item.meta_hash,
+                                              self.store.options.meta_schema)
             if not chunks:
                 raise EmptyDocumentError(f"{source}: no chunks made from {len(doc.text)} characters")
             return item, chunks

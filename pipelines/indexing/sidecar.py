@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 
 import yaml
 
+from ingest.meta_fields import NO_FIELDS, MetaSchema
 from ingest.schema import Access, AccessError, InputError
 from ingest.store.access import Principal
 from pipelines.indexing.fields import MetaValueError, Scalar, user_meta
@@ -101,7 +102,7 @@ def access_for(path: Path, default: Access) -> Access:
     return read_sidecar(path, default)[0]
 
 
-def read_sidecar(path: Path, default: Access) -> tuple[Access, dict[str, Scalar]]:
+def read_sidecar(path: Path, default: Access, schema: MetaSchema = NO_FIELDS) -> tuple[Access, dict[str, Scalar]]:
     """(access fields, user metadata) of the document at `path` from its sidecar, completed from `default`."""
     data = _read(path)
     if data is None:
@@ -119,13 +120,13 @@ def read_sidecar(path: Path, default: Access) -> tuple[Access, dict[str, Scalar]
     if not isinstance(meta, dict):
         raise SidecarError(f"{side.name}: 'meta' must be a mapping of names to values")
     try:
-        return access, user_meta(meta, f"{side.name}: meta")
+        return access, user_meta(meta, f"{side.name}: meta", schema)
     except MetaValueError as exc:
         raise SidecarError(str(exc)) from exc
 
 
 def group_by_access(candidates: list[F], default: Access, writer: Principal, metas: dict[str, dict[str, Scalar]]
-                    | None = None) -> tuple[dict[Access, list[F]], list[FileResult]]:
+                    | None = None, schema: MetaSchema = NO_FIELDS) -> tuple[dict[Access, list[F]], list[FileResult]]:
     """Candidates grouped by their access fields (a sidecar's, else `default`); a file whose sidecar is broken
     or names a tenant `writer` may not write fails alone (a FileResult). `metas` receives each source's sidecar
     metadata (where it has any)."""
@@ -133,7 +134,7 @@ def group_by_access(candidates: list[F], default: Access, writer: Principal, met
     refused: list[FileResult] = []
     for cand in candidates:
         try:
-            access, meta = read_sidecar(cand.path, default)
+            access, meta = read_sidecar(cand.path, default, schema)
             if meta and metas is not None:
                 metas[cand.source] = meta
             if not writer.may_store(access):

@@ -241,7 +241,8 @@ class Syncer:
         plan.failed = [{"source": r.source, "error": r.error} for r in facts.roots if r.error]
         plan.failed += [{"source": name, "error": f"{name}: {why}"} for name, why in facts.missing]
         metas: dict = {}
-        by_access, refused = group_by_access(facts.candidates, self.runner.access, self.runner.store.principal, metas)
+        by_access, refused = group_by_access(facts.candidates, self.runner.access, self.runner.store.principal, metas,
+                                             self.runner.store.options.meta_schema)
         plan.failed += [{"source": r.source, "error": r.error or ""} for r in refused]
         for access, group in by_access.items():
             runner = replace(self.runner, access=access, file_meta=metas)

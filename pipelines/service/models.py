@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
 from ingest.schema import FILTER_FIELDS
-from ingest.store.filters import check_filter_value, filter_kind
+from ingest.store.filters import META_PREFIX, check_filter_shape, check_filter_value, filter_kind
 from retrieval.query_check import MAX_EXPAND, MAX_QUERY_CHARS, MAX_TOP_K
 
 MAX_FILTER_VALUES = 100
-FilterValue = (StrictInt | StrictStr | list[StrictInt] | list[StrictStr])
+Bound = StrictInt | StrictFloat | StrictStr
+# {field: value}, {field: [values]} or {field: {"gte": x, "lt": y}} (a range on an integer, float or datetime field)
+FilterValue = (StrictInt | StrictFloat | StrictBool | StrictStr | list[StrictInt] | list[StrictStr]
+               | list[StrictFloat] | dict[str, Bound])
 
 
 class RetrieveRequest(BaseModel):
@@ -22,7 +25,9 @@ class RetrieveRequest(BaseModel):
     top_k: int = Field(5, ge=1, le=MAX_TOP_K)
     mode: Literal["dense", "bm25", "hybrid"] | None = Field(None, description="default: the configured mode")
     filters: dict[str, FilterValue] = Field(
-        default_factory=dict, description=f"field -> value or list of values; fields: {sorted(FILTER_FIELDS)}")
+        default_factory=dict, description="field -> value, list of values (any of them) or range "
+        "{\"gte\": x, \"lt\": y} (gt, gte, lt, lte; integer, float and datetime fields; dates as ISO "
+        f"YYYY-MM-DD); fields: {sorted(FILTER_FIELDS)} and meta.KEY (a user metadata field)")
     truncate: bool = Field(False, description="cut a query over the model's token limit instead of refusing it")
     rerank: bool | None = Field(None, description="rerank with the cross-encoder (default: setting `rerank`)")
     expand: int | None = Field(None, ge=0, le=MAX_EXPAND, description="neighbour chunks added on each side")
@@ -34,13 +39,16 @@ class RetrieveRequest(BaseModel):
         of a request: how many values and how long a string one body may carry."""
         checked = {}
         for key, value in filters.items():
-            filter_kind(key)  # an unknown field is named before its values are counted
-            values = value if isinstance(value, list) else [value]
+            filter_kind(key)  # an unknown field (or a bad meta.KEY) is named before its values are counted
+            values = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
             if not values or len(values) > MAX_FILTER_VALUES:
                 raise ValueError(f"filter {key!r}: give 1 to {MAX_FILTER_VALUES} values")
             if any(isinstance(v, str) and not 0 < len(v) <= 4096 for v in values):
                 raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
-            checked[key] = check_filter_value(key, value, ids=True)
+            # A meta.KEY's kind is the service's settings' (meta_fields): the store checks its values with them
+            # (a FilterError: 422 naming the field); here only its shape.
+            checked[key] = check_filter_shape(key, value) if key.startswith(META_PREFIX) else \
+                check_filter_value(key, value, ids=True)
         return checked
 
 

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.meta_fields import MetaSchema
 from ingest.schema import DEFAULT_TENANT, Access, P
 from ingest.store.access import Principal
 from ingest.store.base import VectorStore
@@ -109,7 +110,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         if rt.jobs is None or not rt.jobs.accepting:
             raise NotReady("the service is shutting down")
         access = upload_access(caller.principal, groups)
-        user = upload_meta(meta)
+        user = upload_meta(meta, rt.settings.meta_schema)
         limit = rt.settings.max_upload_files
         if len(files) > limit:
             raise TooLarge(f"{len(files)} files in one upload, more than the {limit} allowed")
@@ -160,7 +161,7 @@ def _deleted(store: VectorStore, field: str, value: str) -> int:
     return points
 
 
-def upload_meta(text: str) -> dict:
+def upload_meta(text: str, schema: MetaSchema) -> dict:
     """An upload's `meta` form field: a JSON object of scalars (checked as a sidecar's `meta` is); else a 422."""
     if not text.strip():
         return {}
@@ -170,7 +171,7 @@ def upload_meta(text: str) -> dict:
         raise MetaValueError(f"meta: not a JSON object ({exc})") from exc
     if not isinstance(data, dict):
         raise MetaValueError("meta: must be a JSON object of names to values")
-    return user_meta(data, "meta")
+    return user_meta(data, "meta", schema)
 
 
 def upload_access(principal: Principal, groups: str) -> Access:

@@ -29,6 +29,9 @@ class StandinQdrant:
         self.requests = 0
         self.indexing_threshold: dict[str, int] = {}  # per collection; local mode has no optimizers
         self.threshold_log: list[int] = []  # every indexing_threshold a client set, in order
+        # per collection: field -> payload index type a client created (local mode keeps none; a server
+        # reports them in get_collection's payload_schema, which is how a store finds the ones missing)
+        self.indexes: dict[str, dict[str, str]] = {}
         # (method, path) -> a status to answer instead (a node failing mid-run: 503), or None to serve it
         self.fault: Callable[[str, str], int | None] | None = None
         handler = type("Handler", (_Handler,), {"standin": self})
@@ -116,6 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == "" and method == "GET":
             info = e.get_collection(name)
             info.config.optimizer_config.indexing_threshold = self.standin.indexing_threshold.get(name, 20_000)
+            info.payload_schema = {field: models.PayloadIndexInfo(data_type=models.PayloadSchemaType(kind), points=0)
+                                   for field, kind in self.standin.indexes.get(name, {}).items()}
             return info
         if rest == "" and method == "PATCH":
             req = models.UpdateCollection.model_validate(body)
@@ -130,8 +135,13 @@ class _Handler(BaseHTTPRequestHandler):
             return e.create_collection(name, vectors_config=req.vectors, sparse_vectors_config=req.sparse_vectors,
                                        metadata=req.metadata)
         if rest == "" and method == "DELETE":
+            self.standin.indexes.pop(name, None)
             return e.delete_collection(name)
-        if rest == "/index":
+        if rest == "/index":  # kept as a server keeps it (local mode ignores payload indexes)
+            req = models.CreateFieldIndex.model_validate(body)
+            schema = req.field_schema
+            kind = schema if isinstance(schema, models.PayloadSchemaType) else getattr(schema, "type", schema)
+            self.standin.indexes.setdefault(name, {})[req.field_name] = str(getattr(kind, "value", kind))
             return {"operation_id": 0, "status": "completed"}
         if not e.collection_exists(name):
             raise KeyError(name)
