@@ -12,11 +12,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ingest.budget import check_text_budget, check_zip_budget
+from ingest.doc_meta import FIELDS, describe
 from ingest.email_parse import prepare_email
 from ingest.frontmatter import split_front_matter
 from ingest.html_main import extract_main
@@ -128,6 +130,10 @@ def prepare_parsers(hide_torch: bool = False) -> None:
     from unstructured.nlp import tokenize
 
     tokenize._get_nlp()
+    from ingest import doc_meta, german_dates
+
+    doc_meta.warm_up()  # the language model and dateparser's German data, loaded once for every worker
+    german_dates.warm_up()
 
 
 def _partition(path: Path, text: str | None) -> list:
@@ -279,6 +285,9 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
 
     HTML: only the page's main content is kept (`ingest.html_main`), the full page where that finds too
     little; `main_content=False` parses the full page. `metadata["html_content"]` says which.
+    `metadata` holds `file_type`, `bytes`, `encoding` (text files) and, where found, the document's
+    `title`, `author`, `pages`, `language`, `date` and `date_phrase` (`ingest.doc_meta`); a Markdown file's
+    front matter scalars are under `front_matter`.
     """
     source = source or str(path)
     limits = limits or Limits()
@@ -295,7 +304,8 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path, source)
         if ext in {".md", ".markdown"}:
-            text, extra = split_front_matter(text)
+            text, front = split_front_matter(text)
+            extra = {"front_matter": front} if front else {}
         check_text(len(text), source, limits)
         check_text_budget(text, source, limits)
     lead: list[Row] = []
@@ -319,9 +329,10 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         if ext == ".pdf":  # a scan is not empty: its text is there, unread
             raise ParseError(f"{source}: no text found (a PDF without a text layer, e.g. a scan, needs OCR)")
         raise EmptyDocumentError(f"{source}: no text found")
-    meta: dict = {**extra, "file_type": ext[1:], "bytes": size}  # the file's own facts win over its front matter
+    meta: dict = {key: value for key, value in extra.items() if key not in FIELDS}  # FIELDS come from describe
+    meta.update(file_type=ext[1:], bytes=size)
     if encoding:
         meta["encoding"] = encoding
     doc = _assemble(source, rows, meta)
     check_text(len(doc.text), source, limits)
-    return doc
+    return replace(doc, metadata={**meta, **describe(path, doc.text, doc.sections, extra)})
