@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 MAX_TITLE_CHARS = 300
 MAX_AUTHOR_CHARS = 200
 MAX_PROPERTY_BYTES = 512 * 1024  # core.xml, meta.xml and an EPUB's package file are a few KB
-LANGUAGE_SAMPLE = 5000
+# py3langid walks its model byte by byte in Python (about 0.5 µs a byte here): 2,000 characters cost 1 ms and
+# decide a language as surely as 5,000 (2.7 ms, up to a fifth of parsing a short Markdown file)
+LANGUAGE_SAMPLE = 2000
 MIN_LANGUAGE_LETTERS = 50
 MIN_LANGUAGE_PROBABILITY = 0.5
 HEADING_REACH = 3000  # a heading further into the text is no title of the whole

@@ -46,12 +46,13 @@ _MONTHS = ("Januar|Jänner|Februar|Feber|März|April|Mai|Juni|Juli|August|Septem
 _MONTH_NUMBER = {name: i for i, names in enumerate(
     [("jan", "jän"), ("feb",), ("mär", "mrz"), ("apr",), ("mai",), ("jun",), ("jul",), ("aug",), ("sep",),
      ("okt",), ("nov",), ("dez",)], start=1) for name in names}
-_DATE = re.compile(
-    rf"(?<![\w.])(?P<td>\d{{1,2}})\.\s?(?P<tm>{_MONTHS})\s?(?P<ty>\d{{4}})(?!\d)"  # 1. März 2024
+_DATE = re.compile(  # the lookahead fails most positions at once: a date starts with a digit or a month
+    r"(?<!\w)(?=[\dJFMASONDjfmasond])"
+    rf"(?:(?<![\w.])(?P<td>\d{{1,2}})\.\s?(?P<tm>{_MONTHS})\s?(?P<ty>\d{{4}})(?!\d)"  # 1. März 2024
     rf"|(?<![\w.])(?P<mm>{_MONTHS})\s(?P<my>\d{{4}})(?!\d)"  # März 2024, Jan. 2024
     r"|(?<![\w.,/])(?P<nd>\d{1,2})\.\s?(?P<nm>\d{1,2})\.\s?(?P<ny>\d{4}|\d{2})(?![\d.]\d|\d)"  # 12.03.2024
     r"|(?<![\w.,/-])(?P<iy>\d{4})-(?P<im>\d{2})-(?P<id>\d{2})(?![\d-])"  # 2024-03-12
-    r"|(?<![\w.,/])(?P<sm>\d{1,2})/(?P<sy>\d{4})(?![\d/])",  # 03/2024 (labelled only)
+    r"|(?<![\w.,/])(?P<sm>\d{1,2})/(?P<sy>\d{4})(?![\d/]))",  # 03/2024 (labelled only)
     re.IGNORECASE)
 
 _AMEND, _STAND, _DATED, _REISSUE, _VOM = "amend", "stand", "dated", "reissue", "vom"
@@ -74,7 +75,8 @@ _CITATION = re.compile(
     r"(?:gesetz|verordnung|richtlinie|beschluss|bekanntmachung|vertrag|satzung|erlass|urteil)",
     re.IGNORECASE)
 _LINE_LEAD = re.compile(r"[\s*•·–(-]*(?:Stand\s*:?\s*)?", re.IGNORECASE)  # what may open a label's line
-_DATE_LINE_PREFIX = re.compile(r"\s*(?:[^\n,:;§]{1,40},\s*)?(?:(?:den|am)\s+)?", re.IGNORECASE)
+# A place or an edition (up to four words, `Frankfurt am Main`, `0. Auflage`), a comma, `den` or `am`
+_DATE_LINE_PREFIX = re.compile(r"\s*(?:[^\W_][^\s,:;§]*(?:[ \t]+[^\s,:;§]+){0,3},\s*)?(?:(?:den|am)\s+)?")
 _SETTINGS: dict[str, Any] = {"DATE_ORDER": "DMY", "PREFER_DAY_OF_MONTH": "first", "PARSERS": ["absolute-time"],
                              "RETURN_AS_TIMEZONE_AWARE": False}
 
@@ -93,20 +95,19 @@ class DocumentDate:
 @dataclass(frozen=True)
 class _Candidate:
     match: re.Match[str]
-    offset: int  # of the window the match was found in
     rank: int
-    phrase_start: int  # in the window: where the label (or the date line) begins
+    phrase_start: int  # where its label (or its date line) begins
 
 
 def find_document_date(text: str) -> DocumentDate | None:
     """The document's own date found in the start or the end of `text` (see the module's docstring for what
     counts), or None where no labelled date or date line qualifies. Never raises for any text."""
-    candidates = [c for offset, window, lines in _windows(text) for c in _candidates(window, offset, lines)]
+    candidates = _candidates(text)
     for rank in sorted({c.rank for c in candidates}):
         found = [(iso, c) for c in candidates if c.rank == rank and (iso := _parse_match(c.match))]
         if found:
             iso, best = max(found, key=lambda f: f[0]) if rank <= 1 else found[0]
-            start, end = best.offset + best.phrase_start, best.offset + best.match.end()
+            start, end = best.phrase_start, best.match.end()
             return DocumentDate(iso, text[start:end], start, end)
     return None
 
@@ -118,26 +119,31 @@ def parse_german_date(phrase: str) -> str | None:
     return _parse_match(match) if match else None
 
 
-def _windows(text: str) -> list[tuple[int, str, tuple[int, int]]]:
-    """(offset, window, (lines at its start, lines at its end) where a bare date line counts)."""
+def _spans(text: str) -> list[tuple[int, int]]:
+    """Where dates may start: the first HEAD_CHARS and the last TAIL_CHARS characters."""
     if len(text) <= HEAD_CHARS + TAIL_CHARS:
-        return [(0, text, (_EDGE_LINES, _EDGE_LINES))]
-    tail = len(text) - TAIL_CHARS
-    return [(0, text[:HEAD_CHARS], (_EDGE_LINES, 0)), (tail, text[tail:], (0, _EDGE_LINES))]
+        return [(0, len(text))]
+    return [(0, HEAD_CHARS), (len(text) - TAIL_CHARS, len(text))]
 
 
-def _candidates(window: str, offset: int, edge_lines: tuple[int, int]) -> list[_Candidate]:
+def _candidates(text: str) -> list[_Candidate]:
+    """Every date starting in a span, with the rank of its label or date line. The regex runs on the whole
+    text from the span's start (its lookbehinds see what precedes) to a little past its end (a date on the
+    boundary is read whole, not cut to `12.03.20`)."""
     out = []
-    title_end = _line_starts_end(window, _TITLE_LINES)
-    head_end, tail_start = _line_starts_end(window, edge_lines[0]), _line_ends_start(window, edge_lines[1])
-    for match in _DATE.finditer(window):
-        labelled = _label(window, match, title_end)
-        if labelled is not None:
-            out.append(_Candidate(match, offset, _RANK[labelled[0]], labelled[1]))
-        elif match.group("sm") is None and (match.start() < head_end or match.start() >= tail_start):
-            line_start = _date_line_start(window, match)
-            if line_start is not None:
-                out.append(_Candidate(match, offset, 3, line_start))
+    title_end = _line_starts_end(text, _TITLE_LINES)
+    head_end, tail_start = _line_starts_end(text, _EDGE_LINES), _line_ends_start(text, _EDGE_LINES)
+    for span_start, span_end in _spans(text):
+        for match in _DATE.finditer(text, span_start, min(len(text), span_end + 32)):
+            if match.start() >= span_end:
+                break
+            labelled = _label(text, match, title_end)
+            if labelled is not None:
+                out.append(_Candidate(match, _RANK[labelled[0]], labelled[1]))
+            elif match.group("sm") is None and (match.start() < head_end or match.start() >= tail_start):
+                line_start = _date_line_start(text, match)
+                if line_start is not None:
+                    out.append(_Candidate(match, 3, line_start))
     return out
 
 
@@ -172,7 +178,7 @@ def _date_line_start(window: str, match: re.Match[str]) -> int | None:
     line_start = window.rfind("\n", 0, match.start()) + 1
     line_end = window.find("\n", match.end())
     line_end = len(window) if line_end == -1 else line_end
-    if window[match.end() : line_end].strip(" \t.") or not _DATE_LINE_PREFIX.fullmatch(window, line_start,
+    if window[match.end() : line_end].strip(" \t\r.") or not _DATE_LINE_PREFIX.fullmatch(window, line_start,
                                                                                          match.start()):
         return None
     return line_start + len(window[line_start : match.start()]) - len(window[line_start : match.start()].lstrip())

@@ -83,6 +83,7 @@ NOT_FOUND = [
     "03/2024\n\nText",  # month/year only with a label
     "Stand: heute",  # no relative dates
     "Datum des Mahnbescheids\n\nAntragsteller",  # a form label without a date
+    "Text\n\nDie Frist endet am Freitag, den 3. Januar 2024",  # a sentence, not a date line
     "",
 ]
 
@@ -119,6 +120,13 @@ def test_only_the_start_and_the_end_are_read():
     assert len(signed) > HEAD_CHARS + TAIL_CHARS
     found = find_document_date(signed)
     assert found is not None and found.iso == "2024-04-04" and signed[found.start : found.end] == found.phrase
+
+
+def test_a_date_on_the_edge_of_the_read_span_is_read_whole():
+    """A date that starts just before the end of the first HEAD_CHARS is not cut to `12.03.20`."""
+    filler = "Die Miete ist monatlich im Voraus zu zahlen. " * 200
+    text = filler[: HEAD_CHARS - 15] + "\nStand: 12.03.2024\n\n" + filler
+    assert find_document_date(text).iso == "2024-03-12"
 
 
 @pytest.mark.parametrize(("phrase", "iso"), [
