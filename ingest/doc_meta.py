@@ -66,14 +66,16 @@ _FRONT_MATTER_KEYS = {"title": ("title", "titel"), "author": ("author", "autor",
                       "date": ("date", "datum")}
 
 
-def describe(path: Path, text: str, sections: Iterable[Section], found: Mapping[str, Any]) -> dict[str, Any]:
+def describe(path: Path, text: str, sections: Iterable[Section], found: Mapping[str, Any],
+             props: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The metadata fields (`FIELDS`) of a parsed file, absent where not found (never None values).
 
     `found` is what parsing already read: an e-mail's or HTML page's `title`/`author`/`date`, and
-    `front_matter` (a Markdown file's scalar keys)."""
+    `front_matter` (a Markdown file's scalar keys). `props` are the file's properties where the caller
+    read them already (a PDF's, while checking it); else `file_properties` reads them."""
     ext = path.suffix.lower()
     front = found.get("front_matter") or {}
-    props = file_properties(path, ext)
+    props = file_properties(path, ext) if props is None else props
     out: dict[str, Any] = {}
     title = _first(clean_title, lambda: found.get("title"), lambda: _front(front, "title"),
                    lambda: props.get("title"), lambda: _html_title(path) if ext in _HTML else None,
@@ -150,7 +152,12 @@ def _pdf_properties(path: Path) -> dict[str, Any]:
     reader = pypdf.PdfReader(str(path), strict=False)
     if reader.is_encrypted:
         reader.decrypt("")  # parse_file refused a PDF that needs a password before this
-    out: dict[str, Any] = {"pages": len(reader.pages)}
+    return {**pdf_properties(reader), "pages": len(reader.pages)}
+
+
+def pdf_properties(reader: Any) -> dict[str, Any]:
+    """`title` and `author` from an open pypdf reader's info dictionary, where readable; never raises."""
+    out: dict[str, Any] = {}
     info = _safe(lambda: reader.metadata) or {}
     for key, name in (("title", "/Title"), ("author", "/Author")):
         value = _safe(partial(info.get, name))  # a broken entry raises when it is read

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.budget import check_text_budget, check_zip_budget
-from ingest.doc_meta import FIELDS, describe
+from ingest.doc_meta import FIELDS, describe, pdf_properties
 from ingest.email_parse import prepare_email
 from ingest.frontmatter import split_front_matter
 from ingest.html_main import extract_main
@@ -221,8 +221,9 @@ def _assemble(source: str, rows: list[Row], metadata: dict) -> Document:
                     metadata=metadata)
 
 
-def _check_pdf(path: Path, source: str) -> int:
-    """Open the PDF before partitioning: garbage, truncation and passwords get their own message."""
+def _check_pdf(path: Path, source: str) -> dict[str, Any]:
+    """Open the PDF before partitioning: garbage, truncation and passwords get their own message. Returns
+    its properties (`pages`, and `title`/`author` where readable: ingest.doc_meta), read while it is open."""
     import pypdf
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -232,24 +233,29 @@ def _check_pdf(path: Path, source: str) -> int:
         reader = pypdf.PdfReader(str(path), strict=False)
         if reader.is_encrypted and reader.decrypt("") == 0:
             raise ParseError(f"{source}: PDF is password-protected")
-        return len(reader.pages)
+        pages = len(reader.pages)
     except ParseError:
         raise
     except Exception as exc:
         raise ParseError(f"{source}: cannot parse as PDF: {type(exc).__name__}: {exc}") from exc
+    return {**pdf_properties(reader), "pages": pages}
 
 
-def _check_before_parsing(path: Path, source: str, limits: Limits, html: str | None = None) -> None:
+def _check_before_parsing(path: Path, source: str, limits: Limits, html: str | None = None) -> dict[str, Any] | None:
     """The checks a PDF, Office/ODF/EPUB archive or HTML page passes before any partitioner sees it
-    (pages, zip bombs, the parse budget, nesting); files and e-mail attachments alike."""
+    (pages, zip bombs, the parse budget, nesting); files and e-mail attachments alike. A PDF's properties
+    come back (it was open for its page count anyway); None for other formats."""
     ext = path.suffix.lower()
     if ext == ".pdf":
-        check_pages(_check_pdf(path, source), source, limits)
-    elif ext in ZIP_FORMATS:
+        props = _check_pdf(path, source)
+        check_pages(props["pages"], source, limits)
+        return props
+    if ext in ZIP_FORMATS:
         check_zip(path, source, limits)
         check_zip_budget(path, source, limits)
     elif ext in HTML_FORMATS:
         check_html_depth(html if html is not None else decode_text(path, source)[0], source, limits)
+    return None
 
 
 def _check_attachment(source: str, limits: Limits) -> Callable[[Path, str], bytes | None]:
@@ -300,7 +306,7 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     extra: dict = {}
     if ext in HTML_FORMATS:
         text = decode_text(path, source)[0]
-    _check_before_parsing(path, source, limits, text)
+    props = _check_before_parsing(path, source, limits, text)
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path, source)
         if ext in {".md", ".markdown"}:
@@ -335,4 +341,4 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         meta["encoding"] = encoding
     doc = _assemble(source, rows, meta)
     check_text(len(doc.text), source, limits)
-    return replace(doc, metadata={**meta, **describe(path, doc.text, doc.sections, extra)})
+    return replace(doc, metadata={**meta, **describe(path, doc.text, doc.sections, extra, props)})
