@@ -10,7 +10,8 @@ as UTF-8 text/plain: unstructured would otherwise guess its encoding once more o
 about the guess on stderr, "inferred as 'windows-1250'", for text the project had read right).
 
 Who wrote a mail and what it is about are what a reader searches for, so Subject and From become
-the document's first sections ("Betreff: …", "Von: …"), RFC 2047 encoded words decoded.
+the document's first sections ("Betreff: …", "Von: …"), RFC 2047 encoded words decoded; they are also
+its metadata `title` and `author` (the sender's name, else the address), and the Date header its `date`.
 
 unstructured partitions attachments too, with none of the checks a file gets (page count, zip bombs,
 the parse budget): a 20 KB mail could carry a DOCX bomb. Every attachment of a type the parser reads
@@ -29,7 +30,7 @@ from email import policy
 from email.header import Header, decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import formataddr, getaddresses, parsedate_to_datetime
+from email.utils import formataddr, getaddresses, parseaddr, parsedate_to_datetime
 from pathlib import Path
 
 from ingest.budget import EmailBudget, count_mime_parts
@@ -213,9 +214,17 @@ def _header_rows(msg: EmailMessage) -> tuple[list[tuple[str, str]], dict[str, st
     meta = {}
     if values["Subject"]:
         meta["title"] = values["Subject"]
+    if author := _author(values["From"]):
+        meta["author"] = author
     if date := _date(_header(msg, "Date")):
         meta["date"] = date
     return rows, meta
+
+
+def _author(value: str) -> str:
+    """The sender's display name, or the address where the From header has no name."""
+    name, address = parseaddr(value)
+    return " ".join((name or address).split())
 
 
 def _date(value: str) -> str | None:

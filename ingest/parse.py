@@ -12,11 +12,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ingest.budget import check_text_budget, check_zip_budget
+from ingest.doc_meta import FIELDS, describe, pdf_properties
 from ingest.email_parse import prepare_email
 from ingest.frontmatter import split_front_matter
 from ingest.html_main import extract_main
@@ -128,6 +130,10 @@ def prepare_parsers(hide_torch: bool = False) -> None:
     from unstructured.nlp import tokenize
 
     tokenize._get_nlp()
+    from ingest import doc_meta, german_dates
+
+    doc_meta.warm_up()  # the language model and dateparser's German data, loaded once for every worker
+    german_dates.warm_up()
 
 
 def _partition(path: Path, text: str | None) -> list:
@@ -215,8 +221,9 @@ def _assemble(source: str, rows: list[Row], metadata: dict) -> Document:
                     metadata=metadata)
 
 
-def _check_pdf(path: Path, source: str) -> int:
-    """Open the PDF before partitioning: garbage, truncation and passwords get their own message."""
+def _check_pdf(path: Path, source: str) -> dict[str, Any]:
+    """Open the PDF before partitioning: garbage, truncation and passwords get their own message. Returns
+    its properties (`pages`, and `title`/`author` where readable: ingest.doc_meta), read while it is open."""
     import pypdf
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -226,24 +233,29 @@ def _check_pdf(path: Path, source: str) -> int:
         reader = pypdf.PdfReader(str(path), strict=False)
         if reader.is_encrypted and reader.decrypt("") == 0:
             raise ParseError(f"{source}: PDF is password-protected")
-        return len(reader.pages)
+        pages = len(reader.pages)
     except ParseError:
         raise
     except Exception as exc:
         raise ParseError(f"{source}: cannot parse as PDF: {type(exc).__name__}: {exc}") from exc
+    return {**pdf_properties(reader), "pages": pages}
 
 
-def _check_before_parsing(path: Path, source: str, limits: Limits, html: str | None = None) -> None:
+def _check_before_parsing(path: Path, source: str, limits: Limits, html: str | None = None) -> dict[str, Any] | None:
     """The checks a PDF, Office/ODF/EPUB archive or HTML page passes before any partitioner sees it
-    (pages, zip bombs, the parse budget, nesting); files and e-mail attachments alike."""
+    (pages, zip bombs, the parse budget, nesting); files and e-mail attachments alike. A PDF's properties
+    come back (it was open for its page count anyway); None for other formats."""
     ext = path.suffix.lower()
     if ext == ".pdf":
-        check_pages(_check_pdf(path, source), source, limits)
-    elif ext in ZIP_FORMATS:
+        props = _check_pdf(path, source)
+        check_pages(props["pages"], source, limits)
+        return props
+    if ext in ZIP_FORMATS:
         check_zip(path, source, limits)
         check_zip_budget(path, source, limits)
     elif ext in HTML_FORMATS:
         check_html_depth(html if html is not None else decode_text(path, source)[0], source, limits)
+    return None
 
 
 def _check_attachment(source: str, limits: Limits) -> Callable[[Path, str], bytes | None]:
@@ -279,6 +291,9 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
 
     HTML: only the page's main content is kept (`ingest.html_main`), the full page where that finds too
     little; `main_content=False` parses the full page. `metadata["html_content"]` says which.
+    `metadata` holds `file_type`, `bytes`, `encoding` (text files) and, where found, the document's
+    `title`, `author`, `pages`, `language`, `date` and `date_phrase` (`ingest.doc_meta`); a Markdown file's
+    front matter scalars are under `front_matter`.
     """
     source = source or str(path)
     limits = limits or Limits()
@@ -291,11 +306,12 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
     extra: dict = {}
     if ext in HTML_FORMATS:
         text = decode_text(path, source)[0]
-    _check_before_parsing(path, source, limits, text)
+    props = _check_before_parsing(path, source, limits, text)
     if ext in TEXT_EXTENSIONS:
         text, encoding = decode_text(path, source)
         if ext in {".md", ".markdown"}:
-            text, extra = split_front_matter(text)
+            text, front = split_front_matter(text)
+            extra = {"front_matter": front} if front else {}
         check_text(len(text), source, limits)
         check_text_budget(text, source, limits)
     lead: list[Row] = []
@@ -319,9 +335,10 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         if ext == ".pdf":  # a scan is not empty: its text is there, unread
             raise ParseError(f"{source}: no text found (a PDF without a text layer, e.g. a scan, needs OCR)")
         raise EmptyDocumentError(f"{source}: no text found")
-    meta: dict = {**extra, "file_type": ext[1:], "bytes": size}  # the file's own facts win over its front matter
+    meta: dict = {key: value for key, value in extra.items() if key not in FIELDS}  # FIELDS come from describe
+    meta.update(file_type=ext[1:], bytes=size)
     if encoding:
         meta["encoding"] = encoding
     doc = _assemble(source, rows, meta)
     check_text(len(doc.text), source, limits)
-    return doc
+    return replace(doc, metadata={**meta, **describe(path, doc.text, doc.sections, extra, props)})

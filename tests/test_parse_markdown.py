@@ -47,7 +47,8 @@ def test_yaml_front_matter_goes_to_metadata(tmp_path):
     assert doc.text.startswith("Kaution")
     assert doc.metadata["title"] == "Mietrecht kompakt"
     assert doc.metadata["date"] == "2024-05-01"
-    assert "tags" not in doc.metadata  # lists are not scalars
+    assert doc.metadata["front_matter"] == {"title": "Mietrecht kompakt", "date": "2024-05-01"}  # lists are not scalars
+    assert "date_phrase" not in doc.metadata  # the date is the front matter's, not a phrase in the text
     assert doc.metadata["file_type"] == "md"
     for s in doc.sections:
         assert doc.text[s.start : s.end].strip()
@@ -56,7 +57,8 @@ def test_yaml_front_matter_goes_to_metadata(tmp_path):
 def test_front_matter_closed_by_dots_and_non_mapping_yaml(tmp_path):
     """#10.2: `...` also closes front matter; YAML that is a string or a list is text."""
     doc = _parse_md(tmp_path, "---\nautor: Gerda Müller\n...\nText über die Miete.\n")
-    assert doc.text == "Text über die Miete." and doc.metadata["autor"] == "Gerda Müller"
+    assert doc.text == "Text über die Miete." and doc.metadata["front_matter"] == {"autor": "Gerda Müller"}
+    assert doc.metadata["author"] == "Gerda Müller"  # front matter `autor` is the document's author
     doc = _parse_md(tmp_path, "---\n- Kaution\n- Zinsen\n---\n\nText über die Miete.\n")
     assert "Kaution" in doc.text and "Zinsen" in doc.text
 
