@@ -144,3 +144,33 @@ def test_verify_reads_sidecars_and_meta_like_ingest(capsys, cli_env):
     side.write_text("groups: [hr]\nmeta:\n  projekt: B\n", "utf-8")
     code, report = run(capsys, "verify", str(docs))
     assert code == 1 and [p["kind"] for p in report["problems"]] == ["outdated"]
+
+
+def test_parsed_fields_are_stored_and_filter_with_ranges(capsys, cli_env, fixtures):
+    """The parser's title, date and language reach the payload and answer --filter, ranges included."""
+    laws = fixtures / "gesetze"
+    assert run(capsys, "ingest", str(laws))[0] == 0
+    stored: dict[str, dict] = {}
+    store = build_store(load_settings(None))
+    try:
+        for _, payload, _ in store.scan([P.SOURCE, P.TITLE, P.DATE, P.DATE_PHRASE, P.LANGUAGE, P.FILE_TYPE]):
+            stored[payload[P.SOURCE].split("/")[-2]] = payload
+    finally:
+        store.close()
+    assert stored["arbzg"][P.TITLE] == "Arbeitszeitgesetz" and stored["arbzg"][P.DATE] == "2020-12-22"
+    assert stored["burlg"][P.DATE] == "2013-04-20" and "20.4.2013" in stored["burlg"][P.DATE_PHRASE]
+    assert {p[P.LANGUAGE] for p in stored.values()} == {"de"} and {p[P.FILE_TYPE] for p in stored.values()} == {"md"}
+
+    def laws_found(*filters: str) -> set[str]:
+        args = [x for f in filters for x in ("--filter", f)]
+        code, out = run(capsys, "query", "Arbeitnehmer Urlaub Arbeitszeit Gesetz", "--mode", "bm25", "--top-k", "50",
+                        *args)
+        assert code == 0, out
+        return {p["source"].split("/")[-2] for p in out["passages"]}
+
+    assert {"arbzg", "burlg"} <= laws_found()
+    assert "arbzg" in laws_found("date>=2020-01-01") <= {"arbzg", "gg", "kschg"}
+    assert laws_found("date<2014-01-01") == {"burlg"}
+    assert "arbzg" in laws_found("date>2017-07-17", "date<=2020-12-22") <= {"arbzg", "gg"}
+    assert laws_found("title=Arbeitszeitgesetz") == {"arbzg"}
+    assert laws_found("date>=2030-01-01") == set()
