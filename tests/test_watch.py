@@ -1,0 +1,275 @@
+"""`german-rag watch`: real file events (inotify) in tmp_path, a real store, a real small model.
+
+Waits poll with deadlines; a deadline is a failure bound, never a speed assertion. The one timing the
+tests rely on is a write paused for less than the debounce (0.2 s against 1 s).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from ingest.chunk import ChunkOptions, TokenChunker
+from ingest.schema import P
+from ingest.store.base import StoreOptions
+from ingest.store.edge import EdgeStore
+from pipelines.indexing.report import FileResult, IngestReport
+from pipelines.indexing.run import IngestRunner
+from pipelines.indexing.watch import Watcher, WatchMetrics, WatchOptions
+from pipelines.indexing.watch_events import FolderEvents
+from pipelines.indexing.watch_pending import PendingSet
+from pipelines.sources import source_name
+
+DEADLINE_S = 60.0
+SATZ = "Der Arbeitgeber hat dem Arbeitnehmer jährlich mindestens vierundzwanzig Werktage Urlaub zu gewähren."
+
+
+def wait_for(what: str, check: Callable[[], object], deadline_s: float = DEADLINE_S) -> object:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+
+
+class RunnerReconciler:
+    """A small real Reconciler over the real runner: changed files ingested (runner.run: discovery and sidecars),
+    removed paths' stored sources deleted where their file is gone. Records every call."""
+
+    def __init__(self, runner: IngestRunner, roots: list[Path]) -> None:
+        self.runner, self.roots = runner, roots
+        self.calls: list[tuple[list[Path], list[Path], dict[Path, bytes]]] = []
+
+    def sync(self, on_file=None, stop=None) -> IngestReport:
+        report = self.runner.run(list(self.roots), on_file)
+        self._delete_gone(self.roots, report)
+        return report
+
+    def apply(self, changed: Iterable[Path], removed: Iterable[Path], on_file=None, stop=None) -> IngestReport:
+        changed, removed = list(changed), list(removed)
+        seen = {p: p.read_bytes() for p in changed if p.is_file()}  # what this call reads: never half a file
+        self.calls.append((changed, removed, seen))
+        report = self.runner.run([p for p in changed if p.exists()], on_file) if changed else IngestReport("")
+        self._delete_gone(removed, report)
+        return report
+
+    def _delete_gone(self, paths: list[Path], report: IngestReport) -> None:
+        names = [source_name(p) for p in paths]
+        for source in self.runner.store.sources():
+            gone = not os.path.lexists(source)
+            if gone and any(source == n or source.startswith(n.rstrip("/") + "/") for n in names):
+                deleted = self.runner.store.delete_source(source)
+                report.files.append(FileResult(source, "removed", points_deleted=deleted))
+
+
+@pytest.fixture()
+def docs(tmp_path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "start.txt").write_text(f"Anfang. {SATZ}", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture()
+def edge_runner(tmp_path, tiny_embedder):
+    store = EdgeStore(StoreOptions(collection="watch", path=str(tmp_path / "qdrant")))
+    yield IngestRunner(tiny_embedder, TokenChunker(tiny_embedder, ChunkOptions(256, 16)), store, "tiny",
+                       progress=False)
+    store.close()
+
+
+def watching(reconciler, roots, **options) -> Watcher:
+    watcher = Watcher(reconciler, roots, WatchOptions(**{"debounce_s": 1.0, "retry_s": 0.1, **options}))
+    watcher.start()
+    wait_for("the start's sync", watcher.synced.is_set)
+    return watcher
+
+
+def stored_texts(store) -> dict[str, list[str]]:
+    out: dict[str, list[tuple[int, str]]] = {}
+    for _, payload, _ in store.scan([P.SOURCE, P.TEXT, P.CHUNK_INDEX]):
+        out.setdefault(payload[P.SOURCE], []).append((payload[P.CHUNK_INDEX], payload[P.TEXT]))
+    return {s: [t for _, t in sorted(chunks)] for s, chunks in out.items()}
+
+
+# -- the pending set on its own (a clock the test moves) -------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_file_is_ready_only_once_it_settled(tmp_path):
+    clock, f = Clock(), tmp_path / "a.txt"
+    pending = PendingSet(1.0, clock)
+    f.write_text("eins")
+    pending.changed(f)
+    clock.now += 0.5
+    assert not pending.take_ready(10)
+    clock.now += 0.6
+    with f.open("a") as fh:
+        fh.write(" zwei")  # written again without an event reaching us: the size gives it away
+    assert not pending.take_ready(10)
+    clock.now += 1.0
+    batch = pending.take_ready(10)
+    assert batch.changed == [f] and not batch.removed and len(pending) == 0
+
+
+def test_deleted_before_it_settled_is_a_removal_and_a_move_goes_with_its_destination(tmp_path):
+    clock = Clock()
+    pending = PendingSet(1.0, clock)
+    gone, old, new = tmp_path / "weg.txt", tmp_path / "alt.txt", tmp_path / "neu.txt"
+    gone.write_text("kurz")
+    pending.changed(gone)
+    gone.unlink()
+    new.write_text("Inhalt")
+    pending.removed(old, moved_to=new)
+    clock.now += 0.6
+    pending.changed(new)  # the destination was written again: the move's source waits for it
+    clock.now += 0.6
+    first = pending.take_ready(10)
+    assert first.removed == [gone] and not first.changed
+    clock.now += 1.0
+    second = pending.take_ready(10)
+    assert second.removed == [old] and second.changed == [new] and second.moves == {old: new}
+
+
+def test_a_fresh_removal_joins_a_batch_of_changes(tmp_path):
+    clock = Clock()
+    pending = PendingSet(1.0, clock)
+    new, old = tmp_path / "neuer_ordner" / "datei.txt", tmp_path / "datei.txt"
+    new.parent.mkdir()
+    new.write_text("Inhalt")
+    pending.changed(new)  # a move into a folder made a moment before: the creation comes first ...
+    clock.now += 0.5
+    pending.removed(old)  # ... and the deletion half a second later
+    clock.now += 0.5
+    batch = pending.take_ready(10)
+    assert batch.changed == [new] and batch.removed == [old]
+
+
+def test_batches_are_capped_and_put_back_after_an_outage(tmp_path):
+    clock = Clock()
+    pending = PendingSet(1.0, clock)
+    files = [tmp_path / f"f{i:02d}.txt" for i in range(10)]
+    for f in files:
+        f.write_text(f.name)
+        pending.changed(f)
+    clock.now += 1.0
+    batch = pending.take_ready(4)
+    assert len(batch) == 4 and len(pending) == 6
+    pending.put_back(batch)
+    assert len(pending) == 10
+    taken = [pending.take_ready(4), pending.take_ready(4), pending.take_ready(4)]
+    assert sorted(p for b in taken for p in b.changed) == files
+
+
+def test_hidden_files_are_ignored_and_a_sidecar_event_is_its_document(tmp_path):
+    events = FolderEvents(PendingSet(1.0), [tmp_path], ignore=[tmp_path / "store"])
+    assert events.document(tmp_path / "a" / "bericht.pdf") == tmp_path / "a" / "bericht.pdf"
+    assert events.document(tmp_path / "bericht.pdf.meta.json") == tmp_path / "bericht.pdf"
+    assert events.document(tmp_path / "bericht.pdf.meta.yaml") == tmp_path / "bericht.pdf"
+    for hidden in (".bericht.pdf.swp", ".git/config", "a/.cache/x.txt", "store/segment.dat"):
+        assert events.document(tmp_path / hidden) is None
+    assert events.document(tmp_path.parent / "elsewhere.txt") is None
+
+
+# -- real events, a real store, a real model ---------------------------------------------------------------
+def test_create_and_write_in_pieces_is_ingested_once_with_its_final_content(docs, edge_runner):
+    rec = RunnerReconciler(edge_runner, [docs])
+    watcher = watching(rec, [docs])
+    try:
+        assert set(stored_texts(edge_runner.store)) == {source_name(docs / "start.txt")}
+        target = docs / "unterordner" / "brief.txt"
+        target.parent.mkdir()
+        pieces = [f"Teil {i}. {SATZ} " for i in range(5)]
+        with target.open("w", encoding="utf-8") as fh:
+            for piece in pieces:
+                fh.write(piece)
+                fh.flush()
+                time.sleep(0.2)  # shorter than the debounce: the file is still being written
+        final = "".join(pieces).strip()
+        wait_for("the finished file stored", lambda: stored_texts(edge_runner.store).get(source_name(target)))
+        assert " ".join(stored_texts(edge_runner.store)[source_name(target)]) == final
+        applied = [seen[target] for _, _, seen in rec.calls if target in seen]
+        assert applied == ["".join(pieces).encode()]  # read once, complete
+    finally:
+        watcher.stop(30)
+    assert watcher.error is None
+
+
+def test_move_and_delete(docs, edge_runner):
+    rec = RunnerReconciler(edge_runner, [docs])
+    watcher = watching(rec, [docs])
+    old, new = docs / "start.txt", docs / "archiv" / "umbenannt.txt"
+    try:
+        new.parent.mkdir()
+        old.rename(new)
+        wait_for("the moved file stored under its new name",
+                 lambda: set(stored_texts(edge_runner.store)) == {source_name(new)})
+        move = next(c for c in rec.calls if new in c[0])
+        assert move[0] == [new] and move[1] == [old], rec.calls  # one call: old path removed, new path changed
+        new.unlink()
+        wait_for("the deleted file gone from the store", lambda: not stored_texts(edge_runner.store))
+    finally:
+        watcher.stop(30)
+    totals = watcher.metrics.totals()
+    assert totals["failures"] == 0 and totals["files"].get("ingested", 0) >= 2, totals
+
+
+def test_a_burst_of_200_files_is_stored_once_in_few_calls(docs, edge_runner):
+    rec = RunnerReconciler(edge_runner, [docs])
+    watcher = watching(rec, [docs], debounce_s=0.5, batch=64)
+    try:
+        burst = docs / "stapel"
+        burst.mkdir()
+        for i in range(200):
+            (burst / f"notiz_{i:03d}.txt").write_text(f"Notiz {i}: {SATZ}", encoding="utf-8")
+        names = {source_name(burst / f"notiz_{i:03d}.txt") for i in range(200)}
+        wait_for("all 200 files stored", lambda: names <= set(edge_runner.store.sources()))
+    finally:
+        watcher.stop(30)
+    assert edge_runner.store.count() == 201  # one chunk each, once: nothing stored twice
+    calls = [c for c in rec.calls if any(p.parent == burst for p in c[0])]
+    assert all(len(c[0]) + len(c[1]) <= 64 for c in rec.calls)
+    assert len(calls) <= 20, [len(c[0]) for c in calls]  # batched, not one call per file
+
+
+def test_a_store_outage_during_watch_loses_nothing(docs, tiny_embedder):
+    from ingest.store.qdrant import QdrantStore
+    from tests.standin.qdrant_rest import FaultProxy, StandinQdrant
+
+    with StandinQdrant() as standin:
+        proxy = FaultProxy(standin.port)
+        proxy.start()
+        store = QdrantStore(StoreOptions(collection="watch", url=proxy.url, timeout=5, retries=1,
+                                         retry_backoff_s=0.05))
+        runner = IngestRunner(tiny_embedder, TokenChunker(tiny_embedder, ChunkOptions(256, 16)), store, "tiny",
+                              progress=False)
+        metrics = WatchMetrics()
+        watcher = Watcher(RunnerReconciler(runner, [docs]), [docs],
+                          WatchOptions(debounce_s=0.3, retry_s=0.2, retry_max_s=0.5), metrics)
+        watcher.start()
+        try:
+            wait_for("the start's sync", watcher.synced.is_set)
+            proxy.stop()
+            late = docs / "waehrend_ausfall.txt"
+            late.write_text(f"Geschrieben während des Ausfalls. {SATZ}", encoding="utf-8")
+            wait_for("a retry while the store is away", lambda: metrics.totals()["retries"] >= 2)
+            assert len(watcher.pending) >= 1
+            proxy.start()
+            wait_for("the file stored once the store is back", lambda: source_name(late) in store.sources())
+        finally:
+            watcher.stop(30)
+            proxy.stop()
+            store.close()
+    assert watcher.error is None
+    assert metrics.totals()["failures"] == 0
