@@ -26,6 +26,7 @@ from pipelines.config import Settings
 
 if TYPE_CHECKING:
     from pipelines.indexing.report import IngestReport
+    from pipelines.indexing.sync import SyncPlan
     from retrieval.schema import Passage
 
 
@@ -44,6 +45,34 @@ def ingest_paths(settings: Settings, paths: list, progress: bool = True,
     store = build_store(settings)
     try:
         return build_ingest_runner(settings, embedder, store, progress, shard, bulk).run(paths)
+    finally:
+        store.close()
+
+
+def sync_paths(settings: Settings, roots: list, progress: bool = True, dry_run: bool = False,
+               allow_mass_delete: bool = False) -> IngestReport | SyncPlan:
+    """Keep a collection in step with folders: ingest what is new or changed under the roots, then delete the
+    stored sources under them whose files are gone (renamed files keep their vectors). A dry run returns the
+    plan (add, replace, unchanged, rename, delete, refused) and changes nothing.
+
+        report = sync_paths(Settings(collection="share"), ["/mnt/share/handbuch"], progress=False)
+        print(report.summary()["deleted_sources"])
+
+    A root that is missing or empty is a failed entry and nothing under it is deleted; deleting more than
+    `sync_max_delete_share` of a root's sources needs `allow_mass_delete`.
+    """
+    from pipelines.indexing.sync import Syncer, SyncOptions
+
+    embedder = build_embedder(settings)
+    store = build_store(settings)
+    options = SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
+                          max_delete_share=settings.sync_max_delete_share)
+    try:
+        syncer = Syncer(build_ingest_runner(settings, embedder, store, progress), roots, options)
+        if dry_run:
+            embedder.prepare()  # the fingerprint needs the model's config (never its weights)
+            return syncer.plan()
+        return syncer.sync()
     finally:
         store.close()
 

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     parse_timeout: float = Field(600.0, ge=0, description="seconds per file, in a worker process; 0 = in process")
     store_retries: int = Field(5, ge=0, le=100, description="retries of a Qdrant call that found no server")
     store_retry_backoff: float = Field(0.5, ge=0, le=60, description="first wait before a retry (doubles, max 8 s)")
+    # sync (`german-rag sync`, `watch`): deletions of sources whose files are gone
+    sync_max_delete_share: float = Field(0.5, gt=0, le=1, description="share of a sync root's stored sources "
+                                         "a sync may delete without --allow-mass-delete")
     # access (CLI and API runs; the service takes its principal from the request's key)
     tenant: str | None = Field(None, description="act as this tenant: ingest writes its documents, queries "
                                "see only its points (unset: the local owner, every tenant; ingest writes "

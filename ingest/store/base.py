@@ -29,9 +29,15 @@ class DocState:
     present: dict[str, int]
     expected: dict[str, int]
     access: dict[str, Access | None] = field(default_factory=dict)  # per doc_id as stored; None: no fields yet
+    hashes: dict[str, str] = field(default_factory=dict)  # per doc_id: the stored file's hash (its bytes)
 
     def complete(self, doc_id: str) -> bool:
         return doc_id in self.present and self.present[doc_id] == self.expected.get(doc_id, -1)
+
+    def file_hash(self) -> str | None:
+        """The file hash of the source's only stored version (a rename is recognised by it), else None."""
+        found = set(self.hashes.values())
+        return found.pop() if len(found) == 1 else None
 
 
 class StoreUnavailableError(UnavailableError, StoreError):

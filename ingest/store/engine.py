@@ -14,7 +14,7 @@ from ingest.store.access import OWNER, Principal, restrict
 from ingest.store.base import DENSE, DocState, StoreOptions
 from ingest.store.filters import FilterSpec, build_filter, match_filter, reuse_filter, stale_filter
 
-STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT, P.TENANT, P.GROUPS]
+STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT, P.TENANT, P.GROUPS, P.DOC_HASH]
 _STATE_BATCH = 256  # sources per scroll when asking for many doc states at once
 
 
@@ -29,6 +29,8 @@ def states_by_source(sources: Sequence[str], pages: Callable[[list[str]], Iterab
             doc_id = payload[P.DOC_ID]
             state.present[doc_id] = state.present.get(doc_id, 0) + 1
             state.expected[doc_id] = int(payload.get(P.CHUNK_COUNT, -1))
+            if payload.get(P.DOC_HASH):
+                state.hashes[doc_id] = payload[P.DOC_HASH]
             # None: points from before access fields (tenant `default` to every reader; a re-ingest writes them)
             tenant = payload.get(P.TENANT)
             state.access[doc_id] = Access(tenant, tuple(payload.get(P.GROUPS) or ())) if tenant else None

@@ -55,7 +55,7 @@ Outcome = ErrorKind | None
 
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> Outcome:
-    handler = {"ingest": ingest, "query": query, "delete": delete, "config": show_config, "demo": demo,
+    handler = {"ingest": ingest, "sync": sync, "query": query, "delete": delete, "config": show_config, "demo": demo,
                "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve, "keys": keys_cmd}
     return handler[command](args, settings)
 
@@ -69,15 +69,18 @@ def format_report(report: IngestReport) -> str:
     s = report.summary()
     lines = [
         f"collection {s['collection']}: {s['files_seen']} files seen, {s['ingested']} ingested, "
-        f"{s['unchanged']} unchanged, {s['failed']} failed, {s['skipped']} skipped",
+        f"{s['unchanged']} unchanged, {s['failed']} failed, {s['skipped']} skipped"
+        + (f", {s['deleted']} deleted (files gone)" if s["deleted"] else ""),
         f"{s['chunks']} chunks, {s['points_written']} points written, {s['points_deleted']} deleted"
         + ("" if s["points_written"] else " (nothing to write)"),
         "time: " + ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())
         + f", total {s['total_seconds']:.2f}s",
     ]
     for f in report.files:
-        if f.status in ("failed", "skipped", "removed"):
+        if f.status in ("failed", "skipped", "removed", "deleted"):
             lines.append(f"  {f.status.upper()}: {shown(f.error or f.source)}")
+        if f.renamed_from:
+            lines.append(f"  RENAMED: {shown(f.renamed_from)} -> {shown(f.source)} ({f.chunks_reused} vectors reused)")
     if report.outage:
         lines.append(f"store unavailable, run again later: {shown(report.outage)}")
     return "\n".join(lines)
@@ -104,6 +107,39 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
     if report.outage:  # the store went away mid-run: what was done is reported above, the rest waits
         return ErrorKind.UNAVAILABLE
     return ErrorKind.INPUT if report.count("failed") else None
+
+
+def sync(args: argparse.Namespace, settings: Settings) -> Outcome:
+    """`sync ROOT...`: ingest, then delete the sources under the roots whose files are gone (report as ingest's,
+    with `deleted_sources`); `--dry-run` prints the plan. Exit 1 when a root, a file or a deletion failed."""
+    from pipelines.api import sync_paths
+    from pipelines.indexing.report import IngestReport
+
+    result = sync_paths(settings, _paths(args.paths), progress=not args.json, dry_run=args.dry_run,
+                        allow_mass_delete=args.allow_mass_delete)
+    if not isinstance(result, IngestReport):  # a dry run's plan
+        plan = result.to_dict()
+        _out(args, plan, format_plan(plan))
+        return ErrorKind.INPUT if plan["failed"] or plan["refused"] else None
+    summary = result.summary()
+    audit("sync", settings.tenant, cli_key(), files=summary["files_seen"], ingested=summary["ingested"],
+          deleted=summary["deleted"], points_written=summary["points_written"],
+          points_deleted=summary["points_deleted"])
+    _out(args, result.to_dict(), format_report(result))
+    if result.outage:
+        return ErrorKind.UNAVAILABLE
+    return ErrorKind.INPUT if result.count("failed") else None
+
+
+def format_plan(plan: dict) -> str:
+    lines = [f"dry run: {len(plan['add'])} to add, {len(plan['replace'])} to replace, {len(plan['rename'])} "
+             f"renamed, {len(plan['unchanged'])} unchanged, {len(plan['delete'])} to delete, "
+             f"{len(plan['refused'])} deletions refused, {len(plan['failed'])} failed"]
+    for key in ("add", "replace", "delete", "refused"):
+        lines += [f"  {key.upper()}: {shown(s)}" for s in plan[key]]
+    lines += [f"  RENAME: {shown(r['from'])} -> {shown(r['to'])}" for r in plan["rename"]]
+    lines += [f"  FAILED: {shown(f['error'])}" for f in plan["failed"]]
+    return "\n".join(lines)
 
 
 # -- query -------------------------------------------------------------------------------------------

@@ -65,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
     p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
     _common(p)
+    p = sub.add_parser("sync", help="keep a collection in step with folders: ingest new and changed files, "
+                       "delete the stored documents whose files are gone")
+    p.add_argument("paths", nargs="+", metavar="ROOT", help="folder to keep in step (its sources only are touched)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be added, replaced, renamed and "
+                   "deleted; change nothing")
+    p.add_argument("--allow-mass-delete", action="store_true", help="delete even when more than "
+                   "sync_max_delete_share of a root's sources are gone")
+    p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
+    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
+    p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
+    p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
+    p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
+    _common(p)
     p = sub.add_parser("verify", help="check a collection against its source files (exit 1 if anything is off)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     _common(p)

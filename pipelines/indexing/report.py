@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-# removed: the file is empty now, so its stored document was deleted (an empty file has nothing to serve)
-STATUSES = ("ingested", "unchanged", "removed", "failed", "skipped")
+# removed: the file is empty now, so its stored document was deleted (an empty file has nothing to serve);
+# deleted: the file is gone from its folder, so `sync` deleted its stored document
+STATUSES = ("ingested", "unchanged", "removed", "deleted", "failed", "skipped")
 
 
 @dataclass
@@ -18,6 +19,7 @@ class FileResult:
     chunks_reused: int = 0  # chunks whose vectors came from the store (unchanged text), not the model
     points_updated: int = 0  # points whose access fields (tenant, groups) changed without re-embedding
     error: str | None = None
+    renamed_from: str | None = None  # sync: the vanished source whose vectors this file took (a rename or move)
 
 
 @dataclass
@@ -67,6 +69,8 @@ class IngestReport:
             "points_deleted": sum(f.points_deleted for f in self.files),
             "chunks_reused": sum(f.chunks_reused for f in self.files),
             "points_updated": sum(f.points_updated for f in self.files),
+            "deleted_sources": [f.source for f in self.files if f.status == "deleted"],
+            "renamed": [{"from": f.renamed_from, "to": f.source} for f in self.files if f.renamed_from],
             "balanced": self.balanced,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "total_seconds": round(self.total_seconds, 3),

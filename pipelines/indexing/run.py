@@ -79,6 +79,9 @@ class IngestRunner:
     parse_ahead: int = 16  # files parsed ahead of the model at most (bounded: memory stays flat)
     bulk: bool = False  # a large load: the server defers HNSW indexing until the run ends
     access: Access = DEFAULT_ACCESS  # tenant and groups of every document this run writes
+    # file hash -> a vanished source that stored those bytes (sync: a renamed or moved file): a new source with
+    # these bytes takes that source's vectors by chunk content hash instead of calling the model
+    reuse_from: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_access()
@@ -110,16 +113,22 @@ class IngestRunner:
         candidates, missing = discover(paths)
         if self.shard is not None:
             candidates = [c for c in candidates if in_shard(c.source, *self.shard)]
+        return self.run_discovered(candidates, missing, on_file)
+
+    def run_discovered(self, candidates: list[Candidate], missing: Sequence[tuple[str, str]] = (),
+                       on_file: Callable[[FileResult], None] | None = None,
+                       stop: threading.Event | None = None) -> IngestReport:
+        """Ingest discovered files, one run per tenant and groups their sidecars give them."""
         by_access, refused = group_by_access(candidates, self.access, self.store.principal)
         if not refused and list(by_access) in ([], [self.access]):  # no sidecar changes anything
-            return self.run_candidates(candidates, on_file, missing=missing)
+            return self.run_candidates(candidates, on_file, stop, missing=missing)
         report = IngestReport(collection=self.store.options.collection)
         for result in refused:
             report.files.append(result)
             if on_file:
                 on_file(result)
         for i, (access, group) in enumerate(by_access.items()):  # one run per tenant and groups
-            part = replace(self, access=access).run_candidates(group, on_file, missing=missing if i == 0 else ())
+            part = replace(self, access=access).run_candidates(group, on_file, stop, missing=missing if i == 0 else ())
             report.merge(part)
         return report
 
@@ -270,7 +279,8 @@ class IngestRunner:
                 updated = (self.io.set_access(doc_id, self.access)
                            if state.access.get(doc_id) != self.access else 0)  # also fills in missing fields
                 return FileResult(cand.source, "unchanged", points_deleted=deleted, points_updated=updated)
-        return Pending(cand, doc_id, file_hash, stamp, had_version=bool(state.present))
+        reuse = None if state.present else self.reuse_from.get(file_hash)
+        return Pending(cand, doc_id, file_hash, stamp, had_version=bool(state.present), reuse_source=reuse)
 
     # -- the pipeline: parse ahead -> chunk + embed (batched across files) -> write behind ---------
     def _ingest(self, pending: list[Pending], clock: StageClock, emit: Callable[[FileResult], None],
@@ -343,11 +353,12 @@ class IngestRunner:
         files = [e for e in batch if not isinstance(e, PASS_THROUGH)]
         known: dict[str, dict[str, list[float]]] = {}  # source -> content hash -> stored vector
         for item, chunks in files:
-            if item.had_version and not outage():  # a changed file: its unchanged chunks keep their vectors
+            # A changed file keeps the vectors of its unchanged chunks; a renamed one takes its old source's.
+            origin = item.cand.source if item.had_version else item.reuse_source
+            if origin and not outage():
                 try:
                     with clock.timed("store"), store_lock:
-                        known[item.cand.source] = self.io.stored_vectors(
-                            item.cand.source, [c.content_hash for c in chunks])
+                        known[item.cand.source] = self.io.stored_vectors(origin, [c.content_hash for c in chunks])
                 except Exception:
                     log.warning("stored vectors unavailable, embedding again", extra={"source": item.cand.source})
                     break  # one failed lookup is enough: do not wait out the retries once per file

@@ -39,6 +39,7 @@ class Pending:
     file_hash: str
     stamp: tuple
     had_version: bool  # the store holds another version of this source: vectors may be reused, stale deleted
+    reuse_source: str | None = None  # a vanished source with these bytes (a rename): its vectors are reused
 
 
 @dataclass
@@ -186,7 +187,8 @@ class Writer:
             deleted = (self._store.delete_stale(source, ready.pending.doc_id)  # only after the new version
                        if ready.pending.had_version else 0)
             return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,
-                              points_deleted=deleted, chunks_reused=ready.reused)
+                              points_deleted=deleted, chunks_reused=ready.reused,
+                              renamed_from=ready.pending.reuse_source)
 
         source = ready.pending.cand.source
         return self._stored(source, "write", write)
