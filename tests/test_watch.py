@@ -6,7 +6,6 @@ tests rely on is a write paused for less than the debounce (0.2 s against 1 s).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,8 +16,9 @@ from ingest.chunk import ChunkOptions, TokenChunker
 from ingest.schema import P
 from ingest.store.base import StoreOptions
 from ingest.store.edge import EdgeStore
-from pipelines.indexing.report import FileResult, IngestReport
+from pipelines.indexing.report import IngestReport
 from pipelines.indexing.run import IngestRunner
+from pipelines.indexing.sync import Syncer
 from pipelines.indexing.watch import Watcher, WatchMetrics, WatchOptions
 from pipelines.indexing.watch_events import FolderEvents
 from pipelines.indexing.watch_pending import PendingSet
@@ -38,34 +38,17 @@ def wait_for(what: str, check: Callable[[], object], deadline_s: float = DEADLIN
     raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
 
 
-class RunnerReconciler:
-    """A small real Reconciler over the real runner: changed files ingested (runner.run: discovery and sidecars),
-    removed paths' stored sources deleted where their file is gone. Records every call."""
+class RecordingSyncer(Syncer):
+    """The real Syncer, recording each apply call: its paths and the bytes of each changed file at that moment."""
 
     def __init__(self, runner: IngestRunner, roots: list[Path]) -> None:
-        self.runner, self.roots = runner, roots
+        super().__init__(runner, roots)
         self.calls: list[tuple[list[Path], list[Path], dict[Path, bytes]]] = []
 
-    def sync(self, on_file=None, stop=None) -> IngestReport:
-        report = self.runner.run(list(self.roots), on_file)
-        self._delete_gone(self.roots, report)
-        return report
-
-    def apply(self, changed: Iterable[Path], removed: Iterable[Path], on_file=None, stop=None) -> IngestReport:
-        changed, removed = list(changed), list(removed)
-        seen = {p: p.read_bytes() for p in changed if p.is_file()}  # what this call reads: never half a file
-        self.calls.append((changed, removed, seen))
-        report = self.runner.run([p for p in changed if p.exists()], on_file) if changed else IngestReport("")
-        self._delete_gone(removed, report)
-        return report
-
-    def _delete_gone(self, paths: list[Path], report: IngestReport) -> None:
-        names = [source_name(p) for p in paths]
-        for source in self.runner.store.sources():
-            gone = not os.path.lexists(source)
-            if gone and any(source == n or source.startswith(n.rstrip("/") + "/") for n in names):
-                deleted = self.runner.store.delete_source(source)
-                report.files.append(FileResult(source, "removed", points_deleted=deleted))
+    def apply(self, changed: Iterable, removed: Iterable, on_file=None, stop=None) -> IngestReport:
+        changed, removed = [Path(p) for p in changed], [Path(p) for p in removed]
+        self.calls.append((changed, removed, {p: p.read_bytes() for p in changed if p.is_file()}))
+        return super().apply(changed, removed, on_file, stop)
 
 
 @pytest.fixture()
@@ -73,6 +56,7 @@ def docs(tmp_path) -> Path:
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "start.txt").write_text(f"Anfang. {SATZ}", encoding="utf-8")
+    (folder / "bleibt.txt").write_text("Diese Datei bleibt, damit der Ordner nie leer ist.", encoding="utf-8")
     return folder
 
 
@@ -184,10 +168,10 @@ def test_hidden_files_are_ignored_and_a_sidecar_event_is_its_document(tmp_path):
 
 # -- real events, a real store, a real model ---------------------------------------------------------------
 def test_create_and_write_in_pieces_is_ingested_once_with_its_final_content(docs, edge_runner):
-    rec = RunnerReconciler(edge_runner, [docs])
+    rec = RecordingSyncer(edge_runner, [docs])
     watcher = watching(rec, [docs])
     try:
-        assert set(stored_texts(edge_runner.store)) == {source_name(docs / "start.txt")}
+        assert set(stored_texts(edge_runner.store)) == {source_name(docs / n) for n in ("start.txt", "bleibt.txt")}
         target = docs / "unterordner" / "brief.txt"
         target.parent.mkdir()
         pieces = [f"Teil {i}. {SATZ} " for i in range(5)]
@@ -207,26 +191,27 @@ def test_create_and_write_in_pieces_is_ingested_once_with_its_final_content(docs
 
 
 def test_move_and_delete(docs, edge_runner):
-    rec = RunnerReconciler(edge_runner, [docs])
+    rec = RecordingSyncer(edge_runner, [docs])
     watcher = watching(rec, [docs])
-    old, new = docs / "start.txt", docs / "archiv" / "umbenannt.txt"
+    old, new, stays = docs / "start.txt", docs / "archiv" / "umbenannt.txt", source_name(docs / "bleibt.txt")
     try:
         new.parent.mkdir()
         old.rename(new)
         wait_for("the moved file stored under its new name",
-                 lambda: set(stored_texts(edge_runner.store)) == {source_name(new)})
+                 lambda: set(stored_texts(edge_runner.store)) == {source_name(new), stays})
         move = next(c for c in rec.calls if new in c[0])
         assert move[0] == [new] and move[1] == [old], rec.calls  # one call: old path removed, new path changed
         new.unlink()
-        wait_for("the deleted file gone from the store", lambda: not stored_texts(edge_runner.store))
+        wait_for("the deleted file gone from the store", lambda: set(stored_texts(edge_runner.store)) == {stays})
     finally:
         watcher.stop(30)
     totals = watcher.metrics.totals()
-    assert totals["failures"] == 0 and totals["files"].get("ingested", 0) >= 2, totals
+    # the move kept its vectors (no model call): one `renamed`, then one `deleted`
+    assert totals["failures"] == 0 and totals["files"] == {"ingested": 2, "renamed": 1, "deleted": 1}, totals
 
 
 def test_a_burst_of_200_files_is_stored_once_in_few_calls(docs, edge_runner):
-    rec = RunnerReconciler(edge_runner, [docs])
+    rec = RecordingSyncer(edge_runner, [docs])
     watcher = watching(rec, [docs], debounce_s=0.5, batch=64)
     try:
         burst = docs / "stapel"
@@ -237,7 +222,7 @@ def test_a_burst_of_200_files_is_stored_once_in_few_calls(docs, edge_runner):
         wait_for("all 200 files stored", lambda: names <= set(edge_runner.store.sources()))
     finally:
         watcher.stop(30)
-    assert edge_runner.store.count() == 201  # one chunk each, once: nothing stored twice
+    assert edge_runner.store.count() == 202  # one chunk each, once: nothing stored twice
     calls = [c for c in rec.calls if any(p.parent == burst for p in c[0])]
     assert all(len(c[0]) + len(c[1]) <= 64 for c in rec.calls)
     assert len(calls) <= 20, [len(c[0]) for c in calls]  # batched, not one call per file
@@ -255,7 +240,7 @@ def test_a_store_outage_during_watch_loses_nothing(docs, tiny_embedder):
         runner = IngestRunner(tiny_embedder, TokenChunker(tiny_embedder, ChunkOptions(256, 16)), store, "tiny",
                               progress=False)
         metrics = WatchMetrics()
-        watcher = Watcher(RunnerReconciler(runner, [docs]), [docs],
+        watcher = Watcher(RecordingSyncer(runner, [docs]), [docs],
                           WatchOptions(debounce_s=0.3, retry_s=0.2, retry_max_s=0.5), metrics)
         watcher.start()
         try:

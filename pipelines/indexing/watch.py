@@ -27,8 +27,7 @@ from watchdog.observers import Observer
 from ingest.errors import ConfigError, ErrorKind, kind_of
 from pipelines.indexing.report import FileResult, IngestReport
 from pipelines.indexing.watch_events import EVENT_TYPES, FolderEvents
-from pipelines.indexing.watch_pending import Batch, PendingSet
-from pipelines.sources import source_name
+from pipelines.indexing.watch_pending import PendingSet
 
 log = logging.getLogger("german_rag.watch")
 log.setLevel(logging.INFO)  # one line per applied change, whatever the log level (as the audit log)
@@ -138,7 +137,7 @@ class Watcher:
         while not stop.is_set():
             report, outage = self._call(lambda: self.reconciler.sync(stop=stop))
             if outage is None and report is not None:
-                self._done(report, Batch(), stop)
+                self._done(report, stop)
                 log.info("watch: folders reconciled", extra={"roots": [str(r) for r in self.roots],
                                                              **_counts(report)})
                 self.synced.set()
@@ -156,7 +155,7 @@ class Watcher:
             self.pending.put_back(batch)
             self._wait_after_outage(outage or "", stop, "batch", len(batch))
             return False
-        self._done(report, batch, stop)
+        self._done(report, stop)
         return True
 
     def _call(self, fn: Callable[[], IngestReport]) -> tuple[IngestReport | None, str | None]:
@@ -176,7 +175,7 @@ class Watcher:
                                                                  "retry_in_s": self._backoff, "error": outage})
         stop.wait(self._backoff)
 
-    def _done(self, report: IngestReport, batch: Batch, stop: threading.Event) -> None:
+    def _done(self, report: IngestReport, stop: threading.Event) -> None:
         """Log and count what a sync or batch did. After a stop, its failed files are the ones the stop left
         undone (the next start's sync takes them): they are neither logged nor counted as failures."""
         self._backoff = 0.0
@@ -184,7 +183,7 @@ class Watcher:
         self.metrics.last_apply.set(time.time())
         self.metrics.pending.set(len(self.pending))
         stopped = stop.is_set()
-        for line in _lines(report, batch):
+        for line in _lines(report):
             if stopped and line["action"] == "failed":
                 continue
             self.metrics.files.labels(line["action"]).inc()
@@ -217,23 +216,21 @@ def _counts(report: IngestReport) -> dict:
             if k in s} | {"deleted": report.count("deleted")}
 
 
-def _lines(report: IngestReport, batch: Batch) -> list[dict]:
-    """One log record per change: a move whose old source was deleted and new one stored is one `renamed`."""
-    by_source = {f.source: f for f in report.files}
-    renamed: dict[str, str] = {}
-    for src, dest in batch.moves.items():
-        old, new = by_source.get(source_name(src)), by_source.get(source_name(dest))
-        if old and new and old.status == "deleted" and new.status in ("ingested", "unchanged"):
-            renamed[new.source] = old.source
+def _lines(report: IngestReport) -> list[dict]:
+    """One log record per change: a rename (the new source took the vectors of a vanished one, which was then
+    deleted) is one `renamed` line, not an ingest and a delete."""
+    renamed = {f.renamed_from for f in report.files if f.renamed_from}
+    gone = {f.source: f.points_deleted for f in report.files if f.status == "deleted"}
     lines = []
     for f in report.files:
-        if f.source in renamed.values() or (f.status == "unchanged" and not f.points_updated):
+        if (f.status == "deleted" and f.source in renamed) or (f.status == "unchanged" and not f.points_updated):
             continue
-        action = "renamed" if f.source in renamed else ACTIONS.get(f.status, f.status)
+        action = "renamed" if f.renamed_from else ACTIONS.get(f.status, f.status)
         line: dict = {"action": action, "source": f.source, "chunks": f.chunks, "points_written": f.points_written,
                       "points_deleted": f.points_deleted, "chunks_reused": f.chunks_reused}
-        if action == "renamed":
-            line["renamed_from"] = renamed[f.source]
+        if f.renamed_from:
+            line["renamed_from"] = f.renamed_from
+            line["points_deleted"] += gone.get(f.renamed_from, 0)
         if f.points_updated:
             line["points_updated"] = f.points_updated
         if f.error:
