@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     # sync (`german-rag sync`, `watch`): deletions of sources whose files are gone
     sync_max_delete_share: float = Field(0.5, gt=0, le=1, description="share of a sync root's stored sources "
                                          "a sync may delete without --allow-mass-delete")
+    # watch (`german-rag watch`, `serve --watch`): file events applied as they settle
+    watch_debounce: float = Field(1.0, ge=0.05, le=3600, description="seconds a changed file's size and "
+                                  "modification time must stay the same before it is ingested")
+    watch_batch: int = Field(256, ge=1, le=100_000, description="paths applied per store call at most (bursts)")
+    watch_retry: float = Field(1.0, gt=0, le=600, description="first wait after the store was unavailable "
+                               "(doubles per failed try, up to watch_retry_max)")
+    watch_retry_max: float = Field(60.0, gt=0, le=3600, description="longest wait between tries")
     # access (CLI and API runs; the service takes its principal from the request's key)
     tenant: str | None = Field(None, description="act as this tenant: ingest writes its documents, queries "
                                "see only its points (unset: the local owner, every tenant; ingest writes "

@@ -6,6 +6,11 @@ tests rely on is a write paused for less than the debounce (0.2 s against 1 s).
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -258,3 +263,77 @@ def test_a_store_outage_during_watch_loses_nothing(docs, tiny_embedder):
             store.close()
     assert watcher.error is None
     assert metrics.totals()["failures"] == 0
+
+
+# -- the doors: `german-rag watch` as a process, `serve --watch` ---------------------------------------------
+def _log_lines(path: Path) -> list[dict]:
+    lines = []
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))
+    return lines
+
+
+def test_sigterm_stops_a_watch_process_cleanly_and_the_next_sync_finishes(settings_env, docs):
+    log_file = settings_env / "watch.log"
+    env = {**os.environ, "GERMAN_RAG_LOG_JSON": "true", "GERMAN_RAG_WATCH_DEBOUNCE": "0.3"}
+    with log_file.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "watch", str(docs), "--json"], env=env,
+                                cwd=settings_env, stdout=subprocess.PIPE, stderr=err)
+    try:
+        wait_for("the start's sync", lambda: proc.poll() is not None or any(
+            r["msg"] == "watch: folders reconciled" for r in _log_lines(log_file)))
+        assert proc.poll() is None, log_file.read_text()
+        burst = [docs / f"eingang_{i:02d}.txt" for i in range(30)]
+        for i, path in enumerate(burst):
+            path.write_text(f"Eingang {i}. {SATZ}", encoding="utf-8")
+        wait_for("a file applied", lambda: any(r["msg"] == "watch: applied" and "eingang_" in r["source"]
+                                               for r in _log_lines(log_file)))
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, log_file.read_text()
+    totals = json.loads(out)
+    assert totals["failures"] == 0 and totals["files"]["ingested"] >= 3, totals  # 2 at the start, then the burst
+    applied = [r for r in _log_lines(log_file) if r["msg"] == "watch: applied"]
+    assert all(set(r) >= {"action", "source", "chunks", "points_written"} for r in applied)
+    assert not any("key" in k or "secret" in k for r in applied for k in r)
+    store = EdgeStore(StoreOptions(collection="german_rag", path=str(settings_env / "qdrant")))
+    try:  # what the stopped run stored is whole: one chunk per file, nothing half-written
+        stored = store.sources()
+        assert all(entry["chunks"] == 1 for entry in stored.values()), stored
+    finally:
+        store.close()
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "sync", str(docs), "--json"], env=env,
+                          cwd=settings_env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["failed"] == 0
+    store = EdgeStore(StoreOptions(collection="german_rag", path=str(settings_env / "qdrant")))
+    try:
+        assert {source_name(p) for p in burst} <= set(store.sources())
+    finally:
+        store.close()
+
+
+def test_serve_watch_applies_events_and_shows_its_counters_on_metrics(tiny_model_dir, tmp_path, docs):
+    from tests.test_service_support import live_server, service_settings
+
+    settings = service_settings(tiny_model_dir, tmp_path / "qdrant", upload_dir=str(tmp_path), watch_debounce=0.3)
+    with live_server(settings, watch=(str(docs),)) as live:
+        assert live.runtime.startup_error is None, live.runtime.startup_error
+        watcher = live.runtime.watcher
+        assert watcher is not None
+        wait_for("the start's sync", watcher.synced.is_set)
+        neu = docs / "neu.txt"
+        neu.write_text(f"Neu im Ordner. {SATZ}", encoding="utf-8")
+        wait_for("the new file stored", lambda: source_name(neu) in live.runtime.locked_store.sources())
+        with live.client() as client:
+            text = client.get("/metrics").text
+            found = client.post("/v1/retrieve", json={"query": "Neu im Ordner", "top_k": 3}).json()
+    assert 'german_rag_watch_files_total{action="ingested"} 3.0' in text, text
+    assert "german_rag_watch_running 1.0" in text and "german_rag_watch_last_apply_timestamp_seconds" in text
+    assert source_name(neu) in {p["source"] for p in found["passages"]}, found
+    assert watcher.error is None and not watcher._thread.is_alive()  # stopped with the service

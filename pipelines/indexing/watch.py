@@ -25,10 +25,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchdog.observers import Observer
 
 from ingest.errors import ConfigError, ErrorKind, kind_of
+from ingest.parse_worker import abort_all
 from pipelines.indexing.report import FileResult, IngestReport
 from pipelines.indexing.watch_events import EVENT_TYPES, FolderEvents
 from pipelines.indexing.watch_pending import PendingSet
 
+STOP_GRACE_S = 10.0  # after the stop timeout: how long the thread may take to wind up
 log = logging.getLogger("german_rag.watch")
 log.setLevel(logging.INFO)  # one line per applied change, whatever the log level (as the audit log)
 # A report's file status -> the action a log line and the counter name; "unchanged" is no change, unless its
@@ -97,10 +99,7 @@ class Watcher:
     def __init__(self, reconciler: Reconciler, roots: Sequence[str | Path], options: WatchOptions | None = None,
                  metrics: WatchMetrics | None = None, ignore: Sequence[str | Path] = ()) -> None:
         self.reconciler = reconciler
-        self.roots = [Path(r).resolve() for r in roots]
-        for raw, root in zip(roots, self.roots, strict=True):
-            if not root.is_dir():
-                raise ConfigError(f"watch root {raw}: not a folder (missing, or not a directory)")
+        self.roots = check_roots(roots)
         self.options = options or WatchOptions()
         self.metrics = metrics or WatchMetrics()
         self.pending = PendingSet(self.options.debounce_s)
@@ -203,11 +202,34 @@ class Watcher:
             self.error = exc
             log.exception("watch stopped by an error", extra={"error": f"{type(exc).__name__}: {exc}"})
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop after the current file and wait for the thread (at most `timeout` seconds)."""
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the current file (a signal handler's first step); `stop` waits for it."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the current file and wait for the thread: `timeout` seconds, then a file still being parsed
+        is cut off (its parse worker killed; it stays for the next start) and the thread gets a short grace."""
+        self._stop.set()
+        if self._thread is None:
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            killed = abort_all(self._thread.ident)
+            log.warning("watch: stop timeout reached, parse cut off", extra={"parse_workers": killed})
+            self._thread.join(STOP_GRACE_S)
+
+
+def check_roots(roots: Sequence[str | Path]) -> list[Path]:
+    """The roots as absolute real paths (events name those); each must be a folder, or a ConfigError names it."""
+    if not roots:
+        raise ConfigError("watch: name at least one folder to watch")
+    out = []
+    for raw in roots:
+        root = Path(raw).resolve()
+        if not root.is_dir():
+            raise ConfigError(f"watch root {raw}: not a folder (missing, or not a directory)")
+        out.append(root)
+    return out
 
 
 def _counts(report: IngestReport) -> dict:
