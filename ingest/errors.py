@@ -36,6 +36,7 @@ Where each project error sits (the class names stay, so callers keep working):
     DatasetError (evaluation)                      input: the one dataset of an `eval` run
     AccessError (ingest.schema)                    usage: a tenant, group or principal that cannot be used
     SidecarError (indexing)                        input: one file's broken NAME.meta.json (that file fails)
+    MetaValueError (indexing.fields)               input: user metadata that cannot be stored (--meta: usage)
     ServiceError (pipelines/service/http.py)       each of its classes names its own kind
 
 A class joins a kind by inheriting the kind's base first (`class ParseError(InputError, IngestError)`), so

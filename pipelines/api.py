@@ -19,6 +19,7 @@ A long-running backend that answers many queries should keep one model and store
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pipelines.build import build_embedder, build_ingest_runner, build_retriever, build_store, model_identity
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 
 def ingest_paths(settings: Settings, paths: list, progress: bool = True,
-                 shard: tuple[int, int] | None = None, bulk: bool = False) -> IngestReport:
+                 shard: tuple[int, int] | None = None, bulk: bool = False, meta: dict | None = None) -> IngestReport:
     """Ingest files and folders (recursively) into the configured collection; returns the per-file report.
 
         report = ingest_paths(Settings(), ["handbuch.pdf", "richtlinien/"], progress=False)
@@ -40,17 +41,19 @@ def ingest_paths(settings: Settings, paths: list, progress: bool = True,
     Unchanged files are skipped, changed ones replaced after their new points are written, and a file that
     fails is reported as failed while the run goes on with the rest. `shard=(i, n)` takes the files whose
     path hashes to i of n (parallel jobs); `bulk` defers a server's index building to the end of the run.
+    `meta` is user metadata for every document (payload `meta`; a file's sidecar `meta` wins per key).
     """
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
-        return build_ingest_runner(settings, embedder, store, progress, shard, bulk).run(paths)
+        runner = build_ingest_runner(settings, embedder, store, progress, shard, bulk)
+        return replace(runner, meta=dict(meta or {})).run(paths)
     finally:
         store.close()
 
 
 def sync_paths(settings: Settings, roots: list, progress: bool = True, dry_run: bool = False,
-               allow_mass_delete: bool = False) -> IngestReport | SyncPlan:
+               allow_mass_delete: bool = False, meta: dict | None = None) -> IngestReport | SyncPlan:
     """Keep a collection in step with folders: ingest what is new or changed under the roots, then delete the
     stored sources under them whose files are gone (renamed files keep their vectors). A dry run returns the
     plan (add, replace, unchanged, rename, delete, refused) and changes nothing.
@@ -68,7 +71,8 @@ def sync_paths(settings: Settings, roots: list, progress: bool = True, dry_run: 
     options = SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
                           max_delete_share=settings.sync_max_delete_share)
     try:
-        syncer = Syncer(build_ingest_runner(settings, embedder, store, progress), roots, options)
+        runner = replace(build_ingest_runner(settings, embedder, store, progress), meta=dict(meta or {}))
+        syncer = Syncer(runner, roots, options)
         if dry_run:
             embedder.prepare()  # the fingerprint needs the model's config (never its weights)
             return syncer.plan()

@@ -78,8 +78,9 @@ def clean_ingest(model: Path, qdrant: Path, corpus: Path, monkeypatch) -> float:
 
 
 def snapshot(qdrant: Path) -> dict[str, dict]:
-    """point id -> payload without ingested_at, read through the store adapter of the engine under test."""
-    fields = [v for k, v in vars(P).items() if k.isupper() and v != P.INGESTED_AT]
+    """point id -> payload without ingested_at and modified (the reference run wrote its files at another time),
+    read through the store adapter of the engine under test."""
+    fields = [v for k, v in vars(P).items() if k.isupper() and v not in (P.INGESTED_AT, P.MODIFIED)]
     store = build_store(Settings(qdrant_path=str(qdrant), collection=COLLECTION, qdrant_engine=ENGINE))
     try:
         return {pid: payload for pid, payload, _ in store.scan(fields)}

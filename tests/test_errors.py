@@ -44,6 +44,7 @@ from pipelines import config
 from pipelines.cli import commands
 from pipelines.cli.main import EXIT_CODES, exit_code, main
 from pipelines.evaluation.datasets import DatasetError
+from pipelines.indexing.fields import MetaValueError
 from pipelines.indexing.sidecar import SidecarError
 from pipelines.service import http
 from retrieval.schema import EmptyQueryError, QueryError, RerankerUnavailableError, RetrievalError
@@ -59,7 +60,7 @@ KINDS = {
     ModelUnavailableError: C, BackendError: C, SparseConfigError: C, ChunkOptionsError: C,
     StoreError: C, CollectionNameError: C, StoreUnavailableError: N, StoreLockedError: N, FilterError: U,
     RetrievalError: U, QueryError: U, EmptyQueryError: U, RerankerUnavailableError: C, DatasetError: IN,
-    AccessError: U, SidecarError: IN,
+    AccessError: U, SidecarError: IN, MetaValueError: IN,
     http.ServiceError: X, http.InvalidInput: U, http.EmptyInput: U, http.Overloaded: N, http.NotReady: N,
     http.Misconfigured: C, http.NotFound: U, http.Unauthorized: U, http.Forbidden: U, http.TooLarge: IN,
     http.LengthRequired: U, http.RequestTimeout: IN, http.UnsupportedType: IN,

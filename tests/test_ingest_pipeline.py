@@ -164,10 +164,10 @@ def test_vectors_are_reused_only_from_the_same_source(tiny_model_dir, corpus, tm
 
 def test_an_engine_error_on_one_file_fails_that_file_only(tiny_model_dir, corpus, tmp_path):
     class Flaky(QdrantStore):
-        def upsert_chunks(self, chunks, dense, sparse=None, doc_hash="", access=DEFAULT_ACCESS):
+        def upsert_chunks(self, chunks, dense, sparse=None, doc_hash="", access=DEFAULT_ACCESS, fields=None):
             if chunks[0].source.endswith("notiz_2.txt"):
                 raise RuntimeError("engine refused the write")  # not an IngestError: a plain engine error
-            return super().upsert_chunks(chunks, dense, sparse, doc_hash, access)
+            return super().upsert_chunks(chunks, dense, sparse, doc_hash, access, fields)
 
     runner, _ = make_runner(tiny_model_dir, tmp_path / "q")
     runner.store = Flaky(StoreOptions(collection="p", path=str(tmp_path / "q2")))

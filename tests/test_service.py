@@ -245,3 +245,20 @@ def test_a_body_a_little_over_the_limit_gets_its_413_not_a_reset(server):
         while b"\r\n\r\n" not in answer:
             answer += sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_upload_meta_is_stored_on_every_point_and_a_bad_one_is_a_422(server):
+    """#13: the upload's `meta` form field (a JSON object of scalars) becomes the documents' payload `meta`."""
+    text = "Die Kaution ist getrennt vom Vermögen des Vermieters anzulegen. ".encode() * 20
+    with server.client() as c:
+        r = c.post("/v1/documents", files=[("files", ("kaution_meta.txt", text, "text/plain"))],
+                   data={"meta": '{"projekt": "Umzug", "stufe": 2, "geprueft": true}'})
+        assert r.status_code == 202, r.text
+        assert wait_job(c, r.json()["job_id"])["state"] == "succeeded"
+        for bad, match in (('["x"]', "JSON object"), ("{kaputt", "not a JSON object"),
+                           ('{"a": {"b": 1}}', "a value must be"), ('{"mit punkt.": 1}', "mit punkt.")):
+            r = c.post("/v1/documents", files=[("files", ("x.txt", text, "text/plain"))], data={"meta": bad})
+            assert_error(r, 422, "invalid", match)
+    store = server.runtime.store
+    points = [p for _, p, _ in store.scan(["source", "meta"]) if p["source"] == "upload:kaution_meta.txt"]
+    assert points and all(p["meta"] == {"projekt": "Umzug", "stufe": 2, "geprueft": True} for p in points)

@@ -157,6 +157,14 @@ class VectorStore(Protocol):
 
     def delete_doc(self, doc_id: str) -> int: ...
 
+    def compact(self) -> bool:
+        """Let the deletes and updates since the last call count in scoring: the edge engine vacuums segments
+        holding deleted points, which its BM25 IDF still counts until then. Call it once after a batch of
+        writes (an ingest run, a sync, a delete request), not per document: it rebuilds each such segment
+        whole. A no-op (False) for qdrant-client: local mode counts live points only; a server vacuums by
+        its own optimizer settings. True if the store rebuilt anything."""
+        ...
+
     def count(self, filters: StoreFilters | None = None) -> int: ...
 
     def sources(self) -> dict[str, dict]: ...

@@ -37,6 +37,22 @@ log = logging.getLogger(__name__)
 _INDEX_KIND = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
 _SCROLL_PAGE = 1024
 _DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
+# Qdrant counts a deleted point in its segment's BM25 IDF until the segment is vacuumed, and its defaults
+# vacuum only at 20 % deleted and 1000 vectors: so `compact()` vacuums every segment with a deleted point.
+# indexing_threshold 0 keeps a vacuum from building HNSW (seconds at 10k, minutes at 100k): segments stay
+# plain, as writes leave them, unless `optimize()` is asked for HNSW (docs/bench/edge_vacuum-*.md).
+_PLAIN_KB, _HNSW_KB = 0, 10_000  # 10,000 KB of vectors: Qdrant's default indexing threshold
+
+
+def _optimizers(indexing_kb: int) -> qe.EdgeOptimizersConfig:
+    return qe.EdgeOptimizersConfig(deleted_threshold=0.0, vacuum_min_vector_number=1, indexing_threshold=indexing_kb)
+
+
+def _reconfigured(indexing_kb: int) -> qe.EdgeConfig:
+    """The config a shard is loaded with: vectors as stored (the sparse one, unchanged, only because the
+    binding needs one), the optimizers ours (older shards had Qdrant's defaults)."""
+    return qe.EdgeConfig(sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+                         optimizers=_optimizers(indexing_kb))
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,8 @@ class _EdgeConnection:
 
     lock: IO[str] | None = None
     shard: qe.EdgeShard | None = None
+    indexing_kb: int = _PLAIN_KB  # what a shard.optimize() may index: 0 except while optimize() builds HNSW
+    changed: bool = False  # written since the last compact(): a delete, or an update that moved a point
 
 
 class EdgeStore(EngineStore):
@@ -113,16 +131,33 @@ class EdgeStore(EngineStore):
             self._acquire()
             if not self.exists():
                 raise StoreError(f"collection {self.options.collection!r} does not exist at {self.location}")
-            try:
-                self._conn.shard = qe.EdgeShard.load(str(self._dir / "shard"))
-            except Exception as exc:  # the binding raises plain Exception
-                raise StoreError(f"cannot open the edge shard at {self._dir / 'shard'}: {exc}") from exc
+            return self._load(_PLAIN_KB)
         return self._conn.shard
+
+    def _load(self, indexing_kb: int) -> qe.EdgeShard:
+        try:
+            shard = qe.EdgeShard.load(str(self._dir / "shard"), _reconfigured(indexing_kb))
+        except Exception as exc:  # the binding raises plain Exception
+            raise StoreError(f"cannot open the edge shard at {self._dir / 'shard'}: {exc}") from exc
+        self._conn.shard, self._conn.indexing_kb = shard, indexing_kb
+        return shard
+
+    def _reconfigure(self, indexing_kb: int) -> qe.EdgeShard:
+        """The open shard with this indexing threshold (a config is fixed while a shard is loaded: reload)."""
+        shard = self.shard
+        if self._conn.indexing_kb == indexing_kb:
+            return shard
+        shard.flush()
+        shard.close()
+        self._conn.shard = None
+        return self._load(indexing_kb)
 
     def close(self) -> None:
         if self.is_view:  # a scoped view shares its store's shard: the store closes it
             return
         if self._conn.shard is not None:
+            if self._conn.changed:  # a caller that never called compact() still leaves exact IDF on disk
+                self.compact()
             self._conn.shard.flush()
             self._conn.shard.close()
             self._conn.shard = None
@@ -132,8 +167,23 @@ class EdgeStore(EngineStore):
             self._conn.lock = None
 
     def optimize(self) -> bool:
-        """Build HNSW and merge segments (blocking; minutes at 100k 1024-d points on 2 cores)."""
-        return bool(self.shard.optimize())
+        """Build HNSW on segments over 10,000 KB of vectors (Qdrant's default), vacuum and merge segments
+        (blocking; seconds at 10k 1024-d points on 2 cores, minutes at 100k)."""
+        done = bool(self._reconfigure(_HNSW_KB).optimize())
+        self._reconfigure(_PLAIN_KB)
+        self._conn.changed = False
+        return done
+
+    def compact(self) -> bool:
+        """Vacuum every segment that holds a deleted point, so BM25's IDF counts only live points (as local
+        mode's does); never builds HNSW (a vacuumed segment is plain). Call once after a batch of deletes or
+        updates (an ingest run, a sync): it rebuilds each such segment whole (docs/bench/edge_vacuum-*.md).
+        `close()` calls it when the store was written to. True if a segment was rebuilt."""
+        if self._conn.shard is None and not self.exists():
+            return False
+        done = bool(self._reconfigure(_PLAIN_KB).optimize())
+        self._conn.changed = False
+        return done
 
     # -- collection ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -160,6 +210,7 @@ class EdgeStore(EngineStore):
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine,
                                                 datatype=_DATATYPE[self.options.vector_datatype])},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            optimizers=_optimizers(_PLAIN_KB),
         )
         self._conn.shard = qe.EdgeShard.create(str(shard_dir), config)
         for key, kind in FILTER_FIELDS.items():  # the engine uses payload indexes for filtered search
@@ -206,6 +257,7 @@ class EdgeStore(EngineStore):
         # each update is in the shard's write-ahead log when it returns (durable, like wait=True);
         # segments are flushed on close, not per call (a flush per document made ingest 50x slower)
         self.shard.update(qe.UpdateOperation.upsert_points(points))
+        self._conn.changed = True  # a point that existed in a vacuumed (read-only) segment moves: a deleted copy
 
     _point = staticmethod(edge_point)
 
@@ -215,12 +267,14 @@ class EdgeStore(EngineStore):
 
     def _set_payload(self, flt: FilterSpec, payload: dict) -> None:
         self.shard.update(qe.UpdateOperation.set_payload_by_filter(self._selection(flt), payload))
+        self._conn.changed = True
 
     def _delete(self, flt: FilterSpec) -> int:
         efilter = self._selection(flt)
         n = self.shard.count(qe.CountRequest(exact=True, filter=efilter))
         if n:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(efilter))
+            self._conn.changed = True
         return int(n)
 
     def count(self, filters: dict[str, FilterValue] | None = None) -> int:

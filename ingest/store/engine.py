@@ -208,6 +208,11 @@ class EngineStore:
     def delete_doc(self, doc_id: str) -> int:
         return self._delete(match_filter(P.DOC_ID, doc_id))
 
+    def compact(self) -> bool:
+        """Nothing to vacuum by default (qdrant-client: local mode's IDF counts live points, a server
+        vacuums itself); the edge engine overrides it."""
+        return False
+
     def sources(self) -> dict[str, dict]:
         """Every source with its doc_id(s), chunk count and content hash."""
         return summarize_sources(rec.payload or {} for rec in self._scroll(None, [P.SOURCE, P.DOC_ID, P.DOC_HASH]))

@@ -98,7 +98,8 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    report = ingest_paths(settings, _paths(args.paths), progress=not args.json, shard=shard, bulk=args.bulk)
+    report = ingest_paths(settings, _paths(args.paths), progress=not args.json, shard=shard, bulk=args.bulk,
+                          meta=parse_meta(args.meta))
     summary = report.summary()
     audit("ingest", settings.tenant, cli_key(), files=summary["files_seen"], ingested=summary["ingested"],
           removed=summary["removed"], points_written=summary["points_written"],
@@ -109,6 +110,23 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
     return ErrorKind.INPUT if report.count("failed") else None
 
 
+def parse_meta(items: list[str]) -> dict:
+    """`--meta KEY=VALUE` items as user metadata (strings; a declared type is applied when stored); a bad item is
+    a UsageError naming it (exit 2)."""
+    from pipelines.indexing.fields import MetaValueError, user_meta
+
+    raw: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--meta {item[:60]!r}: expected KEY=VALUE")
+        raw[key] = value
+    try:
+        return user_meta(raw, "--meta")
+    except MetaValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def sync(args: argparse.Namespace, settings: Settings) -> Outcome:
     """`sync ROOT...`: ingest, then delete the sources under the roots whose files are gone (report as ingest's,
     with `deleted_sources`); `--dry-run` prints the plan. Exit 1 when a root, a file or a deletion failed."""
@@ -116,7 +134,7 @@ def sync(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.indexing.report import IngestReport
 
     result = sync_paths(settings, _paths(args.paths), progress=not args.json, dry_run=args.dry_run,
-                        allow_mass_delete=args.allow_mass_delete)
+                        allow_mass_delete=args.allow_mass_delete, meta=parse_meta(args.meta))
     if not isinstance(result, IngestReport):  # a dry run's plan
         plan = result.to_dict()
         _out(args, plan, format_plan(plan))

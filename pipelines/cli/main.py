@@ -52,6 +52,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _meta_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                        help="user metadata of every document of the run (payload meta.KEY; a file's sidecar wins); "
+                        "repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="german-rag", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
     p.add_argument("--shard", metavar="I/N", help="take only shard I of N (0 <= I < N; stable hash of the path)")
     p.add_argument("--bulk", action="store_true", help="a large load into a server: defer HNSW indexing to the end")
+    _meta_flag(p)
     p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
     p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
     p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
@@ -72,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "deleted; change nothing")
     p.add_argument("--allow-mass-delete", action="store_true", help="delete even when more than "
                    "sync_max_delete_share of a root's sources are gone")
+    _meta_flag(p)
     p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
     p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
     p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")

@@ -47,6 +47,7 @@ from ingest.sparse import SparseEncoder
 from ingest.store.access import ingest_principal
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, in_shard, is_supported
+from pipelines.indexing.fields import Scalar, document_fields, meta_hash
 from pipelines.indexing.report import FileResult, IngestReport
 from pipelines.indexing.sidecar import group_by_access
 from pipelines.indexing.stages import (
@@ -62,6 +63,9 @@ from pipelines.indexing.stages import (
 
 log = logging.getLogger(__name__)
 CHUNKER_VERSION = "chunker-v1"
+# The document fields a version writes (pipelines/indexing/fields.py): a new one re-parses each file once to
+# store them; its chunk texts are unchanged, so every vector is reused (no model call).
+FIELDS_VERSION = "fields-v1"
 _STOPPED = "not ingested, the run was stopped (service shut down)"
 
 
@@ -82,6 +86,11 @@ class IngestRunner:
     # file hash -> a vanished source that stored those bytes (sync: a renamed or moved file): a new source with
     # these bytes takes that source's vectors by chunk content hash instead of calling the model
     reuse_from: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Scalar] = field(default_factory=dict)  # user metadata of every document (`--meta`, form fields)
+    # After a run that deleted points, vacuum the store (the edge engine's BM25 IDF counts deleted points until
+    # then; seconds on a large store, so a watcher turns this off and compacts when idle)
+    compact: bool = True
+    file_meta: dict[str, dict[str, Scalar]] = field(default_factory=dict)  # source -> its sidecar's metadata
 
     def __post_init__(self) -> None:
         self._check_access()
@@ -106,7 +115,7 @@ class IngestRunner:
         # (the default adds nothing, so collections from before tenants keep their ids).
         tenant = "" if self.access.tenant == DEFAULT_TENANT else f"|tenant={self.access.tenant}"
         return (f"{self.model_id}|{self.embedder.dimension}|{self.chunker.fingerprint()}|{CHUNKER_VERSION}{tenant}"
-                f"|{lexical}")
+                f"|{lexical}|{FIELDS_VERSION}")
 
     def run(self, paths: list, on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
         """Discover files and folders (recursively), take this run's shard, ingest each."""
@@ -119,16 +128,19 @@ class IngestRunner:
                        on_file: Callable[[FileResult], None] | None = None,
                        stop: threading.Event | None = None) -> IngestReport:
         """Ingest discovered files, one run per tenant and groups their sidecars give them."""
-        by_access, refused = group_by_access(candidates, self.access, self.store.principal)
-        if not refused and list(by_access) in ([], [self.access]):  # no sidecar changes anything
-            return self.run_candidates(candidates, on_file, stop, missing=missing)
+        metas: dict[str, dict[str, Scalar]] = {}
+        by_access, refused = group_by_access(candidates, self.access, self.store.principal, metas)
+        runner = replace(self, file_meta=metas) if metas else self
+        if not refused and list(by_access) in ([], [self.access]):  # no sidecar changes the access fields
+            return runner.run_candidates(candidates, on_file, stop, missing=missing)
         report = IngestReport(collection=self.store.options.collection)
         for result in refused:
             report.files.append(result)
             if on_file:
                 on_file(result)
         for i, (access, group) in enumerate(by_access.items()):  # one run per tenant and groups
-            part = replace(self, access=access).run_candidates(group, on_file, stop, missing=missing if i == 0 else ())
+            part = replace(runner, access=access).run_candidates(group, on_file, stop,
+                                                                  missing=missing if i == 0 else ())
             report.merge(part)
         return report
 
@@ -169,6 +181,8 @@ class IngestRunner:
             finally:
                 if self.bulk:
                     self._end_bulk()
+            if self.compact and not report.outage and any(f.points_deleted for f in report.files):
+                compact_quietly(self.io)
         finally:
             bar.close()
         report.total_seconds = time.perf_counter() - started
@@ -267,7 +281,7 @@ class IngestRunner:
         # The id comes from the file's bytes, not its parsed text: an unchanged file is recognised
         # without parsing it (parsing is most of a re-ingest, and unstructured's PDF output is
         # not always the same twice).
-        doc_id = make_doc_id(cand.source, file_hash, self.fingerprint)
+        doc_id, user, digest = self.identity(cand.source, file_hash)
         caller = self.store.principal
         # Replacing a version this writer may not read would delete (or re-label) it: only its groups or an admin.
         if caller.role != "admin" and any(not caller.can_see(acc or DEFAULT_ACCESS) for acc in state.access.values()):
@@ -280,7 +294,16 @@ class IngestRunner:
                            if state.access.get(doc_id) != self.access else 0)  # also fills in missing fields
                 return FileResult(cand.source, "unchanged", points_deleted=deleted, points_updated=updated)
         reuse = None if state.present else self.reuse_from.get(file_hash)
-        return Pending(cand, doc_id, file_hash, stamp, had_version=bool(state.present), reuse_source=reuse)
+        return Pending(cand, doc_id, file_hash, stamp, had_version=bool(state.present), reuse_source=reuse,
+                       user_meta=user, meta_hash=digest)
+
+    def identity(self, source: str, file_hash: str) -> tuple[str, dict[str, Scalar], str]:
+        """(doc_id, user metadata, its hash) of a file version: its bytes, its user metadata (a file's sidecar over
+        the run's --meta) and this run's fingerprint. Metadata without keys adds nothing (ids stay as they were)."""
+        user = {**self.meta, **self.file_meta.get(source, {})}
+        digest = meta_hash(user)
+        content = f"{file_hash}|meta={digest}" if digest else file_hash
+        return make_doc_id(source, content, self.fingerprint), user, digest
 
     # -- the pipeline: parse ahead -> chunk + embed (batched across files) -> write behind ---------
     def _ingest(self, pending: list[Pending], clock: StageClock, emit: Callable[[FileResult], None],
@@ -332,6 +355,8 @@ class IngestRunner:
         try:
             with clock.timed("chunk"):
                 chunks = self.chunker.chunk(doc, item.doc_id)
+                parsed = {**doc.metadata, "pages": doc.metadata.get("pages") or doc.pages or None}
+                item.fields = document_fields(parsed, item.user_meta, item.stamp[1], item.meta_hash)
             if not chunks:
                 raise EmptyDocumentError(f"{source}: no chunks made from {len(doc.text)} characters")
             return item, chunks
@@ -394,6 +419,17 @@ class IngestRunner:
             return [e if isinstance(e, PASS_THROUGH) else
                     FileResult(e[0].cand.source, "failed", error=f"{e[0].cand.source}: embedding failed: {why}")
                     for e in batch]
+
+
+def compact_quietly(store: VectorStore) -> None:
+    """Vacuum after deletes; a store that fails now is vacuumed by the next run (or its close), so this never
+    hides a run's own outcome."""
+    try:
+        with_time = time.perf_counter()
+        if store.compact():
+            log.info("store compacted after deletes", extra={"seconds": round(time.perf_counter() - with_time, 3)})
+    except Exception as exc:
+        log.warning("store not compacted after deletes; the next run does it", extra={"error": str(exc)})
 
 
 def sha256_file(path: Path, source: str) -> str:

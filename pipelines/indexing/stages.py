@@ -40,6 +40,9 @@ class Pending:
     stamp: tuple
     had_version: bool  # the store holds another version of this source: vectors may be reused, stale deleted
     reuse_source: str | None = None  # a vanished source with these bytes (a rename): its vectors are reused
+    user_meta: dict = field(default_factory=dict)  # the document's user metadata (sidecar over --meta)
+    meta_hash: str = ""  # of user_meta, part of doc_id ("" for none)
+    fields: dict = field(default_factory=dict)  # the payload's document fields, set once it is parsed
 
 
 @dataclass
@@ -183,7 +186,8 @@ class Writer:
     def _write(self, ready: Ready) -> FileResult:
         def write() -> FileResult:
             written = self._store.upsert_chunks(ready.chunks, ready.dense, ready.sparse,
-                                                doc_hash=ready.pending.file_hash, access=self.access)
+                                                doc_hash=ready.pending.file_hash, access=self.access,
+                                                fields=ready.pending.fields)
             deleted = (self._store.delete_stale(source, ready.pending.doc_id)  # only after the new version
                        if ready.pending.had_version else 0)
             return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,

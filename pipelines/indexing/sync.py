@@ -26,11 +26,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ingest.schema import ParseError, make_doc_id
+from ingest.schema import ParseError
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover
 from pipelines.indexing.report import FileResult, IngestReport
-from pipelines.indexing.run import IngestRunner, sha256_file
+from pipelines.indexing.run import IngestRunner, compact_quietly, sha256_file
 from pipelines.indexing.sidecar import group_by_access
 from pipelines.sources import escape_name, file_path, source_name, under
 
@@ -233,15 +233,18 @@ class Syncer:
                 _emit(report, on_file, FileResult(source, "failed", error=f"{source}: not deleted: {exc}"))
                 continue
             _emit(report, on_file, FileResult(source, "deleted", points_deleted=points))
+        if self.runner.compact and report.count("deleted") and not report.outage:
+            compact_quietly(self._store)
 
     def _plan(self, facts: _Reconcile) -> SyncPlan:
         plan = SyncPlan()
         plan.failed = [{"source": r.source, "error": r.error} for r in facts.roots if r.error]
         plan.failed += [{"source": name, "error": f"{name}: {why}"} for name, why in facts.missing]
-        by_access, refused = group_by_access(facts.candidates, self.runner.access, self.runner.store.principal)
+        metas: dict = {}
+        by_access, refused = group_by_access(facts.candidates, self.runner.access, self.runner.store.principal, metas)
         plan.failed += [{"source": r.source, "error": r.error or ""} for r in refused]
         for access, group in by_access.items():
-            runner = replace(self.runner, access=access)
+            runner = replace(self.runner, access=access, file_meta=metas)
             states = runner.io.doc_states([c.source for c in group]) if group and runner.io.exists() else {}
             for cand in group:
                 self._classify(plan, runner, cand, states.get(cand.source) or DocState({}, {}), facts)
@@ -261,7 +264,7 @@ class Syncer:
             return
         if not state.present:
             plan.add.append(cand.source)
-        elif state.complete(make_doc_id(cand.source, digest, runner.fingerprint)):
+        elif state.complete(runner.identity(cand.source, digest)[0]):
             plan.unchanged.append(cand.source)
         else:
             plan.replace.append(cand.source)

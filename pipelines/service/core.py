@@ -104,6 +104,10 @@ class LockedStore(VectorStore):
         with self._lock:
             return self._inner.delete_doc(doc_id)
 
+    def compact(self) -> bool:
+        with self._lock:
+            return self._inner.compact()
+
     def count(self, filters: StoreFilters | None = None) -> int:
         with self._lock:
             return self._inner.count(filters)

@@ -105,6 +105,7 @@ class Job:
     error: str | None = None
     caller: Caller = field(default_factory=lambda: Caller(OWNER, "none"))  # who uploaded (the job is theirs)
     access: Access = DEFAULT_ACCESS  # tenant and groups of the documents it writes
+    meta: dict = field(default_factory=dict)  # user metadata of its documents (the upload's `meta` field)
 
     def visible_to(self, principal: Principal) -> bool:
         """A job is its uploader's: keys of the same tenant and groups (any role) that may read its documents,
@@ -155,8 +156,9 @@ class JobManager:
         self._thread.start()
 
     def submit(self, files: list[UploadedFile], folder: Path, caller: Caller | None = None,
-               access: Access = DEFAULT_ACCESS) -> Job | None:
-        job = Job(uuid.uuid4().hex, files, folder, caller=caller or Caller(OWNER, "none"), access=access)
+               access: Access = DEFAULT_ACCESS, meta: dict | None = None) -> Job | None:
+        job = Job(uuid.uuid4().hex, files, folder, caller=caller or Caller(OWNER, "none"), access=access,
+                  meta=dict(meta or {}))
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -198,7 +200,8 @@ class JobManager:
         try:
             # The job's own runner: its documents' access fields, over the store as its uploader sees it
             # (the runner refuses a tenant the uploader may not write).
-            runner = replace(self._runner, access=job.access, store=self._runner.store.scoped(job.caller.principal))
+            runner = replace(self._runner, access=job.access, store=self._runner.store.scoped(job.caller.principal),
+                             meta=job.meta)
             report = runner.run_uploads(job.files, self._stop, self._record(job))
             job.summary = report.summary()
             failed = report.count("failed")

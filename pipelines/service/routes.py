@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -14,10 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.schema import DEFAULT_TENANT, Access
+from ingest.schema import DEFAULT_TENANT, Access, P
 from ingest.store.access import Principal
+from ingest.store.base import VectorStore
 from ingest.store.filters import is_uuid
 from pipelines.config import group_list
+from pipelines.indexing.fields import MetaValueError, user_meta
+from pipelines.indexing.run import compact_quietly
 from pipelines.service.http import (
     Forbidden,
     InvalidInput,
@@ -94,7 +98,10 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
     async def upload(files: Annotated[list[UploadFile], File(description="one or more documents")],
                      response: Response, caller: CallerOf,
                      groups: Annotated[str, Form(max_length=4096, description="comma-separated groups that may "
-                                                 "read these documents (empty: every user of the tenant)")] = ""
+                                                 "read these documents (empty: every user of the tenant)")] = "",
+                     meta: Annotated[str, Form(max_length=MAX_FIELD_BYTES, description="user metadata of these "
+                                               "documents as a JSON object of scalars, e.g. "
+                                               '{"projekt": "Umzug", "frist": "2024-06-30"} (payload meta.KEY)')] = ""
                      ) -> JobOut:
         """Store the files in a private folder and queue an ingest job; poll GET /v1/jobs/{job_id}. The
         documents belong to the key's tenant."""
@@ -102,6 +109,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         if rt.jobs is None or not rt.jobs.accepting:
             raise NotReady("the service is shutting down")
         access = upload_access(caller.principal, groups)
+        user = upload_meta(meta)
         limit = rt.settings.max_upload_files
         if len(files) > limit:
             raise TooLarge(f"{len(files)} files in one upload, more than the {limit} allowed")
@@ -109,7 +117,7 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         try:
             saved = [await _save(f, i, folder, rt) for i, f in enumerate(files)]
             _check_unique(saved)
-            job = rt.jobs.submit(saved, folder, caller, access)
+            job = rt.jobs.submit(saved, folder, caller, access, user)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -141,6 +149,28 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
 
     _install_documents(app, rt, read, write)
     _install_probes(app, rt, read)
+
+
+def _deleted(store: VectorStore, field: str, value: str) -> int:
+    """Delete a document (by doc_id) or a source, then vacuum where points went (the edge engine's BM25 counts
+    deleted points until then)."""
+    points = store.delete_doc(value) if field == P.DOC_ID else store.delete_source(value)
+    if points:
+        compact_quietly(store)
+    return points
+
+
+def upload_meta(text: str) -> dict:
+    """An upload's `meta` form field: a JSON object of scalars (checked as a sidecar's `meta` is); else a 422."""
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise MetaValueError(f"meta: not a JSON object ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MetaValueError("meta: must be a JSON object of names to values")
+    return user_meta(data, "meta")
 
 
 def upload_access(principal: Principal, groups: str) -> Access:
@@ -176,7 +206,7 @@ def _install_documents(app: FastAPI, rt: ServiceRuntime, read, write) -> None:
         if not is_uuid(doc_id):
             raise InvalidInput(f"doc_id: {doc_id[:80]!r} is not a document id (a UUID)")
         doc_id = doc_id.lower()  # ids are stored as lower-case UUIDs; an upper-case spelling is the same id
-        deleted = await run_in_threadpool(rt.store_for(caller.principal).delete_doc, doc_id)
+        deleted = await run_in_threadpool(_deleted, rt.store_for(caller.principal), P.DOC_ID, doc_id)
         audit(caller, "delete", doc_id=doc_id, points_deleted=deleted)
         if not deleted:
             raise NotFound(f"no points stored for doc_id {doc_id}")
@@ -188,7 +218,7 @@ def _install_documents(app: FastAPI, rt: ServiceRuntime, read, write) -> None:
                             ) -> SourceDeleted:
         """Remove every point of one source (every version the key may read). Another tenant's is not there (404)."""
         rt.require_ready()
-        deleted = await run_in_threadpool(rt.store_for(caller.principal).delete_source, source)
+        deleted = await run_in_threadpool(_deleted, rt.store_for(caller.principal), P.SOURCE, source)
         audit(caller, "delete", source=source, points_deleted=deleted)
         if not deleted:
             raise NotFound(f"no points stored for source {source[:200]!r}")

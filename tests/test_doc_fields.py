@@ -1,0 +1,132 @@
+"""Document fields in the payload: file facts, front matter, sidecar metadata (.meta.json / .meta.yaml) and
+`--meta`, on every chunk; a changed sidecar changes the payload with every vector reused. Real CLI, MiniLM,
+embedded Qdrant."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ingest.schema import P
+from pipelines.build import build_store
+from pipelines.cli.main import main
+from pipelines.config import load_settings
+
+TEXT = "Der Urlaub beträgt jährlich mindestens 24 Werktage. Als Werktage gelten alle Kalendertage. " * 12
+
+
+def run(capsys, *args: str) -> tuple[int, dict]:
+    code = main([*args, "--json"])
+    out, _ = capsys.readouterr()
+    return code, json.loads(out)
+
+
+def payloads() -> dict[str, list[dict]]:
+    """File name -> the payloads of its points, read back from the store."""
+    store = build_store(load_settings(None))
+    try:
+        out: dict[str, list[dict]] = {}
+        for _, payload, _ in store.scan([P.SOURCE, P.FILE_TYPE, P.FILE_SIZE, P.MODIFIED, P.META, P.META_HASH,
+                                         P.TITLE, P.PAGES, P.DOC_ID]):
+            out.setdefault(os.path.basename(payload[P.SOURCE]), []).append(payload)
+        return out
+    finally:
+        store.close()
+
+
+def one(points: list[dict], key: str):
+    """A document field: the same on every point of the document."""
+    values = {json.dumps(p.get(key), sort_keys=True) for p in points}
+    assert len(values) == 1, f"{key} differs between the chunks of one document: {values}"
+    return json.loads(values.pop())
+
+
+def test_file_facts_front_matter_sidecars_and_meta_flag(capsys, cli_env):
+    docs = cli_env / "docs"
+    docs.mkdir()
+    (docs / "urlaub.txt").write_text(TEXT, encoding="utf-8")
+    (docs / "urlaub.txt.meta.json").write_text(json.dumps({"meta": {"projekt": "Umzug", "stufe": 2}}), "utf-8")
+    (docs / "notiz.md").write_text("---\ntitle: Notiz zur Kaution\nprojekt: Alt\nseiten: [1, 2]\n---\n\n# Kaution\n\n"
+                                   + TEXT, encoding="utf-8")
+    (docs / "bericht.txt").write_text(TEXT.replace("Urlaub", "Bericht"), encoding="utf-8")
+    (docs / "bericht.txt.meta.yaml").write_text("meta:\n  frist: 2024-06-30\n  geprueft: true\n", "utf-8")
+    os.utime(docs / "urlaub.txt", ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    code, report = run(capsys, "ingest", str(docs), "--meta", "quelle=Freigabe", "--meta", "projekt=Standard")
+    assert code == 0 and report["ingested"] == 3 and report["files_seen"] == 3  # sidecars are not documents
+    stored = payloads()
+
+    urlaub = stored["urlaub.txt"]
+    assert len(urlaub) > 1
+    assert one(urlaub, P.FILE_TYPE) == "txt" and one(urlaub, P.FILE_SIZE) == len(TEXT.encode())
+    assert one(urlaub, P.MODIFIED) == "2023-11-14T22:13:20Z"
+    assert one(urlaub, P.META) == {"quelle": "Freigabe", "projekt": "Umzug", "stufe": 2}  # sidecar over --meta
+    assert len(one(urlaub, P.META_HASH)) == 32
+
+    notiz = stored["notiz.md"]  # front matter < --meta; a list value is not a field
+    assert one(notiz, P.META) == {"title": "Notiz zur Kaution", "projekt": "Standard", "quelle": "Freigabe"}
+    assert one(stored["bericht.txt"], P.META) == {"frist": "2024-06-30", "geprueft": True, "quelle": "Freigabe",
+                                                  "projekt": "Standard"}
+
+
+def test_a_changed_sidecar_changes_the_payload_and_reuses_every_vector(capsys, cli_env):
+    docs = cli_env / "docs"
+    docs.mkdir()
+    (docs / "urlaub.txt").write_text(TEXT, encoding="utf-8")
+    side = docs / "urlaub.txt.meta.json"
+    side.write_text(json.dumps({"meta": {"projekt": "A"}}), "utf-8")
+    assert run(capsys, "sync", str(docs))[0] == 0
+    first = payloads()["urlaub.txt"]
+
+    side.write_text(json.dumps({"meta": {"projekt": "B"}}), "utf-8")
+    code, report = run(capsys, "sync", str(docs))
+    f = report["files"][0]
+    assert code == 0 and f["status"] == "ingested" and f["chunks_reused"] == f["chunks"] == len(first)
+    after = payloads()["urlaub.txt"]
+    assert len(after) == len(first) and one(after, P.META) == {"projekt": "B"}
+    assert one(after, P.DOC_ID) != one(first, P.DOC_ID)  # the old version's points are gone
+
+    side.unlink()  # no sidecar: no user metadata, back to the plain file's id
+    code, report = run(capsys, "sync", str(docs))
+    assert code == 0 and report["files"][0]["chunks_reused"] == len(first)
+    assert P.META not in payloads()["urlaub.txt"][0]
+    assert run(capsys, "sync", str(docs))[1]["unchanged"] == 1
+
+
+def test_a_bad_sidecar_fails_its_file_only(capsys, cli_env):
+    docs = cli_env / "docs"
+    docs.mkdir()
+    bad = {
+        "a.txt": ("a.txt.meta.json", json.dumps({"group": ["hr"]})),  # a mistyped key is not metadata
+        "b.txt": ("b.txt.meta.json", json.dumps({"meta": {"liste": [1, 2]}})),
+        "c.txt": ("c.txt.meta.json", json.dumps({"meta": {"mit punkt.": "x"}})),
+        "d.txt": ("d.txt.meta.yaml", "meta: [unclosed"),
+        "e.txt": ("e.txt.meta.json", json.dumps({"meta": "kein Objekt"})),
+    }
+    for name, (side, content) in bad.items():
+        (docs / name).write_text(TEXT, encoding="utf-8")
+        (docs / side).write_text(content, encoding="utf-8")
+    (docs / "f.txt").write_text(TEXT, encoding="utf-8")
+    (docs / "f.txt.meta.json").write_text("{}", encoding="utf-8")
+    (docs / "f.txt.meta.yaml").write_text("{}", encoding="utf-8")  # two sidecars: which one?
+    (docs / "gut.txt").write_text(TEXT, encoding="utf-8")
+    code, report = run(capsys, "ingest", str(docs))
+    assert code == 1
+    status = {os.path.basename(f["source"]): f for f in report["files"]}
+    assert status["gut.txt"]["status"] == "ingested"
+    errors = {n: status[n]["error"] for n in "abcdef" for n in [f"{n}.txt"]}
+    assert all(status[n]["status"] == "failed" for n in errors)
+    assert "unknown key(s) ['group']" in errors["a.txt"] and "under 'meta'" in errors["a.txt"]
+    assert "liste" in errors["b.txt"] and "list" in errors["b.txt"]
+    assert "mit punkt." in errors["c.txt"]
+    assert "not valid YAML" in errors["d.txt"]
+    assert "'meta' must be a mapping" in errors["e.txt"]
+    assert "2 sidecars" in errors["f.txt"]
+
+
+def test_bad_meta_flags_are_usage_errors(capsys, cli_env):
+    (cli_env / "a.txt").write_text(TEXT, encoding="utf-8")
+    for flag in ("ohne-gleich", "=wert", "mit punkt.=x"):
+        assert main(["ingest", str(cli_env / "a.txt"), "--meta", flag]) == 2
+        assert "--meta" in capsys.readouterr().err
+    assert not Path(cli_env / "qdrant").exists() or payloads() == {}
