@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,9 @@ def edge_runner(tmp_path, tiny_embedder):
     store.close()
 
 
-def watching(reconciler, roots, **options) -> Watcher:
-    watcher = Watcher(reconciler, roots, WatchOptions(**{"debounce_s": 1.0, "retry_s": 0.1, **options}))
+def watching(reconciler, roots, compact=None, **options) -> Watcher:
+    watcher = Watcher(reconciler, roots, WatchOptions(**{"debounce_s": 1.0, "retry_s": 0.1, **options}),
+                      compact=compact)
     watcher.start()
     wait_for("the start's sync", watcher.synced.is_set)
     return watcher
@@ -195,9 +197,11 @@ def test_create_and_write_in_pieces_is_ingested_once_with_its_final_content(docs
     assert watcher.error is None
 
 
-def test_move_and_delete(docs, edge_runner):
-    rec = RecordingSyncer(edge_runner, [docs])
-    watcher = watching(rec, [docs])
+def test_move_and_delete_then_compact_when_idle(docs, edge_runner):
+    rec = RecordingSyncer(replace(edge_runner, compact=False), [docs])  # as build_watcher: no vacuum per batch
+    compacted: list[bool] = []
+    watcher = watching(rec, [docs], compact=lambda: compacted.append(edge_runner.store.compact()),
+                       compact_idle_s=0.5)
     old, new, stays = docs / "start.txt", docs / "archiv" / "umbenannt.txt", source_name(docs / "bleibt.txt")
     try:
         new.parent.mkdir()
@@ -208,6 +212,8 @@ def test_move_and_delete(docs, edge_runner):
         assert move[0] == [new] and move[1] == [old], rec.calls  # one call: old path removed, new path changed
         new.unlink()
         wait_for("the deleted file gone from the store", lambda: set(stored_texts(edge_runner.store)) == {stays})
+        wait_for("the store compacted once the folder was quiet", lambda: compacted)
+        assert all(compacted)  # each time a segment with deleted points was vacuumed
     finally:
         watcher.stop(30)
     totals = watcher.metrics.totals()

@@ -56,6 +56,7 @@ class WatchOptions:
     batch: int = 256  # paths per apply call at most
     retry_s: float = 1.0  # first wait after the store was away; doubles per failed try
     retry_max_s: float = 60.0
+    compact_idle_s: float = 5.0  # after deletes, compact the store once nothing was applied for this long
 
     @property
     def tick_s(self) -> float:
@@ -97,7 +98,8 @@ class Watcher:
     """Runs a Reconciler over folder events until stopped; `run` blocks, `start`/`stop` use a thread."""
 
     def __init__(self, reconciler: Reconciler, roots: Sequence[str | Path], options: WatchOptions | None = None,
-                 metrics: WatchMetrics | None = None, ignore: Sequence[str | Path] = ()) -> None:
+                 metrics: WatchMetrics | None = None, ignore: Sequence[str | Path] = (),
+                 compact: Callable[[], None] | None = None) -> None:
         self.reconciler = reconciler
         self.roots = check_roots(roots)
         self.options = options or WatchOptions()
@@ -109,6 +111,11 @@ class Watcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
+        # Deletes leave the edge engine's BM25 statistics counting dead points until a vacuum, which takes seconds
+        # on a large store: done once the folder has been quiet for a while, not after every batch.
+        self._compact = compact
+        self._deleted_since = 0.0  # monotonic time of the first apply that deleted points since the last compact
+        self._last_apply = 0.0
         self.error: BaseException | None = None  # why a watcher thread ended, if it failed
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -124,6 +131,7 @@ class Watcher:
             self._sync(stop)
             while not stop.is_set():
                 if not self._apply_ready(stop):
+                    self._compact_when_idle()
                     stop.wait(self.options.tick_s)
         finally:
             observer.stop()
@@ -157,6 +165,13 @@ class Watcher:
         self._done(report, stop)
         return True
 
+    def _compact_when_idle(self) -> None:
+        if (self._compact is None or not self._deleted_since or len(self.pending)
+                or time.monotonic() - self._last_apply < self.options.compact_idle_s):
+            return
+        self._deleted_since = 0.0
+        self._compact()
+
     def _call(self, fn: Callable[[], IngestReport]) -> tuple[IngestReport | None, str | None]:
         """(report, None), or (None or the report, why the store was away): only that is retried."""
         try:
@@ -178,6 +193,9 @@ class Watcher:
         """Log and count what a sync or batch did. After a stop, its failed files are the ones the stop left
         undone (the next start's sync takes them): they are neither logged nor counted as failures."""
         self._backoff = 0.0
+        self._last_apply = time.monotonic()
+        if not self._deleted_since and any(f.points_deleted for f in report.files):
+            self._deleted_since = self._last_apply
         self.metrics.applies.inc()
         self.metrics.last_apply.set(time.time())
         self.metrics.pending.set(len(self.pending))
