@@ -221,6 +221,25 @@ def test_move_and_delete_then_compact_when_idle(docs, edge_runner):
     assert totals["failures"] == 0 and totals["files"] == {"ingested": 2, "renamed": 1, "deleted": 1}, totals
 
 
+def test_a_sidecar_change_re_applies_its_document_and_is_never_a_document(docs, edge_runner):
+    rec = RecordingSyncer(edge_runner, [docs])
+    watcher = watching(rec, [docs], debounce_s=0.3)
+    doc, side = docs / "start.txt", docs / "start.txt.meta.json"
+
+    def groups() -> set[tuple[str, ...]]:
+        return {tuple(payload[P.GROUPS]) for _, payload, _ in edge_runner.store.scan([P.SOURCE, P.GROUPS])
+                if payload[P.SOURCE] == source_name(doc)}
+
+    try:
+        side.write_text(json.dumps({"groups": ["personal"]}), encoding="utf-8")
+        wait_for("the document's access fields from its new sidecar", lambda: groups() == {("personal",)})
+    finally:
+        watcher.stop(30)
+    assert all(side not in c[0] and side not in c[1] for c in rec.calls)  # the sidecar itself never applied
+    assert any(doc in c[0] for c in rec.calls)
+    assert watcher.metrics.totals()["files"].get("updated") == 1  # payload only, no re-embedding
+
+
 def test_a_burst_of_200_files_is_stored_once_in_few_calls(docs, edge_runner):
     rec = RecordingSyncer(edge_runner, [docs])
     watcher = watching(rec, [docs], debounce_s=0.5, batch=64)
