@@ -20,6 +20,7 @@ from retrieval.schema import QueryEmbedder
 # 1 s; the reranker): a command pays for the parts it builds. `python -X importtime` shows the rest.
 if TYPE_CHECKING:
     from pipelines.indexing.run import IngestRunner
+    from pipelines.indexing.watch import Watcher, WatchMetrics
     from retrieval.hybrid import HybridRetriever
     from retrieval.rerank import CrossEncoderReranker
 
@@ -117,6 +118,28 @@ def build_ingest_runner(settings: Settings, embedder: Embedder, store: VectorSto
     return IngestRunner(embedder, build_chunker(settings, embedder), store, model_identity(settings.embed_model),
                         build_sparse_encoder(settings), progress, build_limits(settings), shard, bulk=bulk,
                         access=settings.access)
+
+
+def build_watcher(settings: Settings, runner: IngestRunner, roots: list, metrics: WatchMetrics | None = None,
+                  allow_mass_delete: bool = False) -> Watcher:
+    """A watcher keeping `roots` in step through a Syncer over `runner`; the embedded store's own folder is never
+    watched (its writes would be events)."""
+    from dataclasses import replace
+
+    from pipelines.indexing.run import compact_quietly
+    from pipelines.indexing.sync import Syncer, SyncOptions
+    from pipelines.indexing.watch import Watcher, WatchOptions
+
+    options = WatchOptions(settings.watch_debounce, settings.watch_batch, settings.watch_retry,
+                           settings.watch_retry_max)
+    # Not after every batch (a vacuum takes seconds on a large store): the watcher compacts once it is idle.
+    runner = replace(runner, compact=False)
+    syncer = Syncer(runner, roots, SyncOptions(allow_mass_delete=allow_mass_delete,
+                                               max_delete_share=settings.sync_max_delete_share))
+    ignore = [] if settings.qdrant_url else [settings.qdrant_path]
+    # the store deletes go through: the owner's whole store, or the tenant's every group (as Syncer deletes)
+    store = runner.store if runner.store.principal.is_owner else runner.io
+    return Watcher(syncer, roots, options, metrics, ignore, compact=lambda: compact_quietly(store))
 
 
 def build_reranker(settings: Settings) -> CrossEncoderReranker:

@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         default_factory=dict, description="user metadata field -> kind (keyword, integer, float, datetime, bool): "
         "values are parsed as that kind, filters on meta.KEY may use ranges, the store indexes it; TOML table "
         "[meta_fields], env GERMAN_RAG_META_FIELDS as JSON")
+    # watch (`german-rag watch`, `serve --watch`): file events applied as they settle
+    watch_debounce: float = Field(1.0, ge=0.05, le=3600, description="seconds a changed file's size and "
+                                  "modification time must stay the same before it is ingested")
+    watch_batch: int = Field(256, ge=1, le=100_000, description="paths applied per store call at most (bursts)")
+    watch_retry: float = Field(1.0, gt=0, le=600, description="first wait after the store was unavailable "
+                               "(doubles per failed try, up to watch_retry_max)")
+    watch_retry_max: float = Field(60.0, gt=0, le=3600, description="longest wait between tries")
     # access (CLI and API runs; the service takes its principal from the request's key)
     tenant: str | None = Field(None, description="act as this tenant: ingest writes its documents, queries "
                                "see only its points (unset: the local owner, every tenant; ingest writes "

@@ -37,9 +37,9 @@ def service_settings(model_dir: Path, store: Path, **overrides) -> Settings:
 
 
 @contextmanager
-def live_server(settings: Settings, wait_ready: bool = True) -> Iterator[LiveServer]:
+def live_server(settings: Settings, wait_ready: bool = True, watch: tuple[str, ...] = ()) -> Iterator[LiveServer]:
     """Start uvicorn in a thread on 127.0.0.1:<free port>; on exit run the app's real shutdown."""
-    app = create_app(settings)
+    app = create_app(settings, watch)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -56,7 +56,7 @@ Outcome = ErrorKind | None
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> Outcome:
     handler = {"ingest": ingest, "sync": sync, "query": query, "delete": delete, "config": show_config, "demo": demo,
-               "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve, "keys": keys_cmd}
+               "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve, "keys": keys_cmd, "watch": watch}
     return handler[command](args, settings)
 
 
@@ -266,7 +266,19 @@ def verify_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
 def serve(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.service.app import serve as run_service
 
-    run_service(settings)
+    run_service(settings, watch=_paths(args.watch))
+    return None
+
+
+def watch(args: argparse.Namespace, settings: Settings) -> Outcome:
+    """`watch ROOT...`: sync, then apply file events until SIGTERM or SIGINT (exit 0, after the current file;
+    what is left waits for the next start's sync). The totals are printed at the end."""
+    from pipelines.cli.watch import run_watch
+
+    totals = run_watch(settings, _paths(args.paths), args.allow_mass_delete, args.metrics_port)
+    files = ", ".join(f"{n} {action}" for action, n in sorted(totals["files"].items())) or "no changes"
+    _out(args, totals, f"watch stopped: {totals['events']} events, {files}; {totals['failures']} failed, "
+         f"{totals['retries']} retries after store outages, {totals['pending']} paths left for the next start")
     return None
 
 

@@ -35,7 +35,7 @@ FLAG_SETTINGS = {"collection": "--collection", "embed_model": "--model", "qdrant
                  "top_k": "--top-k", "chunk_tokens": "--chunk-tokens", "chunk_overlap": "--chunk-overlap",
                  "host": "--host", "port": "--port", "max_file_bytes": "--max-file-bytes",
                  "max_pages": "--max-pages", "parse_timeout": "--parse-timeout", "tenant": "--tenant",
-                 "groups": "--groups", "keys_file": "--keys-file"}
+                 "groups": "--groups", "keys_file": "--keys-file", "watch_debounce": "--debounce"}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -125,8 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to bind (default: setting `port`, 8000)")
     p.add_argument("--keys-file", help="TOML file of API keys (setting `keys_file`; see `german-rag keys`)")
     _common(p)
+    p.add_argument("--watch", action="append", default=[], metavar="ROOT",
+                   help="keep this folder in step while serving (repeatable; counters on /metrics)")
     _keys_parser(sub)
+    _watch_parser(sub)
     return parser
+
+
+def _watch_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("watch", help="keep a collection in step with folders as they change (sync, then file events)")
+    p.add_argument("paths", nargs="+", metavar="ROOT", help="folder to watch, recursively")
+    p.add_argument("--debounce", type=float, metavar="S", help="seconds a file must stay unchanged before it is "
+                   "ingested (setting watch_debounce, default 1)")
+    p.add_argument("--allow-mass-delete", action="store_true", help="let the start's sync delete even when more "
+                   "than sync_max_delete_share of a root's sources are gone")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the watch counters for Prometheus on "
+                   "this port (address: setting host); default: no HTTP, the totals are printed at the end")
+    p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
+    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
+    p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
+    p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
+    p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
+    _common(p)
 
 
 def _keys_parser(sub: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,9 +46,10 @@ def check_bind(settings: Settings) -> None:
             "GERMAN_RAG_ALLOW_PUBLIC=true to serve without keys")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """A FastAPI app over one ServiceRuntime; the model loads when the app starts (lifespan)."""
-    runtime = ServiceRuntime(settings)
+def create_app(settings: Settings, watch: Sequence[str] = ()) -> FastAPI:
+    """A FastAPI app over one ServiceRuntime; the model loads when the app starts (lifespan). `watch`: folders
+    the service keeps in step (a watcher thread over its own model and store)."""
+    runtime = ServiceRuntime(settings, watch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -76,14 +78,14 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, watch: Sequence[str] = ()) -> int:
     """Run the service until SIGINT/SIGTERM; open requests and running ingest jobs get `shutdown_timeout`
     (from the signal) to finish, then the job's parse worker is killed and the process exits."""
     import uvicorn
 
     check_bind(settings)
     started = time.perf_counter()
-    app = create_app(settings)
+    app = create_app(settings, watch)
     runtime: ServiceRuntime = app.state.runtime
 
     class Server(uvicorn.Server):
@@ -92,6 +94,8 @@ def serve(settings: Settings) -> int:
                 runtime.stopping_since = time.monotonic()
                 if runtime.jobs is not None:
                     runtime.jobs.accepting = False
+                if runtime.watcher is not None:
+                    runtime.watcher.request_stop()  # after the current file
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -19,15 +20,18 @@ from ingest.store.base import VectorStore
 from pipelines.build import (
     build_chunker,
     build_embedder,
+    build_ingest_runner,
     build_limits,
     build_retriever,
     build_sparse_encoder,
     build_store,
+    build_watcher,
     model_identity,
     retriever_over,
 )
 from pipelines.config import Settings
 from pipelines.indexing.report import FileResult
+from pipelines.indexing.watch import Watcher, WatchMetrics, check_roots
 from pipelines.service.core import Admission, LockedStore, QueryBatcher, SlicedEmbedder
 from pipelines.service.http import KeyRing, Misconfigured, NotReady, ServiceMetrics
 from pipelines.service.jobs import JobManager, UploadRoot, UploadRunner
@@ -44,7 +48,7 @@ UPLOAD_PATH = "/v1/documents"
 class ServiceRuntime:
     """The objects one service process shares; the model loads in `start()` on a background thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, watch: Sequence[str] = ()) -> None:
         self.settings = settings
         self.model_id = model_identity(settings.embed_model)
         self.embedder = build_embedder(settings)
@@ -62,6 +66,11 @@ class ServiceRuntime:
         self.extensions = frozenset(SUPPORTED_EXTENSIONS)
         self.uploads = UploadRoot(settings.upload_dir)
         self.stopping_since: float | None = None  # monotonic time of SIGTERM/SIGINT (see serve)
+        # `serve --watch ROOT`: roots checked now (a bad one stops the service before it binds); the watcher
+        # starts once the model is loaded, and its counters are on /metrics from the start.
+        self.watch_roots = [str(r) for r in check_roots(watch)] if watch else []
+        self.watch_metrics = WatchMetrics(self.metrics.registry) if watch else None
+        self.watcher: Watcher | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -82,11 +91,20 @@ class ServiceRuntime:
             runner = UploadRunner(embedder, build_chunker(self.settings, embedder), self.locked_store,
                                   self.model_id, build_sparse_encoder(self.settings), progress=False, limits=limits)
             self.jobs = JobManager(runner, self.settings.job_queue_size, self._count_result)
+            if self.watch_roots:
+                self._start_watch(embedder)
             self.loaded.set()
             log.info("service ready", extra={"model": self.model_id, "store": self.store.location})
         except Exception as exc:  # reported by /readyz and every request that needs the model
             self.startup_error = f"{type(exc).__name__}: {exc}"
             log.error("service cannot start", extra={"error": self.startup_error})
+
+    def _start_watch(self, embedder: SlicedEmbedder) -> None:
+        """The watcher thread: the service's own store (behind its lock; the embedded engine is single-process)
+        and model (slices under the model lock, so queries interleave with the watcher's embedding)."""
+        runner = build_ingest_runner(self.settings, embedder, self.locked_store, progress=False)
+        self.watcher = build_watcher(self.settings, runner, self.watch_roots, self.watch_metrics)
+        self.watcher.start()
 
     def stop(self) -> None:
         """`shutdown_timeout` counts from the signal: the time uvicorn spent closing connections is
@@ -94,6 +112,8 @@ class ServiceRuntime:
         timeout = self.settings.shutdown_timeout
         if self.stopping_since is not None:
             timeout = max(0.0, timeout - (time.monotonic() - self.stopping_since))
+        if self.watcher is not None:  # stops after its current file; a file's write is never cut in half
+            self.watcher.stop(max(timeout, 1.0))
         if self.jobs is not None:
             self.jobs.shutdown(timeout)
         if self.batcher is not None:
