@@ -52,6 +52,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _ingest_flags(p: argparse.ArgumentParser) -> None:
+    """The chunking and per-file limit flags of every command that ingests (ingest, sync, watch)."""
+    p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
+    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
+    p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
+    p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
+    p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
+
+
 def _meta_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                         help="user metadata of every document of the run (payload meta.KEY; a file's sidecar wins); "
@@ -63,14 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("ingest", help="ingest files and folders (recursively) into Qdrant")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
-    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
     p.add_argument("--shard", metavar="I/N", help="take only shard I of N (0 <= I < N; stable hash of the path)")
     p.add_argument("--bulk", action="store_true", help="a large load into a server: defer HNSW indexing to the end")
     _meta_flag(p)
-    p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
-    p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
-    p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
+    _ingest_flags(p)
     _common(p)
     p = sub.add_parser("sync", help="keep a collection in step with folders: ingest new and changed files, "
                        "delete the stored documents whose files are gone")
@@ -80,11 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mass-delete", action="store_true", help="delete even when more than "
                    "sync_max_delete_share of a root's sources are gone")
     _meta_flag(p)
-    p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
-    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
-    p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
-    p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
-    p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
+    _ingest_flags(p)
     _common(p)
     p = sub.add_parser("verify", help="check a collection against its source files (exit 1 if anything is off)")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -141,11 +142,7 @@ def _watch_parser(sub: argparse._SubParsersAction) -> None:
                    "than sync_max_delete_share of a root's sources are gone")
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the watch counters for Prometheus on "
                    "this port (address: setting host); default: no HTTP, the totals are printed at the end")
-    p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
-    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
-    p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")
-    p.add_argument("--max-pages", type=int, help="PDF page limit per file (0: none)")
-    p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
+    _ingest_flags(p)
     _common(p)
 
 
