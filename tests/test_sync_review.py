@@ -160,3 +160,37 @@ def test_an_unlisted_folder_below_a_symlinked_root_hides_its_files(cli_env):
         assert facts.vanished == {}
     finally:
         store.close()
+
+
+def test_a_store_gone_during_the_deletes_is_asked_once_not_once_per_source(tiny_embedder, tmp_path, caplog):
+    """Each store call waits out its retries (15 s by default): after the first deletion that found the store
+    gone, the other vanished sources are reported "not deleted" without asking again (a thousand vanished files
+    would otherwise hold the run for hours before its exit 3)."""
+    from ingest.chunk import ChunkOptions, TokenChunker
+    from ingest.store.base import StoreOptions
+    from ingest.store.qdrant import QdrantStore
+    from pipelines.indexing.run import IngestRunner
+    from tests.standin.qdrant_rest import FaultProxy, StandinQdrant
+
+    docs = tmp_path / "docs"
+    make_tree(docs)
+    (docs / "mehr.txt").write_text("Noch eine Datei über Werktage und Feiertage. " * 3, encoding="utf-8")
+    with StandinQdrant() as server:
+        proxy = FaultProxy(server.port)
+        proxy.start()
+        store = QdrantStore(StoreOptions(collection="sync", url=proxy.url, timeout=5, retries=1, retry_backoff_s=0.01))
+        runner = IngestRunner(tiny_embedder, TokenChunker(tiny_embedder, ChunkOptions(48, 8)), store, "tiny",
+                              progress=False)
+        syncer = Syncer(runner, [docs], SyncOptions(allow_mass_delete=True))
+        try:
+            assert syncer.sync().count("ingested") == 5
+            for name in ("urlaub.txt", "miete.txt", "arbeit.md"):
+                (docs / name).unlink()
+            caplog.clear()
+            report = syncer.sync(on_file=lambda result: proxy.stop())  # gone once the walk and triage are done
+        finally:
+            proxy.stop()
+            store.close()
+    retried = [r for r in caplog.records if r.getMessage() == "qdrant call failed, retrying"]
+    assert report.outage and report.count("deleted") == 0 and report.count("failed") == 3
+    assert len(retried) == 1, [r.__dict__.get("op") for r in retried]

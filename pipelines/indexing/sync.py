@@ -224,6 +224,7 @@ class Syncer:
     def _delete(self, facts: _Reconcile, report: IngestReport, on_file: OnFile) -> None:
         """Delete the vanished sources (after the ingest); a failed rename keeps its old source."""
         done = {f.source: f for f in report.files}
+        heirs = {old: new for new, old in facts.renames.items()}  # a dict: a moved folder has thousands
         share = f"{self.options.max_delete_share:.0%}"
         for source in sorted(facts.vanished):
             if source in facts.refused:
@@ -233,7 +234,10 @@ class Syncer:
                 continue
             if not is_gone(source):  # back since the walk: not seen by this run, so left as it is stored
                 continue
-            heir = next((new for new, old in facts.renames.items() if old == source), None)
+            if report.outage:  # each call would wait out its retries again: the next run deletes it
+                _emit(report, on_file, FileResult(source, "failed", error=f"{source}: not deleted: {report.outage}"))
+                continue
+            heir = heirs.get(source)
             if heir is not None and done.get(heir) is not None and done[heir].status == "failed":
                 _emit(report, on_file, FileResult(source, "failed", error=(
                     f"{source}: not deleted: its renamed file {heir} failed to ingest")))
