@@ -142,20 +142,21 @@ def test_dry_run_and_run_agree_on_skipped_files_and_copies(capsys, cli_env):
 
 
 def test_an_unlisted_folder_below_a_symlinked_root_hides_its_files(cli_env):
-    """discover names an unlistable folder as walked (through the root's symlink), stored sources are real paths:
-    the folder must still hide the files stored under it (the names are compared resolved)."""
+    """discover names an unlistable folder as walked (through the root's symlink) and escaped (a non-UTF-8 name as
+    `\\xNN`); stored sources are real paths: the folder must still hide the files stored under it."""
     real = cli_env / "real"
     make_tree(real, ["urlaub.txt", "miete.txt", "arbeit.md"])
-    (real / "sub").mkdir()
-    (real / "sub" / "tief.txt").write_text(TEXTS["kuendigung.txt"] * 3, encoding="utf-8")
+    sub = os.fsdecode(b"unter\xe4")  # Latin-1 `unterä`: not UTF-8
+    (real / sub).mkdir()
+    (real / sub / "tief.txt").write_text(TEXTS["kuendigung.txt"] * 3, encoding="utf-8")
     link = cli_env / "link"
     os.symlink(real, link)
     syncer, store = open_syncer([link], SyncOptions(allow_mass_delete=True))
     try:
         assert syncer.sync().count("ingested") == 4
-        shutil.rmtree(real / "sub")
+        shutil.rmtree(real / sub)
         candidates, _ = discover([link])
-        blind = [(escape_name(os.path.abspath(link / "sub")), "cannot list folder: Permission denied")]
+        blind = [(escape_name(os.path.abspath(link / sub)), "cannot list folder: Permission denied")]
         facts = syncer._facts(candidates, blind, syncer.roots, scope=None)
         assert facts.vanished == {}
     finally:
