@@ -195,3 +195,19 @@ def test_a_store_gone_during_the_deletes_is_asked_once_not_once_per_source(tiny_
     retried = [r for r in caplog.records if r.getMessage() == "qdrant call failed, retrying"]
     assert report.outage and report.count("deleted") == 0 and report.count("failed") == 3
     assert len(retried) == 1, [r.__dict__.get("op") for r in retried]
+
+
+def test_apply_skips_an_unsupported_file_as_sync_does(cli_env):
+    """The watcher hands every changed file to apply: an image saved in a watched folder is skipped there as in a
+    sync of the folder, not a failure logged and counted on each save (nobody named it on a command line)."""
+    docs = cli_env / "docs"
+    make_tree(docs, ["miete.txt"])
+    (docs / "bild.png").write_bytes(b"\x89PNG\r\n\x1a\n kein Text")
+    syncer, store = open_syncer([docs])
+    try:
+        report = syncer.apply([docs / "bild.png"], [])
+        assert [(f.status, f.error) for f in report.files] == \
+            [("skipped", f"{docs / 'bild.png'}: unsupported file type '.png'")]
+        assert syncer.sync().count("skipped") == 1
+    finally:
+        store.close()

@@ -124,6 +124,8 @@ class Syncer:
         good = [r for r in self.roots if r.error is None]
         inside = [Path(p) for p in changed if _within(source_name(p), good)]
         candidates, missing = discover([p for p in inside if os.path.lexists(p)]) if inside else ([], [])
+        # A watcher's paths are what a walk would find, not files a user named: an unsupported type is skipped.
+        candidates = [replace(c, explicit=False) for c in candidates]
         scope = [source_name(p) for p in removed if _within(source_name(p), good)]
         facts = self._facts(candidates, list(missing), good, scope=scope)
         return self._run(facts, on_file, stop)
