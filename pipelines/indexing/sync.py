@@ -6,9 +6,10 @@ change).
 
 Safety first, because a deletion cannot be taken back and an unmounted share looks like an empty folder:
 - a root that is missing, not a folder, unreadable or empty is an error (a failed entry naming it) and nothing
-  stored under it is deleted; the other roots go on;
+  stored under it is deleted, also not by another root around it; the other roots go on;
 - a folder below a root that cannot be listed hides its files, so nothing stored under it is deleted either;
-- a stored source counts as gone only when looking it up says "no such file" (not on a permission error);
+- a stored source counts as gone only when looking it up says "no such file" or finds a folder (not on a
+  permission error), and it is looked up again right before its deletion (an ingest may take hours);
 - deleting more than `max_delete_share` of a root's stored sources needs `allow_mass_delete`; without it those
   sources are failed entries ("not deleted") and the run exits 1.
 
@@ -21,14 +22,16 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ingest.limits import file_stamp
 from ingest.schema import ParseError
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
-from pipelines.indexing.discover import Candidate, discover
+from pipelines.indexing.discover import Candidate, discover, is_supported
 from pipelines.indexing.report import FileResult, IngestReport
 from pipelines.indexing.run import IngestRunner, compact_quietly, sha256_file
 from pipelines.indexing.sidecar import group_by_access
@@ -58,6 +61,7 @@ class SyncPlan:
     add: list[str] = field(default_factory=list)
     replace: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # unsupported file types (the run skips them too)
     rename: list[dict[str, str]] = field(default_factory=list)  # {"from": old, "to": new}
     delete: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # deletions over the mass-delete share, without the flag
@@ -120,6 +124,8 @@ class Syncer:
         good = [r for r in self.roots if r.error is None]
         inside = [Path(p) for p in changed if _within(source_name(p), good)]
         candidates, missing = discover([p for p in inside if os.path.lexists(p)]) if inside else ([], [])
+        # A watcher's paths are what a walk would find, not files a user named: an unsupported type is skipped.
+        candidates = [replace(c, explicit=False) for c in candidates]
         scope = [source_name(p) for p in removed if _within(source_name(p), good)]
         facts = self._facts(candidates, list(missing), good, scope=scope)
         return self._run(facts, on_file, stop)
@@ -133,7 +139,10 @@ class Syncer:
                scope: list[str] | None) -> _Reconcile:
         """Who is gone, who was renamed, which deletions the guard keeps. `scope` None: everything under the
         roots (sync); else only sources at or under those paths (apply)."""
-        blind = [escape_name(name) for name, _ in missing]  # unlisted folders: their files were not seen
+        # Not seen, so not gone: the files under folders the walk could not list (named as walked, maybe through a
+        # symlinked root, so compared resolved too) and under failed roots (also where another root contains them).
+        blind = {n for name, _ in missing for n in (name, source_name(file_path(name)))}
+        blind.update(r.source for r in self.roots if r.error)
         stored = self._stored(good, scope)
         seen = {c.source for c in candidates}
         vanished = {s: h for s, h in stored.items()
@@ -171,12 +180,15 @@ class Syncer:
 
     @staticmethod
     def _hashes(candidates: list[Candidate]) -> dict[str, str]:
+        """File hashes of the new files the ingest takes (an unsupported one is skipped: it is no rename)."""
         out = {}
         for cand in candidates:
+            if not is_supported(cand):
+                continue
             try:
-                out[cand.source] = sha256_file(cand.path, cand.source)
+                out[cand.source] = _hash(cand)
             except ParseError:
-                continue  # unreadable now: the ingest reports it
+                continue  # unreadable now (or a FIFO): the ingest reports it
         return out
 
     def _guard(self, stored: dict[str, str | None], deleting: set[str], good: list[Root]) -> set[str]:
@@ -198,7 +210,7 @@ class Syncer:
                 _emit(report, on_file, FileResult(root.source, "failed", error=root.error))
         runner = replace(self.runner, reuse_from={self._hash_of(facts, new): old for new, old in facts.renames.items()})
         if facts.candidates or facts.missing:
-            report.merge(runner.run_discovered(facts.candidates, facts.missing, on_file, stop))
+            report.merge(runner.run_discovered(facts.candidates, facts.missing, _heirs_only(facts, on_file), stop))
         if report.outage or (stop is not None and stop.is_set()):
             why = report.outage or "the run was stopped"
             for source in sorted(facts.vanished):
@@ -214,6 +226,7 @@ class Syncer:
     def _delete(self, facts: _Reconcile, report: IngestReport, on_file: OnFile) -> None:
         """Delete the vanished sources (after the ingest); a failed rename keeps its old source."""
         done = {f.source: f for f in report.files}
+        heirs = {old: new for new, old in facts.renames.items()}  # a dict: a moved folder has thousands
         share = f"{self.options.max_delete_share:.0%}"
         for source in sorted(facts.vanished):
             if source in facts.refused:
@@ -221,7 +234,12 @@ class Syncer:
                     f"{source}: not deleted: its file is gone, but so are more than {share} of its root's sources "
                     "(an unmounted share?); run with --allow-mass-delete if that is meant")))
                 continue
-            heir = next((new for new, old in facts.renames.items() if old == source), None)
+            if not is_gone(source):  # back since the walk: not seen by this run, so left as it is stored
+                continue
+            if report.outage:  # each call would wait out its retries again: the next run deletes it
+                _emit(report, on_file, FileResult(source, "failed", error=f"{source}: not deleted: {report.outage}"))
+                continue
+            heir = heirs.get(source)
             if heir is not None and done.get(heir) is not None and done[heir].status == "failed":
                 _emit(report, on_file, FileResult(source, "failed", error=(
                     f"{source}: not deleted: its renamed file {heir} failed to ingest")))
@@ -258,8 +276,15 @@ class Syncer:
     def _classify(plan: SyncPlan, runner: IngestRunner, cand: Candidate, state: DocState, facts: _Reconcile) -> None:
         if cand.source in facts.renames:
             return  # listed under rename
+        if not is_supported(cand):  # as the ingest's triage: skipped in a walked folder, failed if named
+            if cand.explicit:
+                plan.failed.append({"source": cand.source, "error": f"{cand.source}: unsupported file type "
+                                    f"{cand.path.suffix.lower() or '(none)'!r}"})
+            else:
+                plan.skipped.append(cand.source)
+            return
         try:
-            digest = facts.hashes.get(cand.source) or sha256_file(cand.path, cand.source)
+            digest = facts.hashes.get(cand.source) or _hash(cand)
         except ParseError as exc:
             plan.failed.append({"source": cand.source, "error": str(exc)})
             return
@@ -269,6 +294,24 @@ class Syncer:
             plan.unchanged.append(cand.source)
         else:
             plan.replace.append(cand.source)
+
+
+def _hash(cand: Candidate) -> str:
+    """A candidate's file hash; anything but a regular file (a FIFO would block its reader) is a ParseError, as
+    the ingest's triage refuses it before opening it."""
+    file_stamp(cand.path, cand.source)
+    return sha256_file(cand.path, cand.source)
+
+
+def _heirs_only(facts: _Reconcile, on_file: OnFile) -> Callable[[FileResult], None]:
+    """`on_file` for the ingest: the runner matches reused vectors by file hash, so a second copy of a vanished
+    file takes them too (harmless, same bytes), but only the one new file `facts.renames` chose is its rename."""
+    def emit(result: FileResult) -> None:
+        if result.renamed_from and facts.renames.get(result.source) != result.renamed_from:
+            result.renamed_from = None
+        if on_file:
+            on_file(result)
+    return emit
 
 
 def _emit(report: IngestReport, on_file: OnFile, result: FileResult) -> None:
@@ -297,9 +340,10 @@ def root_problem(path: Path) -> str | None:
 
 def is_gone(source: str) -> bool:
     """Whether a stored source's file does not exist: only "no such file" counts, never an error that merely
-    hides it (a permission problem, a stale mount), since a wrong "gone" deletes a document."""
+    hides it (a permission problem, a stale mount), since a wrong "gone" deletes a document. A folder where the
+    file was is gone too (a source is a file, never a folder)."""
     try:
-        os.lstat(file_path(source))
+        found = os.lstat(file_path(source))
     except OSError as exc:
         return exc.errno in (errno.ENOENT, errno.ENOTDIR)
-    return False
+    return stat.S_ISDIR(found.st_mode)
