@@ -151,8 +151,8 @@ def sync(args: argparse.Namespace, settings: Settings) -> Outcome:
 
 def format_plan(plan: dict) -> str:
     lines = [f"dry run: {len(plan['add'])} to add, {len(plan['replace'])} to replace, {len(plan['rename'])} "
-             f"renamed, {len(plan['unchanged'])} unchanged, {len(plan['delete'])} to delete, "
-             f"{len(plan['refused'])} deletions refused, {len(plan['failed'])} failed"]
+             f"renamed, {len(plan['unchanged'])} unchanged, {len(plan['skipped'])} skipped, "
+             f"{len(plan['delete'])} to delete, {len(plan['refused'])} deletions refused, {len(plan['failed'])} failed"]
     for key in ("add", "replace", "delete", "refused"):
         lines += [f"  {key.upper()}: {shown(s)}" for s in plan[key]]
     lines += [f"  RENAME: {shown(r['from'])} -> {shown(r['to'])}" for r in plan["rename"]]
