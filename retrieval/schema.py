@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingest.errors import ConfigError, ErrorKind, GermanRagError, UsageError
 from ingest.schema import P, StoredHit
@@ -29,6 +29,10 @@ class RerankerUnavailableError(ConfigError, RetrievalError):
     """The cross-encoder cannot be loaded from its configured directory."""
 
 
+DOCUMENT_FIELDS = (P.TITLE, P.AUTHOR, P.FILE_TYPE, P.FILE_SIZE, P.MODIFIED, P.PAGES, P.LANGUAGE, P.DATE,
+                   P.DATE_PHRASE, P.META)
+
+
 @dataclass(frozen=True)
 class Passage:
     """One retrieved chunk with its provenance and a score for every stage that ranked it."""
@@ -44,6 +48,9 @@ class Passage:
     chunk_index: int
     score: float
     scores: dict[str, float] = field(default_factory=dict)
+    # The document's fields as stored (title, author, file_type, file_size, modified, pages, language, date,
+    # date_phrase, meta): what a generator cites and a user filters on; only those the document has.
+    document: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_hit(cls, hit: StoredHit, stage: str) -> Passage:
@@ -60,6 +67,7 @@ class Passage:
             chunk_index=int(p.get(P.CHUNK_INDEX, 0)),
             score=hit.score,
             scores={stage: hit.score},
+            document={k: p[k] for k in DOCUMENT_FIELDS if p.get(k) is not None},
         )
 
     def to_dict(self) -> dict:
@@ -67,6 +75,7 @@ class Passage:
             "chunk_id": self.chunk_id, "doc_id": self.doc_id, "score": self.score, "scores": self.scores,
             "source": self.source, "page": self.page, "heading_path": list(self.heading_path),
             "start": self.start, "end": self.end, "chunk_index": self.chunk_index, "text": self.text,
+            "document": dict(self.document),
         }
 
 

@@ -173,4 +173,11 @@ def test_parsed_fields_are_stored_and_filter_with_ranges(capsys, cli_env, fixtur
     assert laws_found("date<2014-01-01") == {"burlg"}
     assert "arbzg" in laws_found("date>2017-07-17", "date<=2020-12-22") <= {"arbzg", "gg"}
     assert laws_found("title=Arbeitszeitgesetz") == {"arbzg"}
+    code, out = run(capsys, "query", "werktägliche Arbeitszeit", "--mode", "bm25", "--filter",
+                    "title=Arbeitszeitgesetz")
+    assert code == 0
+    doc = out["passages"][0]["document"]  # what a generator cites: the document's fields with each passage
+    assert doc["title"] == "Arbeitszeitgesetz" and doc["date"] == "2020-12-22" and doc["file_type"] == "md"
+    assert main(["query", "werktägliche Arbeitszeit", "--mode", "bm25", "--top-k", "1"]) == 0
+    assert capsys.readouterr().out.startswith("1. bm25=")
     assert laws_found("date>=2030-01-01") == set()

@@ -259,6 +259,10 @@ def test_upload_meta_is_stored_on_every_point_and_a_bad_one_is_a_422(server):
                            ('{"a": {"b": 1}}', "is not a value"), ('{"mit punkt.": 1}', "mit punkt.")):
             r = c.post("/v1/documents", files=[("files", ("x.txt", text, "text/plain"))], data={"meta": bad})
             assert_error(r, 422, "invalid", match)
+        hits = c.post("/v1/retrieve", json={"query": "Kaution getrennt anlegen", "mode": "bm25",
+                                            "filters": {"meta.projekt": "Umzug"}}).json()["passages"]
+        assert hits and all(h["document"]["meta"]["projekt"] == "Umzug" for h in hits)
+        assert hits[0]["document"]["file_type"] == "txt"
     store = server.runtime.store
     points = [p for _, p, _ in store.scan(["source", "meta"]) if p["source"] == "upload:kaution_meta.txt"]
     assert points and all(p["meta"] == {"projekt": "Umzug", "stufe": 2, "geprueft": True} for p in points)

@@ -167,6 +167,8 @@ def format_passages(passages: list[Passage]) -> str:
     lines = []
     for rank, p in enumerate(passages, 1):
         where = shown(p.source) + (f", page {p.page}" if p.page else "")
+        if p.document.get("title"):
+            where = f"{shown(str(p.document['title']))[:80]} ({where})"
         heading = " > ".join(p.heading_path)
         stages = " ".join(f"{k}={v:.3f}" for k, v in p.scores.items())
         lines.append(f"{rank}. {stages}  {where}  [{p.start}:{p.end}]")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
@@ -66,6 +66,9 @@ class PassageOut(BaseModel):
     end: int
     chunk_index: int
     text: str
+    document: dict[str, Any] = Field(default_factory=dict, description="the document's stored fields: title, "
+                                     "author, file_type, file_size, modified, pages, language, date, date_phrase, "
+                                     "meta (those it has)")
 
 
 class RetrieveResponse(BaseModel):
