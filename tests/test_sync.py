@@ -264,3 +264,35 @@ def test_a_bad_share_is_a_configuration_error(capsys, cli_env, monkeypatch, shar
     monkeypatch.setenv("GERMAN_RAG_SYNC_MAX_DELETE_SHARE", share)
     assert main(["sync", str(cli_env)]) == 2
     assert "sync_max_delete_share" in capsys.readouterr().err
+
+
+def test_an_owner_sync_moves_a_file_between_tenants_when_its_sidecar_does(capsys, cli_env):
+    """A sidecar that moves a file from acme to globex: after the owner's sync acme no longer reads it (its old
+    copy is deleted once globex's is stored); the dry run lists that copy first."""
+    docs = cli_env / "docs"
+    make_tree(docs, ["miete.txt", "urlaub.txt"])
+    side = docs / "miete.txt.meta.json"
+    side.write_text(json.dumps({"tenant": "acme"}), encoding="utf-8")
+    assert run(capsys, "sync", str(docs))[0] == 0
+
+    def tenants_reading() -> set[str]:
+        found = set()
+        for tenant in ("acme", "globex", "default"):
+            code, hits = run(capsys, "query", "Kaution getrennt anlegen", "--mode", "bm25", "--tenant", tenant)
+            if any(p["source"].endswith("miete.txt") for p in hits["passages"]):
+                found.add(tenant)
+        return found
+
+    assert tenants_reading() == {"acme"}
+    side.write_text(json.dumps({"tenant": "globex"}), encoding="utf-8")
+    code, plan = run(capsys, "sync", str(docs), "--dry-run")
+    assert code == 0 and [(os.path.basename(c["source"]), c["tenant"]) for c in plan["other_tenants"]] == \
+        [("miete.txt", "acme")]
+    code, report = run(capsys, "sync", str(docs))
+    miete = by_name(report)["miete.txt"]
+    assert code == 0 and miete["status"] == "ingested" and miete["points_deleted"] > 0
+    assert tenants_reading() == {"globex"}
+    side.unlink()  # no sidecar: the run's tenant (the owner writes `default`)
+    assert run(capsys, "sync", str(docs))[0] == 0
+    assert tenants_reading() == {"default"}
+    assert run(capsys, "sync", str(docs), "--dry-run")[1]["other_tenants"] == []

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ingest.limits import file_stamp
-from ingest.schema import ParseError
+from ingest.schema import DEFAULT_TENANT, ParseError
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, is_supported
 from pipelines.indexing.report import FileResult, IngestReport
@@ -66,6 +66,8 @@ class SyncPlan:
     delete: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # deletions over the mass-delete share, without the flag
     failed: list[dict[str, str]] = field(default_factory=list)  # {"source": ..., "error": ...}
+    # an owner's sync: copies of a file in tenants other than the one its sidecar (or the default) names now
+    other_tenants: list[dict[str, str]] = field(default_factory=list)  # {"source": ..., "tenant": ...}
 
     def to_dict(self) -> dict:
         return {"dry_run": True, **asdict(self)}
@@ -216,8 +218,39 @@ class Syncer:
             for source in sorted(facts.vanished):
                 _emit(report, on_file, FileResult(source, "failed", error=f"{source}: not deleted: {why}"))
             return report
+        try:
+            self._drop_other_tenants(facts, report)
+        except StoreUnavailableError as exc:  # the deletes below then report "not deleted" without asking again
+            report.outage = str(exc)
         self._delete(facts, report, on_file)
         return report
+
+    # -- one tenant per file (an owner's sync) -----------------------------------------------------------
+    def _other_tenants(self, facts: _Reconcile, sources: list[str]) -> dict[str, list[tuple[str, str]]]:
+        """source -> [(doc_id, tenant)] of its stored versions in other tenants than the one its sidecar (or the
+        run) gives it now: a sidecar moved it, and the old tenant must no longer read it. Only an owner's sync
+        sees every tenant; a tenant's sync leaves other tenants' copies alone."""
+        if not self.runner.store.principal.is_owner or not sources or not self._store.exists():
+            return {}
+        metas: dict = {}
+        by_access, _ = group_by_access([c for c in facts.candidates if c.source in set(sources)], self.runner.access,
+                                       self.runner.store.principal, metas, self.runner.store.options.meta_schema)
+        tenant = {c.source: access.tenant for access, group in by_access.items() for c in group}
+        states = self._store.doc_states(list(tenant))
+        out: dict[str, list[tuple[str, str]]] = {}
+        for source, now in tenant.items():
+            for doc_id, access in states[source].access.items():
+                stored = access.tenant if access else DEFAULT_TENANT
+                if stored != now:
+                    out.setdefault(source, []).append((doc_id, stored))
+        return out
+
+    def _drop_other_tenants(self, facts: _Reconcile, report: IngestReport) -> None:
+        """Delete those copies once the file's current version is stored (its entry says how many points went)."""
+        done = {f.source: f for f in report.files if f.status in ("ingested", "unchanged")}
+        for source, copies in self._other_tenants(facts, list(done)).items():
+            for doc_id, _ in copies:
+                done[source].points_deleted += self._store.delete_doc(doc_id)
 
     @staticmethod
     def _hash_of(facts: _Reconcile, source: str) -> str:
@@ -251,7 +284,7 @@ class Syncer:
                 _emit(report, on_file, FileResult(source, "failed", error=f"{source}: not deleted: {exc}"))
                 continue
             _emit(report, on_file, FileResult(source, "deleted", points_deleted=points))
-        if self.runner.compact and report.count("deleted") and not report.outage:
+        if self.runner.compact and any(f.points_deleted for f in report.files) and not report.outage:
             compact_quietly(self._store)
 
     def _plan(self, facts: _Reconcile) -> SyncPlan:
@@ -268,6 +301,8 @@ class Syncer:
             for cand in group:
                 self._classify(plan, runner, cand, states.get(cand.source) or DocState({}, {}), facts)
         plan.rename = [{"from": old, "to": new} for new, old in sorted(facts.renames.items())]
+        plan.other_tenants = [{"source": s, "tenant": t} for s, copies in sorted(self._other_tenants(
+            facts, [c.source for c in facts.candidates]).items()) for _, t in copies]
         plan.delete = sorted(set(facts.vanished) - facts.refused)
         plan.refused = sorted(facts.refused)
         return plan
