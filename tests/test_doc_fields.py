@@ -181,3 +181,22 @@ def test_parsed_fields_are_stored_and_filter_with_ranges(capsys, cli_env, fixtur
     assert main(["query", "werktägliche Arbeitszeit", "--mode", "bm25", "--top-k", "1"]) == 0
     assert capsys.readouterr().out.startswith("1. bm25=")
     assert laws_found("date>=2030-01-01") == set()
+
+
+def test_a_collection_from_before_document_fields_gets_them_without_a_model_call(capsys, cli_env, monkeypatch):
+    """Upgrading: a collection written under an older FIELDS_VERSION (the version before this one wrote no
+    document fields) is re-parsed once, every vector reused; the next run finds it unchanged."""
+    import pipelines.indexing.run as run_module
+
+    docs = cli_env / "docs"
+    docs.mkdir()
+    (docs / "urlaub.txt").write_text(TEXT, encoding="utf-8")
+    current = run_module.FIELDS_VERSION
+    monkeypatch.setattr(run_module, "FIELDS_VERSION", "fields-v0")
+    assert run(capsys, "ingest", str(docs))[0] == 0
+    monkeypatch.setattr(run_module, "FIELDS_VERSION", current)
+    code, report = run(capsys, "ingest", str(docs))
+    f = report["files"][0]
+    assert code == 0 and f["status"] == "ingested" and f["chunks_reused"] == f["chunks"] > 0
+    assert one(payloads()["urlaub.txt"], P.FILE_TYPE) == "txt"
+    assert run(capsys, "ingest", str(docs))[1]["unchanged"] == 1

@@ -279,6 +279,7 @@ def test_an_owner_sync_moves_a_file_between_tenants_when_its_sidecar_does(capsys
         found = set()
         for tenant in ("acme", "globex", "default"):
             code, hits = run(capsys, "query", "Kaution getrennt anlegen", "--mode", "bm25", "--tenant", tenant)
+            assert code == 0
             if any(p["source"].endswith("miete.txt") for p in hits["passages"]):
                 found.add(tenant)
         return found
