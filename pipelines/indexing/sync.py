@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ingest.limits import file_stamp
-from ingest.schema import DEFAULT_TENANT, ParseError
+from ingest.schema import DEFAULT_TENANT, P, ParseError
+from ingest.store.access import ingest_principal
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, is_supported
 from pipelines.indexing.report import FileResult, IngestReport
@@ -38,6 +39,7 @@ from pipelines.indexing.sidecar import group_by_access
 from pipelines.sources import escape_name, file_path, source_name, under
 
 OnFile = Callable[[FileResult], None] | None
+_BATCH = 256  # sources per store call when looking for a file's copies in other tenants
 
 
 @dataclass(frozen=True)
@@ -232,17 +234,23 @@ class Syncer:
         sees every tenant; a tenant's sync leaves other tenants' copies alone."""
         if not self.runner.store.principal.is_owner or not sources or not self._store.exists():
             return {}
-        metas: dict = {}
-        by_access, _ = group_by_access([c for c in facts.candidates if c.source in set(sources)], self.runner.access,
-                                       self.runner.store.principal, metas, self.runner.store.options.meta_schema)
-        tenant = {c.source: access.tenant for access, group in by_access.items() for c in group}
-        states = self._store.doc_states(list(tenant))
+        wanted = set(sources)
+        by_access, _ = group_by_access([c for c in facts.candidates if c.source in wanted], self.runner.access,
+                                       self.runner.store.principal, {}, self.runner.store.options.meta_schema)
         out: dict[str, list[tuple[str, str]]] = {}
-        for source, now in tenant.items():
-            for doc_id, access in states[source].access.items():
-                stored = access.tenant if access else DEFAULT_TENANT
-                if stored != now:
-                    out.setdefault(source, []).append((doc_id, stored))
+        for access, group in by_access.items():
+            own = self._store.scoped(ingest_principal(access))  # every point of the tenant, whatever its groups
+            names = [c.source for c in group]
+            for i in range(0, len(names), _BATCH):
+                batch = names[i : i + _BATCH]
+                # Two counts answer the usual case (no copy elsewhere) without reading a payload.
+                if self._store.count({P.SOURCE: batch}) == own.count({P.SOURCE: batch}):
+                    continue
+                for source, state in self._store.doc_states(batch).items():
+                    for doc_id, stored in state.access.items():
+                        tenant = stored.tenant if stored else DEFAULT_TENANT
+                        if tenant != access.tenant:
+                            out.setdefault(source, []).append((doc_id, tenant))
         return out
 
     def _drop_other_tenants(self, facts: _Reconcile, report: IngestReport) -> None:
