@@ -125,7 +125,8 @@ def save(result: dict, out: Path) -> None:
             f"first sync {result['first_sync_s']} s.\n\n{table}\n\n"
             f"sync / ingest, per round: median x{ratio['median']:.3f} (x{ratio['min']:.3f}-x{ratio['max']:.3f}).\n\n"
             f"Each run is its own CLI subprocess (interpreter start and imports included), rounds interleaved with "
-            f"the order rotated. Command: `{result['command']}`\n")
+            f"the order rotated; wall time is the comparison (\"in process\" is the report's total, which for sync "
+            f"covers its ingest part only, not the stored-source scan). Command: `{result['command']}`\n")
     (out / f"sync-{slug}.md").write_text(public(text), encoding="utf-8")  # type: ignore[arg-type]
     (out / f"sync-{slug}.json").write_text(json.dumps(public(result), indent=2, ensure_ascii=False), "utf-8")
 
