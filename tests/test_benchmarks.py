@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -154,3 +155,42 @@ def test_ingest_bench_corpus_and_changes(tmp_path, shared_data):
     changed = change_files(files, 0.34)
     assert len(changed) == 3  # every third file
     assert sum(f.read_text() != b for f, b in zip(files, before, strict=True)) == 3
+
+
+def test_ocr_bench_counts_umlaut_errors_through_the_alignment():
+    from benchmarks.ocr_bench import Score
+
+    score = Score()
+    score.add("Köln  § 5\nÄrger", "K8ln S 5 Ärger")  # whitespace is normalised before scoring
+    got = score.as_dict()
+    assert got["umlauts"] == 3 and got["umlaut_errors"] == 2 and got["umlaut_cer"] == round(2 / 3, 5)
+    assert got["umlaut_confusions"] == {"ö->8": 1, "§->S": 1}
+    assert got["cer"] == round(2 / len("Köln § 5 Ärger"), 5) and got["wer"] == round(2 / 4, 5)
+    assert got["umlaut_cer_without_section_sign"] == 0.5 and got["per_char"] == {"ö": "1/1", "Ä": "0/1", "§": "1/1"}
+
+
+def test_ocr_bench_finds_the_skew_of_a_rendered_page():
+    from benchmarks.ocr_bench import render_page, skew_angle
+
+    text = "Die Prüfung der Unterlagen ergab, dass die Größe des Grundstücks übermäßig geschätzt wurde. " * 12
+    image, shown = render_page([text], "sans", 100)
+    assert shown.split() == text.split()[:len(shown.split())] and "\n" in shown  # wrapped, nothing invented
+    assert skew_angle(image.rotate(-1.7, fillcolor=255)) == pytest.approx(1.7, abs=0.25)
+
+
+def test_ocr_bench_joins_text_boxes_into_lines():
+    from benchmarks.ocr_bench import lines_from_boxes
+
+    box = lambda x, y: [(x, y), (x + 50, y), (x + 50, y + 20), (x, y + 20)]  # noqa: E731
+    assert lines_from_boxes([box(100, 52), box(0, 50), box(0, 100)], ["b", "a", "c"]) == "a b\nc"
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs the tesseract binary (make installs it)")
+def test_ocr_bench_reads_a_rendered_german_page():
+    from benchmarks.ocr_bench import OcrOptions, Score, ocr_image, render_page
+
+    text = "Die Prüfung ergab: Über die Größe der Fläche in Köln entscheidet gemäß § 5 das Gericht."
+    image, shown = render_page([text], "serif", 200)
+    score = Score()
+    score.add(shown, ocr_image(image.crop((0, 0, image.width, image.height // 4)), OcrOptions()).text)
+    assert score.as_dict()["cer"] < 0.05 and score.umlauts == 9
