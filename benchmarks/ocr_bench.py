@@ -22,7 +22,7 @@ What it measures, all on this machine:
 5. The scanned Bundesgesetzblatt page (../shared/data/documents/pdf/bgbl1_2020_j1890-1_0100.pdf) at 300 dpi
    against benchmarks/data/bgbl1_2020_j1890_p1_first_paragraph.txt, a manual transcription.
 
-How to run (from the checkout root; about 10 minutes on 2 cores with the defaults):
+How to run (from the checkout root; about 10 minutes on 2 busy cores with the defaults, RapidOCR adds about 6):
 
     PYTHONPATH=. .venv/bin/python benchmarks/ocr_bench.py
     PYTHONPATH=. .venv/bin/python benchmarks/ocr_bench.py --law-pages 1 --news-pages 1 --retrieval-contexts 10
