@@ -117,7 +117,7 @@ def build_ingest_runner(settings: Settings, embedder: Embedder, store: VectorSto
 
     return IngestRunner(embedder, build_chunker(settings, embedder), store, model_identity(settings.embed_model),
                         build_sparse_encoder(settings), progress, build_limits(settings), shard, bulk=bulk,
-                        access=settings.access)
+                        access=settings.access, min_ocr_confidence=settings.ocr_min_confidence)
 
 
 def build_watcher(settings: Settings, runner: IngestRunner, roots: list, metrics: WatchMetrics | None = None,
