@@ -223,3 +223,17 @@ def test_docx_of_an_image_of_text_is_read_by_ocr(tmp_path):
     assert {s.page for s in doc.sections} == {None}  # an image in a DOCX has no page number
     with pytest.raises(EmptyDocumentError, match=r"fax.docx: no text found \(OCR would read its 1 images"):
         parse_file(path, limits=OFF)
+
+
+def test_ocr_options_travel_to_the_parse_worker_and_its_errors_come_back_typed(tmp_path):
+    """The worker process gets OcrOptions with its Limits (here a language that is not installed), and the
+    configuration error reaches the caller as itself, not as a generic parse failure."""
+    from ingest.parse_worker import ParseWorker
+
+    worker = ParseWorker(Limits(parse_timeout_s=60, ocr=OcrOptions(languages="deu+xyz")))
+    try:
+        with pytest.raises(OcrUnavailableError, match=r"tesseract-ocr-xyz"):
+            worker.parse(save(page(["Kaution"]), tmp_path / "brief.png"), "brief.png")
+        assert worker.isolated
+    finally:
+        worker.close()
