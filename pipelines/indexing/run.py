@@ -90,7 +90,6 @@ class IngestRunner:
     # After a run that deleted points, vacuum the store (the edge engine's BM25 IDF counts deleted points until
     # then; seconds on a large store, so a watcher turns this off and compacts when idle)
     compact: bool = True
-    min_ocr_confidence: float = 60.0  # an OCR'd page below this mean word confidence is named in the report
     file_meta: dict[str, dict[str, Scalar]] = field(default_factory=dict)  # source -> its sidecar's metadata
 
     def __post_init__(self) -> None:
@@ -371,7 +370,7 @@ class IngestRunner:
                 parsed = {**doc.metadata, "pages": doc.metadata.get("pages") or doc.pages or None}
                 item.fields = document_fields(parsed, item.user_meta, item.stamp[1], item.meta_hash,
                                               self.store.options.meta_schema)
-                item.ocr = ocr_summary(doc.metadata, self.min_ocr_confidence)
+                item.ocr = ocr_summary(doc.metadata, self.limits.ocr.min_confidence)
             if not chunks:
                 raise EmptyDocumentError(f"{source}: no chunks made from {len(doc.text)} characters")
             return item, chunks
