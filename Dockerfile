@@ -21,9 +21,11 @@ COPY pipelines pipelines
 RUN pip install . && pip install --no-deps "unstructured-inference>=1.0"
 
 FROM ${PYTHON_IMAGE}
-# libmagic: unstructured's file type detection; libglib: OpenCV (PDF path).
+# libmagic: unstructured's file type detection; libglib: OpenCV (PDF path); tesseract with German data, its
+# orientation model and poppler's pdftoppm: OCR of scans and images (the Makefile's SYSTEM_PACKAGES).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmagic1 libglib2.0-0 \
+        tesseract-ocr tesseract-ocr-deu tesseract-ocr-osd poppler-utils \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 app \
     && useradd --uid 10001 --gid app --home-dir /home/app --create-home --shell /usr/sbin/nologin app \

@@ -7,10 +7,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
+# OCR (scans, images): tesseract 5 with German data and the orientation model, and pdftoppm for PDF pages
+SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-deu tesseract-ocr-osd poppler-utils
 
-.PHONY: venv demo demo-minilm test lint clean
+.PHONY: venv demo demo-minilm test lint clean system-deps
 
-$(STAMP): pyproject.toml Makefile
+# Present: nothing to do. Missing: installed with apt-get when make runs as root, else a message naming them.
+system-deps:
+	@langs="$$(tesseract --list-langs 2>/dev/null)"; \
+	if command -v pdftoppm >/dev/null && echo "$$langs" | grep -qx deu && echo "$$langs" | grep -qx osd; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(SYSTEM_PACKAGES) (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(SYSTEM_PACKAGES) >/dev/null; \
+	else \
+		echo "german-rag needs the system packages $(SYSTEM_PACKAGES) for OCR;" \
+			"install them (Debian/Ubuntu: sudo apt-get install $(SYSTEM_PACKAGES)) or run make as root" >&2; \
+		exit 2; \
+	fi
+
+$(STAMP): pyproject.toml Makefile | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"

@@ -22,6 +22,9 @@ Where each project error sits (the class names stay, so callers keep working):
       ModelUnavailableError                        configuration: a model not found (offline, a bad directory)
       BackendError, SparseConfigError              configuration: an embedding backend or analyzer setting
       ChunkOptionsError                            configuration: chunk size and overlap
+      OcrUnavailableError (ingest.ocr)             configuration: tesseract or a language's data not installed
+      OcrPageError (ingest.ocr)                    input: one page's OCR failed or timed out (reported, the
+                                                   file's other pages kept)
     StoreError                (no longer an IngestError: retrieval meets it too) configuration: no URL or path,
                               a missing collection when querying (wrong --collection or not ingested yet),
                               a collection built by another model, a corrupt edge shard, a bad collection name

@@ -12,10 +12,11 @@ import math
 import os
 import stat
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from ingest.ocr import OcrOptions
 from ingest.schema import EmptyDocumentError, ParseError
 
 ZIP_FORMATS = {".docx", ".pptx", ".xlsx", ".odt", ".epub"}
@@ -59,6 +60,9 @@ class Limits:
     # Parse in a worker process that is killed past this; 0 = in process. A service that parses
     # untrusted uploads should pass a lower value (pipelines/build.py maps its setting here).
     parse_timeout_s: float = 600.0
+    # OCR of scanned pages, image files and Office files made of images (ingest.ocr); it runs inside the
+    # parse worker, so parse_timeout_s still bounds the whole file
+    ocr: OcrOptions = field(default_factory=OcrOptions)
 
     def __post_init__(self) -> None:
         for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_text_chars", "max_elements",

@@ -217,6 +217,12 @@ _PARSERS: dict[str, Callable[[str, object], MetaScalar]] = {
     "keyword": _keyword, "integer": _integer, "float": _float, "datetime": _datetime, "bool": _bool}
 
 
+def parse_bool(key: str, raw: object) -> bool:
+    """true/false, ja/nein, 1/0 (any case) or a bool: the rule of a declared bool field; filters use it for the
+    bool document fields (`ocr`) too."""
+    return _bool(key, raw)
+
+
 def parse_datetime(key: str, raw: object) -> str:
     """An ISO date or datetime as stored and compared (the rule of a declared datetime field; filters use it for
     the datetime document fields too)."""

@@ -34,6 +34,17 @@ from ingest.limits import (
     file_stamp,
 )
 from ingest.normalize import is_page_number, is_running_line, normalize_text, running_lines
+from ingest.ocr import OcrPage
+from ingest.parse_ocr import (
+    IMAGE_EXTENSIONS,
+    OCR_ZIP_FORMATS,
+    OcrRun,
+    pdf_pages_to_read,
+    read_image_file,
+    read_pdf,
+    read_zip_images,
+    zip_images,
+)
 from ingest.schema import Document, EmptyDocumentError, ParseError, Section, sha256_text
 from ingest.textfile import decode_text
 
@@ -49,10 +60,11 @@ TEXT_EXTENSIONS = {".txt", ".text", ".md", ".markdown", ".csv", ".tsv"}
 BINARY_EXTENSIONS = {
     ".pdf", ".docx", ".pptx", ".xlsx", ".html", ".htm", ".xhtml", ".eml", ".odt", ".rtf", ".epub", ".msg",
 }
-SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | BINARY_EXTENSIONS
+SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | BINARY_EXTENSIONS | IMAGE_EXTENSIONS  # images: read by OCR
 _HEADING = {"Title"}
 Row = tuple[str, str, int | None, int]  # (text, category, page, heading depth)
 _DROP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Formula"}
+_OCR_TEXT = Path("ocr.txt")  # OCR'd text is split into elements as a text file's is
 
 
 def _import_spacy(hide_torch: bool = False):
@@ -285,6 +297,53 @@ def _has_text_layer(path: Path) -> bool:
         return True
 
 
+def _ocr_rows(pages: Iterable[OcrPage], numbered: bool) -> list[Row]:
+    """Rows of OCR'd pages, split and classified (Title, NarrativeText, ListItem) as a text file's are;
+    `numbered`: the page numbers are real pages (PDF, TIFF), not the n-th image of an Office file."""
+    rows: list[Row] = []
+    for page in pages:
+        if page.text:
+            elements = _partition(_OCR_TEXT, page.text)
+            rows += [(text, category, page.page if numbered else None, depth)
+                     for text, category, _, depth in _element_rows(elements, is_pdf=True)]
+    return rows
+
+
+def _pdf_rows(path: Path, source: str, elements: list, pages: int, limits: Limits) -> tuple[list[Row], OcrRun | None]:
+    """A PDF's rows: from its text layer, with the pages that have none (a scan) read by OCR instead, in
+    page order (`ingest.parse_ocr.pdf_pages_to_read` picks them)."""
+    to_read = pdf_pages_to_read(path, elements, pages, limits.ocr)
+    if not to_read:
+        return _element_rows(elements, is_pdf=True), None
+    ocr_pages = set(to_read)
+    kept = [el for el in elements if (el.metadata.page_number or 1) not in ocr_pages]
+    run = read_pdf(path, source, to_read, limits.ocr)
+    rows = _element_rows(kept, is_pdf=True) + _ocr_rows(run.pages, numbered=True)
+    return sorted(rows, key=lambda row: row[2] or 0), run  # stable: each page keeps its own order
+
+
+def _rows_without_text(path: Path, source: str, limits: Limits) -> tuple[list[Row], OcrRun]:
+    """A file with no text of its own (a scanned PDF, an image, an Office file made of images): its images
+    read by OCR, or the error that says why there is no text."""
+    ext = path.suffix.lower()
+    if ext in IMAGE_EXTENSIONS:
+        run = read_image_file(path, source, limits.ocr)
+        numbered = True
+    else:
+        images = len(zip_images(path))
+        if not images:
+            raise EmptyDocumentError(f"{source}: no text found")
+        if limits.ocr.mode == "off":
+            raise EmptyDocumentError(f"{source}: no text found (OCR would read its {images} images; it is switched "
+                                     "off: ocr mode off)")
+        run = read_zip_images(path, source, limits.ocr)
+        numbered = False
+    rows = _ocr_rows(run.pages, numbered)
+    if not rows:
+        raise run.nothing_found(source, "pages" if numbered else "images")
+    return rows, run
+
+
 def parse_file(path: Path, source: str | None = None, limits: Limits | None = None, *,
                main_content: bool = True) -> Document:
     """Parse one file into a Document. Raises ParseError (LimitError for a limit) with the file and reason.
@@ -315,12 +374,13 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         check_text(len(text), source, limits)
         check_text_budget(text, source, limits)
     lead: list[Row] = []
+    elements: list = []
     try:
         if ext == ".eml":
             elements, lead, extra = _partition_email(path, source, limits)
         elif ext in HTML_FORMATS:
             elements, extra = _partition_html(path, text if main_content else None)
-        else:
+        elif ext not in IMAGE_EXTENSIONS and not (ext == ".pdf" and limits.ocr.mode == "force"):
             elements = _partition(path, text)
     except ParseError:
         raise
@@ -330,13 +390,26 @@ def parse_file(path: Path, source: str | None = None, limits: Limits | None = No
         raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: structure nested too deeply") from exc
     except Exception as exc:  # unstructured raises many kinds for a broken file
         raise ParseError(f"{source}: cannot parse as {ext[1:].upper()}: {type(exc).__name__}: {exc}") from exc
-    rows = lead + _element_rows(elements, is_pdf=ext == ".pdf")
+    run: OcrRun | None = None
+    if ext == ".pdf" and props is not None:
+        rows, run = _pdf_rows(path, source, elements, props["pages"], limits)
+    else:
+        rows = lead + _element_rows(elements, is_pdf=False)
     if not rows:
         if ext == ".pdf":  # a scan is not empty: its text is there, unread
-            raise ParseError(f"{source}: no text found (a PDF without a text layer, e.g. a scan, needs OCR)")
-        raise EmptyDocumentError(f"{source}: no text found")
+            if run is not None:
+                raise run.nothing_found(source, "pages")
+            if limits.ocr.mode == "off":
+                raise ParseError(f"{source}: no text found (a PDF without a text layer, e.g. a scan, needs OCR, "
+                                 "which is switched off: ocr mode off)")
+            raise ParseError(f"{source}: no text found")
+        if ext not in IMAGE_EXTENSIONS | OCR_ZIP_FORMATS:
+            raise EmptyDocumentError(f"{source}: no text found")
+        rows, run = _rows_without_text(path, source, limits)
+        if ext in IMAGE_EXTENSIONS:
+            props = {"pages": len(run.pages) + len(run.problems)}  # every frame is read or reported
     meta: dict = {key: value for key, value in extra.items() if key not in FIELDS}  # FIELDS come from describe
-    meta.update(file_type=ext[1:], bytes=size)
+    meta.update(file_type=ext[1:], bytes=size, **(run.metadata() if run is not None else {}))
     if encoding:
         meta["encoding"] = encoding
     doc = _assemble(source, rows, meta)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ingest.limits import LimitError, Limits
 from ingest.parse import parse_file
-from ingest.schema import Document, ParseError
+from ingest.schema import Document, IngestError, ParseError
 
 log = logging.getLogger(__name__)
 _PRELOAD = "ingest._parse_preload"
@@ -77,7 +77,7 @@ def _serve(conn: Connection, limits: Limits, parent_pid: int | None = None) -> N
         path, source = msg
         try:
             conn.send((True, parse_file(Path(path), source, limits)))
-        except ParseError as exc:
+        except IngestError as exc:  # a file's error, or a configuration one (OCR not installed): kept typed
             conn.send((False, type(exc)(str(exc))))
         except BaseException as exc:  # anything else must reach the parent as a message, not a hang
             conn.send((False, ParseError(f"{source}: parser failed: {type(exc).__name__}: {exc}")))

@@ -148,7 +148,9 @@ class P:
     DATE = "date"  # the document's own date found in its text, ISO date
     DATE_PHRASE = "date_phrase"  # the phrase the date came from ("Stand: 1. März 2024")
     META = "meta"  # user metadata (front matter, sidecar, --meta, upload form fields): an object of scalars
-    META_HASH = "meta_hash"  # hash of the fields the runner may update without re-embedding (sidecar, mtime)
+    META_HASH = "meta_hash"  # hash of the user metadata (part of the document id)
+    OCR = "ocr"  # true: some of the document's text was read by OCR
+    OCR_PAGES = "ocr_pages"  # {"<page>": mean word confidence 0-100} of the OCR'd pages
 
 
 class AccessError(UsageError, ValueError):
@@ -212,6 +214,7 @@ FILTER_FIELDS: dict[str, str] = {
     P.PAGES: "integer",
     P.LANGUAGE: "keyword",
     P.DATE: "datetime",
+    P.OCR: "bool",
 }
 
 

@@ -95,9 +95,14 @@ def build_store(settings: Settings) -> VectorStore:
 
 def build_limits(settings: Settings) -> Limits:
     """Per-file ingest limits."""
+    from ingest.ocr import OcrOptions
+
+    ocr = OcrOptions(mode=settings.ocr_mode, languages=settings.ocr_languages, dpi=settings.ocr_dpi,
+                     page_timeout_s=settings.ocr_page_timeout, max_pages=settings.ocr_max_pages,
+                     min_confidence=settings.ocr_min_confidence)
     return Limits(max_file_bytes=settings.max_file_bytes, max_pages=settings.max_pages,
                   max_unzipped_bytes=settings.max_unzipped_bytes, max_text_chars=settings.max_text_chars,
-                  max_elements=settings.max_elements, parse_timeout_s=settings.parse_timeout)
+                  max_elements=settings.max_elements, parse_timeout_s=settings.parse_timeout, ocr=ocr)
 
 
 def build_chunker(settings: Settings, tokenizer: Tokenizer) -> Chunker:

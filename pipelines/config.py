@@ -124,6 +124,17 @@ class Settings(BaseSettings):
     parse_timeout: float = Field(600.0, ge=0, description="seconds per file, in a worker process; 0 = in process")
     store_retries: int = Field(5, ge=0, le=100, description="retries of a Qdrant call that found no server")
     store_retry_backoff: float = Field(0.5, ge=0, le=60, description="first wait before a retry (doubles, max 8 s)")
+    # OCR of scans and images (tesseract 5; `make venv` installs it): pages without usable text are read
+    ocr_mode: Literal["auto", "off", "force"] = Field("auto", description="auto: pages and files without usable "
+                                                      "text; off: never (a scan is reported); force: every page")
+    ocr_languages: str = Field("deu", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description="tesseract languages, "
+                               "e.g. deu, deu+eng, deu+frk (Fraktur: apt-get install tesseract-ocr-frk)")
+    ocr_dpi: int = Field(300, ge=72, le=1200, description="resolution PDF pages are rendered at for OCR")
+    ocr_page_timeout: float = Field(60.0, gt=0, le=3600, description="seconds per OCR'd page; a page over it is "
+                                    "reported, the rest of the file kept")
+    ocr_max_pages: int = Field(200, ge=1, le=100_000, description="OCR'd pages per file at most (more: reported)")
+    ocr_min_confidence: float = Field(60.0, ge=0, le=100, description="mean word confidence below which an "
+                                      "OCR'd page is reported as low confidence (its text is kept)")
     # sync (`german-rag sync`, `watch`): deletions of sources whose files are gone
     sync_max_delete_share: float = Field(0.5, gt=0, le=1, description="share of a sync root's stored sources "
                                          "a sync may delete without --allow-mass-delete")

@@ -30,7 +30,7 @@ class RerankerUnavailableError(ConfigError, RetrievalError):
 
 
 DOCUMENT_FIELDS = (P.TITLE, P.AUTHOR, P.FILE_TYPE, P.FILE_SIZE, P.MODIFIED, P.PAGES, P.LANGUAGE, P.DATE,
-                   P.DATE_PHRASE, P.META)
+                   P.DATE_PHRASE, P.META, P.OCR, P.OCR_PAGES)
 
 
 @dataclass(frozen=True)

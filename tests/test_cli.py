@@ -34,16 +34,16 @@ def corpus(settings_env, fixtures):
 
 def test_ingest_reports_balance_and_reingest_is_a_noop(capsys, corpus):
     code, report, _ = run_json(capsys, "ingest", str(corpus))
-    assert code == 1  # the scanned PDF failed
+    assert code == 1  # the broken PNG failed; the scanned PDF is read by OCR (#14)
     assert report["files_seen"] == 5
-    assert (report["ingested"], report["unchanged"], report["failed"], report["skipped"]) == (3, 0, 1, 1)
+    assert (report["ingested"], report["unchanged"], report["failed"], report["skipped"]) == (4, 0, 1, 0)
     assert report["balanced"] and report["chunks"] == report["points_written"] > 10
     failed = [f for f in report["files"] if f["status"] == "failed"]
-    assert "scan.pdf" in failed[0]["error"] and "OCR" in failed[0]["error"]
+    assert "bild.png" in failed[0]["error"] and "cannot parse as PNG" in failed[0]["error"]
     assert set(report["stage_seconds"]) == {"parse", "chunk", "embed", "store"}
 
     code, again, _ = run_json(capsys, "ingest", str(corpus))
-    assert (again["ingested"], again["unchanged"], again["points_written"]) == (0, 3, 0)
+    assert (again["ingested"], again["unchanged"], again["points_written"]) == (0, 4, 0)
 
 
 def test_changed_file_replaces_its_chunks_and_delete_removes_it(capsys, corpus):

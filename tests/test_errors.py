@@ -29,6 +29,7 @@ from ingest.errors import (
 )
 from ingest.limits import LimitError
 from ingest.meta_fields import MetaFieldError
+from ingest.ocr import OcrPageError, OcrUnavailableError
 from ingest.schema import (
     AccessError,
     EmptyDocumentError,
@@ -61,7 +62,7 @@ KINDS = {
     ModelUnavailableError: C, BackendError: C, SparseConfigError: C, ChunkOptionsError: C,
     StoreError: C, CollectionNameError: C, StoreUnavailableError: N, StoreLockedError: N, FilterError: U,
     RetrievalError: U, QueryError: U, EmptyQueryError: U, RerankerUnavailableError: C, DatasetError: IN,
-    AccessError: U, SidecarError: IN, MetaValueError: IN, MetaFieldError: U,
+    AccessError: U, SidecarError: IN, MetaValueError: IN, MetaFieldError: U, OcrUnavailableError: C, OcrPageError: IN,
     http.ServiceError: X, http.InvalidInput: U, http.EmptyInput: U, http.Overloaded: N, http.NotReady: N,
     http.Misconfigured: C, http.NotFound: U, http.Unauthorized: U, http.Forbidden: U, http.TooLarge: IN,
     http.LengthRequired: U, http.RequestTimeout: IN, http.UnsupportedType: IN,

@@ -2,6 +2,8 @@ import shutil
 
 import pytest
 
+from ingest.limits import Limits
+from ingest.ocr import OcrOptions
 from ingest.parse import parse_file
 from ingest.schema import ParseError
 
@@ -48,8 +50,9 @@ def test_markdown_heading_path_and_front_matter(fixtures):
 
 
 def test_scanned_pdf_without_text_layer_is_reported(fixtures):
+    """With OCR switched off (tests/test_ocr.py: with it on, the scan is read)."""
     with pytest.raises(ParseError, match=r"no text found.*OCR"):
-        parse_file(fixtures / DOCS / "pdf" / "bgbl1_2020_j1890-1_0100.pdf")
+        parse_file(fixtures / DOCS / "pdf" / "bgbl1_2020_j1890-1_0100.pdf", limits=Limits(ocr=OcrOptions(mode="off")))
 
 
 def test_empty_binary_unknown_and_unreadable(tmp_path):

@@ -120,7 +120,7 @@ def test_dry_run_and_run_agree_on_skipped_files_and_copies(capsys, cli_env):
     make_tree(docs)
     (docs / "mehr.txt").write_text("Noch eine Datei über Werktage und Feiertage. " * 3, encoding="utf-8")
     assert run(capsys, "sync", "docs")[0] == 0
-    (docs / "bild.png").write_bytes(b"\x89PNG\r\n\x1a\n kein Text")
+    (docs / "bild.gif").write_bytes(b"GIF89a kein Text")
     os.rename(docs / "miete.txt", docs / "miete.bak")
     shutil.copy(docs / "urlaub.txt", docs / "urlaub-kopie.txt")
     os.rename(docs / "urlaub.txt", docs / "ferien.txt")  # the rename: the first new copy by name
@@ -129,7 +129,7 @@ def test_dry_run_and_run_agree_on_skipped_files_and_copies(capsys, cli_env):
     name = os.path.basename
     assert code == 0
     assert [name(s) for s in plan["add"]] == ["urlaub-kopie.txt"]
-    assert sorted(name(s) for s in plan["skipped"]) == ["bild.png", "miete.bak"]
+    assert sorted(name(s) for s in plan["skipped"]) == ["bild.gif", "miete.bak"]
     assert [(name(r["from"]), name(r["to"])) for r in plan["rename"]] == [("urlaub.txt", "ferien.txt")]
     assert sorted(name(s) for s in plan["delete"]) == ["miete.txt", "urlaub.txt"]
 
@@ -202,12 +202,12 @@ def test_apply_skips_an_unsupported_file_as_sync_does(cli_env):
     sync of the folder, not a failure logged and counted on each save (nobody named it on a command line)."""
     docs = cli_env / "docs"
     make_tree(docs, ["miete.txt"])
-    (docs / "bild.png").write_bytes(b"\x89PNG\r\n\x1a\n kein Text")
+    (docs / "bild.gif").write_bytes(b"GIF89a kein Text")
     syncer, store = open_syncer([docs])
     try:
-        report = syncer.apply([docs / "bild.png"], [])
+        report = syncer.apply([docs / "bild.gif"], [])
         assert [(f.status, f.error) for f in report.files] == \
-            [("skipped", f"{docs / 'bild.png'}: unsupported file type '.png'")]
+            [("skipped", f"{docs / 'bild.gif'}: unsupported file type '.gif'")]
         assert syncer.sync().count("skipped") == 1
     finally:
         store.close()

@@ -21,7 +21,7 @@ from typing import cast
 from ingest.errors import UsageError
 from ingest.meta_fields import INT_MAX as META_INT_MAX
 from ingest.meta_fields import INT_MIN as META_INT_MIN
-from ingest.meta_fields import NO_FIELDS, MetaFieldError, MetaSchema, parse_datetime
+from ingest.meta_fields import NO_FIELDS, MetaFieldError, MetaSchema, parse_bool, parse_datetime
 from ingest.schema import FILTER_FIELDS, P, StoreError
 
 Bound = int | float | str  # a range bound: a number, or an ISO date/datetime
@@ -163,6 +163,11 @@ def _check_scalar(key: str, kind: str, v: object, ids: bool, schema: MetaSchema)
         return check_filter_integer(key, v)
     if kind == "datetime":
         return _check_datetime(key, v)
+    if kind == "bool":
+        try:
+            return parse_bool(key, v)
+        except MetaFieldError:
+            raise FilterError(f"filter field {key!r} needs true or false, got {_shown(v)}") from None
     if not isinstance(v, str):
         raise FilterError(f"filter field {key!r} needs a string, got {_shown(v)}")
     if not is_text(v):  # the engines refuse lone surrogates (a 500 before)

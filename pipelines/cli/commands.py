@@ -81,6 +81,10 @@ def format_report(report: IngestReport) -> str:
             lines.append(f"  {f.status.upper()}: {shown(f.error or f.source)}")
         if f.renamed_from:
             lines.append(f"  RENAMED: {shown(f.renamed_from)} -> {shown(f.source)} ({f.chunks_reused} vectors reused)")
+    if s["ocr_pages"]:
+        lines.append(f"OCR: {s['ocr_pages']} pages read by OCR, {len(s['ocr_low_confidence'])} of low confidence")
+    lines += [f"  OCR LOW CONFIDENCE: {shown(x)}" for x in s["ocr_low_confidence"]]
+    lines += [f"  OCR PROBLEM: {shown(x)}" for x in s["ocr_problems"]]
     if report.outage:
         lines.append(f"store unavailable, run again later: {shown(report.outage)}")
     return "\n".join(lines)

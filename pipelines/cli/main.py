@@ -35,7 +35,7 @@ FLAG_SETTINGS = {"collection": "--collection", "embed_model": "--model", "qdrant
                  "top_k": "--top-k", "chunk_tokens": "--chunk-tokens", "chunk_overlap": "--chunk-overlap",
                  "host": "--host", "port": "--port", "max_file_bytes": "--max-file-bytes",
                  "max_pages": "--max-pages", "parse_timeout": "--parse-timeout", "tenant": "--tenant",
-                 "groups": "--groups", "keys_file": "--keys-file", "watch_debounce": "--debounce"}
+                 "groups": "--groups", "keys_file": "--keys-file", "ocr_mode": "--ocr", "watch_debounce": "--debounce"}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _ingest_flags(p: argparse.ArgumentParser) -> None:
-    """The chunking and per-file limit flags of every command that ingests (ingest, sync, watch)."""
+    """The chunking, per-file limit and OCR flags of every command that ingests (ingest, sync, watch)."""
+    p.add_argument("--ocr", dest="ocr_mode", choices=["auto", "off", "force"],
+                   help="OCR of scans and images: auto (pages without usable text), off, force (every page)")
     p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens")
     p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in model tokens")
     p.add_argument("--max-file-bytes", type=int, help="per-file size limit (0: none)")

@@ -2,6 +2,7 @@
 
     from the parser (ingest/doc_meta.py): title, author, file_type, file_size, pages, language, date, date_phrase
     from the file system: modified (the file's mtime when these bytes were ingested, ISO 8601 UTC)
+    from OCR (ingest/ocr.py): ocr (true where some text was read by OCR), ocr_pages ({page: confidence})
     user metadata, payload `meta`: front matter < the run's `--meta` / upload form fields < the file's sidecar
 
 User metadata is part of a document's identity (its hash joins the file hash in the document id): a changed
@@ -61,6 +62,9 @@ def document_fields(parsed: Mapping[str, Any], user: Mapping[str, Scalar], mtime
         out[P.FILE_SIZE] = parsed["bytes"]
     out[P.MODIFIED] = datetime.fromtimestamp(mtime_ns / 1e9, UTC).isoformat(timespec="seconds").replace(
         "+00:00", "Z")
+    if parsed.get("ocr"):
+        out[P.OCR] = True
+        out[P.OCR_PAGES] = dict(parsed.get("ocr_pages") or {})
     front = parsed.get("front_matter") or {}
     meta = {**_front_matter(front, schema), **user}
     if meta:
@@ -68,6 +72,13 @@ def document_fields(parsed: Mapping[str, Any], user: Mapping[str, Scalar], mtime
     if digest:
         out[P.META_HASH] = digest
     return out
+
+
+def ocr_summary(parsed: Mapping[str, Any], min_confidence: float) -> tuple[int, list[int], dict[str, str]]:
+    """(OCR'd pages, the pages below `min_confidence`, page problems) of a parsed document, for its report."""
+    pages = {int(k): float(v) for k, v in (parsed.get("ocr_pages") or {}).items()}
+    low = sorted(page for page, conf in pages.items() if conf < min_confidence)
+    return len(pages), low, {str(k): str(v) for k, v in (parsed.get("ocr_problems") or {}).items()}
 
 
 def _front_matter(front: Mapping[str, Any], schema: MetaSchema) -> dict[str, Scalar]:

@@ -20,6 +20,9 @@ class FileResult:
     points_updated: int = 0  # points whose access fields (tenant, groups) changed without re-embedding
     error: str | None = None
     renamed_from: str | None = None  # sync: the vanished source whose vectors this file took (a rename or move)
+    ocr_pages: int = 0  # pages whose text was read by OCR
+    ocr_low_confidence: list[int] = field(default_factory=list)  # OCR'd pages below ocr_min_confidence
+    ocr_problems: dict[str, str] = field(default_factory=dict)  # page -> why it was not OCR'd (timeout, limit)
 
 
 @dataclass
@@ -71,6 +74,9 @@ class IngestReport:
             "points_updated": sum(f.points_updated for f in self.files),
             "deleted_sources": [f.source for f in self.files if f.status == "deleted"],
             "renamed": [{"from": f.renamed_from, "to": f.source} for f in self.files if f.renamed_from],
+            "ocr_pages": sum(f.ocr_pages for f in self.files if f.status == "ingested"),
+            "ocr_low_confidence": [f"{f.source} (page {p})" for f in self.files for p in f.ocr_low_confidence],
+            "ocr_problems": [f"{f.source} (page {p}): {why}" for f in self.files for p, why in f.ocr_problems.items()],
             "balanced": self.balanced,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "total_seconds": round(self.total_seconds, 3),

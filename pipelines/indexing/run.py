@@ -47,7 +47,7 @@ from ingest.sparse import SparseEncoder
 from ingest.store.access import ingest_principal
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, in_shard, is_supported
-from pipelines.indexing.fields import Scalar, document_fields, meta_hash
+from pipelines.indexing.fields import Scalar, document_fields, meta_hash, ocr_summary
 from pipelines.indexing.report import FileResult, IngestReport
 from pipelines.indexing.sidecar import SidecarError, group_by_access, read_sidecar
 from pipelines.indexing.stages import (
@@ -370,6 +370,7 @@ class IngestRunner:
                 parsed = {**doc.metadata, "pages": doc.metadata.get("pages") or doc.pages or None}
                 item.fields = document_fields(parsed, item.user_meta, item.stamp[1], item.meta_hash,
                                               self.store.options.meta_schema)
+                item.ocr = ocr_summary(doc.metadata, self.limits.ocr.min_confidence)
             if not chunks:
                 raise EmptyDocumentError(f"{source}: no chunks made from {len(doc.text)} characters")
             return item, chunks

@@ -43,6 +43,7 @@ class Pending:
     user_meta: dict = field(default_factory=dict)  # the document's user metadata (sidecar over --meta)
     meta_hash: str = ""  # of user_meta, part of doc_id ("" for none)
     fields: dict = field(default_factory=dict)  # the payload's document fields, set once it is parsed
+    ocr: tuple[int, list[int], dict[str, str]] = (0, [], {})  # OCR'd pages, low-confidence pages, page problems
 
 
 @dataclass
@@ -190,9 +191,11 @@ class Writer:
                                                 fields=ready.pending.fields)
             deleted = (self._store.delete_stale(source, ready.pending.doc_id)  # only after the new version
                        if ready.pending.had_version else 0)
+            pages, low, problems = ready.pending.ocr
             return FileResult(source, "ingested", chunks=len(ready.chunks), points_written=written,
                               points_deleted=deleted, chunks_reused=ready.reused,
-                              renamed_from=ready.pending.reuse_source)
+                              renamed_from=ready.pending.reuse_source, ocr_pages=pages, ocr_low_confidence=low,
+                              ocr_problems=problems)
 
         source = ready.pending.cand.source
         return self._stored(source, "write", write)
