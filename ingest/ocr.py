@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ingest.deskew import deskew
 from ingest.errors import ConfigError
 from ingest.normalize import normalize_text
+from ingest.ocr_fix import fix_section_signs
 from ingest.schema import IngestError, ParseError
 
 if TYPE_CHECKING:
@@ -85,6 +87,7 @@ class OcrPage:
     text: str
     confidence: float  # mean word confidence 0-100; -1 when no words were found
     rotation: int  # degrees (clockwise) the page was turned before OCR, as OSD found it
+    skew: float = 0.0  # degrees (counter-clockwise) it was then straightened by (ingest/deskew.py)
 
 
 def check_engine(options: OcrOptions) -> None:
@@ -126,9 +129,12 @@ def ocr_image(image: Image, options: OcrOptions, page: int = 1) -> OcrPage:
     rotation = _orientation(image, deadline, page)
     if rotation:
         image = image.rotate(-rotation, expand=True, fillcolor=255)  # PIL turns counter-clockwise
+    image, skew = deskew(image)  # the last degrees OSD does not see (ingest/deskew.py says why)
     data = _run(page, deadline, lambda timeout: _image_to_data(image, options.languages, config, timeout))
     text, confidence = _page_text(data)
-    return OcrPage(page=page, text=text, confidence=confidence, rotation=rotation)
+    if "deu" in options.languages.split("+"):  # German legal references: `§` read as 8, $ or & (ingest/ocr_fix.py)
+        text = fix_section_signs(text)
+    return OcrPage(page=page, text=text, confidence=confidence, rotation=rotation, skew=skew)
 
 
 def _one_thread() -> None:
