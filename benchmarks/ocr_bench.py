@@ -6,8 +6,8 @@ What it measures, all on this machine:
    rendered to A4 page images with Pillow (DejaVu Serif and Sans, 11 pt, 2.5 cm margins, word wrapping) at
    300 and 150 dpi, clean and degraded like a photocopy (rotation 1-2 degrees either way, contrast loss,
    blur, Gaussian noise (sigma 12 of 255), JPEG at quality 30; seeded, so every run sees the same pixels).
-2. OCR of every page through the project's seam (`ingest.ocr.ocr_image`: tesseract `deu`, OSD first). Until
-   that module is on main, a stand-in in this file calls pytesseract the same way. Scores: CER and WER
+2. OCR of every page through the project's seam (`ingest.ocr.ocr_image`: OSD, straightening, tesseract `deu`,
+   the section-sign fix). Scores: CER and WER
    (Levenshtein on whitespace-normalised text, rapidfuzz), and the umlaut CER: for each of äöüÄÖÜß§ in the
    ground truth, whether the character the edit-distance alignment pairs it with is the same one.
    Pages per second: `--workers` pages in flight (default 2, one per core), each tesseract limited to
@@ -74,54 +74,9 @@ TARGETS = {"clean_300_cer": 0.02, "clean_300_umlaut_cer": 0.02, "degraded_300_ce
 
 # --- the OCR seam --------------------------------------------------------------------------------------------
 
-try:  # the project's engine, once ingest/ocr.py is on main
-    from ingest.ocr import OcrOptions, ocr_image  # type: ignore[import-not-found,unused-ignore]
+from ingest.ocr import OcrOptions, ocr_image  # noqa: E402  (the seam: OSD, straightening, tesseract, § fix)
 
-    SEAM = "ingest.ocr"
-except ImportError:  # a stand-in with the same signature, calling pytesseract the way the seam does
-    SEAM = "benchmark stand-in (pytesseract)"
-
-    @dataclass(frozen=True)
-    class OcrOptions:  # type: ignore[no-redef]
-        mode: str = "auto"
-        languages: str = "deu"
-        dpi: int = 300
-        page_timeout_s: float = 60.0
-        max_pages: int = 200
-        min_confidence: float = 60.0
-        engine: str = "tesseract"
-
-    @dataclass(frozen=True)
-    class OcrPage:
-        page: int
-        text: str
-        confidence: float
-        rotation: int
-
-    def ocr_image(image: Image.Image, options: OcrOptions, page: int = 1) -> OcrPage:
-        import pytesseract
-
-        rotation = 0
-        try:  # OSD: 0/90/180/270; too little text to decide reads as upright
-            osd = pytesseract.image_to_osd(image, config="--psm 0", output_type=pytesseract.Output.DICT,
-                                           timeout=options.page_timeout_s)
-            rotation = int(osd.get("rotate", 0)) % 360
-        except pytesseract.TesseractError:
-            pass
-        if rotation:
-            image = image.rotate(-rotation, expand=True)  # OSD's angle is clockwise, PIL's counter-clockwise
-        data = pytesseract.image_to_data(image, lang=options.languages, config="--psm 3",
-                                         output_type=pytesseract.Output.DICT, timeout=options.page_timeout_s)
-        lines: dict[tuple[int, int, int], list[str]] = {}
-        confs = []
-        for i, word in enumerate(data["text"]):
-            if not word.strip():
-                continue
-            lines.setdefault((data["block_num"][i], data["par_num"][i], data["line_num"][i]), []).append(word)
-            if float(data["conf"][i]) >= 0:
-                confs.append(float(data["conf"][i]))
-        text = "\n".join(" ".join(words) for _key, words in sorted(lines.items()))
-        return OcrPage(page, text, sum(confs) / len(confs) if confs else 0.0, rotation)
+SEAM = "ingest.ocr"
 
 
 # --- ground truth and pages -----------------------------------------------------------------------------------
@@ -231,29 +186,6 @@ def degrade(image: Image.Image, seed: str, dpi: int, noise: float = 12.0) -> Ima
     return Image.open(buf).convert("L")
 
 
-def deskew(image: Image.Image) -> Image.Image:
-    """The page turned straight (`skew_angle`). Not part of the OCR seam: the benchmark's ablation rows measure
-    what it would recover."""
-    angle = skew_angle(image)
-    return image.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=255) if angle else image
-
-
-def skew_angle(image: Image.Image, max_degrees: float = 3.0, step: float = 0.1) -> float:
-    """The counter-clockwise turn (degrees, within +-max_degrees) after which the page's row-ink profile is the
-    sharpest: text lines then lie in pixel rows."""
-    import numpy as np
-
-    small = image.convert("L").reduce(4)
-    ink = Image.fromarray(((np.asarray(small) < 128) * 255).astype(np.uint8), "L")
-    best, best_score = 0.0, -1.0
-    for angle in np.arange(-max_degrees, max_degrees + step / 2, step):
-        rows = np.asarray(ink.rotate(float(angle), resample=Image.Resampling.NEAREST), dtype=np.float64).sum(axis=1)
-        score = float(np.square(np.diff(rows)).sum())
-        if score > best_score:
-            best, best_score = round(float(angle), 2), score
-    return best
-
-
 @dataclass(frozen=True)
 class Page:
     variant: str  # e.g. "300dpi clean serif"
@@ -266,7 +198,6 @@ def make_pages(args: argparse.Namespace) -> list[Page]:
     texts = [("law", p) for p in page_texts("law", args.law_pages, args.seed)]
     texts += [("news", p) for p in page_texts("news", args.news_pages, args.seed)]
     pages: list[Page] = []
-    extra: list[Page] = []  # the deskew ablation, after the variants the targets are about
     for dpi in args.dpis:
         for condition in ("clean", "degraded"):
             for style in FONTS:
@@ -275,9 +206,7 @@ def make_pages(args: argparse.Namespace) -> list[Page]:
                     if condition == "degraded":
                         image = degrade(image, f"{args.seed}-{dpi}-{style}-{i}", dpi, args.noise)
                     pages.append(Page(f"{dpi}dpi {condition} {style}", source, truth, image))
-                    if condition == "degraded" and args.deskew_ablation and dpi == 300:
-                        extra.append(Page(f"{dpi}dpi degraded+deskew {style}", source, truth, deskew(image)))
-    return pages + extra
+    return pages
 
 
 # --- scores ---------------------------------------------------------------------------------------------------
@@ -601,7 +530,7 @@ def variant_table(rows: dict[str, dict]) -> str:
 def targets(result: dict) -> list[list[object]]:
     rows = result["tesseract"]["variants"]
 
-    def worst(prefix: str, key: str) -> float:  # over the fonts; the deskew ablation rows are not the target's
+    def worst(prefix: str, key: str) -> float:  # over the fonts
         return max(r[key] or 0.0 for v, r in rows.items() if v.startswith(prefix + " "))
 
     out: list[list[object]] = []
@@ -695,8 +624,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-bgbl", action="store_true", help="skip the scanned Bundesgesetzblatt page")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--noise", type=float, default=12.0, help="Gaussian noise sigma of degraded pages (of 255)")
-    parser.add_argument("--no-deskew-ablation", dest="deskew_ablation", action="store_false",
-                        help="skip the rows of degraded 300 dpi pages deskewed before OCR")
     parser.add_argument("--dump", help="a folder for every page's ground truth and OCR text")
     parser.add_argument("--json", help="output path (default docs/bench/ocr-<machine>.json)")
     return parser.parse_args(argv)

@@ -169,8 +169,9 @@ def test_ocr_bench_counts_umlaut_errors_through_the_alignment():
     assert got["umlaut_cer_without_section_sign"] == 0.5 and got["per_char"] == {"ö": "1/1", "Ä": "0/1", "§": "1/1"}
 
 
-def test_ocr_bench_finds_the_skew_of_a_rendered_page():
-    from benchmarks.ocr_bench import render_page, skew_angle
+def test_ocr_bench_renders_pages_whose_skew_the_seam_finds():
+    from benchmarks.ocr_bench import render_page
+    from ingest.deskew import skew_angle
 
     text = "Die Prüfung der Unterlagen ergab, dass die Größe des Grundstücks übermäßig geschätzt wurde. " * 12
     image, shown = render_page([text], "sans", 100)
