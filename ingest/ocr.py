@@ -153,6 +153,8 @@ def _prepare(image: Image) -> Image:
     """Greyscale 8 bit: what Tesseract binarises anyway, and a quarter of an RGB page's bytes to pass it."""
     if image.mode in ("1", "L"):
         return image
+    if image.mode.startswith(("I", "F")):  # 16/32-bit grey: Pillow's convert("L") clips at 255, a page goes white
+        return _to_eight_bit(image)
     if image.mode in ("RGBA", "LA", "P"):  # transparent pixels become white paper, not black
         from PIL import Image as PILImage
 
@@ -160,6 +162,21 @@ def _prepare(image: Image) -> Image:
         paper = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
         return PILImage.alpha_composite(paper, rgba).convert("L")
     return image.convert("L")
+
+
+def _to_eight_bit(image: Image) -> Image:
+    """A 16-bit (I;16), 32-bit integer (I) or float (F) grey image scaled into 0-255: I;16 by its full range,
+    the others by their brightest pixel where that is over 255 (a float image of 0-255 stays as it is)."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    pixels = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") else float(pixels.max(initial=0.0))
+    if top > 255:
+        pixels = pixels * (255.0 / top)
+    scaled = PILImage.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
+    scaled.info.update(image.info)
+    return scaled
 
 
 def _orientation(image: Image, deadline: float, page: int) -> int:

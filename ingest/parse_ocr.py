@@ -34,6 +34,11 @@ MIN_TEXT_CHARS = 20  # a page's text layer with fewer non-space characters (and 
 _THUMBNAILS = ("docProps/", "Thumbnails/")  # a preview of the first page (OOXML, ODF), not content
 _MIN_IMAGE_SIDE = 32  # smaller embedded images are icons and bullets, not text
 _DIGITS = re.compile(r"(\d+)")
+# Pillow's own default decompression-bomb limit (about 89 million pixels, 89 MB a greyscale page). The limit
+# used is the lower of this and PIL.Image.MAX_IMAGE_PIXELS: unstructured raises the latter to 5e8 process-wide
+# when its PDF partitioner is imported, which would let a page render at 500 million pixels and Tesseract
+# take minutes and gigabytes over it.
+MAX_PIXELS = 89_478_485
 
 
 @dataclass
@@ -170,16 +175,14 @@ def _render(path: Path, reader: Any, page: int, options: OcrOptions) -> Image | 
 
 
 def _page_dpi(page: Any, dpi: int) -> int:
-    """`dpi`, or less where the page at `dpi` would have more pixels than Pillow's decompression-bomb limit."""
-    from PIL import Image as PILImage
-
+    """`dpi`, or less where the page at `dpi` would have more pixels than the pixel limit (pixel_limit)."""
     try:
         width, height = float(page.mediabox.width), float(page.mediabox.height)
     except Exception:
         return dpi
-    limit = PILImage.MAX_IMAGE_PIXELS
+    limit = pixel_limit()
     pixels = abs(width * height) / 72 / 72 * dpi * dpi
-    if not limit or pixels <= limit:
+    if pixels <= limit:
         return dpi
     return int(dpi * (limit / pixels) ** 0.5)
 
@@ -231,13 +234,18 @@ def _quiet_bombs() -> Iterator[None]:
         yield
 
 
-def check_pixels(image: Image, label: str) -> None:
-    """LimitError for an image over Pillow's decompression-bomb limit, before it is decoded."""
+def pixel_limit() -> int:
+    """The most pixels an image or rendered page may have: Pillow's limit where set lower, else MAX_PIXELS."""
     from PIL import Image as PILImage
 
-    limit = PILImage.MAX_IMAGE_PIXELS
+    return min(int(PILImage.MAX_IMAGE_PIXELS or MAX_PIXELS), MAX_PIXELS)
+
+
+def check_pixels(image: Image, label: str) -> None:
+    """LimitError for an image over Pillow's decompression-bomb limit, before it is decoded."""
+    limit = pixel_limit()
     pixels = image.width * image.height
-    if limit and pixels > limit:
+    if pixels > limit:
         raise LimitError(f"{label}: image of {image.width} x {image.height} = {pixels} pixels, over the limit of "
                          f"{limit} (Pillow's decompression-bomb limit)")
 
