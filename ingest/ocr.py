@@ -125,7 +125,11 @@ def ocr_image(image: Image, options: OcrOptions, page: int = 1) -> OcrPage:
     _one_thread()
     deadline = time.monotonic() + options.page_timeout_s
     config = f"--psm 3{_dpi_flag(image)}"  # psm 3 (automatic layout): columns and paragraphs as blocks
-    image = _prepare(image)
+    try:
+        image = _prepare(image)
+    except ValueError as exc:  # a mode Pillow decodes but cannot convert (LAB, La): this page's problem
+        raise OcrPageError(f"page {page}: image mode {image.mode} cannot be turned into greyscale for OCR "
+                           f"({exc})") from exc
     rotation = _orientation(image, deadline, page)
     if rotation:
         image = image.rotate(-rotation, expand=True, fillcolor=255)  # PIL turns counter-clockwise

@@ -170,3 +170,20 @@ def test_cli_ingest_reports_bad_images_and_keeps_the_good_one(capsys, cli_env):
     for name in ("bombe.png", "text.png", "leer.tiff"):
         assert status[name]["status"] != "ingested" and name in json.dumps(status[name])
     assert code != 0 or report
+
+
+def test_an_image_in_a_mode_pillow_cannot_convert_is_a_named_problem(tmp_path):
+    import zipfile
+
+    import docx
+
+    Image.new("LAB", (400, 100), (255, 128, 128)).save(tmp_path / "lab.tiff")
+    with pytest.raises(ParseError, match=r"lab.tiff: no text found by OCR .*image mode LAB cannot be turned"):
+        parse_file(tmp_path / "lab.tiff", limits=FAST)
+    docx.Document().save(tmp_path / "base.docx")
+    with zipfile.ZipFile(tmp_path / "base.docx") as src, zipfile.ZipFile(tmp_path / "lab.docx", "w") as out:
+        for item in src.infolist():
+            out.writestr(item, src.read(item))
+        out.write(tmp_path / "lab.tiff", "word/media/image1.tiff")
+    with pytest.raises(ParseError, match=r"lab.docx: no text found by OCR .*image mode LAB cannot be turned"):
+        parse_file(tmp_path / "lab.docx", limits=FAST)
