@@ -187,3 +187,27 @@ def test_an_image_in_a_mode_pillow_cannot_convert_is_a_named_problem(tmp_path):
         out.write(tmp_path / "lab.tiff", "word/media/image1.tiff")
     with pytest.raises(ParseError, match=r"lab.docx: no text found by OCR .*image mode LAB cannot be turned"):
         parse_file(tmp_path / "lab.docx", limits=FAST)
+
+
+def test_http_upload_of_bad_images_is_a_job_with_named_failures_never_a_500(tiny_model_dir, tmp_path):
+    from tests.test_service_support import live_server, service_settings, wait_job
+
+    (tmp_path / "uploads").mkdir()
+    settings = service_settings(tiny_model_dir, tmp_path / "qdrant", upload_dir=str(tmp_path / "uploads"))
+    lab = io.BytesIO()
+    Image.new("LAB", (400, 100), (255, 128, 128)).save(lab, "TIFF")
+    good = io.BytesIO()
+    text_image().save(good, "PNG")
+    files = [("files", ("bombe.png", png_header_only(100_000, 100_000), "image/png")),
+             ("files", ("text.png", b"kein Bild", "image/png")),
+             ("files", ("lab.tiff", lab.getvalue(), "image/tiff")),
+             ("files", ("leer.tiff", b"", "image/tiff")),
+             ("files", ("gut.png", good.getvalue(), "image/png"))]
+    with live_server(settings) as live, live.client() as c:
+        r = c.post("/v1/documents", files=files)
+        assert r.status_code == 202, r.text
+        job = wait_job(c, r.json()["job_id"])
+    by_source = {f["source"]: f for f in job["files"]}
+    assert by_source["upload:gut.png"]["status"] == "ingested", job
+    for name in ("bombe.png", "text.png", "lab.tiff", "leer.tiff"):
+        assert by_source[f"upload:{name}"]["status"] != "ingested" and name in json.dumps(by_source[f"upload:{name}"])
