@@ -215,9 +215,14 @@ def _frames(image: Image, source: str, frames: int) -> Iterator[tuple[int, Loade
         yield index + 1, partial(_frame, image, index, source if frames == 1 else f"{source} (page {index + 1})")
 
 
-def _frame(image: Image, index: int, label: str) -> Image:
+def _frame(image: Image, index: int, label: str) -> Image | str:
     image.seek(index)
-    check_pixels(image, label)
+    try:
+        check_pixels(image, label)
+    except LimitError as exc:
+        if index == 0 and getattr(image, "n_frames", 1) == 1:
+            raise  # a one-page image over the limit: the file's error
+        return f"not read: {exc}"  # one frame of a multi-page TIFF: the other pages are kept
     frame = image.copy()  # decodes this frame only
     if image.info.get("dpi"):
         frame.info["dpi"] = image.info["dpi"]

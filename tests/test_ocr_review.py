@@ -211,3 +211,14 @@ def test_http_upload_of_bad_images_is_a_job_with_named_failures_never_a_500(tiny
     assert by_source["upload:gut.png"]["status"] == "ingested", job
     for name in ("bombe.png", "text.png", "lab.tiff", "leer.tiff"):
         assert by_source[f"upload:{name}"]["status"] != "ingested" and name in json.dumps(by_source[f"upload:{name}"])
+
+
+def test_a_tiff_page_over_the_pixel_limit_is_reported_and_the_other_pages_kept(tmp_path):
+    first = Image.new("1", (900, 200), 1)
+    font = ImageFont.truetype(str(DEJAVU), 28) if DEJAVU.exists() else ImageFont.load_default(size=28)
+    ImageDraw.Draw(first).text((30, 60), "Die Prüfung der Größe ergab keinen Ärger.", font=font, fill=0)
+    huge = Image.new("1", (10000, 9500), 1)  # 95 million pixels: over the limit, a few KB in Group 4
+    first.save(tmp_path / "akte.tiff", save_all=True, append_images=[huge], compression="group4")
+    doc = parse_file(tmp_path / "akte.tiff", limits=FAST)
+    assert "Prüfung der Größe" in doc.text
+    assert "akte.tiff (page 2): image of 10000 x 9500" in doc.metadata["ocr_problems"]["2"]
