@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,6 +152,49 @@ def _one_thread() -> None:
     env = dict(os.environ)
     env.setdefault("OMP_THREAD_LIMIT", "1")
     pytesseract.pytesseract.environ = env
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Tesseract is killed when the process that started it dies. A parse worker killed past
+    parse_timeout_s (ingest/parse_worker.py) otherwise left its Tesseract running on as an orphan, with
+    nobody left to enforce page_timeout_s: minutes of a core each on a noisy page. Linux only (prctl
+    PR_SET_PDEATHSIG, set in the child between fork and exec); pytesseract builds its Popen arguments in
+    `subprocess_args`, which is wrapped once."""
+    import pytesseract
+
+    module = pytesseract.pytesseract
+    original = module.subprocess_args
+    if getattr(original, "_dies_with_parent", False) or _PRCTL is None:
+        return
+
+    def subprocess_args(include_stdout: bool = True) -> dict[str, Any]:
+        return {**original(include_stdout), "preexec_fn": _set_parent_death_signal}
+
+    subprocess_args._dies_with_parent = True  # type: ignore[attr-defined]
+    module.subprocess_args = subprocess_args
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _set_parent_death_signal() -> None:
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _prepare(image: Image) -> Image:

@@ -222,3 +222,67 @@ def test_a_tiff_page_over_the_pixel_limit_is_reported_and_the_other_pages_kept(t
     doc = parse_file(tmp_path / "akte.tiff", limits=FAST)
     assert "Prüfung der Größe" in doc.text
     assert "akte.tiff (page 2): image of 10000 x 9500" in doc.metadata["ocr_problems"]["2"]
+
+
+def _children(pid: int) -> set[int]:
+    """Tesseract processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+        except OSError:
+            continue
+        if stat and stat[stat.index("(") + 1:stat.rindex(")")] == "tesseract" \
+                and int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            found.add(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_parse_worker_killed_past_its_time_limit_takes_its_tesseract_with_it(tmp_path):
+    import threading
+    import time
+
+    from ingest.parse_worker import ParseWorker
+
+    noise = Image.fromarray((np.random.default_rng(3).random((5000, 5000)) > 0.5).astype("uint8") * 255)
+    noise.convert("L").save(tmp_path / "rauschen.tiff")
+    worker = ParseWorker(Limits(parse_timeout_s=4, ocr=OcrOptions(page_timeout_s=300)))
+    errors: list[Exception] = []
+    seen: set[int] = set()
+    try:
+        worker.start()
+        if not worker.isolated or worker._proc is None:
+            pytest.skip("no parse worker process here")
+        pid = worker._proc.pid
+
+        def parse() -> None:
+            try:
+                worker.parse(tmp_path / "rauschen.tiff", "rauschen.tiff")
+            except Exception as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=parse)
+        thread.start()
+        while thread.is_alive():
+            seen |= _children(pid)
+            thread.join(0.1)
+    finally:
+        worker.close()
+    assert errors and "rauschen.tiff: parsing took longer than 4 s" in str(errors[0])
+    assert seen, "Tesseract was not seen running under the worker"
+    for _ in range(10):  # the kernel delivers the parent-death signal at once; reaping may take a moment
+        if not any(_running(p) for p in seen):
+            break
+        time.sleep(0.1)
+    left = [p for p in seen if _running(p)]
+    for p in left:  # do not leave the orphan running on the machine
+        os.kill(p, 9)
+    assert not left, "Tesseract kept running after its parse worker was killed"
