@@ -191,7 +191,7 @@ def test_parse_time_limit_stops_the_worker_and_the_run_goes_on(tmp_path, tiny_em
 
 
 def test_files_that_vanish_or_change_during_the_run(tmp_path, tiny_embedder, monkeypatch):
-    import pipelines.indexing.run as ir
+    import pipelines.indexing.triage as ir  # where triage hashes files
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -243,7 +243,7 @@ def test_unreadable_permissions_are_not_testable_as_root_so_a_directory_named_li
     locked.write_text("x")
     locked.chmod(0)
     if os.geteuid() != 0:  # a normal user gets the permission error named
-        from pipelines.indexing.run import sha256_file
+        from pipelines.indexing.triage import sha256_file
 
         with pytest.raises(ParseError, match=r"gesperrt\.txt: cannot read file: Permission denied"):
             sha256_file(locked, str(locked))

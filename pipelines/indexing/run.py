@@ -16,18 +16,16 @@ marks the rest "not attempted", so the report never counts a point that was not 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from tqdm import tqdm
 
-from ingest.limits import Limits, file_stamp
-from ingest.parse_worker import ParseWorker, warm_up
+from ingest.limits import Limits
+from ingest.parse_worker import ParseWorker
 from ingest.schema import (
     DEFAULT_ACCESS,
     DEFAULT_TENANT,
@@ -45,8 +43,8 @@ from ingest.schema import (
 )
 from ingest.sparse import SparseEncoder
 from ingest.store.access import ingest_principal
-from ingest.store.base import DocState, StoreUnavailableError, VectorStore
-from pipelines.indexing.discover import Candidate, discover, in_shard, is_supported
+from ingest.store.base import VectorStore
+from pipelines.indexing.discover import Candidate, discover, in_shard
 from pipelines.indexing.fields import Scalar, document_fields, meta_hash, ocr_summary
 from pipelines.indexing.report import FileResult, IngestReport
 from pipelines.indexing.sidecar import SidecarError, group_by_access, read_sidecar
@@ -60,13 +58,13 @@ from pipelines.indexing.stages import (
     Writer,
     empty_result,
 )
+from pipelines.indexing.triage import STOPPED, Triage
 
 log = logging.getLogger(__name__)
 CHUNKER_VERSION = "chunker-v1"
 # The document fields a version writes (pipelines/indexing/fields.py): a new one re-parses each file once to
 # store them; its chunk texts are unchanged, so every vector is reused (no model call).
 FIELDS_VERSION = "fields-v1"
-_STOPPED = "not ingested, the run was stopped (service shut down)"
 
 
 @dataclass
@@ -176,7 +174,7 @@ class IngestRunner:
             else:
                 self.io.end_bulk()  # a bulk run that died left indexing off: turn it back on
             try:
-                pending, report.outage = self._triage(candidates, clock, emit, stop)
+                pending, report.outage = Triage(self).run(candidates, clock, emit, stop)
                 if pending:
                     report.outage = self._ingest(pending, clock, emit, stop)
             finally:
@@ -199,104 +197,6 @@ class IngestRunner:
         except Exception as exc:
             log.warning("bulk load: indexing not restored yet; the next ingest restores it",
                         extra={"error": str(exc)})
-
-    # -- triage: what needs work, without parsing or the model ---------------------------------
-    def _triage(self, candidates: list[Candidate], clock: StageClock, emit: Callable[[FileResult], None],
-                stop: threading.Event | None) -> tuple[list[Pending], str | None]:
-        """Report unsupported, unreadable and unchanged files now; return the files to (re-)ingest, and
-        the store's outage if it stopped answering (then no file is left to ingest)."""
-        pending: list[Pending] = []
-        outage: str | None = None
-        states: dict = {}  # source -> DocState, fetched for the next 256 files at a time
-        for i, cand in enumerate(candidates):
-            if stop is not None and stop.is_set():  # shutting down: a file not begun is reported, not begun
-                emit(FileResult(cand.source, "failed", error=f"{cand.source}: {_STOPPED}"))
-                continue
-            if outage:  # the store is gone: say so per file instead of waiting out every retry again
-                emit(FileResult(cand.source, "failed", error=f"{cand.source}: not attempted: {outage}"))
-                continue
-            try:
-                if cand.source not in states:
-                    with clock.timed("store"):
-                        states = self._doc_states([c.source for c in candidates[i : i + 256]])
-                state = states[cand.source]
-                if isinstance(state, Exception):
-                    raise state
-                result = self._triage_one(cand, clock, state)
-            except StoreUnavailableError as exc:
-                outage = str(exc)
-                result = FileResult(cand.source, "failed", error=f"{cand.source}: {exc}")
-            except Exception as exc:  # an engine error on this file's lookup: this file fails, the run goes on
-                log.exception("file failed unexpectedly", extra={"source": cand.source})
-                states.pop(cand.source, None)
-                result = FileResult(cand.source, "failed", error=f"{cand.source}: {type(exc).__name__}: {exc}")
-            if isinstance(result, Pending):
-                if not pending:
-                    self._parse_needed()
-                pending.append(result)
-            else:
-                emit(result)
-        if outage:
-            for item in pending:
-                emit(FileResult(item.cand.source, "failed", error=f"{item.cand.source}: not attempted: {outage}"))
-            return [], outage
-        return pending, None
-
-    def _doc_states(self, sources: list[str]) -> dict[str, DocState | Exception]:
-        """Doc states of a batch of sources; if the engine refuses the batch, each source is asked alone,
-        so one source it cannot take fails only its own file (StoreUnavailableError still ends triage)."""
-        try:
-            return dict(self.io.doc_states(sources))
-        except StoreUnavailableError:
-            raise
-        except Exception:
-            log.warning("doc-state lookup failed for a batch; asking per file", extra={"files": len(sources)})
-        out: dict[str, DocState | Exception] = {}
-        for source in sources:
-            try:
-                out[source] = self.io.doc_state(source)
-            except StoreUnavailableError:
-                raise
-            except Exception as exc:
-                out[source] = exc
-        return out
-
-    def _parse_needed(self) -> None:
-        """Triage found the first file to parse: the parse worker's fork server starts importing the
-        parsers now (seconds, on another core) while triage goes on. A run with nothing to parse starts
-        no worker process at all."""
-        if self.limits.parse_timeout_s > 0:
-            warm_up()
-
-    def _triage_one(self, cand: Candidate, clock: StageClock, state: DocState) -> FileResult | Pending:
-        if not is_supported(cand):
-            status = "failed" if cand.explicit else "skipped"
-            return FileResult(cand.source, status, error=f"{cand.source}: unsupported file type "
-                              f"{cand.path.suffix.lower() or '(none)'!r}")
-        try:
-            with clock.timed("parse"):
-                stamp = file_stamp(cand.path, cand.source)
-                file_hash = sha256_file(cand.path, cand.source)
-        except IngestError as exc:
-            return FileResult(cand.source, "failed", error=str(exc))
-        # The id comes from the file's bytes, not its parsed text: an unchanged file is recognised
-        # without parsing it (parsing is most of a re-ingest, and unstructured's PDF output is
-        # not always the same twice).
-        doc_id, user, digest = self.identity(cand.source, file_hash)
-        caller = self.store.principal
-        # Replacing a version this writer may not read would delete (or re-label) it: only its groups or an admin.
-        if caller.role != "admin" and any(not caller.can_see(acc or DEFAULT_ACCESS) for acc in state.access.values()):
-            return FileResult(cand.source, "failed", error=f"{cand.source}: a document of this name exists in "
-                              "groups this key is not in; only a key of those groups or an admin may replace it")
-        with clock.timed("store"):
-            if state.complete(doc_id):
-                deleted = self.io.delete_stale(cand.source, doc_id) if len(state.present) > 1 else 0
-                updated = (self.io.set_access(doc_id, self.access)
-                           if state.access.get(doc_id) != self.access else 0)  # also fills in missing fields
-                return FileResult(cand.source, "unchanged", points_deleted=deleted, points_updated=updated)
-        reuse = None if state.present else self.reuse_from.get(file_hash)
-        return Pending(cand, doc_id, file_hash, stamp, had_version=bool(state.present), reuse_source=reuse,
-                       user_meta=user, meta_hash=digest)
 
     def identity(self, source: str, file_hash: str) -> tuple[str, dict[str, Scalar], str]:
         """(doc_id, user metadata, its hash) of a file version: its bytes, its user metadata (a file's sidecar over
@@ -326,7 +226,7 @@ class IngestRunner:
 
         def cancelled() -> str | None:
             if stop is not None and stop.is_set():
-                return _STOPPED
+                return STOPPED
             return f"not attempted: {writer.outage}" if writer.outage else None
 
         worker = ParseWorker(self.limits)
@@ -444,15 +344,3 @@ def compact_quietly(store: VectorStore) -> None:
             log.info("store compacted after deletes", extra={"seconds": round(time.perf_counter() - with_time, 3)})
     except Exception as exc:
         log.warning("store not compacted after deletes; the next run does it", extra={"error": str(exc)})
-
-
-def sha256_file(path: Path, source: str) -> str:
-    """Hash of a file's bytes, read in blocks; an unreadable file is a ParseError naming it."""
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise ParseError(f"{source}: cannot read file: {exc.strerror or exc}") from exc
-    return digest.hexdigest()

@@ -34,8 +34,9 @@ from ingest.store.access import ingest_principal
 from ingest.store.base import DocState, StoreUnavailableError, VectorStore
 from pipelines.indexing.discover import Candidate, discover, is_supported
 from pipelines.indexing.report import FileResult, IngestReport
-from pipelines.indexing.run import IngestRunner, compact_quietly, sha256_file
+from pipelines.indexing.run import IngestRunner, compact_quietly
 from pipelines.indexing.sidecar import group_by_access
+from pipelines.indexing.triage import sha256_file
 from pipelines.sources import escape_name, file_path, source_name, under
 
 OnFile = Callable[[FileResult], None] | None
@@ -212,7 +213,7 @@ class Syncer:
         for root in facts.roots:
             if root.error:
                 _emit(report, on_file, FileResult(root.source, "failed", error=root.error))
-        runner = replace(self.runner, reuse_from={self._hash_of(facts, new): old for new, old in facts.renames.items()})
+        runner = replace(self.runner, reuse_from={facts.hashes[new]: old for new, old in facts.renames.items()})
         if facts.candidates or facts.missing:
             report.merge(runner.run_discovered(facts.candidates, facts.missing, _heirs_only(facts, on_file), stop))
         if report.outage or (stop is not None and stop.is_set()):
@@ -259,10 +260,6 @@ class Syncer:
         for source, copies in self._other_tenants(facts, list(done)).items():
             for doc_id, _ in copies:
                 done[source].points_deleted += self._store.delete_doc(doc_id)
-
-    @staticmethod
-    def _hash_of(facts: _Reconcile, source: str) -> str:
-        return facts.hashes[source]
 
     def _delete(self, facts: _Reconcile, report: IngestReport, on_file: OnFile) -> None:
         """Delete the vanished sources (after the ingest); a failed rename keeps its old source."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ingest.schema import EmptyDocumentError, P, ParseError
 from pipelines.indexing.discover import Candidate, discover, is_supported
-from pipelines.indexing.run import sha256_file
+from pipelines.indexing.triage import sha256_file
 from pipelines.sources import file_path, shown, source_name, under
 
 _FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_ID, P.CHUNK_INDEX, P.CHUNK_COUNT, P.TENANT, P.GROUPS]
