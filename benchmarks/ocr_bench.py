@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -48,28 +46,20 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image
 
-from benchmarks.common import DATA, ROOT, command_line, finish, machine, markdown_table, news_articles, write_outputs
+from benchmarks.common import DATA, ROOT, command_line, finish, machine, write_outputs
+from benchmarks.ocr_pages import Page, degrade, make_pages, render_page
+from benchmarks.ocr_report import UMLAUTS, markdown, targets
 
-UMLAUTS = "äöüÄÖÜß§"
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-FONTS = {"serif": "DejaVuSerif.ttf", "sans": "DejaVuSans.ttf"}
-A4_INCHES = (8.27, 11.69)
-MARGIN_INCHES = 2.5 / 2.54
-FONT_POINTS = 11.0
-LINE_SPACING = 1.25
 BGBL_PDF = DATA / "documents" / "pdf" / "bgbl1_2020_j1890-1_0100.pdf"
 BGBL_TRUTH = ROOT / "benchmarks" / "data" / "bgbl1_2020_j1890_p1_first_paragraph.txt"
 # The transcribed block on page 1 rendered at 300 dpi (left, top, right, bottom): the title line and the
 # first text rows (lines 250-300) of the "Bestandteil" column; see the transcription's header.
 BGBL_BOXES = ((0, 0, 2417, 100), (352, 382, 1196, 752))
-TARGETS = {"clean_300_cer": 0.02, "clean_300_umlaut_cer": 0.02, "degraded_300_cer": 0.05,
-           "retrieval_mrr5_gap": 0.02, "pages_per_s": 0.5}
 
 
 # --- the OCR seam --------------------------------------------------------------------------------------------
@@ -77,136 +67,6 @@ TARGETS = {"clean_300_cer": 0.02, "clean_300_umlaut_cer": 0.02, "degraded_300_ce
 from ingest.ocr import OcrOptions, ocr_image  # noqa: E402  (the seam: OSD, straightening, tesseract, § fix)
 
 SEAM = "ingest.ocr"
-
-
-# --- ground truth and pages -----------------------------------------------------------------------------------
-
-def plain_law_sections(min_chars: int = 300) -> list[str]:
-    """Every § section of the laws as plain text: heading line, then its paragraphs joined into single lines."""
-    sections = []
-    for path in sorted((DATA / "gesetze").rglob("*.md")):
-        text = re.sub(r"\A---\n.*?\n---\n", "", path.read_text(encoding="utf-8"), flags=re.S)
-        for chunk in re.split(r"\n(?=#+ )", text):
-            head, _, body = chunk.partition("\n")
-            if "§" not in head or "weggefallen" in head:
-                continue
-            paras = [strip_markup(p) for p in re.split(r"\n\s*\n", body)]
-            paras = [p for p in paras if p]
-            section = "\n".join([strip_markup(head), *paras])
-            if len(section) >= min_chars:
-                sections.append(section)
-    return sections
-
-
-def strip_markup(text: str) -> str:
-    text = re.sub(r"^#+\s*", "", text.strip())
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # links: their text
-    text = re.sub(r"<[^>]+>|\*\*|__|(?<!\w)[*_](?=\w)|(?<=\w)[*_](?!\w)", "", text)  # tags, bold, italics
-    text = re.sub(r"^(?:[-*+]|:)\s+", "", text, flags=re.M)  # list and definition markers
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def page_texts(kind: str, pages: int, seed: int) -> list[list[str]]:
-    """`pages` pages' worth of paragraphs (more than fit, the renderer stops where the page is full)."""
-    rng = random.Random(f"{seed}-{kind}")
-    if kind == "law":
-        pool = plain_law_sections()
-        rng.shuffle(pool)
-        paras_of = [s.split("\n") for s in pool]
-    else:
-        arts = [t for _label, t in news_articles() if len(t) > 1500]
-        rng.shuffle(arts)
-        paras_of = [[p for p in re.split(r"(?<=[.!?])\s+(?=[A-ZÄÖÜ])", re.sub(r"\s+", " ", t)) if p] for t in arts]
-    out = []
-    for i in range(pages):
-        paras: list[str] = []
-        for doc in paras_of[i * 6:(i + 1) * 6]:  # six sources per page; a page holds about 3,500 characters
-            paras += doc if kind == "law" else [" ".join(doc)]
-        out.append(paras)
-    return out
-
-
-def font(style: str, px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    path = FONT_DIR / FONTS[style]
-    return ImageFont.truetype(str(path), px) if path.is_file() else ImageFont.load_default(size=px)
-
-
-def render_page(paragraphs: list[str], style: str, dpi: int) -> tuple[Image.Image, str]:
-    """An A4 page (8-bit grey) and the text it shows, line by line; paragraphs that do not fit are cut."""
-    width, height = round(A4_INCHES[0] * dpi), round(A4_INCHES[1] * dpi)
-    margin = round(MARGIN_INCHES * dpi)
-    px = round(FONT_POINTS * dpi / 72)
-    face = font(style, px)
-    step = round(px * LINE_SPACING)
-    image = Image.new("L", (width, height), 255)
-    draw = ImageDraw.Draw(image)
-    shown: list[str] = []
-    y = margin
-    for para in paragraphs:
-        for line in wrap(para, face, width - 2 * margin):
-            if y + step > height - margin:
-                return image, "\n".join(shown)
-            draw.text((margin, y), line, font=face, fill=0)
-            shown.append(line)
-            y += step
-        y += step // 2  # paragraph gap
-    return image, "\n".join(shown)
-
-
-def wrap(text: str, face: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> list[str]:
-    lines: list[str] = []
-    current = ""
-    for word in text.split():
-        trial = f"{current} {word}" if current else word
-        if current and face.getlength(trial) > width:
-            lines.append(current)
-            current = word
-        else:
-            current = trial
-    return [*lines, current] if current else lines
-
-
-def degrade(image: Image.Image, seed: str, dpi: int, noise: float = 12.0) -> Image.Image:
-    """A photocopy/fax look: skew 1-2 degrees, greyed paper and toner, blur, noise, JPEG artefacts."""
-    import io
-
-    import numpy as np
-
-    rng = random.Random(seed)
-    angle = rng.choice((-1, 1)) * rng.uniform(1.0, 2.0)
-    image = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=255)
-    image = image.filter(ImageFilter.GaussianBlur(radius=1.0 * dpi / 300))
-    pixels = np.asarray(image, dtype=np.float64)
-    pixels = 50 + pixels * (225 - 50) / 255  # contrast loss: toner at 50, paper at 225
-    pixels += np.random.default_rng(rng.randrange(2**32)).normal(0, noise, pixels.shape)
-    noisy = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
-    buf = io.BytesIO()
-    noisy.save(buf, "JPEG", quality=30)
-    buf.seek(0)
-    return Image.open(buf).convert("L")
-
-
-@dataclass(frozen=True)
-class Page:
-    variant: str  # e.g. "300dpi clean serif"
-    source: str  # law or news
-    truth: str
-    image: Image.Image = field(compare=False)
-
-
-def make_pages(args: argparse.Namespace) -> list[Page]:
-    texts = [("law", p) for p in page_texts("law", args.law_pages, args.seed)]
-    texts += [("news", p) for p in page_texts("news", args.news_pages, args.seed)]
-    pages: list[Page] = []
-    for dpi in args.dpis:
-        for condition in ("clean", "degraded"):
-            for style in FONTS:
-                for i, (source, paras) in enumerate(texts):
-                    image, truth = render_page(paras, style, dpi)
-                    if condition == "degraded":
-                        image = degrade(image, f"{args.seed}-{dpi}-{style}-{i}", dpi, args.noise)
-                    pages.append(Page(f"{dpi}dpi {condition} {style}", source, truth, image))
-    return pages
 
 
 # --- scores ---------------------------------------------------------------------------------------------------
@@ -283,7 +143,8 @@ def run_tesseract(images: list[Image.Image], workers: int) -> tuple[list[str], l
 
 
 def run_rapidocr(python: str, images: list[Image.Image], workdir: Path) -> dict:
-    """The pages through RapidOCR in its own interpreter (`--rapidocr-worker`); an error is reported, not raised."""
+    """The pages through RapidOCR in its own interpreter (benchmarks/ocr_rapidocr.py); an error is reported, not
+    raised."""
     paths = []
     for i, image in enumerate(images):
         path = workdir / f"rapid-{i:04d}.png"
@@ -292,53 +153,12 @@ def run_rapidocr(python: str, images: list[Image.Image], workdir: Path) -> dict:
     request, answer = workdir / "rapid-in.json", workdir / "rapid-out.json"
     request.write_text(json.dumps(paths))
     env = {**os.environ, "OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([python, str(Path(__file__).resolve()), "--rapidocr-worker", str(request), str(answer)],
+    worker = Path(__file__).resolve().with_name("ocr_rapidocr.py")  # needs PIL and rapidocr only
+    proc = subprocess.run([python, str(worker), str(request), str(answer)],
                           capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0 or not answer.is_file():
         return {"error": f"rapidocr worker exited {proc.returncode}: {proc.stderr.strip()[-1500:]}"}
     return json.loads(answer.read_text())
-
-
-def rapidocr_worker(request: str, answer: str) -> None:
-    """Runs inside the rapidocr venv: OCR each image path, lines ordered top to bottom, left to right."""
-    from importlib.metadata import version
-
-    from rapidocr import RapidOCR
-
-    engine = RapidOCR()
-    texts, seconds = [], []
-    warm = Image.new("L", (400, 100), 255)
-    ImageDraw.Draw(warm).text((10, 40), "Prüfung", fill=0)
-    engine(warm)  # session start-up outside the timings
-    started_all = time.perf_counter()
-    for path in json.loads(Path(request).read_text()):
-        started = time.perf_counter()
-        result = engine(path)
-        seconds.append(time.perf_counter() - started)
-        texts.append(lines_from_boxes(list(result.boxes if result.boxes is not None else []),
-                                      list(result.txts or [])))
-    wall = time.perf_counter() - started_all
-    Path(answer).write_text(json.dumps({"texts": texts, "seconds": seconds, "wall_s": wall,
-                                        "version": version("rapidocr")}, ensure_ascii=False))
-
-
-def lines_from_boxes(boxes: list[Any], txts: list[str]) -> str:
-    """Text boxes (four corner points each) joined into lines: boxes whose vertical centres are within half a
-    box height share a line."""
-    items = []
-    for box, txt in zip(boxes, txts, strict=False):
-        ys = [float(p[1]) for p in box]
-        xs = [float(p[0]) for p in box]
-        items.append(((min(ys) + max(ys)) / 2, max(ys) - min(ys), min(xs), txt))
-    items.sort()
-    lines: list[list[tuple[float, str]]] = []
-    last_y, last_h = None, 0.0
-    for y, h, x, txt in items:
-        if last_y is None or abs(y - last_y) > max(h, last_h) / 2:
-            lines.append([])
-            last_y, last_h = y, h
-        lines[-1].append((x, txt))
-    return "\n".join(" ".join(t for _x, t in sorted(line)) for line in lines)
 
 
 # --- the runs -------------------------------------------------------------------------------------------------
@@ -511,101 +331,6 @@ def bgbl_bench() -> dict:
             "crop_text": "\n".join(crops), "page_window_text": window}
 
 
-# --- report ---------------------------------------------------------------------------------------------------
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f} %"
-
-
-def variant_table(rows: dict[str, dict]) -> str:
-    body = [[v, r["pages"], pct(r["cer"]), pct(r["wer"]), pct(r["umlaut_cer"]), f"{r['umlaut_errors']}/{r['umlauts']}",
-             pct(r["umlaut_cer_without_section_sign"]),
-             pct(r["law"]["cer"]), pct(r["news"]["cer"]), r.get("pages_per_s", "n/a"), r.get("mean_confidence", "n/a")]
-            for v, r in rows.items()]
-    return markdown_table(["variant", "pages", "CER", "WER", "umlaut CER", "umlaut errors", "umlaut CER without §",
-                           "CER law", "CER news",
-                           "pages/s", "mean conf."], body)
-
-
-def targets(result: dict) -> list[list[object]]:
-    rows = result["tesseract"]["variants"]
-
-    def worst(prefix: str, key: str) -> float:  # over the fonts
-        return max(r[key] or 0.0 for v, r in rows.items() if v.startswith(prefix + " "))
-
-    out: list[list[object]] = []
-    for label, got, limit in (("clean 300 dpi CER <= 2 %", worst("300dpi clean", "cer"), 0.02),
-                              ("clean 300 dpi umlaut CER <= 2 %", worst("300dpi clean", "umlaut_cer"), 0.02),
-                              ("degraded 300 dpi CER <= 5 %", worst("300dpi degraded", "cer"), 0.05)):
-        out.append([label, f"{pct(got)} (worse font)", "met" if got <= limit else f"missed by {pct(got - limit)}"])
-    retrieval = result.get("retrieval")
-    if retrieval:
-        born = retrieval["copies"]["born-digital"]["modes"]
-        for name, copy in retrieval["copies"].items():
-            if name == "born-digital":
-                continue
-            gap = max(born[m]["mrr_at_5"] - copy["modes"][m]["mrr_at_5"] for m in born)
-            out.append([f"{name}: MRR@5 within 0.02 of born-digital", f"largest drop {gap:+.4f}",
-                        "met" if gap <= TARGETS["retrieval_mrr5_gap"] else f"missed by {gap - 0.02:.4f}"])
-    speed = result["tesseract"]["pages_per_s"]
-    out.append([">= 0.5 pages/s on 2 cores (all pages, 300 and 150 dpi)", f"{speed:.3f}",
-                "met" if speed >= 0.5 else f"missed by {0.5 - speed:.3f}"])
-    speed300 = min(r["pages_per_s"] for v, r in rows.items() if v.startswith("300dpi") and "+" not in v)
-    out.append([">= 0.5 pages/s on 2 cores (slowest 300 dpi variant)", f"{speed300:.3f}",
-                "met" if speed300 >= 0.5 else f"missed by {0.5 - speed300:.3f}"])
-    return out
-
-
-def markdown(result: dict) -> str:
-    tess = result["tesseract"]
-    parts = [f"Command: `{result['command']}`", "",
-             f"OCR seam: {result['seam']}; tesseract {result['tesseract_version']} `deu`, OSD then `--psm 3`; "
-             f"{result['workers']} pages in flight, OMP_THREAD_LIMIT={result['tesseract_threads']} per tesseract. "
-             f"{tess['pages']} pages ({result['pages_per_variant']} per variant: law sections and 10kgnad news), "
-             f"A4, 11 pt DejaVu, seed {result['seed']}. CER/WER: Levenshtein on whitespace-normalised text; "
-             f"umlaut CER: share of {UMLAUTS} in the ground truth that the alignment pairs with another character "
-             "or with nothing.", "", "## Tesseract", "", variant_table(tess["variants"]), "",
-             f"All pages: {tess['pages_per_s']} pages/s ({tess['wall_s']} s wall).", ""]
-    rapid = result.get("rapidocr")
-    parts += ["## RapidOCR", ""]
-    if rapid is None:
-        parts += ["Not run (no `--rapidocr-python`).", ""]
-    elif "error" in rapid:
-        parts += [f"Could not run: {rapid['error']}", ""]
-    else:
-        parts += [f"rapidocr {rapid['version']} with its bundled weights (onnxruntime, CPU).", "",
-                  variant_table(rapid["variants"]), "", f"All pages: {rapid['pages_per_s']} pages/s.", ""]
-    if result.get("retrieval"):
-        ret = result["retrieval"]
-        rows = []
-        for name, copy in ret["copies"].items():
-            for mode, m in copy["modes"].items():
-                rows.append([name, mode, f"{m['mrr_at_5']:.4f}", f"{m['recall_at_5']:.4f}", f"{m['ndcg_at_10']:.4f}"])
-        ocr_rows = [[k, pct(v["cer"]), pct(v["umlaut_cer"]), v["ocr_wall_s"]] for k, v in ret["ocr_scores"].items()]
-        parts += ["## Retrieval: OCR'd copy against born-digital", "",
-                  f"xquad-de, MiniLM; corpus: all {copy['documents']} contexts, of which the first "
-                  f"{ret['ocr_contexts']} are rendered (serif, one page each) and replaced by their OCR text in the "
-                  f"OCR'd copies; {copy['queries']} questions (those of the OCR'd contexts). Gold is the question's "
-                  "document, whatever text it holds.", "", markdown_table(["copy", "mode", "MRR@5", "recall@5",
-                                                                            "nDCG@10"], rows), "",
-                  "OCR quality of those contexts:", "", markdown_table(["copy", "CER", "umlaut CER", "OCR s"],
-                                                                       ocr_rows), ""]
-    if result.get("bgbl"):
-        b = result["bgbl"]
-        parts += ["## Scanned Bundesgesetzblatt page", "",
-                  f"`{b['pdf']}` page 1 at 300 dpi against the manual transcription `{b['truth']}` "
-                  f"({b['truth_chars']} characters): the title line and the first rows of the form's text column. "
-                  f"Page confidence {b['page_confidence']}, OSD rotation {b['page_rotation']}, {b['page_s']} s.", "",
-                  markdown_table(["how", "CER", "WER", "umlaut CER", "umlaut errors"],
-                                 [[k, pct(b[k]["cer"]), pct(b[k]["wer"]), pct(b[k]["umlaut_cer"]),
-                                   f"{b[k]['umlaut_errors']}/{b[k]['umlauts']}"]
-                                  for k in ("crop", "page_best_window")]),
-                  "", "crop: the transcribed regions cut out and OCR'd alone; page_best_window: the whole page OCR'd, "
-                  "scored on the stretch of its text that best matches the transcription.", ""]
-    parts += ["## Targets (issue #14)", "", markdown_table(["target", "measured", "verdict"], targets(result))]
-    return "\n".join(parts)
-
-
 def tesseract_version() -> str:
     out = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout
     return out.split()[1] if out else "?"
@@ -648,7 +373,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--rapidocr-worker":
-        rapidocr_worker(sys.argv[2], sys.argv[3])
-    else:
-        main()
+    main()

@@ -180,7 +180,7 @@ def test_ocr_bench_renders_pages_whose_skew_the_seam_finds():
 
 
 def test_ocr_bench_joins_text_boxes_into_lines():
-    from benchmarks.ocr_bench import lines_from_boxes
+    from benchmarks.ocr_rapidocr import lines_from_boxes
 
     box = lambda x, y: [(x, y), (x + 50, y), (x + 50, y + 20), (x, y + 20)]  # noqa: E731
     assert lines_from_boxes([box(100, 52), box(0, 50), box(0, 100)], ["b", "a", "c"]) == "a b\nc"
