@@ -28,6 +28,7 @@ from pipelines.config import Settings
 if TYPE_CHECKING:
     from pipelines.indexing.report import IngestReport
     from pipelines.indexing.sync import SyncPlan
+    from retrieval.context import PackedContext
     from retrieval.schema import Passage
 
 
@@ -130,3 +131,33 @@ def evaluate(settings: Settings, dataset: str, fmt: str | None = None, modes: li
     from pipelines.evaluation.run import evaluate as run_evaluation
 
     return run_evaluation(settings, dataset, fmt, modes or ["dense", "bm25", "hybrid"], ablation)
+
+
+def build_context(settings: Settings, query: str, budget: int | None = None, filters: dict | None = None,
+                  mode: str | None = None) -> PackedContext:
+    """Context for a generator: passages retrieved, merged by span, numbered as sources and packed into
+    `budget` tokens (default `context_budget`, counted with `context_tokenizer` or a conservative estimate).
+
+        ctx = build_context(Settings(), "Wie viele Urlaubstage stehen mir zu?", budget=512)
+        print(ctx.text)  # "[1] burlg.md · Bundesurlaubsgesetz · § 3 Dauer des Urlaubs\\n..."
+        print([c.to_dict() for c in ctx.citations], ctx.tokens)
+    """
+    from retrieval.context import ContextPacker, retrieve_context
+    from retrieval.tokens import token_counter
+
+    packer = ContextPacker(token_counter(settings.context_tokenizer), settings.context_strategy)
+    settings = settings.model_copy(update={"retrieval_mode": mode}) if mode else settings
+    embedder = build_embedder(settings)
+    store = build_store(settings)
+    try:
+        store.require_collection()
+        if settings.retrieval_mode == "bm25":
+            embedder.prepare()
+        else:
+            embedder.load()
+        store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
+        retriever = build_retriever(settings, embedder, store)
+        return retrieve_context(retriever, packer, query, budget or settings.context_budget,
+                                settings.context_candidates, filters)
+    finally:
+        store.close()

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     expand: int = Field(0, ge=0, le=5, description="neighbour chunks added on each side of a passage")
     mmr: float | None = Field(None, ge=0, le=1, description="MMR diversity lambda (1 = relevance only); unset = off")
     mmr_candidates: int = Field(30, ge=1, le=100, description="candidates MMR chooses from")
+    # context for a generator (`german-rag context`, POST /v1/context, the MCP tool get_context)
+    context_budget: int = Field(1024, ge=16, le=1_000_000, description="tokens of context a generator receives")
+    context_tokenizer: str | None = Field(None, description="the generator's tokenizer.json (or its folder) to "
+                                          "count the budget with; unset = a conservative estimate")
+    context_strategy: Literal["topk", "merge"] = Field("merge", description="how passages become context blocks")
+    context_candidates: int = Field(20, ge=1, le=100, description="passages retrieved before packing")
     # service (`german-rag serve`)
     host: str = Field("127.0.0.1", description="address the HTTP service binds")
     port: int = Field(8000, ge=1, le=65535)

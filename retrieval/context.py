@@ -1,0 +1,210 @@
+"""Context for a generator: retrieved passages merged by span, numbered as sources, packed into a token budget.
+
+A generator receives one text: blocks `[1] header` + passage text, in the order of their best score. Chunks of
+one document that overlap or touch become one block (its text in document order, exact offsets kept), so a
+model never reads the same sentence twice. Tokens are counted with the generator's tokenizer when one is
+given (retrieval/tokens.py), else with a conservative estimate; the packed text never exceeds the budget. A
+block that does not fit whole is cut at a sentence end (ingest/sentences.py), never inside a word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.sentences import sentence_spans
+from retrieval.expand import merge_spans
+from retrieval.schema import Passage, QueryError, Retriever
+from retrieval.tokens import TokenCounter
+
+STRATEGIES = ("topk", "merge")
+DEFAULT_STRATEGY = "merge"
+
+
+class BudgetError(QueryError):
+    """The token budget cannot hold even one source header: a request to fix (CLI exit 2, HTTP 4xx)."""
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One numbered source of a packed context: where its text comes from, exactly."""
+
+    number: int
+    source: str
+    doc_id: str
+    title: str | None
+    page: int | None
+    heading_path: tuple[str, ...]
+    start: int  # character span in the document's text (after normalisation, as stored)
+    end: int
+    chunk_ids: tuple[str, ...]
+    score: float  # the best retrieval score among its chunks
+    cut: bool = False  # the block was cut at a sentence end to fit the budget
+    document: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        """The header line a generator reads before the block: number, source, title, § path, page."""
+        parts = [f"[{self.number}] {self.source}"]
+        if self.title:
+            parts.append(self.title)
+        if self.heading_path:
+            parts.append(" > ".join(self.heading_path))
+        if self.page is not None:
+            parts.append(f"S. {self.page}")
+        return " · ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"number": self.number, "source": self.source, "doc_id": self.doc_id, "title": self.title,
+                "page": self.page, "heading_path": list(self.heading_path), "start": self.start, "end": self.end,
+                "chunk_ids": list(self.chunk_ids), "score": self.score, "cut": self.cut,
+                "document": dict(self.document)}
+
+
+@dataclass(frozen=True)
+class PackedContext:
+    """The context text, its citations, and the tokens it takes (counted on the final text)."""
+
+    query: str
+    text: str
+    citations: tuple[Citation, ...]
+    tokens: int
+    budget: int
+    tokenizer: str
+    strategy: str
+    prompt: str | None = None  # the filled QA template, when one was asked for (its tokens are in `tokens`)
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "text": self.text, "citations": [c.to_dict() for c in self.citations],
+                "tokens": self.tokens, "budget": self.budget, "tokenizer": self.tokenizer,
+                "strategy": self.strategy, "prompt": self.prompt}
+
+
+@dataclass(frozen=True)
+class Block:
+    """Passages of one document merged into one span (before numbering)."""
+
+    passages: tuple[Passage, ...]
+    start: int
+    end: int
+    text: str
+
+    @property
+    def best(self) -> Passage:
+        return max(self.passages, key=lambda p: p.score)
+
+
+def blocks_of(passages: Sequence[Passage], merge: bool = True) -> list[Block]:
+    """Blocks in the order of their best passage. With `merge`, passages of one document whose spans overlap
+    or whose chunks are neighbours become one block (merged in document order)."""
+    blocks: list[Block] = []
+    for p in passages:  # passages arrive best first; a block keeps the rank of its first passage
+        for i, b in enumerate(blocks):
+            if merge and _touches(b, p):
+                start, end, text = merge_spans([(b.start, b.end, b.text), (p.start, p.end, p.text)])
+                blocks[i] = Block((*b.passages, p), start, end, text)
+                break
+        else:
+            blocks.append(Block((p,), p.start, p.end, p.text))
+    return _merge_bridged(blocks) if merge else blocks
+
+
+def _touches(block: Block, p: Passage) -> bool:
+    if block.passages[0].doc_id != p.doc_id:
+        return False
+    if p.start <= block.end and block.start <= p.end:
+        return True
+    indices = {q.chunk_index for q in block.passages}
+    return p.chunk_index - 1 in indices or p.chunk_index + 1 in indices
+
+
+def _merge_bridged(blocks: list[Block]) -> list[Block]:
+    """A passage that joins two earlier blocks of one document makes them one block (at the better rank)."""
+    out: list[Block] = []
+    for b in blocks:
+        for i, o in enumerate(out):
+            if any(_touches(o, p) for p in b.passages):
+                start, end, text = merge_spans([(o.start, o.end, o.text), (b.start, b.end, b.text)])
+                out[i] = Block(o.passages + b.passages, start, end, text)
+                break
+        else:
+            out.append(b)
+    return out
+
+
+class ContextPacker:
+    """Packs passages into a budget counted by `counter`."""
+
+    def __init__(self, counter: TokenCounter, strategy: str = DEFAULT_STRATEGY) -> None:
+        if strategy not in STRATEGIES:
+            raise QueryError(f"strategy: {strategy!r} is not one of {list(STRATEGIES)}")
+        self.counter, self.strategy = counter, strategy
+
+    def pack(self, query: str, passages: Sequence[Passage], budget: int) -> PackedContext:
+        blocks = blocks_of(passages, merge=self.strategy != "topk")
+        self._check_budget(blocks, budget)
+        parts: list[str] = []
+        citations: list[Citation] = []
+        for block in blocks:
+            citation = _citation(len(citations) + 1, block)
+            piece = self._fit(citation, block.text, parts, budget)
+            if piece is None:
+                continue  # a later, shorter block may still fit
+            text, cut = piece
+            parts.append(f"{citation.label()}\n{text}")
+            citations.append(_with_span(citation, block, text, cut))
+        joined = "\n\n".join(parts)
+        return PackedContext(query, joined, tuple(citations), self.counter.count(joined) if joined else 0,
+                             budget, self.counter.name, self.strategy)
+
+    def _check_budget(self, blocks: list[Block], budget: int) -> None:
+        if not blocks:
+            return
+        smallest = min(self.counter.count(_citation(1, b).label()) for b in blocks)
+        if budget <= smallest:
+            raise BudgetError(f"budget: {budget} tokens cannot hold a source header and its text "
+                              f"(the shortest header alone takes {smallest})")
+
+    def _fit(self, citation: Citation, text: str, parts: list[str], budget: int) -> tuple[str, bool] | None:
+        """The block's text if it fits whole, else its longest prefix of whole sentences that fits."""
+        def fits(candidate: str) -> bool:
+            joined = "\n\n".join([*parts, f"{citation.label()}\n{candidate}"])
+            return self.counter.count(joined) <= budget
+
+        if fits(text):
+            return text, False
+        ends = [e for _, e in sentence_spans(text)]
+        lo, hi, best = 0, len(ends) - 1, -1
+        while lo <= hi:  # the longest fitting prefix: fits() is monotone in the number of sentences
+            mid = (lo + hi) // 2
+            if fits(text[: ends[mid]]):
+                best, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        return (text[: ends[best]].rstrip(), True) if best >= 0 else None
+
+
+def _citation(number: int, block: Block) -> Citation:
+    best = block.best
+    first = min(block.passages, key=lambda p: p.start)
+    title = best.document.get("title")
+    return Citation(number, best.source, best.doc_id, str(title) if title else None, first.page,
+                    first.heading_path, block.start, block.end,
+                    tuple(p.chunk_id for p in sorted(block.passages, key=lambda p: p.start)), best.score,
+                    document=dict(best.document))
+
+
+def _with_span(citation: Citation, block: Block, text: str, cut: bool) -> Citation:
+    if not cut:
+        return citation
+    end = block.start + len(text)  # the merged text maps 1:1 onto the span it starts at
+    kept = tuple(p.chunk_id for p in sorted(block.passages, key=lambda p: p.start) if p.start < end)
+    return Citation(citation.number, citation.source, citation.doc_id, citation.title, citation.page,
+                    citation.heading_path, citation.start, end, kept, citation.score, True, citation.document)
+
+
+def retrieve_context(retriever: Retriever, packer: ContextPacker, query: str, budget: int, candidates: int = 20,
+                     filters: dict | None = None, mode: str | None = None, truncate: bool = False) -> PackedContext:
+    """Retrieve `candidates` passages for `query` and pack the best of them into `budget` tokens."""
+    passages = retriever.retrieve(query, candidates, filters, truncate, mode=mode)
+    return packer.pack(query, passages, budget)
