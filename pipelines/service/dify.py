@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
 from pipelines.service.dify_filters import to_filters
-from pipelines.service.doors import admitted, shaped_route
+from pipelines.service.doors import READ_KEY, admitted, shaped_route
 from pipelines.service.http import ErrorShape, InvalidKey, MissingKey, NotFound, http_error
 from pipelines.service.routes import CallerOf
 from pipelines.service.runtime import ServiceRuntime
@@ -144,7 +144,7 @@ def install_dify(app: FastAPI, rt: ServiceRuntime) -> dict[str, ErrorShape]:
     """Add `POST /retrieval`; returns its path and error shape for the gate."""
     router = APIRouter(route_class=shaped_route(dify_error))
 
-    @router.post(PATH, response_model=DifyResponse, tags=["dify"], responses={
+    @router.post(PATH, response_model=DifyResponse, tags=["dify"], dependencies=[READ_KEY], responses={
         s: {"model": DifyError} for s in (400, 403, 404, 408, 411, 413, 422, 429, 503)})
     async def retrieval(body: DifyRequest, caller: CallerOf) -> DifyResponse:
         """Dify's External Knowledge API: top passages of the served collection for `query`, as records."""

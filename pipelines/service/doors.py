@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.errors import ErrorKind, InternalError, kind_of
@@ -24,6 +25,8 @@ from pipelines.service.http import INTERNAL_MESSAGE, ErrorShape, InvalidInput, O
 from pipelines.service.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
+# The bearer scheme in the OpenAPI schema (the gate checks the key): the same scheme as the /v1 routes'
+READ_KEY = Security(HTTPBearer(auto_error=False, description="a read key; uploads and deletes: a write key"))
 
 
 def door_error(exc: BaseException) -> BaseException:

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from pipelines.service.core import SlicedEmbedder
-from pipelines.service.doors import admitted, shaped_route
+from pipelines.service.doors import READ_KEY, admitted, shaped_route
 from pipelines.service.http import ErrorShape, InvalidInput, NotFound, Unauthorized, http_error
 from pipelines.service.routes import CallerOf
 from pipelines.service.runtime import ServiceRuntime
@@ -160,7 +160,7 @@ def install_embeddings(app: FastAPI, rt: ServiceRuntime) -> dict[str, ErrorShape
     router = APIRouter(route_class=shaped_route(openai_error))
     names = model_names(rt.settings.embed_model, rt.model_id)
 
-    @router.post(PATH, response_model=EmbeddingResponse, tags=["openai"], responses={
+    @router.post(PATH, response_model=EmbeddingResponse, tags=["openai"], dependencies=[READ_KEY], responses={
         s: {"model": OpenAIError} for s in (400, 401, 404, 408, 411, 413, 429, 503)})
     async def embeddings(body: EmbeddingRequest, _: CallerOf) -> EmbeddingResponse:
         """OpenAI's embeddings API over the served model (passage vectors; `input_type: query` for queries)."""
