@@ -42,7 +42,8 @@ Where each project error sits (the class names stay, so callers keep working):
                                                    (a bad key, a value not of its declared kind, a list)
     SidecarError (indexing)                        input: one file's broken NAME.meta.json (that file fails)
     MetaValueError (indexing.fields)               input: user metadata that cannot be stored (--meta: usage)
-    ServiceError (pipelines/service/http.py)       each of its classes names its own kind
+    ServiceError (pipelines/service/http.py)       each of its classes names its own kind (the doors' too:
+                                                   dify.py, dify_filters.py, openai_embeddings.py)
 
 A class joins a kind by inheriting the kind's base first (`class ParseError(InputError, IngestError)`), so
 `isinstance(exc, InputError)` holds and `exc.kind` is found on the kind's base before any package base's

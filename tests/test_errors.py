@@ -48,7 +48,7 @@ from pipelines.cli.main import EXIT_CODES, exit_code, main
 from pipelines.evaluation.datasets import DatasetError
 from pipelines.indexing.fields import MetaValueError
 from pipelines.indexing.sidecar import SidecarError
-from pipelines.service import http
+from pipelines.service import dify, dify_filters, http, openai_embeddings
 from retrieval.schema import EmptyQueryError, QueryError, RerankerUnavailableError, RetrievalError
 from tests.conftest import ROOT, cli_environment
 from tests.standin.qdrant_rest import FaultProxy, StandinQdrant
@@ -65,7 +65,9 @@ KINDS = {
     AccessError: U, SidecarError: IN, MetaValueError: IN, MetaFieldError: U, OcrUnavailableError: C, OcrPageError: IN,
     http.ServiceError: X, http.InvalidInput: U, http.EmptyInput: U, http.Overloaded: N, http.NotReady: N,
     http.Misconfigured: C, http.NotFound: U, http.Unauthorized: U, http.Forbidden: U, http.TooLarge: IN,
-    http.LengthRequired: U, http.RequestTimeout: IN, http.UnsupportedType: IN,
+    http.LengthRequired: U, http.RequestTimeout: IN, http.UnsupportedType: IN, http.MissingKey: U, http.InvalidKey: U,
+    dify.UnknownKnowledge: U, dify_filters.UnsupportedCondition: U, openai_embeddings.UnknownModel: U,
+    openai_embeddings.EmbeddingInputError: U,
 }
 EXITS = {U: 2, C: 2, IN: 1, N: 3, X: 70}
 TEXT = "Der Urlaub beträgt jährlich mindestens vierundzwanzig Werktage. Die Arbeitszeit darf acht Stunden nicht "

@@ -17,8 +17,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from pipelines.config import ConfigError, Settings
+from pipelines.service.dify import install_dify
 from pipelines.service.gate import GatePolicy, RequestGate
 from pipelines.service.http import KeyRing, install_error_handlers
+from pipelines.service.openai_embeddings import install_embeddings
 from pipelines.service.routes import install_routes
 from pipelines.service.runtime import UPLOAD_PATH, ServiceRuntime
 
@@ -64,12 +66,14 @@ def create_app(settings: Settings, watch: Sequence[str] = ()) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     install_routes(app, runtime)
+    # Doors for other platforms (Dify's /retrieval, OpenAI's /v1/embeddings): their errors in their own shapes
+    shapes = {**install_dify(app, runtime), **install_embeddings(app, runtime)}
     # Middleware, innermost first: the gate (keys, lengths, upload slots) before any body byte is read,
     # CORS outside it (a refusal still carries CORS headers), metrics outermost (every answer counted).
     upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD
     app.add_middleware(RequestGate, policy=GatePolicy(runtime.principals, UPLOAD_PATH, upload_limit, JSON_BODY_LIMIT,
                                                       settings.max_concurrent_uploads, settings.upload_read_timeout,
-                                                      settings.upload_body_timeout))
+                                                      settings.upload_body_timeout, shapes))
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # CORS is off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],

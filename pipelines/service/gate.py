@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.service.http import (
+    ErrorShape,
     LengthRequired,
     Overloaded,
     RequestTimeout,
@@ -50,6 +53,11 @@ class GatePolicy:
     max_uploads: int  # upload requests being received or saved at once
     read_timeout: float = 30.0  # seconds a body may send nothing (then 408)
     body_timeout: float = 900.0  # seconds a whole body may take (then 408), against a trickle that never stalls
+    # path -> the error shape of a door whose clients expect their own (Dify's /retrieval, OpenAI's /v1/embeddings)
+    shapes: Mapping[str, ErrorShape] = field(default_factory=dict)
+
+    def shape(self, path: str) -> ErrorShape:
+        return self.shapes.get(path, _default_shape)
 
 
 def required_scope(method: str, path: str, upload_path: str) -> str | None:
@@ -86,15 +94,15 @@ class RequestGate:
         except ServiceError as exc:
             if isinstance(exc, TooLarge) and _declared(headers) - limit <= DRAIN_BYTES:
                 await _drain(receive)
-            await _refuse(scope, receive, send, exc)
+            await _refuse(scope, receive, send, exc, p.shape(scope["path"]))
             return
-        body = _CountedBody(self.app, limit, declared, p.read_timeout, p.body_timeout)
+        body = _CountedBody(self.app, limit, declared, p.read_timeout, p.body_timeout, p.shape(scope["path"]))
         if not is_upload:
             await body(scope, receive, send)
             return
         if self.uploads_in_flight >= p.max_uploads:
             await _refuse(scope, receive, send, Overloaded(f"{p.max_uploads} uploads are being received; "
-                                                          "retry shortly", {"Retry-After": "5"}))
+                                                          "retry shortly", {"Retry-After": "5"}), _default_shape)
             return
         self.uploads_in_flight += 1
         try:
@@ -152,9 +160,13 @@ async def _drain(receive: Receive) -> None:
             return
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ServiceError) -> None:
+def _default_shape(exc: BaseException, extra_headers: dict[str, str]) -> Response:
+    return error_response(exc, extra_headers=extra_headers)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ServiceError, shape: ErrorShape) -> None:
     # Connection: close, so the server does not go on reading a body nobody will use.
-    response = error_response(exc, extra_headers={"Connection": "close"})
+    response = shape(exc, {"Connection": "close"})
     await response(scope, receive, send)
 
 
@@ -163,8 +175,9 @@ class _CountedBody:
     length), after `read_timeout` seconds without a byte or `body_timeout` seconds in all, the app sees a
     disconnect, and whatever it answers is replaced by a 413 or a 408; the caller's slot is then free."""
 
-    def __init__(self, app: ASGIApp, limit: int, declared: int, read_timeout: float, body_timeout: float) -> None:
-        self.app, self.limit, self.allowed = app, limit, min(limit, declared)
+    def __init__(self, app: ASGIApp, limit: int, declared: int, read_timeout: float, body_timeout: float,
+                 shape: ErrorShape) -> None:
+        self.app, self.limit, self.allowed, self.shape = app, limit, min(limit, declared), shape
         self.read_timeout, self.body_timeout = read_timeout, body_timeout
         self.seen, self.started, self.body_done = 0, False, False
         self.deadline = time.monotonic() + body_timeout
@@ -224,4 +237,4 @@ class _CountedBody:
     async def _refuse_now(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.refusal is not None
         self.started = True
-        await _refuse(scope, receive, send, self.refusal)
+        await _refuse(scope, receive, send, self.refusal, self.shape)

@@ -6,11 +6,12 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -68,6 +69,14 @@ class NotFound(UsageError, ServiceError):
 
 class Unauthorized(UsageError, ServiceError):
     """No API key, or an unknown one."""
+
+
+class MissingKey(Unauthorized):
+    """No `Authorization: Bearer KEY` header, or one of another form (Dify's error 1001)."""
+
+
+class InvalidKey(Unauthorized):
+    """A key that is not known (Dify's error 1002)."""
 
 
 class Forbidden(UsageError, ServiceError):
@@ -128,6 +137,11 @@ def http_error(exc: BaseException) -> HttpError:
     return HTTP_ERRORS[kind_of(exc)]
 
 
+# How a door answers an error: the error and extra headers in, the response in the door's own body shape
+# (error_response for the /v1 API; Dify's and OpenAI's doors bring their own).
+ErrorShape = Callable[[BaseException, dict[str, str]], Response]
+
+
 def error_response(exc: BaseException, message: str | None = None,
                    extra_headers: dict[str, str] | None = None) -> JSONResponse:
     """The answer to an error: its status and name from HTTP_ERRORS, its message (or `message`: what an
@@ -151,6 +165,15 @@ def form_error(exc: MultiPartException) -> ServiceError:
 INTERNAL_MESSAGE = "internal error; see the service log"
 
 
+def invalid_input(exc: RequestValidationError) -> InvalidInput:
+    """A body FastAPI could not validate as one InvalidInput naming each field and what is wrong with it."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return InvalidInput("; ".join(parts) or "invalid request")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GermanRagError)
     async def _ours(request: Request, exc: GermanRagError) -> JSONResponse:
@@ -161,11 +184,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
-            parts.append(f"{where}: {err.get('msg', 'invalid')}")
-        return error_response(InvalidInput("; ".join(parts) or "invalid request"))
+        return error_response(invalid_input(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -235,10 +254,10 @@ class KeyRing:
         challenge = {"WWW-Authenticate": "Bearer"}
         token = bearer(authorization)
         if token is None:
-            raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'", challenge)
+            raise MissingKey("missing API key: send 'Authorization: Bearer KEY'", challenge)
         role = self.role_of(token)
         if role is None:
-            raise Unauthorized("invalid API key", challenge)
+            raise InvalidKey("invalid API key", challenge)
         if scope == "write" and role != "write":
             raise Forbidden("this API key may only read; uploads and deletes need a write key")
 

@@ -32,7 +32,7 @@ from ingest.errors import ConfigError, UsageError
 from ingest.schema import DEFAULT_TENANT, AccessError
 from ingest.store.access import Principal
 from pipelines.logs import audit as log_audit
-from pipelines.service.http import Forbidden, KeyRing, Misconfigured, Unauthorized
+from pipelines.service.http import Forbidden, InvalidKey, KeyRing, Misconfigured, MissingKey
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "grk_"
@@ -287,8 +287,8 @@ class Principals:
         if caller is None:
             challenge = {"WWW-Authenticate": "Bearer"}
             if token is None:
-                raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'", challenge)
-            raise Unauthorized("invalid API key", challenge)
+                raise MissingKey("missing API key: send 'Authorization: Bearer KEY'", challenge)
+            raise InvalidKey("invalid API key", challenge)
         if scope == "write" and not caller.principal.may_write():
             raise Forbidden("this API key may only read; uploads and deletes need a write key")
         return caller
