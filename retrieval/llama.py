@@ -24,9 +24,9 @@ def passage_to_node(passage: Passage) -> NodeWithScore:
         id_=passage.chunk_id, text=passage.text, metadata=metadata,
         start_char_idx=passage.start, end_char_idx=passage.end,
         # Provenance is for people and filters: never embedded; the LLM sees only what it cites (source, title,
-        # page, heading path ...), not ids, spans and scores.
+        # page, heading path ...) where the passage has it ("page: None" is noise), not ids, spans and scores.
         excluded_embed_metadata_keys=list(metadata),
-        excluded_llm_metadata_keys=[k for k in metadata if k not in CITATION_KEYS],
+        excluded_llm_metadata_keys=[k for k, v in metadata.items() if k not in CITATION_KEYS or v in (None, "")],
     )
     return NodeWithScore(node=node, score=passage.score)
 

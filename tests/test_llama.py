@@ -9,6 +9,7 @@ import pytest
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers.no_text import NoText
+from llama_index.core.schema import MetadataMode
 
 from ingest.parse import parse_file
 from pipelines.api import ingest_paths, open_retriever
@@ -112,3 +113,11 @@ def test_readme_llama_snippet_runs(laws, monkeypatch, capsys, fixtures):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and str(fixtures / "gesetze/b/burlg/index.md") in lines[0]
     assert "§ 3 Dauer des Urlaubs" in lines[0]
+
+
+def test_the_llm_sees_citation_fields_only_where_set(retriever):
+    [node] = LlamaIndexRetriever(retriever, top_k=1, mode="bm25").retrieve(URLAUB_QUESTION)
+    shown = node.node.get_content(metadata_mode=MetadataMode.LLM)
+    assert shown.startswith(f"source: {node.node.metadata['source']}\ntitle: {BURLG_TITLE}\n")
+    assert "page:" not in shown and "heading_path: Mindesturlaubsgesetz" in shown  # a Markdown law has no pages
+    assert node.node.get_content(metadata_mode=MetadataMode.EMBED) == node.node.get_content()
