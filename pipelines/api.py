@@ -14,11 +14,14 @@ come from one root (`ingest.errors.GermanRagError`) with a `kind` a caller can a
         print(f"{p.score:.3f} {p.source} {p.heading_path} {p.text[:80]}")
 
 A long-running backend that answers many queries should keep one model and store open: the HTTP service
-(`german-rag serve`) does that; `retrieve_many` answers a batch with one load.
+(`german-rag serve`) does that; `open_retriever` hands a Python caller one (also for the LangChain and
+llama-index adapters); `retrieve_many` answers a batch with one load.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from pipelines.indexing.report import IngestReport
     from pipelines.indexing.sync import SyncPlan
     from retrieval.context import PackedContext
+    from retrieval.hybrid import HybridRetriever
     from retrieval.schema import Passage
 
 
@@ -82,15 +86,19 @@ def sync_paths(settings: Settings, roots: list, progress: bool = True, dry_run: 
         store.close()
 
 
-def retrieve_many(settings: Settings, texts: list[str], top_k: int | None = None, filters: dict | None = None,
-                  truncate: bool = False, rerank: bool | None = None, expand: int | None = None,
-                  mmr: float | None = None) -> list[list[Passage]]:
-    """Passages for each query, the model loaded and the store opened once.
+@contextmanager
+def open_retriever(settings: Settings, rerank: bool | None = None) -> Iterator[HybridRetriever]:
+    """A long-lived retriever: the model loaded and the store opened once, the store closed at exit. For a
+    backend that answers many queries, and for the LangChain and llama-index adapters:
 
-        answers = retrieve_many(Settings(retrieval_mode="hybrid"), ["Kündigungsfrist?", "Probezeit?"], top_k=5)
+        with open_retriever(Settings(collection="handbuch")) as r:
+            for p in r.retrieve("Wie lange ist die Probezeit?", top_k=3):
+                print(p.source, p.text)
+            lc = LangChainRetriever(retriever=r, top_k=5)  # retrieval/langchain.py
 
-    The BM25 mode needs only the model's own config files (its vector size, to check the collection),
-    never its weights. `filters` is `{field: value or [values]}` over the filterable payload fields.
+    The collection must exist and match the model (else a configuration error before the first query). The
+    BM25 mode needs only the model's own config files (its vector size), never its weights. `rerank` of
+    True locates the reranker now; None follows the settings.
     """
     embedder = build_embedder(settings)
     store = build_store(settings)
@@ -101,12 +109,24 @@ def retrieve_many(settings: Settings, texts: list[str], top_k: int | None = None
         else:
             embedder.load()
         store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
-        retriever = build_retriever(settings, embedder, store, with_reranker=rerank)
+        yield build_retriever(settings, embedder, store, with_reranker=rerank)
+    finally:
+        store.close()
+
+
+def retrieve_many(settings: Settings, texts: list[str], top_k: int | None = None, filters: dict | None = None,
+                  truncate: bool = False, rerank: bool | None = None, expand: int | None = None,
+                  mmr: float | None = None) -> list[list[Passage]]:
+    """Passages for each query, the model loaded and the store opened once (`open_retriever`).
+
+        answers = retrieve_many(Settings(retrieval_mode="hybrid"), ["Kündigungsfrist?", "Probezeit?"], top_k=5)
+
+    `filters` is `{field: value or [values]}` over the filterable payload fields.
+    """
+    with open_retriever(settings, rerank) as retriever:
         return [retriever.retrieve(t, top_k or settings.top_k, filters or {}, truncate, rerank=rerank,
                                    expand=expand, mmr=mmr)
                 for t in texts]
-    finally:
-        store.close()
 
 
 def retrieve(settings: Settings, query: str, top_k: int | None = None, filters: dict | None = None,
