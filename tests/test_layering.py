@@ -26,7 +26,9 @@ def test_no_upward_imports(package, forbidden):
 
 
 def test_retrieval_reads_only_the_ingest_contract():
-    allowed = {"ingest.errors", "ingest.schema", "ingest.sparse", "ingest.store.base", "ingest.store.filters"}
+    # ingest.sentences: context packing cuts a block at the same German sentence ends chunking uses
+    allowed = {"ingest.errors", "ingest.schema", "ingest.sparse", "ingest.store.base", "ingest.store.filters",
+               "ingest.sentences"}
     for path, names in imported_modules("retrieval"):
         for name in names:
             if name.startswith("ingest"):
