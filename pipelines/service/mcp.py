@@ -177,8 +177,10 @@ def mount_mcp(app: Starlette, runtime: ServiceRuntime) -> StreamableHTTPSessionM
 def serve_stdio(settings: Settings) -> int:
     """`german-rag mcp`: one client over stdin/stdout, acting as the settings' principal (tenant and groups, or
     the local owner) like the CLI; the model loads once, in the background, while the client connects."""
-    runtime = ServiceRuntime(settings)
     principal = settings.principal
+    # The runtime's store is the owner's, as in the service; each call reads through `principal`'s view of it
+    # (a runtime built for a tenant would also set up uploads as that tenant, which it may not own).
+    runtime = ServiceRuntime(settings.model_copy(update={"tenant": None}))
     server = build_mcp(McpTools(runtime), lambda ctx: principal)
     runtime.start()
     try:
