@@ -78,13 +78,15 @@ def ok(result) -> dict:
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------------
-def test_http_without_a_valid_key_is_401(server):
+def test_http_without_a_valid_key_is_401_and_only_post_is_served(server):
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {"Accept": "application/json, text/event-stream"}
     for auth in ({}, {"Authorization": "Bearer falsch"}):
         r = httpx.post(f"{server.url}/mcp", json=body, headers={**headers, **auth}, timeout=30)
         assert r.status_code == 401, r.text
         assert r.json()["error"]["kind"] == "unauthorized"
+    key = {"Authorization": f"Bearer {server.keys['acme']}"}
+    assert httpx.get(f"{server.url}/mcp", headers={**headers, **key}, timeout=30).status_code == 405  # no stream
 
 
 def test_tools_are_listed_with_german_and_english_descriptions_and_schemas(server):

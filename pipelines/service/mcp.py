@@ -24,6 +24,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from ingest.errors import ErrorKind, GermanRagError
 from ingest.store.access import Principal
@@ -170,7 +171,10 @@ def mount_mcp(app: Starlette, runtime: ServiceRuntime) -> StreamableHTTPSessionM
     # none elsewhere: a public bind needs API keys (app.check_bind).
     mcp_app = server.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True, json_response=True,
                                          host=runtime.settings.host)
-    app.router.routes.extend(mcp_app.routes)
+    (route,) = [r for r in mcp_app.routes if isinstance(r, Route) and r.path == MCP_PATH]
+    # POST only: stateless, nothing is ever sent on a GET stream (the SDK would hold one open for nothing),
+    # and there is no session to DELETE. Other methods answer 405.
+    app.router.routes.append(Route(MCP_PATH, endpoint=route.endpoint, methods=["POST"]))
     return server.session_manager
 
 
