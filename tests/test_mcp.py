@@ -192,6 +192,9 @@ BAD_CALLS = [
     ("search", {"query": "x" * 16_001}, "query"),
     ("search", {"top_k": 3}, "query"),
     ("search", {"query": 42}, "query"),
+    ("search", {"query": "Urlaub " * 2000}, "over the model's limit"),
+    ("get_context", {"query": "Urlaub " * 2000, "mode": "dense"}, "over the model's limit"),
+    ("search", {"query": "Urlaub", "truncate": "ja"}, "truncate"),
     ("search", {"query": "Urlaub", "mode": "semantisch"}, "mode"),
     ("search", {"query": "Urlaub", "filters": {"farbe": "rot"}}, "farbe"),
     ("search", {"query": "Urlaub", "filters": {"source": {"gte": "a"}}}, "source"),
@@ -212,7 +215,7 @@ def test_bad_input_is_a_tool_error_and_the_server_goes_on(server):
     async def work(client: Client):
         results = [await client.call_tool(tool, args) for tool, args, _ in BAD_CALLS]
         unknown = await client.call_tool("loeschen", {})
-        after = await client.call_tool("search", {"query": "Urlaub", "top_k": 1})
+        after = await client.call_tool("search", {"query": "Urlaub " * 2000, "top_k": 1, "truncate": True})
         return results, unknown, after
 
     results, unknown, after = over_http(server, "acme", work)

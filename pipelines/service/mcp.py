@@ -55,6 +55,8 @@ PrincipalOf = Callable[[Context], Principal]
 Query = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_QUERY_CHARS,
                              description="die Frage, auf Deutsch / the question, in German")]
 Mode = Literal["dense", "bm25", "hybrid"]
+Truncate = Annotated[bool, Field(strict=True, description="eine Frage über dem Token-Limit des Modells kürzen statt "
+                                 "abzulehnen / cut a query over the model's token limit instead of refusing it")]
 Filters = Annotated[dict[str, FilterValue], AfterValidator(check_filters), Field(
     description="Feld -> Wert, Werteliste (einer davon) oder Bereich / field -> value, list of values (any of "
     "them) or range {\"gte\": x, \"lt\": y} (gt, gte, lt, lte on integer, float and datetime fields; dates "
@@ -110,9 +112,9 @@ def build_mcp(tools: McpTools, principal_of: PrincipalOf) -> MCPServer:
                                            "passages")] = 5,
                mode: Annotated[Mode | None, Field(description="dense, bm25 oder/or hybrid (Standard/default: "
                                                   "setting retrieval_mode)")] = None,
-               filters: Filters | None = None) -> Annotated[CallToolResult, SearchResult]:
+               filters: Filters | None = None, truncate: Truncate = False) -> Annotated[CallToolResult, SearchResult]:
         who = principal_of(ctx)
-        return answer(tool_call(lambda: tools.search(who, query, top_k, mode, filters)), search_text)
+        return answer(tool_call(lambda: tools.search(who, query, top_k, mode, filters, truncate)), search_text)
 
     @server.tool(description=DESCRIPTIONS["get_context"], annotations=READ_ONLY)
     def get_context(ctx: Context, query: Query,
@@ -124,9 +126,10 @@ def build_mcp(tools: McpTools, principal_of: PrincipalOf) -> MCPServer:
                                                           f"strategy, one of {list(STRATEGIES)} (default: setting "
                                                           "context_strategy)")] = None,
                     mode: Annotated[Mode | None, Field(description="dense, bm25 oder/or hybrid")] = None,
-                    ) -> Annotated[CallToolResult, ContextResult]:
+                    truncate: Truncate = False) -> Annotated[CallToolResult, ContextResult]:
         who = principal_of(ctx)
-        return answer(tool_call(lambda: tools.get_context(who, query, budget, filters, strategy, mode)), context_text)
+        return answer(tool_call(lambda: tools.get_context(who, query, budget, filters, strategy, mode, truncate)),
+                      context_text)
 
     @server.tool(description=DESCRIPTIONS["get_passage"], annotations=READ_ONLY)
     def get_passage(ctx: Context,

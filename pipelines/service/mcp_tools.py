@@ -38,14 +38,14 @@ class McpTools:
 
     # -- the tools --------------------------------------------------------------------------------------
     def search(self, principal: Principal, query: str, top_k: int, mode: str | None,
-               filters: dict | None) -> SearchResult:
+               filters: dict | None, truncate: bool = False) -> SearchResult:
         self._wait_ready()
         used, passages = self._admitted(lambda: self.rt.retrieve(principal, query, top_k, mode, filters or {},
-                                                                 False, None, None))
+                                                                 truncate, None, None))
         return SearchResult(query=query, mode=used, passages=[Hit.of(i + 1, p) for i, p in enumerate(passages)])
 
     def get_context(self, principal: Principal, query: str, budget: int | None, filters: dict | None,
-                    strategy: str | None, mode: str | None) -> ContextResult:
+                    strategy: str | None, mode: str | None, truncate: bool = False) -> ContextResult:
         self._wait_ready()
         settings = self.rt.settings
         packer = ContextPacker(self.counter(), strategy or settings.context_strategy)
@@ -54,7 +54,7 @@ class McpTools:
         retriever = retriever_over(self.rt.retriever, self.rt.store_for(principal))
         packed = self._admitted(lambda: retrieve_context(
             retriever, packer, query, budget or settings.context_budget, settings.context_candidates,
-            filters or None, mode=mode or settings.retrieval_mode))
+            filters or None, mode=mode or settings.retrieval_mode, truncate=truncate))
         return ContextResult.model_validate(packed.to_dict())
 
     def get_passage(self, principal: Principal, chunk_id: str, neighbours: int) -> PassageResult:
