@@ -12,7 +12,15 @@ from ingest.errors import InternalError
 from ingest.schema import DEFAULT_ACCESS, Access, AccessError, Chunk, P, StoreError
 from ingest.store.access import OWNER, Principal, restrict
 from ingest.store.base import DENSE, DocState, StoreOptions
-from ingest.store.filters import FilterSpec, FilterValue, build_filter, match_filter, reuse_filter, stale_filter
+from ingest.store.filters import (
+    Condition,
+    FilterSpec,
+    FilterValue,
+    build_filter,
+    match_filter,
+    reuse_filter,
+    stale_filter,
+)
 
 STATE_FIELDS = [P.SOURCE, P.DOC_ID, P.CHUNK_COUNT, P.TENANT, P.GROUPS, P.DOC_HASH]
 _STATE_BATCH = 256  # sources per scroll when asking for many doc states at once
@@ -216,6 +224,12 @@ class EngineStore:
         """Nothing to vacuum by default (qdrant-client: local mode's IDF counts live points, a server
         vacuums itself); the edge engine overrides it."""
         return False
+
+    def fetch_chunk(self, chunk_id: str) -> dict | None:
+        """One chunk's payload by its id, through the principal's filter (`_scroll` narrows every read)."""
+        for rec in self._scroll(FilterSpec(must=(Condition(P.CHUNK_ID, chunk_id),)), True):
+            return dict(rec.payload or {})
+        return None
 
     def sources(self) -> dict[str, dict]:
         """Every source with its doc_id(s), chunk count and content hash."""

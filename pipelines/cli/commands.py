@@ -56,7 +56,8 @@ Outcome = ErrorKind | None
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> Outcome:
     handler = {"ingest": ingest, "sync": sync, "query": query, "delete": delete, "config": show_config, "demo": demo,
-               "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve, "keys": keys_cmd, "watch": watch}
+               "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve, "keys": keys_cmd, "watch": watch,
+               "mcp": mcp_cmd}
     return handler[command](args, settings)
 
 
@@ -267,6 +268,19 @@ def verify_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
         store.close()
     _out(args, report.to_dict(), format_verify(report))
     return None if report.ok else ErrorKind.INPUT
+
+
+def mcp_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
+    """`german-rag mcp`: stdio (one local client) or http (the service, whose /mcp is the MCP endpoint)."""
+    if args.transport == "http":
+        from pipelines.service.app import serve as run_service
+
+        run_service(settings)
+        return None
+    from pipelines.service.mcp import serve_stdio
+
+    serve_stdio(settings)
+    return None
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> Outcome:

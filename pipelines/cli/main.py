@@ -130,9 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--watch", action="append", default=[], metavar="ROOT",
                    help="keep this folder in step while serving (repeatable; counters on /metrics)")
+    _mcp_parser(sub)
     _keys_parser(sub)
     _watch_parser(sub)
     return parser
+
+
+def _mcp_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mcp", help="the MCP server (tools search, get_context, get_passage, list_sources): stdio "
+                       "for one local client, or http: the service with its /mcp endpoint and API keys")
+    p.add_argument("--transport", choices=["stdio", "http"], default="stdio",
+                   help="stdio (default; acts as --tenant/--groups like the CLI) or http (streamable HTTP at "
+                   "http://HOST:PORT/mcp, the same process as `serve`)")
+    p.add_argument("--host", help="http: address to bind (default: setting `host`, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="http: port to bind (default: setting `port`, 8000)")
+    p.add_argument("--keys-file", help="http: TOML file of API keys (setting `keys_file`)")
+    _common(p)
 
 
 def _watch_parser(sub: argparse._SubParsersAction) -> None:

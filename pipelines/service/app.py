@@ -20,6 +20,7 @@ from pipelines.config import ConfigError, Settings
 from pipelines.service.dify import install_dify
 from pipelines.service.gate import GatePolicy, RequestGate
 from pipelines.service.http import KeyRing, install_error_handlers
+from pipelines.service.mcp import mount_mcp
 from pipelines.service.openai_embeddings import install_embeddings
 from pipelines.service.routes import install_routes
 from pipelines.service.runtime import UPLOAD_PATH, ServiceRuntime
@@ -56,7 +57,8 @@ def create_app(settings: Settings, watch: Sequence[str] = ()) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runtime.start()
-        yield
+        async with mcp_sessions.run():  # the MCP endpoint's session manager lives as long as the app
+            yield
         runtime.stop()
 
     closed = runtime.principals.enabled  # with keys set, the browsable docs are off and the schema needs a read key
@@ -68,6 +70,7 @@ def create_app(settings: Settings, watch: Sequence[str] = ()) -> FastAPI:
     install_routes(app, runtime)
     # Doors for other platforms (Dify's /retrieval, OpenAI's /v1/embeddings): their errors in their own shapes
     shapes = {**install_dify(app, runtime), **install_embeddings(app, runtime)}
+    mcp_sessions = mount_mcp(app, runtime)  # POST /mcp: the MCP tools, behind the same gate and keys
     # Middleware, innermost first: the gate (keys, lengths, upload slots) before any body byte is read,
     # CORS outside it (a refusal still carries CORS headers), metrics outermost (every answer counted).
     upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD

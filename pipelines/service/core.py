@@ -136,6 +136,10 @@ class LockedStore(VectorStore):
         with self._lock:
             return self._inner.fetch_chunks(doc_id, indices)
 
+    def fetch_chunk(self, chunk_id: str) -> dict | None:
+        with self._lock:
+            return self._inner.fetch_chunk(chunk_id)
+
     def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]:
         with self._lock:
             rows = self._inner.scan(fields, vectors)

@@ -35,21 +35,25 @@ class RetrieveRequest(BaseModel):
     @field_validator("filters")
     @classmethod
     def _known_fields(cls, filters: dict) -> dict:
-        """The store's filter rule (check_filter_value: its FilterError is a ValueError), after the bounds
-        of a request: how many values and how long a string one body may carry."""
-        checked = {}
-        for key, value in filters.items():
-            filter_kind(key)  # an unknown field (or a bad meta.KEY) is named before its values are counted
-            values = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
-            if not values or len(values) > MAX_FILTER_VALUES:
-                raise ValueError(f"filter {key!r}: give 1 to {MAX_FILTER_VALUES} values")
-            if any(isinstance(v, str) and not 0 < len(v) <= 4096 for v in values):
-                raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
-            # A meta.KEY's kind is the service's settings' (meta_fields): the store checks its values with them
-            # (a FilterError: 422 naming the field); here only its shape.
-            checked[key] = check_filter_shape(key, value) if key.startswith(META_PREFIX) else \
-                check_filter_value(key, value, ids=True)
-        return checked
+        return check_filters(filters)
+
+
+def check_filters(filters: dict) -> dict:
+    """The store's filter rule (check_filter_value: its FilterError is a ValueError), after the bounds of a
+    request: how many values and how long a string one body may carry (the HTTP API and the MCP tools)."""
+    checked = {}
+    for key, value in filters.items():
+        filter_kind(key)  # an unknown field (or a bad meta.KEY) is named before its values are counted
+        values = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        if not values or len(values) > MAX_FILTER_VALUES:
+            raise ValueError(f"filter {key!r}: give 1 to {MAX_FILTER_VALUES} values")
+        if any(isinstance(v, str) and not 0 < len(v) <= 4096 for v in values):
+            raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
+        # A meta.KEY's kind is the service's settings' (meta_fields): the store checks its values with them
+        # (a FilterError: 422 naming the field); here only its shape.
+        checked[key] = check_filter_shape(key, value) if key.startswith(META_PREFIX) else \
+            check_filter_value(key, value, ids=True)
+    return checked
 
 
 class PassageOut(BaseModel):
