@@ -49,7 +49,10 @@ from pipelines.evaluation.datasets import DatasetError
 from pipelines.indexing.fields import MetaValueError
 from pipelines.indexing.sidecar import SidecarError
 from pipelines.service import http
+from retrieval.context import BudgetError
+from retrieval.prompt import PromptError
 from retrieval.schema import EmptyQueryError, QueryError, RerankerUnavailableError, RetrievalError
+from retrieval.tokens import TokenizerError
 from tests.conftest import ROOT, cli_environment
 from tests.standin.qdrant_rest import FaultProxy, StandinQdrant
 from tests.test_service_support import live_server, service_settings
@@ -66,6 +69,7 @@ KINDS = {
     http.ServiceError: X, http.InvalidInput: U, http.EmptyInput: U, http.Overloaded: N, http.NotReady: N,
     http.Misconfigured: C, http.NotFound: U, http.Unauthorized: U, http.Forbidden: U, http.TooLarge: IN,
     http.LengthRequired: U, http.RequestTimeout: IN, http.UnsupportedType: IN,
+    BudgetError: U, TokenizerError: C, PromptError: C,
 }
 EXITS = {U: 2, C: 2, IN: 1, N: 3, X: 70}
 TEXT = "Der Urlaub beträgt jährlich mindestens vierundzwanzig Werktage. Die Arbeitszeit darf acht Stunden nicht "
