@@ -121,16 +121,19 @@ def retrieve(settings: Settings, query: str, top_k: int | None = None, filters: 
 
 
 def evaluate(settings: Settings, dataset: str, fmt: str | None = None, modes: list[str] | None = None,
-             ablation: bool = False) -> dict:
+             ablation: bool = False, strategies: list[str] | None = None) -> dict:
     """Ingest a dataset's corpus through the real ingest path into a temporary store, run its queries per
     mode and score them (MRR@5/10, nDCG@10, recall@1/5/10/100).
 
         report = evaluate(Settings(), "../shared/data/xquad-de/xquad.de.json", modes=["bm25", "hybrid"])
         print(report["modes"]["hybrid"]["ndcg_at_10"])
+
+    `strategies` (context packing: topk, merge, expand, mmr) adds `report["context"]`: answer_in_context@B per
+    mode and strategy at 256, 512, 1024 and 2048 tokens (SQuAD and DPR sets, which carry answer texts).
     """
     from pipelines.evaluation.run import evaluate as run_evaluation
 
-    return run_evaluation(settings, dataset, fmt, modes or ["dense", "bm25", "hybrid"], ablation)
+    return run_evaluation(settings, dataset, fmt, modes or ["dense", "bm25", "hybrid"], ablation, strategies)
 
 
 def build_context(settings: Settings, query: str, budget: int | None = None, filters: dict | None = None,
