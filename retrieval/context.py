@@ -26,7 +26,7 @@ from retrieval.schema import Passage, QueryError, Retriever
 from retrieval.tokens import TokenCounter
 
 STRATEGIES = ("topk", "merge", "expand", "mmr")
-DEFAULT_STRATEGY = "merge"
+DEFAULT_STRATEGY = "topk"  # best on xquad-de by docs/eval/context.md
 EXPAND_WINDOW = 1  # neighbour chunks on each side for `expand` (setting `expand` when it is above 0)
 MMR_LAMBDA = 0.7  # MMR's relevance weight for `mmr` (setting `mmr` when set)
 
