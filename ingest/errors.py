@@ -35,6 +35,10 @@ Where each project error sits (the class names stay, so callers keep working):
     RetrievalError            usage: an invalid retrieval argument (mode, fusion, weights)
       QueryError, EmptyQueryError                  usage: the query or its options (empty, too long, range)
       RerankerUnavailableError                     configuration: the cross-encoder cannot be loaded
+      BudgetError (retrieval.context)              usage: a context budget too small for one source header
+      TokenizerError (retrieval.tokens)            configuration: the `context_tokenizer` cannot be read
+      PromptError (retrieval.prompt)               configuration: the `context_prompt` template unreadable or
+                                                   without {context}/{question}
     pipelines.config ConfigError, UsageError       the classes of this module
     DatasetError (evaluation)                      input: the one dataset of an `eval` run
     AccessError (ingest.schema)                    usage: a tenant, group or principal that cannot be used

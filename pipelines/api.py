@@ -141,31 +141,40 @@ def retrieve(settings: Settings, query: str, top_k: int | None = None, filters: 
 
 
 def evaluate(settings: Settings, dataset: str, fmt: str | None = None, modes: list[str] | None = None,
-             ablation: bool = False) -> dict:
+             ablation: bool = False, strategies: list[str] | None = None) -> dict:
     """Ingest a dataset's corpus through the real ingest path into a temporary store, run its queries per
     mode and score them (MRR@5/10, nDCG@10, recall@1/5/10/100).
 
         report = evaluate(Settings(), "../shared/data/xquad-de/xquad.de.json", modes=["bm25", "hybrid"])
         print(report["modes"]["hybrid"]["ndcg_at_10"])
+
+    `strategies` (context packing: topk, merge, expand, mmr) adds `report["context"]`: answer_in_context@B per
+    mode and strategy at 256, 512, 1024 and 2048 tokens (SQuAD and DPR sets, which carry answer texts).
     """
     from pipelines.evaluation.run import evaluate as run_evaluation
 
-    return run_evaluation(settings, dataset, fmt, modes or ["dense", "bm25", "hybrid"], ablation)
+    return run_evaluation(settings, dataset, fmt, modes or ["dense", "bm25", "hybrid"], ablation, strategies)
 
 
 def build_context(settings: Settings, query: str, budget: int | None = None, filters: dict | None = None,
-                  mode: str | None = None) -> PackedContext:
+                  mode: str | None = None, strategy: str | None = None, prompt: bool = False,
+                  truncate: bool = False) -> PackedContext:
     """Context for a generator: passages retrieved, merged by span, numbered as sources and packed into
     `budget` tokens (default `context_budget`, counted with `context_tokenizer` or a conservative estimate).
+    `strategy` (default `context_strategy`): topk, merge, expand or mmr. With `prompt`, the QA template
+    (`context_prompt` or the shipped German one) is filled in, counted towards the budget, returned as `.prompt`.
 
-        ctx = build_context(Settings(), "Wie viele Urlaubstage stehen mir zu?", budget=512)
-        print(ctx.text)  # "[1] burlg.md · Bundesurlaubsgesetz · § 3 Dauer des Urlaubs\\n..."
+        ctx = build_context(Settings(), "Wie viele Urlaubstage stehen mir zu?", budget=512, prompt=True)
+        print(ctx.prompt)  # "Beantworte die Frage ausschließlich ... [1] burlg.md · ... Frage: ..."
         print([c.to_dict() for c in ctx.citations], ctx.tokens)
     """
     from retrieval.context import ContextPacker, retrieve_context
+    from retrieval.prompt import PromptTemplate
     from retrieval.tokens import token_counter
 
-    packer = ContextPacker(token_counter(settings.context_tokenizer), settings.context_strategy)
+    # Configuration and request are checked before the model loads: a bad tokenizer or template fails fast.
+    packer = ContextPacker(token_counter(settings.context_tokenizer), strategy or settings.context_strategy)
+    template = PromptTemplate.load(settings.context_prompt) if prompt else None
     settings = settings.model_copy(update={"retrieval_mode": mode}) if mode else settings
     embedder = build_embedder(settings)
     store = build_store(settings)
@@ -177,7 +186,8 @@ def build_context(settings: Settings, query: str, budget: int | None = None, fil
             embedder.load()
         store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
         retriever = build_retriever(settings, embedder, store)
-        return retrieve_context(retriever, packer, query, budget or settings.context_budget,
-                                settings.context_candidates, filters)
+        return retrieve_context(retriever, packer, query, settings.context_budget if budget is None else budget,
+                                settings.context_candidates, filters, truncate=truncate, template=template,
+                                expand=settings.expand or None, mmr=settings.mmr)
     finally:
         store.close()

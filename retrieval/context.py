@@ -1,25 +1,34 @@
 """Context for a generator: retrieved passages merged by span, numbered as sources, packed into a token budget.
 
-A generator receives one text: blocks `[1] header` + passage text, in the order of their best score. Chunks of
-one document that overlap or touch become one block (its text in document order, exact offsets kept), so a
-model never reads the same sentence twice. Tokens are counted with the generator's tokenizer when one is
-given (retrieval/tokens.py), else with a conservative estimate; the packed text never exceeds the budget. A
-block that does not fit whole is cut at a sentence end (ingest/sentences.py), never inside a word.
+A generator receives one text: blocks `[1] header` + passage text, in the rank of their best passage. Chunks
+of one document that overlap or touch become one block (its text in document order, exact offsets kept), so
+a model never reads the same sentence twice. Tokens are counted with the generator's tokenizer when one is
+given (retrieval/tokens.py), else with a conservative estimate; the packed text (with the QA prompt around
+it, when asked for) never exceeds the budget by that count. A block that does not fit whole is cut at a
+sentence end (ingest/sentences.py), never inside a word, and only where some body text is kept (a heading
+alone is no source); its citation then ends exactly where the kept text ends.
+
+Strategies (setting `context_strategy`, or per call): `topk` one block per chunk as retrieved; `merge` chunks
+of one document merged by span; `expand` the retriever's neighbour expansion (one chunk each side), then
+merged; `mmr` the retriever's MMR re-ordering of the candidates, then merged. docs/eval/context.md compares them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ingest.sentences import sentence_spans
 from retrieval.expand import merge_spans
+from retrieval.prompt import PromptTemplate
 from retrieval.schema import Passage, QueryError, Retriever
 from retrieval.tokens import TokenCounter
 
-STRATEGIES = ("topk", "merge")
-DEFAULT_STRATEGY = "merge"
+STRATEGIES = ("topk", "merge", "expand", "mmr")
+DEFAULT_STRATEGY = "topk"  # best on xquad-de by docs/eval/context.md
+EXPAND_WINDOW = 1  # neighbour chunks on each side for `expand` (setting `expand` when it is above 0)
+MMR_LAMBDA = 0.7  # MMR's relevance weight for `mmr` (setting `mmr` when set)
 
 
 class BudgetError(QueryError):
@@ -73,11 +82,12 @@ class PackedContext:
     tokenizer: str
     strategy: str
     prompt: str | None = None  # the filled QA template, when one was asked for (its tokens are in `tokens`)
+    context_tokens: int = 0  # the tokens of `text` alone (== `tokens` without a prompt)
 
     def to_dict(self) -> dict:
         return {"query": self.query, "text": self.text, "citations": [c.to_dict() for c in self.citations],
                 "tokens": self.tokens, "budget": self.budget, "tokenizer": self.tokenizer,
-                "strategy": self.strategy, "prompt": self.prompt}
+                "strategy": self.strategy, "prompt": self.prompt, "context_tokens": self.context_tokens}
 
 
 @dataclass(frozen=True)
@@ -133,47 +143,60 @@ def _merge_bridged(blocks: list[Block]) -> list[Block]:
 
 
 class ContextPacker:
-    """Packs passages into a budget counted by `counter`."""
+    """Packs passages into a budget counted by `counter`; with a `template`, the filled prompt must fit."""
 
     def __init__(self, counter: TokenCounter, strategy: str = DEFAULT_STRATEGY) -> None:
         if strategy not in STRATEGIES:
             raise QueryError(f"strategy: {strategy!r} is not one of {list(STRATEGIES)}")
         self.counter, self.strategy = counter, strategy
 
-    def pack(self, query: str, passages: Sequence[Passage], budget: int) -> PackedContext:
+    def pack(self, query: str, passages: Sequence[Passage], budget: int,
+             template: PromptTemplate | None = None) -> PackedContext:
+        """The best blocks that fit `budget` tokens, in rank order; a block that does not fit whole is cut at
+        a sentence end or left out (a later, shorter one may still fit)."""
         blocks = blocks_of(passages, merge=self.strategy != "topk")
-        self._check_budget(blocks, budget)
+        render = (lambda text: template.fill(text, query)) if template else (lambda text: text)
+        self._check_budget(blocks, budget, render)
         parts: list[str] = []
         citations: list[Citation] = []
         for block in blocks:
             citation = _citation(len(citations) + 1, block)
-            piece = self._fit(citation, block.text, parts, budget)
+            piece = self._fit(citation, block, parts, budget, render)
             if piece is None:
-                continue  # a later, shorter block may still fit
+                continue
             text, cut = piece
             parts.append(f"{citation.label()}\n{text}")
             citations.append(_with_span(citation, block, text, cut))
         joined = "\n\n".join(parts)
-        return PackedContext(query, joined, tuple(citations), self.counter.count(joined) if joined else 0,
-                             budget, self.counter.name, self.strategy)
+        context_tokens = self.counter.count(joined) if joined else 0
+        prompt = render(joined) if template else None
+        tokens = self.counter.count(prompt) if prompt is not None else context_tokens
+        return PackedContext(query, joined, tuple(citations), tokens, budget, self.counter.name, self.strategy,
+                             prompt, context_tokens)
 
-    def _check_budget(self, blocks: list[Block], budget: int) -> None:
+    def _check_budget(self, blocks: list[Block], budget: int, render: Callable[[str], str]) -> None:
+        if budget < 1:
+            raise BudgetError(f"budget: {budget} tokens; give at least 1")
         if not blocks:
             return
-        smallest = min(self.counter.count(_citation(1, b).label()) for b in blocks)
+        smallest = min(self.counter.count(render(_citation(1, b).label())) for b in blocks)
         if budget <= smallest:
-            raise BudgetError(f"budget: {budget} tokens cannot hold a source header and its text "
-                              f"(the shortest header alone takes {smallest})")
+            what = "the prompt with the shortest source header" if render("") else "the shortest source header"
+            raise BudgetError(f"budget: {budget} tokens cannot hold a source header and its text ({what} alone "
+                              f"takes {smallest})")
 
-    def _fit(self, citation: Citation, text: str, parts: list[str], budget: int) -> tuple[str, bool] | None:
-        """The block's text if it fits whole, else its longest prefix of whole sentences that fits."""
+    def _fit(self, citation: Citation, block: Block, parts: list[str], budget: int,
+             render: Callable[[str], str]) -> tuple[str, bool] | None:
+        """The block's text if it fits whole, else its longest prefix of whole sentences that fits and holds
+        body text (not only headings); None when no such prefix fits."""
         def fits(candidate: str) -> bool:
             joined = "\n\n".join([*parts, f"{citation.label()}\n{candidate}"])
-            return self.counter.count(joined) <= budget
+            return self.counter.count(render(joined)) <= budget
 
+        text = block.text
         if fits(text):
             return text, False
-        ends = [e for _, e in sentence_spans(text)]
+        ends = _cut_points(block)
         lo, hi, best = 0, len(ends) - 1, -1
         while lo <= hi:  # the longest fitting prefix: fits() is monotone in the number of sentences
             mid = (lo + hi) // 2
@@ -181,7 +204,20 @@ class ContextPacker:
                 best, lo = mid, mid + 1
             else:
                 hi = mid - 1
-        return (text[: ends[best]].rstrip(), True) if best >= 0 else None
+        return (text[: ends[best]], True) if best >= 0 else None
+
+
+def _cut_points(block: Block) -> list[int]:
+    """Offsets in the block's text where a cut may end: after a sentence (or a paragraph), once at least one
+    sentence of body text comes before it; never the whole text (that is no cut)."""
+    headings = {h.strip().lstrip("#").strip() for p in block.passages for h in p.heading_path}
+    points, body = [], False
+    for start, end in sentence_spans(block.text):
+        sentence = block.text[start:end].strip()
+        body = body or not (sentence.startswith("#") or sentence.lstrip("#").strip() in headings)
+        if body and end < len(block.text.rstrip()):
+            points.append(end)
+    return points
 
 
 def _citation(number: int, block: Block) -> Citation:
@@ -197,14 +233,28 @@ def _citation(number: int, block: Block) -> Citation:
 def _with_span(citation: Citation, block: Block, text: str, cut: bool) -> Citation:
     if not cut:
         return citation
-    end = block.start + len(text)  # the merged text maps 1:1 onto the span it starts at
+    end = block.start + len(text)  # merged text maps 1:1 onto its span (merge_spans keeps gap lengths)
     kept = tuple(p.chunk_id for p in sorted(block.passages, key=lambda p: p.start) if p.start < end)
-    return Citation(citation.number, citation.source, citation.doc_id, citation.title, citation.page,
-                    citation.heading_path, citation.start, end, kept, citation.score, True, citation.document)
+    return replace(citation, end=end, chunk_ids=kept, cut=True)
+
+
+def stage_options(strategy: str, expand: int | None = None, mmr: float | None = None) -> dict:
+    """The retriever's stage arguments a strategy needs: neighbour expansion for `expand`, MMR for `mmr`,
+    neither for the others (so `topk` is the chunks exactly as ranked). `expand`/`mmr` override the window
+    and lambda."""
+    if strategy not in STRATEGIES:
+        raise QueryError(f"strategy: {strategy!r} is not one of {list(STRATEGIES)}")
+    return {"expand": (expand or EXPAND_WINDOW) if strategy == "expand" else 0,
+            "mmr": (MMR_LAMBDA if mmr is None else mmr) if strategy == "mmr" else None}
 
 
 def retrieve_context(retriever: Retriever, packer: ContextPacker, query: str, budget: int, candidates: int = 20,
-                     filters: dict | None = None, mode: str | None = None, truncate: bool = False) -> PackedContext:
-    """Retrieve `candidates` passages for `query` and pack the best of them into `budget` tokens."""
-    passages = retriever.retrieve(query, candidates, filters, truncate, mode=mode)
-    return packer.pack(query, passages, budget)
+                     filters: dict | None = None, mode: str | None = None, truncate: bool = False,
+                     template: PromptTemplate | None = None, expand: int | None = None,
+                     mmr: float | None = None) -> PackedContext:
+    """Retrieve `candidates` passages for `query` (with the stages `packer.strategy` needs) and pack the best of
+    them into `budget` tokens, inside `template` when one is given."""
+    stages = stage_options(packer.strategy, expand, mmr)
+    passages = retriever.retrieve(query, candidates, filters, truncate, mode=mode, expand=stages["expand"],
+                                  mmr=stages["mmr"])
+    return packer.pack(query, passages, budget, template)

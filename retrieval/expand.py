@@ -2,7 +2,10 @@
 
 Chunks of a document cover all of its non-whitespace text in order (they may overlap), so two
 neighbouring chunks either overlap or are separated by whitespace only; the merged text keeps every
-character of the chunks, with the gap between non-overlapping chunks shown as a blank line.
+character of the chunks, with the gap between non-overlapping chunks shown as a blank line (a gap of two or
+more characters) or a space (one). The gap keeps its length, so the merged text maps 1:1 onto its span:
+`text[i]` is the document's character `start + i` wherever that is not whitespace (context packing cuts a
+merged block and cites `start + len(kept)` as its exact end).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def merge_spans(pieces: Sequence[tuple[int, int, str]]) -> tuple[int, int, str]:
         if s < end:
             text += t[end - s :]
         else:
-            text += "\n\n" if s - end >= 2 else " " * (s - end)
+            text += "\n" * (s - end) if s - end >= 2 else " " * (s - end)  # same length: offsets stay exact
             text += t
         end = e
     return start, end, text

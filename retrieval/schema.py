@@ -84,7 +84,8 @@ class QueryEmbedder(Protocol):
 
 
 class Retriever(Protocol):
-    """Query -> passages. `mode`, `rerank` and `expand` of None take the retriever's configured defaults."""
+    """Query -> passages. `mode`, `rerank`, `expand` and `mmr` of None take the retriever's configured defaults."""
 
     def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None, truncate: bool = False,
-                 mode: str | None = None, rerank: bool | None = None, expand: int | None = None) -> list[Passage]: ...
+                 mode: str | None = None, rerank: bool | None = None, expand: int | None = None,
+                 mmr: float | None = None) -> list[Passage]: ...

@@ -111,7 +111,7 @@ def test_load_dataset_detects_the_format(request, folder, questions, contexts, d
 def test_load_dataset_rejects_a_wrong_or_unknown_format(fixtures) -> None:
     with pytest.raises(DatasetError, match="not DPR JSON"):
         load_dataset(fixtures / XQUAD, "dpr")
-    with pytest.raises(DatasetError, match=r"format must be one of \('squad', 'dpr', 'beir'\)"):
+    with pytest.raises(DatasetError, match=r"format must be one of \('squad', 'squad-articles', 'dpr', 'beir'\)"):
         load_dataset(fixtures / XQUAD, "csv")
 
 

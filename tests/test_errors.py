@@ -49,7 +49,10 @@ from pipelines.evaluation.datasets import DatasetError
 from pipelines.indexing.fields import MetaValueError
 from pipelines.indexing.sidecar import SidecarError
 from pipelines.service import dify, dify_filters, http, openai_embeddings
+from retrieval.context import BudgetError
+from retrieval.prompt import PromptError
 from retrieval.schema import EmptyQueryError, QueryError, RerankerUnavailableError, RetrievalError
+from retrieval.tokens import TokenizerError
 from tests.conftest import ROOT, cli_environment
 from tests.standin.qdrant_rest import FaultProxy, StandinQdrant
 from tests.test_service_support import live_server, service_settings
@@ -68,6 +71,7 @@ KINDS = {
     http.LengthRequired: U, http.RequestTimeout: IN, http.UnsupportedType: IN, http.MissingKey: U, http.InvalidKey: U,
     dify.UnknownKnowledge: U, dify_filters.UnsupportedCondition: U, openai_embeddings.UnknownModel: U,
     openai_embeddings.EmbeddingInputError: U,
+    BudgetError: U, TokenizerError: C, PromptError: C,
 }
 EXITS = {U: 2, C: 2, IN: 1, N: 3, X: 70}
 TEXT = "Der Urlaub beträgt jährlich mindestens vierundzwanzig Werktage. Die Arbeitszeit darf acht Stunden nicht "

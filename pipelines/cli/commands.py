@@ -57,7 +57,7 @@ Outcome = ErrorKind | None
 def run(command: str, args: argparse.Namespace, settings: Settings) -> Outcome:
     handler = {"ingest": ingest, "sync": sync, "query": query, "delete": delete, "config": show_config, "demo": demo,
                "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve, "keys": keys_cmd, "watch": watch,
-               "mcp": mcp_cmd}
+               "mcp": mcp_cmd, "context": context}
     return handler[command](args, settings)
 
 
@@ -202,6 +202,13 @@ def query(args: argparse.Namespace, settings: Settings) -> Outcome:
     return None
 
 
+def context(args: argparse.Namespace, settings: Settings) -> Outcome:
+    from pipelines.cli.context_cmd import context_cmd
+
+    context_cmd(args, settings)
+    return None
+
+
 # -- delete, config, demo ------------------------------------------------------------------------------
 def _matching(stored: dict, target: str, given: str) -> tuple[str, list[str]]:
     """(name, stored sources) a delete means: the source itself or those under it as a folder; failing
@@ -243,7 +250,10 @@ def delete(args: argparse.Namespace, settings: Settings) -> Outcome:
 def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.evaluation.run import evaluate, markdown_table, write_report
 
-    report = evaluate(settings, args.dataset, args.fmt, args.modes or ["dense", "bm25", "hybrid"], args.ablation)
+    strategies = args.context_strategies or []
+    strategies = ["topk", "merge", "expand", "mmr"] if "all" in strategies else list(dict.fromkeys(strategies))
+    report = evaluate(settings, args.dataset, args.fmt, args.modes or ["dense", "bm25", "hybrid"], args.ablation,
+                      strategies)
     if args.report:
         write_report(report, Path(args.report), "german-rag " + " ".join(sys.argv[1:]))
     _out(args, report, f"{report['dataset']}: {report['documents']} documents, {report['queries']} queries\n"

@@ -11,6 +11,7 @@ import traceback
 import warnings
 
 from ingest.errors import ErrorKind, GermanRagError, InternalError
+from pipelines.cli.context_cmd import add_context_parser
 from pipelines.config import Settings, load_settings
 from pipelines.logs import setup_logging
 from pipelines.sources import valid_text
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expand", type=int, metavar="N", help="add N neighbour chunks on each side")
     p.add_argument("--mmr", type=float, metavar="LAMBDA", help="diversify with MMR (0..1, 1 = relevance only)")
     _common(p)
+    add_context_parser(sub, _common)
     p = sub.add_parser("delete", help="remove a source (a file as ingested, or every source under a folder)")
     p.add_argument("source", metavar="SOURCE", help="file or folder path (the file may be gone), or upload:NAME")
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
@@ -115,11 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("eval", help="evaluate retrieval on a SQuAD, DPR or BEIR dataset")
     p.add_argument("dataset", metavar="DATASET")
-    p.add_argument("--format", dest="fmt", choices=["squad", "dpr", "beir"])
+    p.add_argument("--format", dest="fmt", choices=["squad", "squad-articles", "dpr", "beir"],
+                   help="squad-articles: SQuAD with one document per article (its paragraphs joined)")
     p.add_argument("--mode", dest="modes", action="append", choices=["dense", "bm25", "hybrid"],
                    help="repeatable; default: all three")
     p.add_argument("--report", metavar="DIR", help="write Markdown, JSON and a recall@k plot here")
     p.add_argument("--ablation", action="store_true", help="add bm25 rows for each lexical-analyzer variant")
+    p.add_argument("--context", dest="context_strategies", action="append",
+                   choices=["topk", "merge", "expand", "mmr", "all"], help="add answer_in_context@256/512/1024/2048 "
+                   "for this context strategy (repeatable; all: the four); SQuAD and DPR sets")
     _common(p)
     p = sub.add_parser("demo", help="ingest the bundled German examples and answer two questions")
     _common(p)

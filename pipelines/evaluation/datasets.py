@@ -14,13 +14,13 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ingest.errors import InputError
 
-FORMATS = ("squad", "dpr", "beir")
+FORMATS = ("squad", "squad-articles", "dpr", "beir")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -46,6 +46,8 @@ class EvalSet:
     corpus: dict[str, CorpusDoc]
     queries: dict[str, str]
     qrels: dict[str, set[str]]
+    # gold answer texts per query (SQuAD and DPR sets carry them): what `answer_in_context` looks for
+    answers: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_corpus()
@@ -133,7 +135,8 @@ def load_dataset(path: str | Path, format: str | None = None, name: str | None =
         return load_beir(path, name=name)
     file = _json_file(path)
     data = _read_json(file)
-    builders: dict[str, Callable[[Any, str, Path], EvalSet]] = {"squad": _squad_from, "dpr": _dpr_from}
+    builders: dict[str, Callable[[Any, str, Path], EvalSet]] = {"squad": _squad_from, "dpr": _dpr_from,
+                                                                 "squad-articles": _squad_articles_from}
     return builders[format or _detect_json(data, file)](data, name, file)
 
 
@@ -169,21 +172,37 @@ def _squad_from(data: Any, name: str, file: Path) -> EvalSet:
     corpus: dict[str, CorpusDoc] = {}
     queries: dict[str, str] = {}
     qrels: dict[str, set[str]] = {}
+    answers: dict[str, list[str]] = {}
     try:
         for article in data["data"]:
             for paragraph in article["paragraphs"]:
                 doc_id = _add_doc(corpus, paragraph["context"], article.get("title") or "", file)
                 for qa in paragraph["qas"]:
                     _add_query(queries, qrels, str(qa["id"]), qa["question"], {doc_id}, file)
+                    answers[str(qa["id"])] = [a["text"] for a in qa.get("answers") or ()]
     except (KeyError, TypeError) as exc:
         raise DatasetError(f"{file}: not SQuAD JSON ({type(exc).__name__}: {exc})") from exc
-    return EvalSet(name, corpus, queries, qrels)
+    return EvalSet(name, corpus, queries, qrels, answers)
+
+
+def _squad_articles_from(data: Any, name: str, file: Path) -> EvalSet:
+    """SQuAD with one document per article (its paragraphs joined by blank lines), not per paragraph: documents
+    span several chunks, so merging neighbouring chunks and expansion matter (`answer_in_context`). A question's
+    relevant doc is its article."""
+    try:
+        merged = {"data": [{"title": a.get("title") or "", "paragraphs": [{
+            "context": "\n\n".join(p["context"] for p in a["paragraphs"]),
+            "qas": [qa for p in a["paragraphs"] for qa in p["qas"]]}]} for a in data["data"]]}
+    except (KeyError, TypeError) as exc:
+        raise DatasetError(f"{file}: not SQuAD JSON ({type(exc).__name__}: {exc})") from exc
+    return _squad_from(merged, name, file)
 
 
 def _dpr_from(data: Any, name: str, file: Path) -> EvalSet:
     corpus: dict[str, CorpusDoc] = {}
     queries: dict[str, str] = {}
     qrels: dict[str, set[str]] = {}
+    answers: dict[str, list[str]] = {}
     try:
         for item in data:
             positives = {_add_ctx(corpus, ctx, file) for ctx in item["positive_ctxs"]}
@@ -191,9 +210,10 @@ def _dpr_from(data: Any, name: str, file: Path) -> EvalSet:
                 _add_ctx(corpus, ctx, file)
             qid = str(item.get("id") or text_id(item["question"]))
             _add_query(queries, qrels, qid, item["question"], positives, file)
+            answers[qid] = [str(a) for a in item.get("answers") or ()]
     except (KeyError, TypeError, AttributeError) as exc:
         raise DatasetError(f"{file}: not DPR JSON ({type(exc).__name__}: {exc})") from exc
-    return EvalSet(name, corpus, queries, qrels)
+    return EvalSet(name, corpus, queries, qrels, answers)
 
 
 def _add_ctx(corpus: dict[str, CorpusDoc], ctx: dict[str, Any], file: Path) -> str:

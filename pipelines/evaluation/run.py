@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pipelines.build import build_embedder, build_ingest_runner, build_retriever, build_store, model_identity
 from pipelines.config import Settings
-from pipelines.evaluation.datasets import EvalSet, doc_id_from_path, load_dataset, write_corpus_files
+from pipelines.evaluation.context_eval import answer_in_context, context_table
+from pipelines.evaluation.datasets import DatasetError, EvalSet, doc_id_from_path, load_dataset, write_corpus_files
 from pipelines.evaluation.metrics import dedupe_ranked, evaluate_run
 
 RANK_DEPTH = 100  # retrieved chunks per query; recall@100 is counted on the documents they map to
@@ -64,32 +65,38 @@ ABLATIONS: dict[str, dict] = {
 }
 
 
-def _one_variant(settings: Settings, evalset: EvalSet, modes: list[str], tmp: Path, tag: str) -> tuple[dict, list]:
+def _one_variant(settings: Settings, evalset: EvalSet, modes: list[str], tmp: Path, tag: str,
+                 strategies: list[str] | None = None) -> tuple[dict, list, dict | None]:
     if settings.qdrant_url is None:
         settings = settings.model_copy(update={"qdrant_path": str(tmp / f"qdrant-{tag}")})
     settings = settings.model_copy(update={"collection": f"eval_{tag}"})
     ingest = ingest_corpus(settings, evalset, tmp / "corpus")
-    return ingest, run_modes(settings, evalset, modes)
+    context = answer_in_context(settings, evalset, modes, strategies) if strategies else None
+    return ingest, run_modes(settings, evalset, modes), context
 
 
-def evaluate(settings: Settings, dataset: str, fmt: str | None, modes: list[str], ablation: bool = False) -> dict:
-    """Scores per mode; with `ablation`, also bm25 rows for each analyzer variant."""
+def evaluate(settings: Settings, dataset: str, fmt: str | None, modes: list[str], ablation: bool = False,
+             strategies: list[str] | None = None) -> dict:
+    """Scores per mode; with `ablation`, also bm25 rows for each analyzer variant; with `strategies`, the
+    share of questions whose answer lies in the packed context (`answer_in_context@B`, context_eval.py)."""
     evalset = load_dataset(dataset, fmt)
+    if strategies and not evalset.answers:
+        raise DatasetError(f"{evalset.name}: answer_in_context needs answer texts (a SQuAD or DPR set)")
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="german-rag-eval-") as tmp:
         started = time.perf_counter()
-        ingest, results = _one_variant(settings, evalset, modes, Path(tmp), "main")
+        ingest, results, context = _one_variant(settings, evalset, modes, Path(tmp), "main", strategies)
         ingest_seconds = time.perf_counter() - started
         rows.update({r.mode: {"seconds": round(r.seconds, 2), **r.metrics} for r in results})
         for i, (label, overrides) in enumerate(ABLATIONS.items() if ablation else ()):
-            _, (res,) = _one_variant(settings.model_copy(update=overrides), evalset, ["bm25"], Path(tmp), f"ab{i}")
+            _, (res,), _ = _one_variant(settings.model_copy(update=overrides), evalset, ["bm25"], Path(tmp), f"ab{i}")
             rows[label] = {"seconds": round(res.seconds, 2), "settings": overrides, **res.metrics}
     return {
         "dataset": evalset.name, "model": settings.embed_model, "documents": len(evalset.corpus),
         "queries": len(evalset.queries), "ingest": ingest, "ingest_seconds": round(ingest_seconds, 2),
         "settings": {k: v for k, v in settings.public_dict().items() if k.startswith(("bm25", "fusion", "rrf",
                      "dense_weight", "chunk", "retrieval_mode", "rerank", "expand"))},
-        "modes": rows,
+        "modes": rows, **({"context": context} if context else {}),
     }
 
 
@@ -102,6 +109,9 @@ def markdown_table(report: dict) -> str:
     for mode, res in report["modes"].items():
         values = " | ".join(f"{res['mean'][c]:.4f}" for c in COLUMNS)
         lines.append(f"| {mode} | {values} | {res['seconds']} |")
+    if report.get("context"):
+        lines += ["", f"answer_in_context@B (tokens: {portable(report['context']['counter'])}, "
+                  f"{report['context']['candidates']} candidates):", "", context_table(report["context"])]
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from pipelines.config import ConfigError, Settings
+from pipelines.service.context_route import install_context
 from pipelines.service.dify import install_dify
 from pipelines.service.gate import GatePolicy, RequestGate
 from pipelines.service.http import KeyRing, install_error_handlers
@@ -71,6 +72,7 @@ def create_app(settings: Settings, watch: Sequence[str] = ()) -> FastAPI:
     # Doors for other platforms (Dify's /retrieval, OpenAI's /v1/embeddings): their errors in their own shapes
     shapes = {**install_dify(app, runtime), **install_embeddings(app, runtime)}
     mcp_sessions = mount_mcp(app, runtime)  # POST /mcp: the MCP tools, behind the same gate and keys
+    install_context(app, runtime)  # POST /v1/context (context_route.py)
     # Middleware, innermost first: the gate (keys, lengths, upload slots) before any body byte is read,
     # CORS outside it (a refusal still carries CORS headers), metrics outermost (every answer counted).
     upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD
