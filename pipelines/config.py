@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     context_tokenizer: str | None = Field(None, description="the generator's tokenizer.json (or its folder) to "
                                           "count the budget with; unset = a conservative estimate")
     context_strategy: Literal["topk", "merge", "expand", "mmr", "focus"] = Field(
-        "topk", description="how passages become context blocks: topk (chunks as ranked), merge (by span), "
+        "focus", description="how passages become context blocks: topk (chunks as ranked), merge (by span), "
         "expand (neighbour chunks added, then merged), mmr (MMR order, then merged), focus (merged, each block "
         "cut to a window of sentences around its most relevant one); docs/eval/context.md")
     context_prompt: str | None = Field(None, description="QA prompt template file with {context} and {question} "

@@ -30,7 +30,7 @@ from retrieval.schema import Passage, QueryError, Retriever
 from retrieval.tokens import TokenCounter
 
 STRATEGIES = ("topk", "merge", "expand", "mmr", "focus")
-DEFAULT_STRATEGY = "topk"  # best on xquad-de by docs/eval/context.md
+DEFAULT_STRATEGY = "focus"  # best across sets and modes by docs/eval/context.md
 EXPAND_WINDOW = 1  # neighbour chunks on each side for `expand` (setting `expand` when it is above 0)
 MMR_LAMBDA = 0.7  # MMR's relevance weight for `mmr` (setting `mmr` when set)
 

@@ -222,7 +222,7 @@ def test_focus_seeds_blocks_with_their_best_sentence_before_growing(monkeypatch)
     assert bodies(ctx) == seeds and ctx.tokens <= tight  # three sources, one sentence each
     for c, p, s in zip(ctx.citations, passages, seeds, strict=True):
         assert c.cut and p.text[c.start:c.end] == s and c.chunk_ids == (p.chunk_id,)
-    monkeypatch.setattr(focus, "SEEDS", 1)  # the default: the best block grows first, around its best sentence
+    monkeypatch.setattr(focus, "SEEDS", 1)  # one seed: the best block grows first, around its best sentence
     (first, *_) = bodies(ContextPacker(counter, "focus").pack(QUERY, passages, tight))
     assert seeds[0] in first and first in ARBEIT and len(first) > len(seeds[0])
     merged = ContextPacker(counter, "merge").pack(QUERY, passages, tight)
@@ -250,7 +250,8 @@ def test_focus_growth_policies_and_headings_only_blocks(monkeypatch):
     def fits(selections) -> bool:
         return sum(counter.count(blocks[i].text[s:e]) + 8 for i, s, e in selections) <= room
 
-    (single, *_) = focus.focus_windows(QUERY, blocks, LexicalScorer(), fits)  # default: one seed, rank growth
+    monkeypatch.setattr(focus, "SEEDS", 1)
+    (single, *_) = focus.focus_windows(QUERY, blocks, LexicalScorer(), fits)  # one seed, rank growth
     assert single[0] == 1 and ARBEIT[single[1]:single[2]].startswith("Sie stellt")
     monkeypatch.setattr(focus, "SEEDS", 3)
     by_rank = focus.focus_windows(QUERY, blocks, LexicalScorer(), fits, grow="rank")
