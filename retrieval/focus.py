@@ -28,13 +28,24 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ingest.sentences import sentence_spans
 from ingest.sparse import SparseEncoder
+from retrieval.schema import Passage
 
-if TYPE_CHECKING:
-    from retrieval.context import Block
+
+class Block(Protocol):
+    """What focus reads of a merged block (retrieval/context.py's Block; not imported: no cycle)."""
+
+    @property
+    def passages(self) -> tuple[Passage, ...]: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def best(self) -> Passage: ...
 
 Scorer = Callable[[str, Sequence[str]], list[float]]  # (query, sentences) -> relevance of each sentence
 Selection = tuple[int, int, int]  # (block index, start, end) with start/end offsets into the block's text
