@@ -161,7 +161,7 @@ def build_context(settings: Settings, query: str, budget: int | None = None, fil
                   truncate: bool = False) -> PackedContext:
     """Context for a generator: passages retrieved, merged by span, numbered as sources and packed into
     `budget` tokens (default `context_budget`, counted with `context_tokenizer` or a conservative estimate).
-    `strategy` (default `context_strategy`): topk, merge, expand or mmr. With `prompt`, the QA template
+    `strategy` (default `context_strategy`): topk, merge, expand, mmr or focus. With `prompt`, the QA template
     (`context_prompt` or the shipped German one) is filled in, counted towards the budget, returned as `.prompt`.
 
         ctx = build_context(Settings(), "Wie viele Urlaubstage stehen mir zu?", budget=512, prompt=True)

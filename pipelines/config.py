@@ -96,9 +96,10 @@ class Settings(BaseSettings):
     context_budget: int = Field(1024, ge=16, le=1_000_000, description="tokens of context a generator receives")
     context_tokenizer: str | None = Field(None, description="the generator's tokenizer.json (or its folder) to "
                                           "count the budget with; unset = a conservative estimate")
-    context_strategy: Literal["topk", "merge", "expand", "mmr"] = Field(
-        "topk", description="how passages become context blocks: topk (chunks as ranked), merge (by span), "
-        "expand (neighbour chunks added, then merged), mmr (MMR order, then merged); docs/eval/context.md")
+    context_strategy: Literal["topk", "merge", "expand", "mmr", "focus"] = Field(
+        "focus", description="how passages become context blocks: topk (chunks as ranked), merge (by span), "
+        "expand (neighbour chunks added, then merged), mmr (MMR order, then merged), focus (merged, each block "
+        "cut to a window of sentences around its most relevant one); docs/eval/context.md")
     context_prompt: str | None = Field(None, description="QA prompt template file with {context} and {question} "
                                        "(replaces the shipped German one, used when a prompt is asked for)")
     context_candidates: int = Field(20, ge=1, le=100, description="passages retrieved before packing")

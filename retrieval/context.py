@@ -10,7 +10,9 @@ alone is no source); its citation then ends exactly where the kept text ends.
 
 Strategies (setting `context_strategy`, or per call): `topk` one block per chunk as retrieved; `merge` chunks
 of one document merged by span; `expand` the retriever's neighbour expansion (one chunk each side), then
-merged; `mmr` the retriever's MMR re-ordering of the candidates, then merged. docs/eval/context.md compares them.
+merged; `mmr` the retriever's MMR re-ordering of the candidates, then merged; `focus` merged, then each block reduced
+to one window of whole sentences around its most relevant sentence (retrieval/focus.py). docs/eval/context.md
+compares them.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ingest.sentences import sentence_spans
+from ingest.sparse import SparseEncoder
 from retrieval.expand import merge_spans
+from retrieval.focus import LexicalScorer, Scorer, Selection, focus_windows
 from retrieval.prompt import PromptTemplate
 from retrieval.schema import Passage, QueryError, Retriever
 from retrieval.tokens import TokenCounter
 
-STRATEGIES = ("topk", "merge", "expand", "mmr")
-DEFAULT_STRATEGY = "topk"  # best on xquad-de by docs/eval/context.md
+STRATEGIES = ("topk", "merge", "expand", "mmr", "focus")
+DEFAULT_STRATEGY = "focus"  # best across sets and modes by docs/eval/context.md
 EXPAND_WINDOW = 1  # neighbour chunks on each side for `expand` (setting `expand` when it is above 0)
 MMR_LAMBDA = 0.7  # MMR's relevance weight for `mmr` (setting `mmr` when set)
 
@@ -145,10 +149,12 @@ def _merge_bridged(blocks: list[Block]) -> list[Block]:
 class ContextPacker:
     """Packs passages into a budget counted by `counter`; with a `template`, the filled prompt must fit."""
 
-    def __init__(self, counter: TokenCounter, strategy: str = DEFAULT_STRATEGY) -> None:
+    def __init__(self, counter: TokenCounter, strategy: str = DEFAULT_STRATEGY, scorer: Scorer | None = None) -> None:
+        """`scorer` rates sentences for `focus` (default: the German analyzer's lexical overlap; give the
+        retriever's own encoder's, `LexicalScorer(retriever.encoder)`, so both analyze alike)."""
         if strategy not in STRATEGIES:
             raise QueryError(f"strategy: {strategy!r} is not one of {list(STRATEGIES)}")
-        self.counter, self.strategy = counter, strategy
+        self.counter, self.strategy, self.scorer = counter, strategy, scorer
 
     def pack(self, query: str, passages: Sequence[Passage], budget: int,
              template: PromptTemplate | None = None) -> PackedContext:
@@ -157,6 +163,8 @@ class ContextPacker:
         blocks = blocks_of(passages, merge=self.strategy != "topk")
         render = (lambda text: template.fill(text, query)) if template else (lambda text: text)
         self._check_budget(blocks, budget, render)
+        if self.strategy == "focus":
+            return self._pack_focus(query, blocks, budget, render, template is not None)
         parts: list[str] = []
         citations: list[Citation] = []
         for block in blocks:
@@ -167,12 +175,30 @@ class ContextPacker:
             text, cut = piece
             parts.append(f"{citation.label()}\n{text}")
             citations.append(_with_span(citation, block, text, cut))
+        return self._result(query, parts, citations, budget, render, template is not None)
+
+    def _result(self, query: str, parts: list[str], citations: list[Citation], budget: int,
+                render: Callable[[str], str], templated: bool) -> PackedContext:
         joined = "\n\n".join(parts)
         context_tokens = self.counter.count(joined) if joined else 0
-        prompt = render(joined) if template else None
+        prompt = render(joined) if templated else None
         tokens = self.counter.count(prompt) if prompt is not None else context_tokens
         return PackedContext(query, joined, tuple(citations), tokens, budget, self.counter.name, self.strategy,
                              prompt, context_tokens)
+
+    def _pack_focus(self, query: str, blocks: list[Block], budget: int, render: Callable[[str], str],
+                    templated: bool) -> PackedContext:
+        """`focus`: the windows retrieval/focus.py chooses, each tried as the whole rendered text."""
+        def rendered(selections: list[Selection]) -> tuple[list[str], list[Citation]]:
+            pieces = [_window(n, blocks[i], start, end) for n, (i, start, end) in enumerate(selections, 1)]
+            return [f"{c.label()}\n{text}" for text, c in pieces], [c for _, c in pieces]
+
+        def fits(selections: list[Selection]) -> bool:
+            return self.counter.count(render("\n\n".join(rendered(selections)[0]))) <= budget
+
+        self.scorer = self.scorer or LexicalScorer()
+        parts, citations = rendered(focus_windows(query, blocks, self.scorer, fits))
+        return self._result(query, parts, citations, budget, render, templated)
 
     def _check_budget(self, blocks: list[Block], budget: int, render: Callable[[str], str]) -> None:
         if budget < 1:
@@ -230,6 +256,17 @@ def _citation(number: int, block: Block) -> Citation:
                     document=dict(best.document))
 
 
+def _window(number: int, block: Block, start: int, end: int) -> tuple[str, Citation]:
+    """The block's text[start:end] and its citation: the kept passages and the exact span (merged text maps
+    1:1 onto its span); a window short of the whole block is marked cut."""
+    text = block.text[start:end]
+    if (start, end) == (0, len(block.text)):
+        return text, _citation(number, block)
+    lo, hi = block.start + start, block.start + end
+    kept = tuple(p for p in block.passages if p.start < hi and p.end > lo) or block.passages
+    return text, replace(_citation(number, Block(kept, lo, hi, text)), cut=True)
+
+
 def _with_span(citation: Citation, block: Block, text: str, cut: bool) -> Citation:
     if not cut:
         return citation
@@ -255,6 +292,9 @@ def retrieve_context(retriever: Retriever, packer: ContextPacker, query: str, bu
     """Retrieve `candidates` passages for `query` (with the stages `packer.strategy` needs) and pack the best of
     them into `budget` tokens, inside `template` when one is given."""
     stages = stage_options(packer.strategy, expand, mmr)
+    encoder = getattr(retriever, "encoder", None)
+    if packer.strategy == "focus" and packer.scorer is None and isinstance(encoder, SparseEncoder):
+        packer = ContextPacker(packer.counter, packer.strategy, LexicalScorer(encoder))  # analyze as the index does
     passages = retriever.retrieve(query, candidates, filters, truncate, mode=mode, expand=stages["expand"],
                                   mmr=stages["mmr"])
     return packer.pack(query, passages, budget, template)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from retrieval.context import BudgetError, ContextPacker, blocks_of, stage_options
+from retrieval.focus import LexicalScorer
 from retrieval.prompt import PromptError, PromptTemplate
 from retrieval.schema import Passage, QueryError
 from retrieval.tokens import EstimateCounter, TokenizerCounter, TokenizerError, token_counter
@@ -50,7 +51,10 @@ def check_packed(ctx, budget: int, counter) -> None:
     assert len(bodies) == len(ctx.citations)
     for c, body in zip(ctx.citations, bodies, strict=True):
         assert same_text(DOC[c.start:c.end], body)  # the span is exact, also for a cut block
-        if c.cut:
+        assert c.start == 0 or DOC[c.start - 1].isspace(), "window starts inside a word"
+        if c.cut and ctx.strategy == "focus":  # a window ends at a sentence end or where its last chunk ends
+            assert c.end == len(DOC) or DOC[c.end].isspace(), "cut inside a word"
+        elif c.cut:
             assert c.end == len(DOC) or DOC[c.end].isspace(), "cut inside a word"
             assert DOC[c.end - 1] in ".!?…:;)\"'»«“”" or DOC[c.end:c.end + 2] == "\n\n", DOC[c.end - 30:c.end + 5]
 
@@ -60,10 +64,10 @@ def tiny_counter(tiny_model_dir) -> TokenizerCounter:
     return TokenizerCounter(tiny_model_dir)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.sampled_from(WORD_GAPS), min_size=1, max_size=12, unique=True),
        picks=st.lists(st.integers(0, 12), min_size=1, max_size=8), budget=st.integers(1, 1500),
-       strategy=st.sampled_from(["topk", "merge"]), tokenizer=st.booleans())
+       strategy=st.sampled_from(["topk", "merge", "focus"]), tokenizer=st.booleans())
 def test_never_over_budget_and_spans_exact(cuts, picks, budget, strategy, tokenizer, tiny_counter):
     counter = tiny_counter if tokenizer else EstimateCounter()
     chunks = chunks_of(sorted(cuts))
@@ -171,3 +175,90 @@ def test_strategies_ask_the_retriever_for_their_stages():
     assert stage_options("mmr") == {"expand": 0, "mmr": 0.7}
     with pytest.raises(QueryError, match="strategy: 'best'"):
         ContextPacker(EstimateCounter(), "best")
+
+
+# `focus` (retrieval/focus.py): seed each block with its best sentence, grow windows, spans exact.
+ARBEIT = ("Die Firma wurde 1950 in Köln gegründet. Sie stellt Maschinen für Bäckereien her. Der Sitz liegt am Rhein. "
+          "Jeder Beschäftigte hat Anspruch auf 30 Tage Erholungsurlaub im Kalenderjahr. Die Kantine öffnet um zwölf.")
+REISE = ("Der Zug fährt stündlich nach Bonn. Fahrkarten gibt es am Automaten. Im Sommer fahren Sonderzüge. "
+         "Wer Erholungsurlaub plant, bucht früh. Die Preise steigen im Juli.")
+WETTER = "Im Herbst regnet es oft. Der Wind kommt meist aus Westen. Urlaub am Meer ist im Herbst günstig."
+QUERY = "Wie viele Tage Erholungsurlaub hat ein Beschäftigter?"
+
+
+def doc_passages() -> list[Passage]:
+    return [chunk("arbeit", 0, 0, len(ARBEIT), 0.9, ARBEIT), chunk("reise", 0, 0, len(REISE), 0.8, REISE),
+            chunk("wetter", 0, 0, len(WETTER), 0.7, WETTER)]
+
+
+def bodies(ctx) -> list[str]:
+    return [b.strip() for b in re.split(r"(?m)^\[\d+\] [^\n]*\n", ctx.text)[1:]]
+
+
+def test_lexical_scorer_rates_sentences_by_the_german_analyzer():
+    scores = LexicalScorer()(QUERY, ["Jeder Beschäftigte hat Anspruch auf 30 Tage Erholungsurlaubs.",
+                                     "Die Kantine öffnet um zwölf.", "Erholungsurlaub im Sommer."])
+    assert scores[0] > scores[2] > 0 and scores[1] == 0  # inflection and compounds match, stop words do not
+
+
+def test_focus_with_an_ample_budget_equals_merge():
+    passages = chunks_of(WORD_GAPS[40:400:40])[1:6] + doc_passages()
+    merged = ContextPacker(EstimateCounter(), "merge").pack(QUERY, passages, 20_000)
+    focused = ContextPacker(EstimateCounter(), "focus").pack(QUERY, passages, 20_000)
+    assert focused.text == merged.text and focused.citations == merged.citations
+    assert not any(c.cut for c in focused.citations)
+
+
+def test_focus_seeds_blocks_with_their_best_sentence_before_growing(monkeypatch):
+    import retrieval.focus as focus
+
+    counter, passages = EstimateCounter(), doc_passages()
+    seeds = ["Jeder Beschäftigte hat Anspruch auf 30 Tage Erholungsurlaub im Kalenderjahr.",
+             "Wer Erholungsurlaub plant, bucht früh.", "Urlaub am Meer ist im Herbst günstig."]
+    pairs = enumerate(zip(passages, seeds, strict=True), 1)
+    tight = counter.count("\n\n".join(f"[{n}] {p.source}\n{s}" for n, (p, s) in pairs))
+    monkeypatch.setattr(focus, "SEEDS", 3)
+    ctx = ContextPacker(counter, "focus").pack(QUERY, passages, tight)
+    assert bodies(ctx) == seeds and ctx.tokens <= tight  # three sources, one sentence each
+    for c, p, s in zip(ctx.citations, passages, seeds, strict=True):
+        assert c.cut and p.text[c.start:c.end] == s and c.chunk_ids == (p.chunk_id,)
+    monkeypatch.setattr(focus, "SEEDS", 1)  # one seed: the best block grows first, around its best sentence
+    (first, *_) = bodies(ContextPacker(counter, "focus").pack(QUERY, passages, tight))
+    assert seeds[0] in first and first in ARBEIT and len(first) > len(seeds[0])
+    merged = ContextPacker(counter, "merge").pack(QUERY, passages, tight)
+    assert seeds[0] not in merged.text  # a prefix of the first block cannot reach its fourth sentence
+
+
+def test_focus_grows_the_best_ranked_window_first_towards_its_more_relevant_neighbour():
+    counter, passages = EstimateCounter(), doc_passages()
+    budget = counter.count(ARBEIT) + 60  # block 1 almost whole plus the other seeds
+    ctx = ContextPacker(counter, "focus").pack(QUERY, passages, budget)
+    first, *rest = bodies(ctx)
+    assert "30 Tage Erholungsurlaub" in first and rest and all(len(first) > len(r) for r in rest)
+    assert ctx.tokens <= budget and ctx.citations[0].source == "arbeit.md"
+    assert ARBEIT.index(first) == ctx.citations[0].start and first in ARBEIT  # one contiguous window
+
+
+def test_focus_growth_policies_and_headings_only_blocks(monkeypatch):
+    import retrieval.focus as focus
+
+    counter, passages = EstimateCounter(), doc_passages()
+    heading = chunk("gesetz", 0, 0, 25, 0.95, "# § 3 Dauer des Urlaubs\n\n", heading=("§ 3 Dauer des Urlaubs",))
+    blocks = blocks_of([heading, *passages])
+    room = counter.count(ARBEIT)  # the three seeds and a little growth
+
+    def fits(selections) -> bool:
+        return sum(counter.count(blocks[i].text[s:e]) + 8 for i, s, e in selections) <= room
+
+    monkeypatch.setattr(focus, "SEEDS", 1)
+    (single, *_) = focus.focus_windows(QUERY, blocks, LexicalScorer(), fits)  # one seed, rank growth
+    assert single[0] == 1 and ARBEIT[single[1]:single[2]].startswith("Sie stellt")
+    monkeypatch.setattr(focus, "SEEDS", 3)
+    by_rank = focus.focus_windows(QUERY, blocks, LexicalScorer(), fits, grow="rank")
+    by_relevance = focus.focus_windows(QUERY, blocks, LexicalScorer(), fits, grow="relevance")
+    for selections in (by_rank, by_relevance):
+        assert [i for i, _, _ in selections] == [1, 2, 3] and fits(selections)  # the heading block is no source
+        for i, s, e in selections:
+            assert s == 0 or blocks[i].text[s - 1] == " "
+            assert blocks[i].text[e - 1] == "." and (e == len(blocks[i].text) or blocks[i].text[e] == " ")
+    assert by_rank[0][2] - by_rank[0][1] >= by_relevance[0][2] - by_relevance[0][1]  # rank: block 1 grows first

@@ -42,10 +42,10 @@ def cli_store(settings_env, tmp_path, capsys):
 
 def test_cli_context_json_prompt_and_strategies(cli_store, capsys):
     code, res = run_cli(capsys, "context", "Wie viele Werktage Urlaub?", "--budget", "300", "--json")
-    assert code == 0 and res["tokens"] <= 300 and res["strategy"] == "topk" and res["tokenizer"] == "estimate"
+    assert code == 0 and res["tokens"] <= 300 and res["strategy"] == "focus" and res["tokenizer"] == "estimate"
     assert res["citations"][0]["number"] == 1 and res["text"].startswith("[1] ")
     assert {"query", "text", "citations", "tokens", "budget", "tokenizer", "strategy", "prompt"} <= set(res)
-    for strategy in ("merge", "expand", "mmr"):
+    for strategy in ("topk", "merge", "expand", "mmr"):
         code, res = run_cli(capsys, "context", "Urlaub Werktage", "--budget", "300", "--strategy", strategy, "--json")
         assert code == 0 and res["strategy"] == strategy and res["tokens"] <= 300, res
     code, res = run_cli(capsys, "context", "Urlaub Werktage", "--budget", "400", "--prompt", "--json")
@@ -54,7 +54,7 @@ def test_cli_context_json_prompt_and_strategies(cli_store, capsys):
     code, res = run_cli(capsys, "context", "Urlaub", "--budget", "300", "--filter", "file_type=txt", "--json")
     assert code == 0 and res["citations"] and all(c["source"].endswith("vertrieb.txt") for c in res["citations"])
     code, res = run_cli(capsys, "context", "Urlaub Werktage", "--budget", "300", "--mode", "bm25")
-    assert code == 0 and "tokens (estimate), strategy topk" in res["out"] and "[1] " in res["out"]
+    assert code == 0 and "tokens (estimate), strategy focus" in res["out"] and "[1] " in res["out"]
 
 
 def test_cli_context_errors_exit_2_and_name_the_problem(cli_store, capsys, monkeypatch, tmp_path):
@@ -91,7 +91,7 @@ def two_tenants(tiny_model_dir, tmp_path_factory):
         yield srv
 
 
-@pytest.mark.parametrize("strategy", ["topk", "merge", "expand", "mmr"])
+@pytest.mark.parametrize("strategy", ["topk", "merge", "expand", "mmr", "focus"])
 def test_http_context_reads_only_the_keys_tenant(two_tenants, strategy):
     body = {"query": "Urlaub Werktage Rabatt Großkunden", "budget": 400, "strategy": strategy}
     with two_tenants.client(two_tenants.keys["acme-read"]) as c:

@@ -31,12 +31,12 @@ def test_squad_answers_and_the_article_variant(fixtures):
 
 def test_eval_context_rows_per_mode_and_strategy(settings_env, fixtures, capsys):
     code = main(["eval", str(fixtures / "xquad-de"), "--format", "squad", "--mode", "bm25", "--context", "topk",
-                 "--context", "merge", "--json"])
+                 "--context", "merge", "--context", "focus", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0, report
     context = report["context"]
     assert context["counter"] == "estimate" and context["budgets"] == [256, 512, 1024, 2048]
-    assert set(context["rows"]) == {"bm25 topk", "bm25 merge"}
+    assert set(context["rows"]) == {"bm25 topk", "bm25 merge", "bm25 focus"}
     for row in context["rows"].values():
         shares = [row[f"answer_in_context_at_{b}"] for b in context["budgets"]]
         # more budget, more answers: true on this set (greedy packing is not monotone per question in general)

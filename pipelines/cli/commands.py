@@ -249,9 +249,10 @@ def delete(args: argparse.Namespace, settings: Settings) -> Outcome:
 
 def evaluate_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.evaluation.run import evaluate, markdown_table, write_report
+    from retrieval.context import STRATEGIES
 
     strategies = args.context_strategies or []
-    strategies = ["topk", "merge", "expand", "mmr"] if "all" in strategies else list(dict.fromkeys(strategies))
+    strategies = list(STRATEGIES) if "all" in strategies else list(dict.fromkeys(strategies))
     report = evaluate(settings, args.dataset, args.fmt, args.modes or ["dense", "bm25", "hybrid"], args.ablation,
                       strategies)
     if args.report:

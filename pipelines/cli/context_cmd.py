@@ -19,7 +19,7 @@ def add_context_parser(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("text", metavar="FRAGE")
     p.add_argument("--budget", type=int, metavar="N", help="tokens the context (with --prompt: the prompt) may take "
                    "(default: setting context_budget)")
-    p.add_argument("--strategy", choices=list(STRATEGIES), help="topk, merge, expand or mmr (default: setting "
+    p.add_argument("--strategy", choices=list(STRATEGIES), help="topk, merge, expand, mmr or focus (default: setting "
                    "context_strategy)")
     p.add_argument("--prompt", action="store_true", help="print the filled QA prompt (setting context_prompt or "
                    "the shipped German template); its tokens count towards the budget")

@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="write Markdown, JSON and a recall@k plot here")
     p.add_argument("--ablation", action="store_true", help="add bm25 rows for each lexical-analyzer variant")
     p.add_argument("--context", dest="context_strategies", action="append",
-                   choices=["topk", "merge", "expand", "mmr", "all"], help="add answer_in_context@256/512/1024/2048 "
-                   "for this context strategy (repeatable; all: the four); SQuAD and DPR sets")
+                   choices=["topk", "merge", "expand", "mmr", "focus", "all"], help="add answer_in_context@256/512/"
+                   "1024/2048 for this context strategy (repeatable; all: the five); SQuAD and DPR sets")
     _common(p)
     p = sub.add_parser("demo", help="ingest the bundled German examples and answer two questions")
     _common(p)

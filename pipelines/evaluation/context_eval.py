@@ -20,6 +20,7 @@ from pipelines.build import build_embedder, build_retriever, build_store, model_
 from pipelines.config import Settings
 from pipelines.evaluation.datasets import EvalSet
 from retrieval.context import STRATEGIES, ContextPacker, stage_options
+from retrieval.focus import LexicalScorer
 from retrieval.tokens import token_counter
 
 BUDGETS = (256, 512, 1024, 2048)
@@ -61,7 +62,7 @@ def answer_in_context(settings: Settings, evalset: EvalSet, modes: list[str], st
                     cache[key] = {q: retriever.retrieve(evalset.queries[q], settings.context_candidates, None, True,
                                                         mode=mode, expand=stages["expand"], mmr=stages["mmr"])
                                   for q in questions}
-                packer = ContextPacker(counter, strategy)
+                packer = ContextPacker(counter, strategy, LexicalScorer(retriever.encoder))  # focus: as indexed
                 row: dict = {"questions": len(questions)}
                 for budget in budgets:
                     packed = [(packer.pack(evalset.queries[q], cache[key][q], budget), q) for q in questions]

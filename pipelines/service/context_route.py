@@ -37,8 +37,8 @@ class ContextRequest(BaseModel):
     query: str = Field(..., max_length=MAX_QUERY_CHARS, description="the question, in German")
     budget: int | None = Field(None, ge=1, le=MAX_BUDGET, description="tokens the context (with `prompt`: the "
                                "prompt) may take; default: setting context_budget")
-    strategy: Literal["topk", "merge", "expand", "mmr"] | None = Field(
-        None, description="topk, merge, expand or mmr; default: setting context_strategy")
+    strategy: Literal["topk", "merge", "expand", "mmr", "focus"] | None = Field(
+        None, description="topk, merge, expand, mmr or focus; default: setting context_strategy")
     mode: Literal["dense", "bm25", "hybrid"] | None = Field(None, description="default: the configured mode")
     filters: dict[str, FilterValue] = Field(default_factory=dict, description="as for /v1/retrieve; fields: "
                                             f"{sorted(FILTER_FIELDS)} and meta.KEY")
