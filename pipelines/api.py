@@ -176,18 +176,7 @@ def build_context(settings: Settings, query: str, budget: int | None = None, fil
     packer = ContextPacker(token_counter(settings.context_tokenizer), strategy or settings.context_strategy)
     template = PromptTemplate.load(settings.context_prompt) if prompt else None
     settings = settings.model_copy(update={"retrieval_mode": mode}) if mode else settings
-    embedder = build_embedder(settings)
-    store = build_store(settings)
-    try:
-        store.require_collection()
-        if settings.retrieval_mode == "bm25":
-            embedder.prepare()
-        else:
-            embedder.load()
-        store.check_compatible(model_identity(settings.embed_model), embedder.dimension)
-        retriever = build_retriever(settings, embedder, store)
+    with open_retriever(settings) as retriever:
         return retrieve_context(retriever, packer, query, settings.context_budget if budget is None else budget,
                                 settings.context_candidates, filters, truncate=truncate, template=template,
                                 expand=settings.expand or None, mmr=settings.mmr)
-    finally:
-        store.close()
