@@ -21,7 +21,7 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.errors import ErrorKind, InternalError, kind_of
-from pipelines.service.http import INTERNAL_MESSAGE, ErrorShape, InvalidInput, Overloaded, invalid_input
+from pipelines.service.http import INTERNAL_MESSAGE, ErrorShape, InvalidInput, invalid_input
 from pipelines.service.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,5 @@ def shaped_route(shape: ErrorShape) -> type[APIRoute]:
 @asynccontextmanager
 async def admitted(rt: ServiceRuntime) -> AsyncIterator[None]:
     """A place among the requests in flight (settings.queue_size), or Overloaded (429) without waiting."""
-    if not rt.admission.try_enter():
-        raise Overloaded(f"{rt.admission.limit} requests are in flight; retry shortly", {"Retry-After": "1"})
-    rt.metrics.in_flight.inc()
-    try:
+    with rt.admitted():
         yield
-    finally:
-        rt.admission.leave()
-        rt.metrics.in_flight.dec()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from pipelines.service.models import ContextOut
 from retrieval.schema import Passage
 
 SNIPPET_CHARS = 600  # a search hit's text in the text rendering; the structured result has it whole
@@ -45,34 +46,7 @@ class SearchResult(BaseModel):
     passages: list[Hit]
 
 
-class CitationOut(BaseModel):
-    """A numbered source of a packed context (retrieval/context.py Citation.to_dict)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    number: int
-    source: str
-    doc_id: str
-    title: str | None
-    page: int | None
-    heading_path: list[str]
-    start: int
-    end: int
-    chunk_ids: list[str]
-
-
-class ContextResult(BaseModel):
-    """PackedContext.to_dict(): the text a generator receives, its numbered citations, the tokens it takes."""
-
-    model_config = ConfigDict(extra="allow")
-
-    query: str
-    text: str
-    citations: list[CitationOut]
-    tokens: int
-    budget: int
-    tokenizer: str
-    strategy: str
+ContextResult = ContextOut  # get_context's output schema: the same model as POST /v1/context's body
 
 
 class PassageResult(BaseModel):

@@ -7,22 +7,17 @@ does not exist. The transport (mcp.py) decides who the principal is.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from typing import TypeVar
 
 from ingest.schema import P
 from ingest.store.access import Principal
 from ingest.store.filters import is_uuid
-from pipelines.build import retriever_over
-from pipelines.service.http import InvalidInput, NotFound, NotReady, Overloaded
+from pipelines.service.http import InvalidInput, NotFound
 from pipelines.service.mcp_results import ContextResult, Hit, PassageResult, SearchResult, SourceOut, SourcePage
 from pipelines.service.runtime import ServiceRuntime
-from retrieval.context import ContextPacker, retrieve_context
 from retrieval.expand import merge_spans
 from retrieval.schema import DOCUMENT_FIELDS
-from retrieval.tokens import TokenCounter, token_counter
 
 LOAD_WAIT_S = 120.0  # a tool call that arrives while the model loads waits for it (a client starts us and asks)
 T = TypeVar("T")
@@ -33,28 +28,20 @@ class McpTools:
 
     def __init__(self, runtime: ServiceRuntime) -> None:
         self.rt = runtime
-        self._counter: TokenCounter | None = None
-        self._counter_lock = threading.Lock()
 
     # -- the tools --------------------------------------------------------------------------------------
     def search(self, principal: Principal, query: str, top_k: int, mode: str | None,
                filters: dict | None, truncate: bool = False) -> SearchResult:
         self._wait_ready()
-        used, passages = self._admitted(lambda: self.rt.retrieve(principal, query, top_k, mode, filters or {},
-                                                                 truncate, None, None))
+        with self.rt.admitted():
+            used, passages = self.rt.retrieve(principal, query, top_k, mode, filters or {}, truncate, None, None)
         return SearchResult(query=query, mode=used, passages=[Hit.of(i + 1, p) for i, p in enumerate(passages)])
 
     def get_context(self, principal: Principal, query: str, budget: int | None, filters: dict | None,
                     strategy: str | None, mode: str | None, truncate: bool = False) -> ContextResult:
         self._wait_ready()
-        settings = self.rt.settings
-        packer = ContextPacker(self.counter(), strategy or settings.context_strategy)
-        if self.rt.retriever is None:  # set before the runtime reports itself loaded
-            raise NotReady("the model is still loading", {"Retry-After": "5"})
-        retriever = retriever_over(self.rt.retriever, self.rt.store_for(principal))
-        packed = self._admitted(lambda: retrieve_context(
-            retriever, packer, query, budget or settings.context_budget, settings.context_candidates,
-            filters or None, mode=mode or settings.retrieval_mode, truncate=truncate))
+        with self.rt.admitted():
+            packed = self.rt.context(principal, query, budget, filters, strategy, mode, truncate)
         return ContextResult.model_validate(packed.to_dict())
 
     def get_passage(self, principal: Principal, chunk_id: str, neighbours: int) -> PassageResult:
@@ -105,31 +92,12 @@ class McpTools:
         return SourcePage(total=len(names), offset=offset, limit=limit, next_offset=following, sources=page)
 
     # -- shared ------------------------------------------------------------------------------------------
-    def counter(self) -> TokenCounter:
-        """The generator's token counter (setting context_tokenizer), loaded once per process."""
-        with self._counter_lock:
-            if self._counter is None:
-                self._counter = token_counter(self.rt.settings.context_tokenizer)
-            return self._counter
-
     def _wait_ready(self) -> None:
         """Wait (up to LOAD_WAIT_S) while the model loads, then the runtime's own readiness rule."""
         deadline = time.monotonic() + LOAD_WAIT_S
         while not self.rt.loaded.wait(0.1) and self.rt.startup_error is None and time.monotonic() < deadline:
             pass
         self.rt.require_ready()
-
-    def _admitted(self, work: Callable[[], T]) -> T:
-        """Count the call against the service's bound on requests in flight (a 429 over HTTP, a tool error here)."""
-        rt = self.rt
-        if not rt.admission.try_enter():
-            raise Overloaded(f"{rt.admission.limit} requests are in flight; retry shortly", {"Retry-After": "1"})
-        rt.metrics.in_flight.inc()
-        try:
-            return work()
-        finally:
-            rt.admission.leave()
-            rt.metrics.in_flight.dec()
 
 
 def _document(payload: dict) -> dict:

@@ -142,3 +142,38 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class CitationOut(BaseModel):
+    """A numbered source of a packed context (retrieval/context.py Citation.to_dict)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    number: int
+    source: str
+    doc_id: str
+    title: str | None
+    page: int | None
+    heading_path: list[str]
+    start: int = Field(description="character span of the cited text in the document's stored text")
+    end: int
+    chunk_ids: list[str]
+    score: float
+    cut: bool = Field(description="the block was cut at a sentence end to fit the budget")
+    document: dict[str, Any]
+
+
+class ContextOut(BaseModel):
+    """PackedContext.to_dict(): the text a generator receives, its numbered citations, the tokens it takes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    query: str
+    text: str
+    citations: list[CitationOut]
+    tokens: int = Field(description="tokens of what is returned: the prompt when one was asked for, else the text")
+    budget: int
+    tokenizer: str
+    strategy: str
+    prompt: str | None
+    context_tokens: int

@@ -78,17 +78,10 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
     @app.post("/v1/retrieve", response_model=RetrieveResponse, dependencies=[read], responses=READ_ERRORS)
     async def retrieve(body: RetrieveRequest, caller: CallerOf) -> RetrieveResponse:
         """Top passages for a query, with scores per stage, source, page, heading path and character span."""
-        if not rt.admission.try_enter():
-            raise Overloaded(f"{rt.admission.limit} retrieve requests are in flight; retry shortly",
-                             {"Retry-After": "1"})
-        rt.metrics.in_flight.inc()
         started = time.perf_counter()
-        try:
+        with rt.admitted():
             mode, passages = await run_in_threadpool(rt.retrieve, caller.principal, body.query, body.top_k,
                                                      body.mode, body.filters, body.truncate, body.rerank, body.expand)
-        finally:
-            rt.admission.leave()
-            rt.metrics.in_flight.dec()
         return RetrieveResponse(query=body.query, mode=mode,
                                 passages=[PassageOut.model_validate(p.to_dict()) for p in passages],
                                 took_ms=round((time.perf_counter() - started) * 1000, 2))

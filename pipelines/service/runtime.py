@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -33,10 +34,13 @@ from pipelines.config import Settings
 from pipelines.indexing.report import FileResult
 from pipelines.indexing.watch import Watcher, WatchMetrics, check_roots
 from pipelines.service.core import Admission, LockedStore, QueryBatcher, SlicedEmbedder
-from pipelines.service.http import KeyRing, Misconfigured, NotReady, ServiceMetrics
+from pipelines.service.http import KeyRing, Misconfigured, NotReady, Overloaded, ServiceMetrics
 from pipelines.service.jobs import JobManager, UploadRoot, UploadRunner
 from pipelines.service.principals import KeysFile, Principals
+from retrieval.context import ContextPacker, PackedContext, retrieve_context
+from retrieval.prompt import PromptTemplate
 from retrieval.schema import Passage
+from retrieval.tokens import TokenCounter, token_counter
 
 if TYPE_CHECKING:
     from retrieval.hybrid import HybridRetriever
@@ -71,6 +75,8 @@ class ServiceRuntime:
         self.watch_roots = [str(r) for r in check_roots(watch)] if watch else []
         self.watch_metrics = WatchMetrics(self.metrics.registry) if watch else None
         self.watcher: Watcher | None = None
+        self._counter: TokenCounter | None = None  # the generator's token counter, read on first use
+        self._counter_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -159,6 +165,43 @@ class ServiceRuntime:
         retriever = retriever_over(self.retriever, self.store_for(principal))
         return mode, retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, rerank=rerank,
                                         expand=expand)
+
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """A place among the requests in flight (`queue_size`), or Overloaded (429, a tool error over MCP)
+        at once: every door that searches counts against the same bound."""
+        if not self.admission.try_enter():
+            raise Overloaded(f"{self.admission.limit} requests are in flight; retry shortly", {"Retry-After": "1"})
+        self.metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self.admission.leave()
+            self.metrics.in_flight.dec()
+
+    def token_counter(self) -> TokenCounter:
+        """The `context_tokenizer` counter, built on first use (a bad setting fails that request, naming it)."""
+        with self._counter_lock:
+            if self._counter is None:
+                self._counter = token_counter(self.settings.context_tokenizer)
+            return self._counter
+
+    def context(self, principal: Principal, query: str, budget: int | None = None, filters: dict | None = None,
+                strategy: str | None = None, mode: str | None = None, truncate: bool = False,
+                prompt: bool = False) -> PackedContext:
+        """The cited context for `query` within `budget` tokens (/v1/context, MCP get_context), over
+        `principal`'s view of the store: every passage and every neighbour it adds passes the access filter."""
+        self.require_ready()
+        if self.retriever is None:  # set before the service reports itself loaded
+            raise NotReady("the model is still loading", {"Retry-After": "5"})
+        s = self.settings
+        packer = ContextPacker(self.token_counter(), strategy or s.context_strategy)
+        template = PromptTemplate.load(s.context_prompt) if prompt else None
+        retriever = retriever_over(self.retriever, self.store_for(principal))
+        return retrieve_context(retriever, packer, query, s.context_budget if budget is None else budget,
+                                s.context_candidates, filters or None, mode or s.retrieval_mode, truncate, template,
+                                s.expand or None, s.mmr)
 
 
 def principals_of(settings: Settings) -> Principals:
