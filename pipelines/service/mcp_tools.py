@@ -54,7 +54,8 @@ class McpTools:
         retriever = retriever_over(self.rt.retriever, self.rt.store_for(principal))
         packed = self._admitted(lambda: retrieve_context(
             retriever, packer, query, budget or settings.context_budget, settings.context_candidates,
-            filters or None, mode=mode or settings.retrieval_mode, truncate=truncate))
+            filters or None, mode=mode or settings.retrieval_mode, truncate=truncate,
+            expand=settings.expand or None, mmr=settings.mmr))  # the settings' window and lambda, as /v1/context
         return ContextResult.model_validate(packed.to_dict())
 
     def get_passage(self, principal: Principal, chunk_id: str, neighbours: int) -> PassageResult:
