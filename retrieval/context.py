@@ -251,9 +251,16 @@ def _citation(number: int, block: Block) -> Citation:
     first = min(block.passages, key=lambda p: p.start)
     title = best.document.get("title")
     return Citation(number, best.source, best.doc_id, str(title) if title else None, first.page,
-                    first.heading_path, block.start, block.end,
-                    tuple(p.chunk_id for p in sorted(block.passages, key=lambda p: p.start)), best.score,
-                    document=dict(best.document))
+                    first.heading_path, block.start, block.end, _chunk_ids(block.passages, block.start, block.end),
+                    best.score, document=dict(best.document))
+
+
+def _chunk_ids(passages: Sequence[Passage], lo: int, hi: int) -> tuple[str, ...]:
+    """Every stored chunk whose text lies (in part) inside [lo, hi), in document order: a citation names the
+    chunks a generator reads, the neighbours an expansion merged in included."""
+    spans = {cid: (s, e) for p in passages for cid, s, e in p.chunk_spans()}
+    inside = [(s, e, cid) for cid, (s, e) in spans.items() if s < hi and e > lo]
+    return tuple(cid for _, _, cid in sorted(inside))
 
 
 def _window(number: int, block: Block, start: int, end: int) -> tuple[str, Citation]:
@@ -271,8 +278,7 @@ def _with_span(citation: Citation, block: Block, text: str, cut: bool) -> Citati
     if not cut:
         return citation
     end = block.start + len(text)  # merged text maps 1:1 onto its span (merge_spans keeps gap lengths)
-    kept = tuple(p.chunk_id for p in sorted(block.passages, key=lambda p: p.start) if p.start < end)
-    return replace(citation, end=end, chunk_ids=kept, cut=True)
+    return replace(citation, end=end, chunk_ids=_chunk_ids(block.passages, block.start, end), cut=True)
 
 
 def stage_options(strategy: str, expand: int | None = None, mmr: float | None = None) -> dict:

@@ -10,7 +10,7 @@ merged block and cites `start + len(kept)` as its exact end).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -55,7 +55,9 @@ class NeighbourExpander:
         pieces = [(int(p[P.START]), int(p[P.END]), p[P.TEXT]) for p in payloads]
         pieces.append((passage.start, passage.end, passage.text))
         start, end, text = merge_spans(pieces)
-        return replace(passage, start=start, end=end, text=text)
+        held = {p[P.CHUNK_ID]: (p[P.CHUNK_ID], int(p[P.START]), int(p[P.END])) for p in payloads}
+        held.update({c: (c, s, e) for c, s, e in passage.chunk_spans()})
+        return replace(passage, start=start, end=end, text=text, pieces=_ordered(held.values()))
 
 
 def _merge_touching(passages: list[Passage]) -> list[Passage]:
@@ -65,8 +67,14 @@ def _merge_touching(passages: list[Passage]) -> list[Passage]:
         for i, q in enumerate(out):
             if q.doc_id == p.doc_id and p.start <= q.end and q.start <= p.end:
                 start, end, text = merge_spans([(q.start, q.end, q.text), (p.start, p.end, p.text)])
-                out[i] = replace(q, start=start, end=end, text=text)
+                out[i] = replace(q, start=start, end=end, text=text,
+                                 pieces=_ordered({*q.chunk_spans(), *p.chunk_spans()}))
                 break
         else:
             out.append(p)
     return out
+
+
+def _ordered(spans: Iterable[tuple[str, int, int]]) -> tuple[tuple[str, int, int], ...]:
+    """(chunk_id, start, end) pieces once each, in document order."""
+    return tuple(sorted(set(spans), key=lambda piece: (piece[1], piece[2], piece[0])))

@@ -51,6 +51,13 @@ class Passage:
     # The document's fields as stored (title, author, file_type, file_size, modified, pages, language, date,
     # date_phrase, meta): what a generator cites and a user filters on; only those the document has.
     document: dict[str, Any] = field(default_factory=dict)
+    # (chunk_id, start, end) of every stored chunk whose text this passage holds, when that is more than its own
+    # chunk (neighbour expansion merges them in); empty = just this chunk.
+    pieces: tuple[tuple[str, int, int], ...] = ()
+
+    def chunk_spans(self) -> tuple[tuple[str, int, int], ...]:
+        """The chunks this passage's text is made of, each with its span (its own chunk alone unless expanded)."""
+        return self.pieces or ((self.chunk_id, self.start, self.end),)
 
     @classmethod
     def from_hit(cls, hit: StoredHit, stage: str) -> Passage:

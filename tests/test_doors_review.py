@@ -228,9 +228,6 @@ def test_base64_embeddings_are_the_float_vectors_and_usage_sums_the_inputs(srv):
     assert floats["usage"] == packed["usage"] == {"prompt_tokens": sum(single), "total_tokens": sum(single)}
 
 
-@pytest.mark.xfail(strict=True, reason="an expanded Passage keeps only its own chunk_id (retrieval/expand.py replaces "
-                   "the span and text, not the ids), so a citation's chunk_ids (retrieval/context.py) omit the "
-                   "neighbour chunks whose text the block holds")
 def test_an_expanded_citation_names_every_chunk_its_span_holds(srv):
     r = post(srv, "/v1/retrieve", {"query": "Urlaub Resturlaub März Abteilung", "top_k": 100, "mode": "bm25",
                                    "expand": 0, "filters": {"source": "upload:regeln.txt"}})
