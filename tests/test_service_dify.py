@@ -194,6 +194,7 @@ def test_keys_answer_with_difys_codes_on_this_path_only(dify):
     ({**_ask(), "query": "   "}, 400, 400, "empty"),
     ({**_ask(), "query": "x" * 20_000}, 422, 422, "query"),
     ({**_ask(), "knowledge_id": f"{COLLECTION}:rerank"}, 404, 2001, "does not exist"),
+    ({**_ask(), "knowledge_id": f"{COLLECTION}:"}, 404, 2001, "does not exist"),
     ({**_ask(), "knowledge_id": ["german_rag"]}, 422, 422, "knowledge_id"),
     ({**_ask(), "metadata_condition": {"conditions": [{"name": "a", "comparison_operator": "is",
                                                        "value": {"$ne": 1}}]}}, 422, 422, "value"),

@@ -117,8 +117,8 @@ def dify_error(exc: BaseException, extra_headers: dict[str, str]) -> Response:
 
 def knowledge_mode(knowledge_id: str, collection: str) -> str | None:
     """The retrieval mode `knowledge_id` asks for (None: the configured one); UnknownKnowledge otherwise."""
-    name, _, mode = knowledge_id.partition(":")
-    if name != collection or (mode and mode not in MODES):
+    name, colon, mode = knowledge_id.partition(":")
+    if name != collection or (colon and mode not in MODES):  # "name:" names no mode: unknown, like "name:x"
         shown = knowledge_id if len(knowledge_id) <= 80 else knowledge_id[:80] + "…"
         raise UnknownKnowledge(f"knowledge_id {shown!r} does not exist: this service serves {collection!r} "
                                f"(optionally {collection}:dense, :bm25 or :hybrid)")
