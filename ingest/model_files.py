@@ -33,10 +33,10 @@ class ModelSpec:
     do_lower_case: bool = False
 
 
-def _how_to_provide(model: str) -> str:
+def _how_to_provide(model: str, env: str = "GERMAN_RAG_EMBED_MODEL") -> str:
     return (
         f"Provide the model in one of these ways:\n"
-        f"  1. a local directory: set GERMAN_RAG_EMBED_MODEL=/path/to/model (a sentence-transformers\n"
+        f"  1. a local directory: set {env}=/path/to/model (a sentence-transformers\n"
         f"     or transformers directory with config.json, tokenizer and weights);\n"
         f"  2. the Hugging Face cache: on a machine with network run\n"
         f"     `hf download {model}` and copy the cache (HF_HOME, default ~/.cache/huggingface) here,\n"
@@ -57,15 +57,17 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve_model_dir(model: str, cache_dir: str | None = None, offline: bool = False) -> Path:
-    """Return a local directory holding `model` (a directory path or a hub id)."""
+def resolve_model_dir(model: str, cache_dir: str | None = None, offline: bool = False,
+                      role: str = "embedding model", env: str = "GERMAN_RAG_EMBED_MODEL") -> Path:
+    """Return a local directory holding `model` (a directory path or a hub id); errors name the `role` and
+    the `env` variable that sets it."""
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists() and not (path / "modules.json").exists():
             raise ModelUnavailableError(f"model directory {path} has neither config.json nor modules.json")
         return path.resolve()
     if model.startswith((".", "/", "~")):
-        raise ModelUnavailableError(f"model directory {path} does not exist.\n{_how_to_provide(model)}")
+        raise ModelUnavailableError(f"model directory {path} does not exist.\n{_how_to_provide(model, env)}")
     from huggingface_hub import snapshot_download
 
     try:
@@ -76,12 +78,12 @@ def resolve_model_dir(model: str, cache_dir: str | None = None, offline: bool = 
     if offline or not _hub_reachable():
         why = "offline mode is set" if offline else "the Hugging Face hub cannot be reached"
         raise ModelUnavailableError(
-            f"embedding model '{model}' is not in the local cache and {why}.\n{_how_to_provide(model)}"
+            f"{role} '{model}' is not in the local cache and {why}.\n{_how_to_provide(model, env)}"
         )
     try:
         return Path(snapshot_download(model, cache_dir=cache_dir, allow_patterns=_WEIGHT_PATTERNS))
     except Exception as exc:
-        raise ModelUnavailableError(f"could not download '{model}': {exc}\n{_how_to_provide(model)}") from exc
+        raise ModelUnavailableError(f"could not download '{model}': {exc}\n{_how_to_provide(model, env)}") from exc
 
 
 def _read_json(path: Path) -> dict:

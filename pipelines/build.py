@@ -150,10 +150,18 @@ def build_watcher(settings: Settings, runner: IngestRunner, roots: list, metrics
 def build_reranker(settings: Settings) -> CrossEncoderReranker:
     """The cross-encoder, found like the embedder (directory, cache, hub); loaded on first use."""
     from ingest.model_files import resolve_model_dir
+    from ingest.schema import ModelUnavailableError
     from retrieval.rerank import CrossEncoderReranker, RerankerOptions
+    from retrieval.schema import RerankerUnavailableError
 
-    directory = resolve_model_dir(settings.rerank_model, settings.model_cache, settings.offline)
-    return CrossEncoderReranker(RerankerOptions(str(directory), settings.rerank_batch, device=settings.device))
+    setting = "rerank_model (GERMAN_RAG_RERANK_MODEL)"
+    try:
+        directory = resolve_model_dir(settings.rerank_model, settings.model_cache, settings.offline,
+                                      role="reranker", env="GERMAN_RAG_RERANK_MODEL")
+    except ModelUnavailableError as exc:  # the reranker's own error kind, naming its setting
+        raise RerankerUnavailableError(f"reranker (setting {setting}): {exc}") from exc
+    return CrossEncoderReranker(RerankerOptions(str(directory), settings.rerank_batch, device=settings.device,
+                                                setting=setting))
 
 
 def build_retriever(settings: Settings, embedder: QueryEmbedder, store: VectorStore,
