@@ -139,3 +139,19 @@ def test_any_written_section_parses_to_its_key(law, num, sign, absatz, lead):
 @given(st.text(alphabet=st.characters(blacklist_characters="§", blacklist_categories=("Cs",)), max_size=80))
 def test_text_without_section_sign_or_slash_numbers_cites_nothing_by_section(text):
     assert all("§" not in k for k in keys(text))
+
+
+def test_the_eval_query_set_is_deterministic_and_cites_each_section_once(fixtures):
+    from benchmarks.citation_eval import build_queries, genitive
+
+    laws = ["burlg", "kschg", "gg", "arbzg", "prodhaftg"]
+    first = build_queries(fixtures / "gesetze", laws, 6)
+    assert first == build_queries(fixtures / "gesetze", laws, 6) and len(first) >= 80
+    for q in first:
+        cited = query_citations(q.text)
+        if q.kind == "heading":
+            assert cited == [], q.text  # the control queries carry no citation
+        else:
+            sign, num = q.heading.replace("Art", "Art.").split()[:2]
+            assert len(cited) == 1 and cited[0].endswith(f"{sign}{num}"), (q.text, cited)
+    assert genitive("Allgemeines Gleichbehandlungsgesetz") == "des Allgemeinen Gleichbehandlungsgesetzes"
