@@ -104,3 +104,37 @@ def test_cli_query_by_citation_finds_the_section(settings_env, fixtures, capsys)
         assert top["scores"]["citation"] == 1.0
     assert main(["query", "Wie viele Werktage Urlaub?", "--json", "--top-k", "3"]) == 0
     assert all("citation" not in p["scores"] for p in json.loads(capsys.readouterr().out)["passages"])
+
+
+def test_a_collection_from_before_citations_gets_them_without_a_model_call(settings_env, fixtures, capsys,
+                                                                           monkeypatch):
+    """Upgrading: points written before FIELDS_VERSION fields-v2 lack law_section and citations; the next ingest
+    re-parses each file once, reuses every vector and writes them."""
+    import ingest.schema
+    import pipelines.indexing.run as run_module
+    from pipelines.build import build_store
+    from pipelines.config import Settings
+
+    folder = settings_env / "gesetze"
+    shutil.copytree(fixtures / "gesetze" / "b" / "burlg", folder)
+    current, parse = run_module.FIELDS_VERSION, ingest.schema.chunk_citations
+    monkeypatch.setattr(run_module, "FIELDS_VERSION", "fields-v1")
+    monkeypatch.setattr(ingest.schema, "chunk_citations", lambda *a: ([], []))  # what v1 wrote: no such fields
+    assert main(["ingest", str(folder), "--json"]) == 0
+    monkeypatch.setattr(run_module, "FIELDS_VERSION", current)
+    monkeypatch.setattr(ingest.schema, "chunk_citations", parse)
+    capsys.readouterr()
+    store = build_store(Settings())
+    try:
+        assert store.match_points(P.CITATIONS, ["BURLG §3"], 5) == []
+    finally:
+        store.close()
+    assert main(["ingest", str(folder), "--json"]) == 0
+    f = json.loads(capsys.readouterr().out)["files"][0]
+    assert f["status"] == "ingested" and f["chunks_reused"] == f["chunks"] > 0
+    store = build_store(Settings())
+    try:
+        hits = store.match_points(P.LAW_SECTION, ["BURLG §3"], 5)
+        assert hits and hits[0].payload[P.HEADING_PATH][-1] == "§ 3 Dauer des Urlaubs"
+    finally:
+        store.close()
