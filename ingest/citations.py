@@ -19,6 +19,7 @@ document's own law at ingest, the law a query names elsewhere ("Was steht im BUr
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,10 +191,17 @@ def heading_sections(heading_path: Sequence[str], law: str | None) -> list[str]:
 
 def law_names_for(title: str | None, law: str | None, text: str = "") -> LawNames:
     """The curated names plus a document's title as its law's name and the definitions in `text`."""
+    names = _document_names(title, law)
     pairs = learn_definitions(text)
-    if title and law:
-        pairs.append((re.sub(r"\s*\([^()]*\)\s*$", "", title), law))
-    return curated().with_names(pairs) if pairs else curated()
+    return names.with_names(pairs) if pairs else names
+
+
+@functools.lru_cache(maxsize=256)
+def _document_names(title: str | None, law: str | None) -> LawNames:
+    """The curated names plus a document's title (cached: every chunk of a document asks the same)."""
+    if not (title and law):
+        return curated()
+    return curated().with_names([(re.sub(r"\s*\([^()]*\)\s*$", "", title), law)])
 
 
 def query_citations(query: str, laws: LawNames | None = None) -> list[str]:
