@@ -24,7 +24,7 @@ _ARTICLES = frozenset({"das", "die", "der", "des", "dem", "den", "ein", "eine", 
 # An abbreviation: 2-12 letters starting upper case, at least two capitals ("BGB", "KSchG", "BAföG", "ArbZG").
 _ABBR = re.compile(r"^[A-ZÄÖÜ][A-Za-zÄÖÜäöüß]{1,11}$")
 _NOT_LAWS = frozenset({"EUR", "USD", "CHF", "GBP", "DM", "PS", "KW", "OK", "ZB", "II", "III", "IV", "VI", "UND",
-                       "ODER", "ABS", "NR", "AZ", "EU", "EG", "EWG"})
+                       "ODER", "ABS", "NR", "AZ", "EU", "EG", "EWG", "BGBL", "DIN"})
 # A definition in running text: a compound law name (up to 4 words before it) and its abbreviation in brackets.
 _DEFINITION = re.compile(
     r"((?:[A-ZÄÖÜ][\wäöüß-]*\s+){0,4}[\wÄÖÜäöüß-]*(?:gesetz|gesetzbuch|ordnung|verordnung)(?:es|s)?)\s*"

@@ -61,7 +61,7 @@ def test_real_forms_parse_to_their_normal_form(text, expected):
     "§", "§§", "Am 12.03.2020 kostete es 20,00 €.", "Der Preis: 1 EUR 20/30", "Art und Weise der Leistung",
     "Nr. 5 und S. 12", "Abs. 2", "Das Gesetz tritt am 1. Januar 2020 in Kraft.", "Tabelle 2019/20",
     "§ 12",  # no law named and none by default: left out
-    "Er kam um 10 Uhr 30/45 an.", "Seite 12/13", "1 von 2019/16",
+    "Er kam um 10 Uhr 30/45 an.", "Seite 12/13", "1 von 2019/16", "§ 12 DIN",
 ])
 def test_non_citations_do_not_match(text):
     assert keys(text) == []
