@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ingest.citations import chunk_citations
 from ingest.errors import ConfigError, ErrorKind, GermanRagError, InputError, UsageError
 
 # A fixed namespace so that chunk ids are the same on every machine and every run.
@@ -151,6 +152,10 @@ class P:
     META_HASH = "meta_hash"  # hash of the user metadata (part of the document id)
     OCR = "ocr"  # true: some of the document's text was read by OCR
     OCR_PAGES = "ocr_pages"  # {"<page>": mean word confidence 0-100} of the OCR'd pages
+    # Legal references (ingest/citations.py): the chunk's own section from its heading path and its document's
+    # law ("BURLG §3"), and every key it cites (its section and the references in its text)
+    LAW_SECTION = "law_section"
+    CITATIONS = "citations"
 
 
 class AccessError(UsageError, ValueError):
@@ -186,7 +191,11 @@ def chunk_payload(chunk: Chunk, count: int, doc_hash: str, ingested_at: str, acc
     """The payload every engine stores with a chunk's vectors: what retrieval reads back. `fields` are the
     document's fields (P.TITLE ... P.META, P.META_HASH); the chunk's own keys and its access fields come after
     them, so no document field can overwrite a tenant, a source or a text."""
-    return {**(fields or {}), **access.payload(),
+    fields = fields or {}
+    meta = fields.get(P.META)
+    section, cited = chunk_citations(chunk.text, chunk.heading_path, fields.get(P.TITLE),
+                                     meta if isinstance(meta, dict) else None)
+    return {**fields, **access.payload(), P.LAW_SECTION: section, P.CITATIONS: cited,
         P.TEXT: chunk.text, P.SOURCE: chunk.source, P.PAGE: chunk.page,
         P.HEADING_PATH: list(chunk.heading_path), P.START: chunk.start, P.END: chunk.end,
         P.DOC_ID: chunk.doc_id, P.CHUNK_ID: chunk.chunk_id, P.CHUNK_INDEX: chunk.index,
@@ -215,6 +224,8 @@ FILTER_FIELDS: dict[str, str] = {
     P.LANGUAGE: "keyword",
     P.DATE: "datetime",
     P.OCR: "bool",
+    P.LAW_SECTION: "keyword",
+    P.CITATIONS: "keyword",
 }
 
 

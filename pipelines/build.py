@@ -171,7 +171,7 @@ def build_retriever(settings: Settings, embedder: QueryEmbedder, store: VectorSt
     from retrieval.hybrid import FusionOptions, HybridRetriever, StageOptions
 
     fusion = FusionOptions(settings.fusion, settings.rrf_k, settings.dense_weight, settings.bm25_weight,
-                           settings.fusion_candidates)
+                           settings.fusion_candidates, settings.citations)
     want_reranker = settings.rerank if with_reranker is None else with_reranker
     reranker = build_reranker(settings) if want_reranker else None
     stages = StageOptions(settings.rerank, settings.rerank_candidates, settings.expand, settings.mmr,

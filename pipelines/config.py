@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     dense_weight: float = Field(0.3, ge=0, le=100)
     bm25_weight: float = Field(1.0, ge=0, le=100)
     fusion_candidates: int = Field(50, ge=1, le=1000, description="hits per leg before fusion")
+    citations: Literal["boost", "rrf", "off"] = Field(
+        "boost", description="a query citing a law section (\"§ 3 BUrlG\"): its chunks first (boost), fused by rank "
+        "(rrf) or off; docs/eval/citations.md")
     bm25_avgdl: float = Field(DEFAULT_AVGDL, gt=0, description="average analyzed chunk length for BM25 weights")
     bm25_stem: bool = Field(True, description="Snowball German stemming in the BM25 analyzer")
     bm25_compounds: bool = Field(True, description="compound splitting in the BM25 analyzer")

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from ingest.law_names import LawNames
 from ingest.sparse import SparseEncoder
 from ingest.store.base import VectorStore
+from retrieval.citation_leg import check_method, citation_passages, merge, query_keys
 from retrieval.diversify import diversify
 from retrieval.fusion import dbsf
 from retrieval.query_check import check_expand, check_mmr, check_query, check_top_k
@@ -28,8 +30,12 @@ class FusionOptions:
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
     candidates: int = 50  # per leg, before fusion
+    # A query citing "§ 3 BUrlG": the cited sections' chunks first (boost), fused by rank (rrf) or off
+    # (retrieval/citation_leg.py; docs/eval/citations.md measures them)
+    citations: str = "boost"
 
     def __post_init__(self) -> None:
+        check_method(self.citations)
         if self.method not in ("rrf", "dbsf"):
             raise RetrievalError(f"fusion: {self.method!r} is not one of ['dbsf', 'rrf']")
         if self.rrf_k < 1 or self.candidates < 1:
@@ -60,7 +66,8 @@ class HybridRetriever:
 
     def __init__(self, embedder: QueryEmbedder, encoder: SparseEncoder, index: VectorStore,
                  mode: str = "hybrid", fusion: FusionOptions | None = None, reranker: Reranker | None = None,
-                 expander: Expander | None = None, stages: StageOptions | None = None) -> None:
+                 expander: Expander | None = None, stages: StageOptions | None = None,
+                 laws: LawNames | None = None) -> None:
         if mode not in MODES:
             raise RetrievalError(f"mode: {mode!r} is not one of {list(MODES)}")
         self.embedder, self.encoder, self.index = embedder, encoder, index
@@ -68,6 +75,7 @@ class HybridRetriever:
         self.fusion = fusion or FusionOptions()
         self.reranker, self.expander = reranker, expander
         self.stages = stages or StageOptions()
+        self.laws = laws  # law names for the query's citations (None: the curated table)
 
     def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None, truncate: bool = False,
                  mode: str | None = None, rerank: bool | None = None, expand: int | None = None,
@@ -90,7 +98,7 @@ class HybridRetriever:
                     self.stages.mmr_candidates if mmr is not None else 0)
         # Errors of the stages keep their own kinds: a query over the token limit (input), a bad filter
         # (usage), a store that does not answer (unavailable) are told apart by the CLI and the service.
-        passages = self._search(mode, query, depth, filters, truncate)
+        passages = self._cited(query, self._search(mode, query, depth, filters, truncate), depth, filters)
         if reranker is not None:
             keep = depth if mmr is not None else top_k  # MMR still needs the candidates
             passages = reranker.rerank(query, passages, keep)
@@ -99,6 +107,14 @@ class HybridRetriever:
         if expand and self.expander is not None:
             passages = self.expander.expand(passages, expand)
         return passages[:top_k]
+
+    def _cited(self, query: str, passages: list[Passage], depth: int, filters: dict | None) -> list[Passage]:
+        """`passages` with the exact-match leg of the query's legal citations merged in (none: unchanged)."""
+        keys = query_keys(query, self.laws) if self.fusion.citations != "off" else []
+        if not keys:
+            return passages
+        own, citing = citation_passages(self.index, keys, depth, filters)
+        return merge(passages, own, citing, self.fusion.citations, self.fusion.rrf_k)[:depth]
 
     def _search(self, mode: str, query: str, top_k: int, filters: dict | None, truncate: bool) -> list[Passage]:
         if mode == "bm25":

@@ -196,6 +196,13 @@ class VectorStore(Protocol):
                       filters: StoreFilters | None = None, fusion: str = "rrf", rrf_k: int = 60,
                       weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]: ...
 
+    def match_points(self, key: str, values: Sequence[str], limit: int,
+                     filters: StoreFilters | None = None) -> list[StoredHit]:
+        """Up to `limit` points whose keyword field `key` holds any of `values` (and that `filters` and the
+        principal's access filter admit), each with score 1.0, ordered by source and chunk index: an exact-match
+        leg (a query's legal citations, retrieval/citation_leg.py)."""
+        ...
+
     def fetch_chunks(self, doc_id: str, indices: Sequence[int]) -> list[dict]: ...
 
     def fetch_chunk(self, chunk_id: str) -> dict | None:

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from ingest.errors import InternalError
-from ingest.schema import DEFAULT_ACCESS, Access, AccessError, Chunk, P, StoreError
+from ingest.schema import DEFAULT_ACCESS, Access, AccessError, Chunk, P, StoredHit, StoreError
 from ingest.store.access import OWNER, Principal, restrict
 from ingest.store.base import DENSE, DocState, StoreOptions
 from ingest.store.filters import (
     Condition,
     FilterSpec,
     FilterValue,
+    all_of,
     build_filter,
     match_filter,
     reuse_filter,
@@ -230,6 +231,17 @@ class EngineStore:
         for rec in self._scroll(FilterSpec(must=(Condition(P.CHUNK_ID, chunk_id),)), True):
             return dict(rec.payload or {})
         return None
+
+    def match_points(self, key: str, values: Sequence[str], limit: int,
+                     filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
+        """Points whose keyword `key` holds one of `values`, through the user's filter and `_visible` (`_scroll`
+        narrows every read); the first `limit` in (source, chunk index) order, so every engine answers alike."""
+        if not values or limit < 1:
+            return []
+        spec = all_of(self._filter(filters), build_filter({key: list(values)}))
+        hits = [StoredHit(str(rec.id), 1.0, dict(rec.payload or {})) for rec in self._scroll(spec, True)]
+        hits.sort(key=lambda h: (str(h.payload.get(P.SOURCE, "")), int(h.payload.get(P.CHUNK_INDEX) or 0), h.chunk_id))
+        return hits[:limit]
 
     def sources(self) -> dict[str, dict]:
         """Every source with its doc_id(s), chunk count and content hash."""

@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 CHUNKER_VERSION = "chunker-v1"
 # The document fields a version writes (pipelines/indexing/fields.py): a new one re-parses each file once to
 # store them; its chunk texts are unchanged, so every vector is reused (no model call).
-FIELDS_VERSION = "fields-v1"
+FIELDS_VERSION = "fields-v2"  # v2: law_section and citations (ingest/citations.py)
 
 
 @dataclass

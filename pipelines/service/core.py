@@ -140,6 +140,11 @@ class LockedStore(VectorStore):
         with self._lock:
             return self._inner.fetch_chunk(chunk_id)
 
+    def match_points(self, key: str, values: Sequence[str], limit: int,
+                     filters: StoreFilters | None = None) -> list[StoredHit]:
+        with self._lock:
+            return self._inner.match_points(key, values, limit, filters)
+
     def scan(self, fields: list[str], vectors: bool = False) -> Iterator[tuple[str, dict, list[float] | None]]:
         with self._lock:
             rows = self._inner.scan(fields, vectors)
