@@ -36,7 +36,7 @@ from snowballstemmer.german_stemmer import GermanStemmer
 
 from ingest.errors import ConfigError
 from ingest.schema import IngestError
-from ingest.variants import fold_gender, fold_spelling, triple_candidates
+from ingest.variants import fold_gender, fold_spelling, has_triple, triple_candidates
 
 # Bump when a change here changes tokens: it is part of the fingerprint, hence of every doc id, so the next
 # ingest or sync re-indexes each file. 2: gender and spelling variants (ingest.variants).
@@ -108,10 +108,13 @@ class CompoundSplitter:
         """`counts`: folded word -> corpus count. `exclude`: never parts (default: the stop list)."""
         skip = load_stopwords() if exclude is None else frozenset(exclude)
         self._counts: dict[str, int] = {}
+        self._elided: set[str] = set()  # words the lexicon spelt with a triple consonant (`schifffahrt`)
         for word, n in counts.items():  # a lexicon from before the spelling folds: merge its variants
             key = fold_spelling(word)
             if n > 0 and key not in skip:
                 self._counts[key] = self._counts.get(key, 0) + int(n)
+                if has_triple(word):
+                    self._elided.add(key)
         self._digest: str | None = None
 
     @classmethod
@@ -163,18 +166,24 @@ class CompoundSplitter:
         whole = self._counts.get(word, 0)
         if whole and -minus_log_sum / k <= math.log(whole):
             return ()  # the corpus uses the whole word more often than its parts: not a compound
-        return tuple(leaf for part in parts for leaf in (self.split(part, min_part) or (part,)))
+        return tuple(leaf for part in parts for leaf in (self.split_variants(part, min_part) or (part,)))
 
     def split_variants(self, word: str, min_part: int = 3) -> tuple[str, ...]:
-        """`split`, and for a word that stays whole, the split of the word with a letter the old orthography
-        dropped at a compound seam put back (`schiffahrt` -> schiff, fahrt), tried only where the part
-        before the seam is a lexicon word."""
+        """`split`, and for a word that stays whole, a split at a seam where the old orthography dropped a letter
+        (`schiffahrt` -> schiff, fahrt): only for a word the lexicon spelt with three letters or does not know
+        (`Passagen` is no `pass|sagen`), both sides at least 4 letters, the head a lexicon word, the tail one or
+        splittable, and together more frequent than the whole word (the rule of `split`)."""
         parts = self.split(word, min_part)
-        if parts:
+        if parts or (word in self._counts and word not in self._elided):
             return parts
         for head, candidate in triple_candidates(word):
-            if len(head) >= min_part and head in self._counts and (parts := self.split(candidate, min_part)):
-                return parts
+            tail = candidate[len(head):]
+            if len(head) < 4 or len(tail) < 4 or head not in self._counts:
+                continue
+            tail_parts = self.split(tail, min_part) or ((tail,) if tail in self._counts else ())
+            whole = self._counts.get(word, 0)
+            if tail_parts and (not whole or math.sqrt(self._counts[head] * self._counts.get(tail, whole + 1)) > whole):
+                return (*(self.split(head, min_part) or (head,)), *tail_parts)
         return ()
 
     def _segment(self, word: str, min_part: int) -> _Segmentation | None:

@@ -10,8 +10,9 @@ measures it. Left alone: `Innen` as a word (`Innen- und Außenbereich`), `Studie
 `Lehrerinnen`, and the Binnen-I singular (`LinkedIn`, `BürgerIn` look alike).
 
 Spelling (`fold_spelling`, on one casefolded, umlaut-folded word; ß is already ss, so `daß` = `dass`):
-- a letter written three times is written twice (`schifffahrt` and `schiffahrt` -> `schiffahrt`;
-  `schlusssatz` from `Schlußsatz` too), the old rule's form, since only that one is unambiguous;
+- a consonant written three times before a vowel is written twice (`schifffahrt` and `schiffahrt` ->
+  `schiffahrt`), the old rule's form, since only that one is unambiguous; a split of such a word puts the
+  letter back at the seam (`CompoundSplitter.split_variants`);
 - ph -> f only in the families the 1996 reform respelled (`phot`, `phon`, `graph`): `photographie` and
   `fotografie` -> `fotografie`, `telephon` -> `telefon`, `graphik` -> `grafik`. The noun `Graph` at the
   start of a word stays (`graphen`), and `Phase`, `Philosophie`, `Physik`, `Strophe` never match.
@@ -28,7 +29,9 @@ _GENDER_BRACKET = re.compile(r"(?<=[^\W\d_]{2})\((?:in|innen)\)(?![^\W_])")
 # start, so `Innen` alone and lower-case `innen` endings (`Lehrerinnen`) never match)
 _GENDER_BINNEN = re.compile(r"\b([A-ZÄÖÜ][^\W\d_]*?[a-zäöüß])Innen\b")
 _VOWELS = frozenset("aeiouy")
-_TRIPLE = re.compile(r"([^\W\d_])\1\1+")
+# a consonant German doubles, written three times before a vowel (the old rule dropped one only there: `Schiffahrt`
+# but `Sauerstoffflasche`, and `Großstadt` -> `grossstadt` keeps its seam); roman numerals (`iii`) are vowels
+_TRIPLE = re.compile(r"([bdfgklmnprst])\1\1+(?=[aeiouy])")
 
 
 def fold_gender(text: str) -> str:
@@ -36,6 +39,11 @@ def fold_gender(text: str) -> str:
     text = _GENDER_MARKED.sub("", text)
     text = _GENDER_BRACKET.sub("", text)
     return _GENDER_BINNEN.sub(r"\1", text)
+
+
+def has_triple(word: str) -> bool:
+    """Whether `fold_spelling` drops a letter of a triple consonant in the folded `word`."""
+    return _TRIPLE.search(word) is not None
 
 
 def fold_spelling(word: str) -> str:

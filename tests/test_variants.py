@@ -50,7 +50,7 @@ def test_innen_as_a_word_keeps_its_token_and_studierende_its_stem():
 
 @pytest.mark.parametrize(("old", "new"), [
     ("daß", "dass"), ("muß", "muss"), ("Fluß", "Fluss"), ("Schloß", "Schloss"),
-    ("Schiffahrt", "Schifffahrt"), ("Schlußsatz", "Schlusssatz"), ("Kontrollampe", "Kontrolllampe"),
+    ("Schiffahrt", "Schifffahrt"), ("Kontrollampe", "Kontrolllampe"),
     ("Photographie", "Fotografie"), ("Photo", "Foto"), ("Telephon", "Telefon"), ("Mikrophon", "Mikrofon"),
     ("Geographie", "Geografie"), ("Biographie", "Biografie"), ("Graphik", "Grafik"), ("graphisch", "grafisch"),
     ("Paragraph", "Paragraf"), ("Photosynthese", "Fotosynthese"),
