@@ -122,3 +122,32 @@ def test_ph_and_f_spellings_of_the_covered_families_index_and_query_alike(prefix
     word = (prefix + stem + tail) if prefix else (stem + tail).capitalize()
     respelled = word.replace("ph", "f") if stem != "graph" or prefix else word
     assert _query_ids(f"{before} {word}") == _doc_ids(f"{before} {respelled}")
+
+
+E2E_DOCS = {
+    "schule.txt": "Die Lehrer der Gesamtschule unterrichten in kleinen Klassen.",
+    "hafen.txt": "Die Schifffahrt auf dem Rhein wurde 1831 neu geregelt.",
+    "bild.txt": "Die Fotografie veränderte die Malerei im neunzehnten Jahrhundert.",
+    "recht.txt": "Die Datenschutz-Grundverordnung gilt seit Mai 2018 in allen Mitgliedstaaten.",
+}
+
+
+QUERIES = [("Lehrer*innen", "schule.txt"), ("LehrerInnen", "schule.txt"), ("Lehrer/-innen", "schule.txt"),
+           ("Schiffahrt", "hafen.txt"), ("Photographie", "bild.txt"), ("DSGVO", "recht.txt")]
+
+
+def test_variant_queries_find_their_documents_through_the_real_store(settings_env, capsys):
+    import json
+
+    from pipelines.cli.main import main
+
+    folder = settings_env / "texte"
+    folder.mkdir()
+    for name, body in E2E_DOCS.items():
+        (folder / name).write_text(body, encoding="utf-8")
+    assert main(["ingest", str(folder), "--json"]) == 0
+    capsys.readouterr()
+    for text, expected in QUERIES:
+        assert main(["query", text, "--mode", "bm25", "--top-k", "2", "--json"]) == 0
+        hits = json.loads(capsys.readouterr().out)["passages"]
+        assert hits and hits[0]["source"].endswith(expected), (text, hits)
