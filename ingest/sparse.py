@@ -4,8 +4,10 @@ Contract: the index side and the query side must analyze with the same options, 
 list and lexicon, or tokens stop matching without any error; `GermanAnalyzer.fingerprint()` names all
 of them, so a store can record it next to the collection and compare.
 
-Per word, after NFKC: casefold (which also turns ß into ss) -> umlaut fold (ä -> ae, ö -> oe, ü -> ue)
--> stop word filter -> compound split (dictionary parts that rebuild the word) -> Snowball German stem.
+On the text, after NFKC: gender forms to their base (`Lehrer*innen` -> `Lehrer`, ingest.variants). Per
+word: casefold (which also turns ß into ss) -> umlaut fold (ä -> ae, ö -> oe, ü -> ue) -> old/new spelling
+to one form (`Schiffahrt`/`Schifffahrt`, `Photographie`/`Fotografie`, ingest.variants) -> stop word
+filter -> compound split (dictionary parts that rebuild the word) -> Snowball German stem.
 Folding comes before stemming so that `Häuser` and `Haeuser` reach the stemmer as the same string;
 Snowball >= 3 also reads `ae` as `ä`, so both still stem like `Haus`.
 
@@ -26,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
+from typing import Protocol
 
 # The pure-Python class on purpose: `snowballstemmer.stemmer()` silently switches to PyStemmer when
 # that is installed, and a different Snowball release on one side changes stems without an error.
@@ -33,8 +36,11 @@ from snowballstemmer.german_stemmer import GermanStemmer
 
 from ingest.errors import ConfigError
 from ingest.schema import IngestError
+from ingest.variants import fold_gender, fold_spelling, has_triple, triple_candidates
 
-ANALYZER_VERSION = 1  # bump when a change here changes tokens: indexed collections must be rebuilt
+# Bump when a change here changes tokens: it is part of the fingerprint, hence of every doc id, so the next
+# ingest or sync re-indexes each file. 2: gender and spelling variants (ingest.variants).
+ANALYZER_VERSION = 2
 LINKS = ("", "s", "es", "n", "en", "er", "e")  # German linking elements (Fugenelemente)
 # Average analyzed chunk length in the BM25 weights: the one default (Settings.bm25_avgdl uses it too).
 DEFAULT_AVGDL = 100.0
@@ -54,13 +60,14 @@ class SparseConfigError(ConfigError, IngestError, ValueError):
 
 
 def fold_word(word: str) -> str:
-    """Casefold and spell umlauts and ß out (`Straße` -> `strasse`, `Häuser` -> `haeuser`)."""
-    return word.casefold().translate(_FOLD)
+    """Casefold, spell umlauts and ß out (`Straße` -> `strasse`, `Häuser` -> `haeuser`), and write old and new
+    orthography alike (`Schifffahrt` -> `schiffahrt`, `Photographie` -> `fotografie`)."""
+    return fold_spelling(word.casefold().translate(_FOLD))
 
 
 def surface_words(text: str) -> list[str]:
     """The folded words of `text` (hyphenated groups in pieces), as the lexicon and the analyzer see them."""
-    return [fold_word(w) for w in _PIECE.findall(text.translate(_INVISIBLE))]
+    return [fold_word(w) for w in _PIECE.findall(fold_gender(text.translate(_INVISIBLE)))]
 
 
 @functools.cache
@@ -100,7 +107,14 @@ class CompoundSplitter:
     def __init__(self, counts: Mapping[str, int], *, exclude: Iterable[str] | None = None) -> None:
         """`counts`: folded word -> corpus count. `exclude`: never parts (default: the stop list)."""
         skip = load_stopwords() if exclude is None else frozenset(exclude)
-        self._counts = {w: int(n) for w, n in counts.items() if n > 0 and w not in skip}
+        self._counts: dict[str, int] = {}
+        self._elided: set[str] = set()  # words the lexicon spelt with a triple consonant (`schifffahrt`)
+        for word, n in counts.items():  # a lexicon from before the spelling folds: merge its variants
+            key = fold_spelling(word)
+            if n > 0 and key not in skip:
+                self._counts[key] = self._counts.get(key, 0) + int(n)
+                if has_triple(word):
+                    self._elided.add(key)
         self._digest: str | None = None
 
     @classmethod
@@ -152,7 +166,25 @@ class CompoundSplitter:
         whole = self._counts.get(word, 0)
         if whole and -minus_log_sum / k <= math.log(whole):
             return ()  # the corpus uses the whole word more often than its parts: not a compound
-        return tuple(leaf for part in parts for leaf in (self.split(part, min_part) or (part,)))
+        return tuple(leaf for part in parts for leaf in (self.split_variants(part, min_part) or (part,)))
+
+    def split_variants(self, word: str, min_part: int = 3) -> tuple[str, ...]:
+        """`split`, and for a word that stays whole, a split at a seam where the old orthography dropped a letter
+        (`schiffahrt` -> schiff, fahrt): only for a word the lexicon spelt with three letters or does not know
+        (`Passagen` is no `pass|sagen`), both sides at least 4 letters, the head a lexicon word, the tail one or
+        splittable, and together more frequent than the whole word (the rule of `split`)."""
+        parts = self.split(word, min_part)
+        if parts or (word in self._counts and word not in self._elided):
+            return parts
+        for head, candidate in triple_candidates(word):
+            tail = candidate[len(head):]
+            if len(head) < 4 or len(tail) < 4 or head not in self._counts:
+                continue
+            tail_parts = self.split(tail, min_part) or ((tail,) if tail in self._counts else ())
+            whole = self._counts.get(word, 0)
+            if tail_parts and (not whole or math.sqrt(self._counts[head] * self._counts.get(tail, whole + 1)) > whole):
+                return (*(self.split(head, min_part) or (head,)), *tail_parts)
+        return ()
 
     def _segment(self, word: str, min_part: int) -> _Segmentation | None:
         """The split of `word` into 2+ lexicon parts with the fewest parts, then the fewest link
@@ -218,7 +250,7 @@ class GermanAnalyzer:
     def analyze(self, text: str) -> list[str]:
         """The index terms of `text` in reading order, repeated as often as they occur."""
         # NFKC, not only NFC: full-width digits, superscripts and ligatures must match their plain forms.
-        text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
+        text = fold_gender(unicodedata.normalize("NFKC", text.translate(_INVISIBLE)))
         tokens: list[str] = []
         for match in _WORD.finditer(text):
             group = match.group()
@@ -228,6 +260,13 @@ class GermanAnalyzer:
             if len(pieces) > 1:
                 tokens.extend(self._word("".join(pieces))[:1])  # the joined form, without its parts
         return tokens
+
+    def word_keys(self, text: str) -> list[str]:
+        """One token per word of `text` in reading order (a hyphenated group joined), stop words left out: what
+        a phrase such as an abbreviation's long form is matched by, whatever its spelling or hyphenation."""
+        text = fold_gender(unicodedata.normalize("NFKC", text.translate(_INVISIBLE)))
+        keys = (self._word("".join(_PIECE.findall(m.group())))[:1] for m in _WORD.finditer(text))
+        return [k[0] for k in keys if k]
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the tokens: options, stemmer release, lists."""
@@ -247,8 +286,14 @@ class GermanAnalyzer:
         own = folded if self.fold else unicodedata.normalize("NFC", word.casefold())
         if len(folded) > MAX_WORD or folded.isdigit():
             return (own,)
-        parts = self._splitter().split(folded, self.min_part) if self.split_compounds else ()
+        parts = self._splitter().split_variants(folded, self.min_part) if self.split_compounds else ()
         return tuple(_stem(w) if self.stem else w for w in (own, *parts))
+
+
+class QueryExpander(Protocol):
+    """Extra query tokens and their weights (each below 1.0, the weight of a token the query has)."""
+
+    def expand(self, text: str) -> Mapping[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -264,6 +309,9 @@ class SparseEncoder:
     k1: float = 1.2
     b: float = 0.75
     avgdl: float = DEFAULT_AVGDL
+    # query-side only (abbreviations, ingest.abbreviations): documents are encoded without it, so it needs no
+    # re-index and is not part of the fingerprint
+    expander: QueryExpander | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         checks = {"k1": (self.k1, ">= 0", self.k1 >= 0), "b": (self.b, "in [0, 1]", 0 <= self.b <= 1),
@@ -281,9 +329,14 @@ class SparseEncoder:
         return [self.encode_document(t) for t in texts]
 
     def encode_query(self, text: str) -> SparseVector:
-        """(indices, 1.0 each) for the query's unique tokens; ([], []) when none are left."""
-        ids = sorted({token_id(t) for t in self.analyzer.analyze(text)})
-        return ids, [1.0] * len(ids)
+        """(indices, weights) for the query's unique tokens, 1.0 each; an expander's extra tokens keep their own
+        (lower) weights unless the query has the token itself; ([], []) when none are left."""
+        weights = dict.fromkeys((token_id(t) for t in self.analyzer.analyze(text)), 1.0)
+        for token, weight in (self.expander.expand(text).items() if self.expander else ()):
+            key = token_id(token)
+            weights[key] = max(weights.get(key, 0.0), weight)
+        ids = sorted(weights)
+        return ids, [weights[i] for i in ids]
 
     def weigh_tokens(self, tokens: list[str]) -> SparseVector:
         """BM25 term-frequency weights of an analyzed document."""

@@ -110,9 +110,12 @@ def build_chunker(settings: Settings, tokenizer: Tokenizer) -> Chunker:
 
 
 def build_sparse_encoder(settings: Settings) -> SparseEncoder:
+    from ingest.abbreviations import AbbreviationExpander
+
     analyzer = GermanAnalyzer(stem=settings.bm25_stem, split_compounds=settings.bm25_compounds,
                               stopwords=settings.bm25_stopwords, fold=settings.bm25_fold)
-    return SparseEncoder(analyzer, avgdl=settings.bm25_avgdl)
+    expander = AbbreviationExpander.default(analyzer) if settings.bm25_abbreviations else None
+    return SparseEncoder(analyzer, avgdl=settings.bm25_avgdl, expander=expander)
 
 
 def build_ingest_runner(settings: Settings, embedder: Embedder, store: VectorStore, progress: bool = True,

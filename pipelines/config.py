@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     bm25_compounds: bool = Field(True, description="compound splitting in the BM25 analyzer")
     bm25_stopwords: bool = Field(True, description="drop German stopwords in the BM25 analyzer")
     bm25_fold: bool = Field(True, description="umlaut and ß folding in the BM25 analyzer")
+    bm25_abbreviations: bool = Field(True, description="expand abbreviations to their long forms and back in "
+                                     "BM25 queries (ingest/resources/german_abbreviations.tsv)")
     rerank: bool = Field(False, description="rerank candidates with the cross-encoder by default")
     rerank_model: str = Field(DEFAULT_RERANKER,
                               description="cross-encoder hub id or local directory")
