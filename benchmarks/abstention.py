@@ -171,10 +171,11 @@ def summarise(report: dict, fit: bool) -> str:
             out.append(f"{mode}: Calibration(({pairs}), {coef[1]:.4f}, ...)")
         p = probabilities(x, names, mode, coef)
         t = threshold_for(p[y == 1])
-        grid = sorted({*cuts, t})
+        grid = sorted({*cuts, t, AUTO_MIN_RELEVANCE})
         out.append(f"\n### {mode}: fit direction (xquad-de corpus; {int(y.sum())} answerable, "
-                   f"{int((1 - y).sum())} unanswerable); threshold for >= {KEEP} kept: {t:.3f}\n")
-        out.append(table(curve(p, y, grid), t))
+                   f"{int((1 - y).sum())} unanswerable); this mode's cut for >= {KEEP} kept: {t:.3f}; "
+                   f"auto = {AUTO_MIN_RELEVANCE}\n")
+        out.append(table(curve(p, y, grid), AUTO_MIN_RELEVANCE))
         xh, yh = dataset(report, HELD_OUT, mode)
         ph = probabilities(xh, names, mode, coef)
         out.append(f"\n### {mode}: held-out direction (germandpr-derived corpus; {int(yh.sum())} answerable, "
