@@ -124,3 +124,23 @@ def test_mcp_min_relevance_on_search_and_get_context(server):  # noqa: F811
         for bad in (1.5, "hoch"):
             result = call(server, "acme", tool, {"query": "Urlaub", "min_relevance": bad})
             assert result.is_error and "min_relevance" in result.content[0].text, (tool, bad)
+
+
+def test_reranked_passages_take_the_sigmoid_of_the_logit_and_lists_are_capped():
+    from ingest.sparse import SparseEncoder
+    from retrieval.relevance import features_of, with_relevance
+
+    def hit(text: str, **scores: float) -> Passage:
+        return Passage(text, "d", text, "s", None, (), 0, 1, 0, next(iter(scores.values())), scores=dict(scores))
+
+    encoder = SparseEncoder()
+    reranked = with_relevance(encoder, "Urlaub", [hit("a", rerank=2.0), hit("b", rerank=-1.0)], "hybrid")
+    assert [p.relevance for p in reranked] == [round(sigmoid(2.0), 6), round(sigmoid(-1.0), 6)]
+    # the second passage covers the query better but ranks lower: its relevance is capped by the first one's
+    query = "Werktage Urlaub"
+    ranked = [hit("Der Urlaub.", dense=0.3), hit("Urlaub: 24 Werktage.", dense=0.9)]
+    out = with_relevance(encoder, query, ranked, "dense")
+    first, second = features_of(encoder, query, ranked)
+    assert second["coverage"] > first["coverage"] and second["cosine"] > first["cosine"]
+    assert out[0].relevance == out[1].relevance == round(CALIBRATIONS["dense"].probability(first), 6)
+    assert with_relevance(encoder, query, [], "bm25") == []
