@@ -144,3 +144,14 @@ def test_reranked_passages_take_the_sigmoid_of_the_logit_and_lists_are_capped():
     assert second["coverage"] > first["coverage"] and second["cosine"] > first["cosine"]
     assert out[0].relevance == out[1].relevance == round(CALIBRATIONS["dense"].probability(first), 6)
     assert with_relevance(encoder, query, [], "bm25") == []
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
+def test_qdrant_fused_hybrid_keeps_the_dense_cosine_for_relevance(cli_store, capsys, monkeypatch, fusion):  # noqa: F811
+    monkeypatch.setenv("GERMAN_RAG_FUSION", fusion)
+    monkeypatch.setenv("GERMAN_RAG_DENSE_WEIGHT", "1.0")  # equal weights: Qdrant fuses (RRF or DBSF) in one query
+    code, res = run_cli(capsys, "query", QUESTION, "--mode", "hybrid", "--json")
+    assert code == 0 and res["passages"]
+    assert all("dense" in p["scores"] and "fused" in p["scores"] for p in res["passages"])
+    relevance = [p["relevance"] for p in res["passages"]]
+    assert relevance == sorted(relevance, reverse=True) and all(0.0 <= r <= 1.0 for r in relevance)
