@@ -15,7 +15,8 @@ A logistic regression per family (semantic: dense/hybrid; lexical: bm25) maps th
 collection holds the answer, fitted offline by benchmarks/abstention.py on xquad-de questions (answerable)
 versus germandpr-derived questions (not answerable) against the xquad-de corpus with the real MiniLM; the
 figures are in docs/eval/abstention.md. Within a query the relevance never rises down the ranking (each
-passage is capped by the one above it), so it is monotone with the stage's score. A reranked list uses
+passage is capped by the one above it), so it is monotone with the stage's score; below rank FEATURE_DEPTH
+the last computed value is carried down. A reranked list uses
 the cross-encoder instead: sigmoid of its logit (not calibrated here; no reranker was measured).
 """
 
@@ -56,6 +57,11 @@ CALIBRATIONS = {"dense": SEMANTIC, "hybrid": SEMANTIC, "bm25": LEXICAL}
 # corpus: 0.989 kept, 0.330 refused; docs/eval/abstention.md). One number for every mode: in bm25 mode it
 # keeps 0.99 and refuses about half.
 AUTO_MIN_RELEVANCE = 0.084
+
+
+# Coverage analyzes each passage's text (~3-9 ms for a 256-token chunk on the shared CPU); passages ranked below
+# this share the relevance of the last one computed, an upper bound of their own (an eval asks for 100).
+FEATURE_DEPTH = 20
 
 
 def sigmoid(z: float) -> float:
@@ -110,9 +116,9 @@ def with_relevance(encoder: SparseEncoder, query: str, passages: Sequence[Passag
         raw = [sigmoid(p.scores["rerank"]) for p in passages]
     else:
         calibration = CALIBRATIONS[mode]
-        raw = [calibration.probability(f) for f in features_of(encoder, query, passages)]
+        raw = [calibration.probability(f) for f in features_of(encoder, query, passages[:FEATURE_DEPTH])]
     out, cap = [], 1.0
-    for p, r in zip(passages, raw, strict=True):
-        cap = min(cap, r)
+    for i, p in enumerate(passages):
+        cap = min(cap, raw[i]) if i < len(raw) else cap
         out.append(replace(p, relevance=round(cap, 6)))
     return out

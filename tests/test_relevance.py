@@ -155,3 +155,15 @@ def test_qdrant_fused_hybrid_keeps_the_dense_cosine_for_relevance(cli_store, cap
     assert all("dense" in p["scores"] and "fused" in p["scores"] for p in res["passages"])
     relevance = [p["relevance"] for p in res["passages"]]
     assert relevance == sorted(relevance, reverse=True) and all(0.0 <= r <= 1.0 for r in relevance)
+
+
+def test_passages_below_the_feature_depth_carry_the_last_computed_relevance():
+    from ingest.sparse import SparseEncoder
+    from retrieval.relevance import FEATURE_DEPTH, with_relevance
+
+    passages = [Passage(str(i), "d", f"Urlaub {i}", "s", None, (), 0, 1, 0, 1.0 - i / 100,
+                        scores={"dense": 0.9 - i / 100}) for i in range(FEATURE_DEPTH + 5)]
+    out = with_relevance(SparseEncoder(), "Urlaub", passages, "dense")
+    relevance = [p.relevance for p in out]
+    assert len(out) == len(passages) and relevance == sorted(relevance, reverse=True)
+    assert set(relevance[FEATURE_DEPTH - 1:]) == {relevance[FEATURE_DEPTH - 1]}
