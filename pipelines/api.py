@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.build import build_embedder, build_ingest_runner, build_retriever, build_store, model_identity
 from pipelines.config import Settings
+from retrieval.relevance import keep_relevant, resolve_min_relevance
 
 if TYPE_CHECKING:
     from pipelines.indexing.report import IngestReport
@@ -121,11 +122,13 @@ def retrieve_many(settings: Settings, texts: list[str], top_k: int | None = None
 
         answers = retrieve_many(Settings(retrieval_mode="hybrid"), ["Kündigungsfrist?", "Probezeit?"], top_k=5)
 
-    `filters` is `{field: value or [values]}` over the filterable payload fields.
+    `filters` is `{field: value or [values]}` over the filterable payload fields. With the setting
+    `min_relevance`, passages below it are left out (a query the collection cannot answer gets `[]`).
     """
+    floor = resolve_min_relevance(settings.min_relevance)
     with open_retriever(settings, rerank) as retriever:
-        return [retriever.retrieve(t, top_k or settings.top_k, filters or {}, truncate, rerank=rerank,
-                                   expand=expand, mmr=mmr)
+        return [keep_relevant(retriever.retrieve(t, top_k or settings.top_k, filters or {}, truncate, rerank=rerank,
+                                                 expand=expand, mmr=mmr), floor)
                 for t in texts]
 
 
@@ -179,4 +182,5 @@ def build_context(settings: Settings, query: str, budget: int | None = None, fil
     with open_retriever(settings) as retriever:
         return retrieve_context(retriever, packer, query, settings.context_budget if budget is None else budget,
                                 settings.context_candidates, filters, truncate=truncate, template=template,
-                                expand=settings.expand or None, mmr=settings.mmr)
+                                expand=settings.expand or None, mmr=settings.mmr,
+                                min_relevance=resolve_min_relevance(settings.min_relevance))

@@ -20,6 +20,7 @@ from ingest.schema import DEFAULT_TENANT, Access
 from ingest.sparse import DEFAULT_AVGDL
 from ingest.store.access import OWNER, Principal
 from ingest.store.base import check_collection_name
+from retrieval.relevance import resolve_min_relevance
 from retrieval.rerank import DEFAULT_RERANKER
 
 DEFAULT_MODEL = "aari1995/German_Semantic_STS_V2"
@@ -96,6 +97,10 @@ class Settings(BaseSettings):
     rerank_batch: int = Field(16, ge=1, le=256)
     expand: int = Field(0, ge=0, le=5, description="neighbour chunks added on each side of a passage")
     mmr: float | None = Field(None, ge=0, le=1, description="MMR diversity lambda (1 = relevance only); unset = off")
+    min_relevance: float | Literal["auto"] | None = Field(
+        None, description="calibrated relevance (0..1) a passage needs to be returned; below it nothing is "
+        "(an empty list, a context that says it abstained); auto = the measured default (docs/eval/abstention.md); "
+        "unset = off")
     mmr_candidates: int = Field(30, ge=1, le=100, description="candidates MMR chooses from")
     # context for a generator (`german-rag context`, POST /v1/context, the MCP tool get_context)
     context_budget: int = Field(1024, ge=16, le=1_000_000, description="tokens of context a generator receives")
@@ -184,6 +189,15 @@ class Settings(BaseSettings):
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+    @field_validator("min_relevance", mode="before")
+    @classmethod
+    def _min_relevance(cls, value: object) -> object:
+        try:
+            number = resolve_min_relevance(value)  # type: ignore[arg-type]
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return "auto" if isinstance(value, str) and value.strip().lower() == "auto" else number
 
     @field_validator("collection")
     @classmethod

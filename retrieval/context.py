@@ -26,6 +26,7 @@ from ingest.sparse import SparseEncoder
 from retrieval.expand import merge_spans
 from retrieval.focus import LexicalScorer, Scorer, Selection, focus_windows
 from retrieval.prompt import PromptTemplate
+from retrieval.relevance import keep_relevant
 from retrieval.schema import Passage, QueryError, Retriever
 from retrieval.tokens import TokenCounter
 
@@ -87,11 +88,13 @@ class PackedContext:
     strategy: str
     prompt: str | None = None  # the filled QA template, when one was asked for (its tokens are in `tokens`)
     context_tokens: int = 0  # the tokens of `text` alone (== `tokens` without a prompt)
+    abstained: bool = False  # min_relevance refused every passage: the collection holds no answer it trusts
 
     def to_dict(self) -> dict:
         return {"query": self.query, "text": self.text, "citations": [c.to_dict() for c in self.citations],
                 "tokens": self.tokens, "budget": self.budget, "tokenizer": self.tokenizer,
-                "strategy": self.strategy, "prompt": self.prompt, "context_tokens": self.context_tokens}
+                "strategy": self.strategy, "prompt": self.prompt, "context_tokens": self.context_tokens,
+                "abstained": self.abstained}
 
 
 @dataclass(frozen=True)
@@ -294,13 +297,16 @@ def stage_options(strategy: str, expand: int | None = None, mmr: float | None = 
 def retrieve_context(retriever: Retriever, packer: ContextPacker, query: str, budget: int, candidates: int = 20,
                      filters: dict | None = None, mode: str | None = None, truncate: bool = False,
                      template: PromptTemplate | None = None, expand: int | None = None,
-                     mmr: float | None = None) -> PackedContext:
+                     mmr: float | None = None, min_relevance: float | None = None) -> PackedContext:
     """Retrieve `candidates` passages for `query` (with the stages `packer.strategy` needs) and pack the best of
-    them into `budget` tokens, inside `template` when one is given."""
+    them into `budget` tokens, inside `template` when one is given. With `min_relevance`, passages below it are
+    dropped first; when none is left the context is empty and says it `abstained`."""
     stages = stage_options(packer.strategy, expand, mmr)
     encoder = getattr(retriever, "encoder", None)
     if packer.strategy == "focus" and packer.scorer is None and isinstance(encoder, SparseEncoder):
         packer = ContextPacker(packer.counter, packer.strategy, LexicalScorer(encoder))  # analyze as the index does
     passages = retriever.retrieve(query, candidates, filters, truncate, mode=mode, expand=stages["expand"],
                                   mmr=stages["mmr"])
-    return packer.pack(query, passages, budget, template)
+    kept = keep_relevant(passages, min_relevance)
+    packed = packer.pack(query, kept, budget, template)
+    return replace(packed, abstained=True) if min_relevance is not None and not kept else packed

@@ -12,12 +12,14 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ingest.law_names import LawNames
+from ingest.schema import StoredHit
 from ingest.sparse import SparseEncoder
 from ingest.store.base import VectorStore
 from retrieval.citation_leg import check_method, citation_passages, merge, query_keys
 from retrieval.diversify import diversify
 from retrieval.fusion import dbsf
 from retrieval.query_check import check_expand, check_mmr, check_query, check_top_k
+from retrieval.relevance import with_relevance
 from retrieval.schema import Passage, QueryEmbedder, RetrievalError
 
 MODES = ("dense", "bm25", "hybrid")
@@ -102,6 +104,7 @@ class HybridRetriever:
         if reranker is not None:
             keep = depth if mmr is not None else top_k  # MMR still needs the candidates
             passages = reranker.rerank(query, passages, keep)
+        passages = with_relevance(self.encoder, query, passages if mmr is not None else passages[:top_k], mode)
         if mmr is not None:
             passages = diversify(self.encoder, passages, top_k, mmr)
         if expand and self.expander is not None:
@@ -128,7 +131,8 @@ class HybridRetriever:
             return self._weighted_dbsf(vector, query, top_k, filters)
         hits = self.index.search_hybrid(vector, self.encoder.encode_query(query), top_k, filters, f.method,
                                         f.rrf_k, (f.dense_weight, f.bm25_weight), max(f.candidates, top_k))
-        return [Passage.from_hit(h, "fused") for h in hits]
+        return _with_cosines([Passage.from_hit(h, "fused") for h in hits],
+                             self.index.search_dense(vector, max(f.candidates, top_k), filters))
 
     def _weighted_dbsf(self, vector: list[float], query: str, top_k: int, filters: dict | None) -> list[Passage]:
         """DBSF with leg weights, fused here: Qdrant's DBSF takes no weights. Both legs' scores are kept."""
@@ -145,3 +149,11 @@ class HybridRetriever:
             out.append(replace(Passage.from_hit(hit, "fused"), score=score, scores={**scores, "fused": score}))
         return out
 
+
+
+def _with_cosines(passages: list[Passage], dense: Sequence[StoredHit]) -> list[Passage]:
+    """Qdrant's fusion returns only the fused score; the dense leg's cosine is what tells a weak best hit
+    from a good one across queries (retrieval/relevance.py), so it is kept where the leg returned the chunk."""
+    cosine = {h.chunk_id: h.score for h in dense}
+    return [replace(p, scores={**p.scores, "dense": cosine[p.chunk_id]}) if p.chunk_id in cosine else p
+            for p in passages]

@@ -54,6 +54,9 @@ class Passage:
     # (chunk_id, start, end) of every stored chunk whose text this passage holds, when that is more than its own
     # chunk (neighbour expansion merges them in); empty = just this chunk.
     pieces: tuple[tuple[str, int, int], ...] = ()
+    # Calibrated probability that the collection answers the query with this passage (retrieval/relevance.py);
+    # None where no retriever computed one.
+    relevance: float | None = None
 
     def chunk_spans(self) -> tuple[tuple[str, int, int], ...]:
         """The chunks this passage's text is made of, each with its span (its own chunk alone unless expanded)."""
@@ -82,7 +85,7 @@ class Passage:
             "chunk_id": self.chunk_id, "doc_id": self.doc_id, "score": self.score, "scores": self.scores,
             "source": self.source, "page": self.page, "heading_path": list(self.heading_path),
             "start": self.start, "end": self.end, "chunk_index": self.chunk_index, "text": self.text,
-            "document": dict(self.document),
+            "document": dict(self.document), "relevance": self.relevance,
         }
 
 

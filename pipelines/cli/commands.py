@@ -24,6 +24,7 @@ from pipelines.build import (
     build_ingest_runner,
     build_store,
 )
+from pipelines.cli.context_cmd import with_min_relevance
 from pipelines.cli.filter_args import parse_filters
 from pipelines.config import Settings
 from pipelines.indexing.discover import parse_shard
@@ -193,6 +194,7 @@ def query(args: argparse.Namespace, settings: Settings) -> Outcome:
             except QueryError as exc:
                 raise UsageError(f"{flag} {value}: {exc}") from exc
     top_k = args.top_k or settings.top_k
+    settings = with_min_relevance(settings, args.min_relevance)
     if args.mode:
         settings = settings.model_copy(update={"retrieval_mode": args.mode})
     filters = parse_filters(args.filter, settings.meta_schema)

@@ -11,7 +11,7 @@ import traceback
 import warnings
 
 from ingest.errors import ErrorKind, GermanRagError, InternalError
-from pipelines.cli.context_cmd import add_context_parser
+from pipelines.cli.context_cmd import MIN_RELEVANCE_HELP, add_context_parser
 from pipelines.config import Settings, load_settings
 from pipelines.logs import setup_logging
 from pipelines.sources import valid_text
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rerank with the cross-encoder (default: setting `rerank`)")
     p.add_argument("--expand", type=int, metavar="N", help="add N neighbour chunks on each side")
     p.add_argument("--mmr", type=float, metavar="LAMBDA", help="diversify with MMR (0..1, 1 = relevance only)")
+    p.add_argument("--min-relevance", metavar="X", help=MIN_RELEVANCE_HELP)
     _common(p)
     add_context_parser(sub, _common)
     p = sub.add_parser("delete", help="remove a source (a file as ingested, or every source under a folder)")

@@ -15,7 +15,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingest.schema import FILTER_FIELDS
-from pipelines.service.models import ContextOut, FilterValue, RetrieveRequest
+from pipelines.service.models import ContextOut, FilterValue, MinRelevance, RetrieveRequest
 from pipelines.service.routes import READ_ERRORS, CallerOf
 from pipelines.service.runtime import ServiceRuntime
 from retrieval.query_check import MAX_QUERY_CHARS
@@ -37,6 +37,8 @@ class ContextRequest(BaseModel):
     prompt: bool = Field(False, description="fill the German QA prompt template around the context (its tokens "
                          "count towards the budget); returned as `prompt`")
     truncate: bool = Field(False, description="cut a query over the model's token limit instead of refusing it")
+    min_relevance: MinRelevance = Field(None, description="calibrated relevance (0..1) or \"auto\" a passage "
+                                        "needs; none reaching it gives an empty context with `abstained: true`")
 
     @field_validator("filters")
     @classmethod
@@ -62,6 +64,7 @@ def install_context(app: FastAPI, rt: ServiceRuntime) -> None:
         started = time.perf_counter()
         with rt.admitted():
             ctx = await run_in_threadpool(rt.context, caller.principal, body.query, body.budget,
-                                          body.filters or None, body.strategy, body.mode, body.truncate, body.prompt)
+                                          body.filters or None, body.strategy, body.mode, body.truncate, body.prompt,
+                                          body.min_relevance)
         took = round((time.perf_counter() - started) * 1000, 2)
         return ContextResponse.model_validate({**ctx.to_dict(), "took_ms": took})

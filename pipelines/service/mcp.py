@@ -62,6 +62,10 @@ Filters = Annotated[dict[str, FilterValue], AfterValidator(check_filters), Field
     "them) or range {\"gte\": x, \"lt\": y} (gt, gte, lt, lte on integer, float and datetime fields; dates "
     "YYYY-MM-DD). Fields: source, doc_id, page, heading_path, chunk_index, title, author, file_type, file_size, "
     "modified, pages, language, date, ocr, meta.KEY")]
+MinRelevance = Annotated[float | Literal["auto"] | None, Field(
+    description="kalibrierte Mindestrelevanz 0..1 oder 'auto'; darunter wird nichts geliefert (die Sammlung "
+    "enthält keine Antwort) / calibrated relevance 0..1 or 'auto' a passage needs; below it nothing is returned "
+    "(default: setting min_relevance)")]
 
 DESCRIPTIONS = {
     "search": "Durchsucht die deutschen Dokumente und liefert die besten Passagen mit Quelle, Titel, Seite, "
@@ -112,9 +116,11 @@ def build_mcp(tools: McpTools, principal_of: PrincipalOf) -> MCPServer:
                                            "passages")] = 5,
                mode: Annotated[Mode | None, Field(description="dense, bm25 oder/or hybrid (Standard/default: "
                                                   "setting retrieval_mode)")] = None,
-               filters: Filters | None = None, truncate: Truncate = False) -> Annotated[CallToolResult, SearchResult]:
+               filters: Filters | None = None, truncate: Truncate = False,
+               min_relevance: MinRelevance = None) -> Annotated[CallToolResult, SearchResult]:
         who = principal_of(ctx)
-        return answer(tool_call(lambda: tools.search(who, query, top_k, mode, filters, truncate)), search_text)
+        return answer(tool_call(lambda: tools.search(who, query, top_k, mode, filters, truncate, min_relevance)),
+                      search_text)
 
     @server.tool(description=DESCRIPTIONS["get_context"], annotations=READ_ONLY)
     def get_context(ctx: Context, query: Query,
@@ -126,10 +132,11 @@ def build_mcp(tools: McpTools, principal_of: PrincipalOf) -> MCPServer:
                                                           f"strategy, one of {list(STRATEGIES)} (default: setting "
                                                           "context_strategy)")] = None,
                     mode: Annotated[Mode | None, Field(description="dense, bm25 oder/or hybrid")] = None,
-                    truncate: Truncate = False) -> Annotated[CallToolResult, ContextResult]:
+                    truncate: Truncate = False,
+                    min_relevance: MinRelevance = None) -> Annotated[CallToolResult, ContextResult]:
         who = principal_of(ctx)
-        return answer(tool_call(lambda: tools.get_context(who, query, budget, filters, strategy, mode, truncate)),
-                      context_text)
+        return answer(tool_call(lambda: tools.get_context(who, query, budget, filters, strategy, mode, truncate,
+                                                          min_relevance)), context_text)
 
     @server.tool(description=DESCRIPTIONS["get_passage"], annotations=READ_ONLY)
     def get_passage(ctx: Context,

@@ -28,6 +28,7 @@ class Hit(BaseModel):
     chunk_index: int
     score: float
     scores: dict[str, float] = Field(description="score per stage: dense, bm25, fused, rerank")
+    relevance: float | None = Field(None, description="calibrated relevance 0..1 (min_relevance cuts on it)")
     text: str
     document: dict[str, Any] = Field(default_factory=dict, description="the document's stored fields")
 
@@ -37,7 +38,7 @@ class Hit(BaseModel):
         return cls(rank=rank, chunk_id=p.chunk_id, doc_id=p.doc_id, source=p.source,
                    title=str(title) if title else None, page=p.page, heading_path=list(p.heading_path),
                    start=p.start, end=p.end, chunk_index=p.chunk_index, score=p.score, scores=p.scores, text=p.text,
-                   document=p.document)
+                   document=p.document, relevance=p.relevance)
 
 
 class SearchResult(BaseModel):
@@ -102,6 +103,8 @@ def search_text(result: SearchResult) -> str:
 
 
 def context_text(result: ContextResult) -> str:
+    if getattr(result, "abstained", False):
+        return f"Nicht in den Unterlagen / the collection holds no answer above min_relevance for {result.query!r}."
     if not result.citations:
         return f"Kein Kontext / no context for {result.query!r}."
     return f"{result.text}\n\n({result.tokens} von/of {result.budget} Tokens, {len(result.citations)} Quellen/sources)"

@@ -31,17 +31,19 @@ class McpTools:
 
     # -- the tools --------------------------------------------------------------------------------------
     def search(self, principal: Principal, query: str, top_k: int, mode: str | None,
-               filters: dict | None, truncate: bool = False) -> SearchResult:
+               filters: dict | None, truncate: bool = False, min_relevance: float | str | None = None) -> SearchResult:
         self._wait_ready()
         with self.rt.admitted():
-            used, passages = self.rt.retrieve(principal, query, top_k, mode, filters or {}, truncate, None, None)
+            used, passages = self.rt.retrieve(principal, query, top_k, mode, filters or {}, truncate, None, None,
+                                              min_relevance)
         return SearchResult(query=query, mode=used, passages=[Hit.of(i + 1, p) for i, p in enumerate(passages)])
 
     def get_context(self, principal: Principal, query: str, budget: int | None, filters: dict | None,
-                    strategy: str | None, mode: str | None, truncate: bool = False) -> ContextResult:
+                    strategy: str | None, mode: str | None, truncate: bool = False,
+                    min_relevance: float | str | None = None) -> ContextResult:
         self._wait_ready()
         with self.rt.admitted():
-            packed = self.rt.context(principal, query, budget, filters, strategy, mode, truncate)
+            packed = self.rt.context(principal, query, budget, filters, strategy, mode, truncate, False, min_relevance)
         return ContextResult.model_validate(packed.to_dict())
 
     def get_passage(self, principal: Principal, chunk_id: str, neighbours: int) -> PassageResult:

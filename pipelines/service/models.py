@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
@@ -15,6 +15,9 @@ Bound = StrictInt | StrictFloat | StrictStr
 # {field: value}, {field: [values]} or {field: {"gte": x, "lt": y}} (a range on an integer, float or datetime field)
 FilterValue = (StrictInt | StrictFloat | StrictBool | StrictStr | list[StrictInt] | list[StrictStr]
                | list[StrictFloat] | dict[str, Bound])
+
+
+MinRelevance = Annotated[float, Field(ge=0, le=1)] | Literal["auto"] | None
 
 
 class RetrieveRequest(BaseModel):
@@ -31,6 +34,8 @@ class RetrieveRequest(BaseModel):
     truncate: bool = Field(False, description="cut a query over the model's token limit instead of refusing it")
     rerank: bool | None = Field(None, description="rerank with the cross-encoder (default: setting `rerank`)")
     expand: int | None = Field(None, ge=0, le=MAX_EXPAND, description="neighbour chunks added on each side")
+    min_relevance: MinRelevance = Field(None, description="calibrated relevance (0..1) or \"auto\" a passage "
+                                        "needs; below it nothing is returned (default: setting min_relevance)")
 
     @field_validator("filters")
     @classmethod
@@ -70,6 +75,7 @@ class PassageOut(BaseModel):
     end: int
     chunk_index: int
     text: str
+    relevance: float | None = Field(None, description="calibrated relevance 0..1 (retrieval/relevance.py)")
     document: dict[str, Any] = Field(default_factory=dict, description="the document's stored fields: title, "
                                      "author, file_type, file_size, modified, pages, language, date, date_phrase, "
                                      "meta (those it has)")
@@ -177,3 +183,4 @@ class ContextOut(BaseModel):
     strategy: str
     prompt: str | None
     context_tokens: int
+    abstained: bool = Field(False, description="min_relevance refused every passage: answer 'nicht in den Unterlagen'")

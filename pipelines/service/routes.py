@@ -81,7 +81,8 @@ def install_routes(app: FastAPI, rt: ServiceRuntime) -> None:
         started = time.perf_counter()
         with rt.admitted():
             mode, passages = await run_in_threadpool(rt.retrieve, caller.principal, body.query, body.top_k,
-                                                     body.mode, body.filters, body.truncate, body.rerank, body.expand)
+                                                     body.mode, body.filters, body.truncate, body.rerank, body.expand,
+                                                     body.min_relevance)
         return RetrieveResponse(query=body.query, mode=mode,
                                 passages=[PassageOut.model_validate(p.to_dict()) for p in passages],
                                 took_ms=round((time.perf_counter() - started) * 1000, 2))

@@ -39,6 +39,7 @@ from pipelines.service.jobs import JobManager, UploadRoot, UploadRunner
 from pipelines.service.principals import KeysFile, Principals
 from retrieval.context import ContextPacker, PackedContext, retrieve_context
 from retrieval.prompt import PromptTemplate
+from retrieval.relevance import keep_relevant, resolve_min_relevance
 from retrieval.schema import Passage
 from retrieval.tokens import TokenCounter, token_counter
 
@@ -156,15 +157,23 @@ class ServiceRuntime:
         return self.locked_store.scoped(principal)
 
     def retrieve(self, principal: Principal, query: str, top_k: int, mode: str | None, filters: dict,
-                 truncate: bool, rerank: bool | None, expand: int | None) -> tuple[str, list[Passage]]:
-        """Search, rerank candidates and neighbour expansion, all over `principal`'s view of the store."""
+                 truncate: bool, rerank: bool | None, expand: int | None,
+                 min_relevance: float | str | None = None) -> tuple[str, list[Passage]]:
+        """Search, rerank candidates and neighbour expansion, all over `principal`'s view of the store; passages
+        below `min_relevance` (default: the setting) are left out."""
         self.require_ready()  # the query itself is checked by the retriever (retrieval/query_check.py)
         if self.retriever is None:  # set before the service reports itself loaded
             raise NotReady("the model is still loading", {"Retry-After": "5"})
         mode = mode or self.settings.retrieval_mode
         retriever = retriever_over(self.retriever, self.store_for(principal))
-        return mode, retriever.retrieve(query, top_k, filters or None, truncate, mode=mode, rerank=rerank,
-                                        expand=expand)
+        floor = self.min_relevance(min_relevance)
+        return mode, keep_relevant(retriever.retrieve(query, top_k, filters or None, truncate, mode=mode,
+                                                      rerank=rerank, expand=expand), floor)
+
+    def min_relevance(self, requested: float | str | None) -> float | None:
+        """The request's min_relevance (a number or "auto"), else the setting's; a bad value is a QueryError
+        (a 4xx over HTTP, a tool error over MCP, like a bad query)."""
+        return resolve_min_relevance(self.settings.min_relevance if requested is None else requested)
 
 
     @contextmanager
@@ -189,7 +198,7 @@ class ServiceRuntime:
 
     def context(self, principal: Principal, query: str, budget: int | None = None, filters: dict | None = None,
                 strategy: str | None = None, mode: str | None = None, truncate: bool = False,
-                prompt: bool = False) -> PackedContext:
+                prompt: bool = False, min_relevance: float | str | None = None) -> PackedContext:
         """The cited context for `query` within `budget` tokens (/v1/context, MCP get_context), over
         `principal`'s view of the store: every passage and every neighbour it adds passes the access filter."""
         self.require_ready()
@@ -201,7 +210,7 @@ class ServiceRuntime:
         retriever = retriever_over(self.retriever, self.store_for(principal))
         return retrieve_context(retriever, packer, query, s.context_budget if budget is None else budget,
                                 s.context_candidates, filters or None, mode or s.retrieval_mode, truncate, template,
-                                s.expand or None, s.mmr)
+                                s.expand or None, s.mmr, self.min_relevance(min_relevance))
 
 
 def principals_of(settings: Settings) -> Principals:
