@@ -237,7 +237,8 @@ def test_keys_file_keeps_salted_hashes_only_with_mode_0600(tmp_path):
     text = path.read_text()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     for key in (one, two):
-        assert key.startswith("grk_") and key not in text and key.rsplit("_", 1)[1] not in text
+        # grk_<id>_<secret>: the secret (base64url, may itself hold "_") is everything after the second "_"
+        assert key.startswith("grk_") and key not in text and key.split("_", 2)[2] not in text
     assert first.salt != second.salt and first.hash != second.hash
     assert [f.name for f in tmp_path.iterdir()] == ["keys.toml"]  # the temporary file was renamed
     keys = KeysFile(path)
