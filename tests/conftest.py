@@ -112,3 +112,21 @@ def cli_environment(tmp_path: Path, model_dir: Path, monkeypatch) -> Path:
     monkeypatch.delenv("GERMAN_RAG_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def laws(fixtures, tiny_model_dir, tmp_path_factory):
+    """German laws from the fixtures in an edge store (tests/support/law_collection.py), built once for the
+    adapter tests (LangChain, llama-index), which only read it."""
+    from tests.support.law_collection import law_settings
+
+    return law_settings(fixtures, tiny_model_dir, tmp_path_factory.mktemp("laws"))
+
+
+@pytest.fixture()
+def retriever(laws):
+    """A long-lived retriever over `laws` (pipelines.api.open_retriever), closed after the test."""
+    from pipelines.api import open_retriever
+
+    with open_retriever(laws) as r:
+        yield r

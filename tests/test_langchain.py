@@ -16,22 +16,9 @@ from langchain_core.runnables import RunnablePassthrough
 
 from ingest.errors import ErrorKind, GermanRagError
 from ingest.parse import parse_file
-from pipelines.api import open_retriever
-from pipelines.config import Settings
 from retrieval.langchain import LangChainRetriever
 from retrieval.schema import EmptyQueryError, QueryError, RetrievalError
-from tests.support.law_collection import BURLG_TITLE, URLAUB_QUESTION, law_settings, readme_snippet
-
-
-@pytest.fixture(scope="module")
-def laws(fixtures, tiny_model_dir, tmp_path_factory) -> Settings:
-    return law_settings(fixtures, tiny_model_dir, tmp_path_factory.mktemp("lc"))
-
-
-@pytest.fixture()
-def retriever(laws):
-    with open_retriever(laws) as r:
-        yield r
+from tests.support.law_collection import BURLG_TITLE, URLAUB_QUESTION, readme_snippet
 
 
 class PromptRecorder(BaseCallbackHandler):

@@ -12,13 +12,13 @@ from llama_index.core.response_synthesizers.no_text import NoText
 from llama_index.core.schema import MetadataMode
 
 from ingest.parse import parse_file
-from pipelines.api import ingest_paths, open_retriever
+from pipelines.api import ingest_paths
 from pipelines.build import build_embedder, build_retriever, build_store
-from pipelines.config import Settings, load_settings
+from pipelines.config import load_settings
 from retrieval.langchain import LangChainRetriever
 from retrieval.llama import LlamaIndexRetriever
 from retrieval.schema import EmptyQueryError, QueryError
-from tests.support.law_collection import BURLG_TITLE, URLAUB_QUESTION, law_settings, readme_snippet
+from tests.support.law_collection import BURLG_TITLE, URLAUB_QUESTION, readme_snippet
 
 
 def test_llama_index_query_path_without_llm(settings_env, fixtures):
@@ -41,17 +41,6 @@ def test_llama_index_query_path_without_llm(settings_env, fixtures):
         assert meta["source"].endswith("index.md") and "score_fused" in meta
         assert doc[n.node.start_char_idx : n.node.end_char_idx] == n.node.get_content()
         assert n.score == meta["score_fused"] == meta["score"]
-
-
-@pytest.fixture(scope="module")
-def laws(fixtures, tiny_model_dir, tmp_path_factory) -> Settings:
-    return law_settings(fixtures, tiny_model_dir, tmp_path_factory.mktemp("llama"))
-
-
-@pytest.fixture()
-def retriever(laws):
-    with open_retriever(laws) as r:
-        yield r
 
 
 def test_query_engine_with_mock_llm_gets_the_sources(retriever, fixtures):

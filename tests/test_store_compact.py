@@ -9,20 +9,14 @@ import pytest
 
 from ingest.schema import Access
 from ingest.store.edge import EdgeSearch, EdgeStore
-from tests.test_store_engines import ENCODER, QUERIES, assert_same_ranking, german_sentences, open_engines, write
-
-
-@pytest.fixture(scope="module")
-def texts(fixtures) -> list[str]:
-    return german_sentences(fixtures, 120)
-
-
-@pytest.fixture()
-def fresh_engines(tmp_path, texts):
-    local, edge = open_engines(tmp_path, texts)
-    yield local, edge
-    local.close()
-    edge.close()
+from tests.test_store_engines import (  # noqa: F401  (texts, fresh_engines: the same stores as there)
+    ENCODER,
+    QUERIES,
+    assert_same_ranking,
+    fresh_engines,
+    texts,
+    write,
+)
 
 
 def assert_same_bm25(local, edge) -> None:
@@ -32,7 +26,7 @@ def assert_same_bm25(local, edge) -> None:
         assert_same_ranking(local.search_sparse(idx, val, 10), edge.search_sparse(idx, val, 10))
 
 
-def test_idf_follows_the_deletes_on_both_engines(fresh_engines):
+def test_idf_follows_the_deletes_on_both_engines(fresh_engines):  # noqa: F811
     # This check used to end the test above with a news query that found nothing after the deletes, so it
     # compared two empty lists; QUERIES[0] finds the document that is kept. Until compact(), the edge engine
     # counted the deleted points in its IDF (edge 10.41 against 3.26).
@@ -53,7 +47,7 @@ DELETES = {"delete_source": ("a.txt",), "delete_stale": ("c.txt", "c2"), "delete
 
 
 @pytest.mark.parametrize("delete", list(DELETES))
-def test_bm25_after_a_delete_equals_local_modes_also_after_a_reopen(fresh_engines, delete):
+def test_bm25_after_a_delete_equals_local_modes_also_after_a_reopen(fresh_engines, delete):  # noqa: F811
     local, edge = fresh_engines
     assert getattr(local, delete)(*DELETES[delete]) == getattr(edge, delete)(*DELETES[delete]) > 0
     edge.compact()
@@ -66,7 +60,7 @@ def test_bm25_after_a_delete_equals_local_modes_also_after_a_reopen(fresh_engine
         reopened.close()
 
 
-def test_close_compacts_and_moved_points_count_once(fresh_engines, texts):
+def test_close_compacts_and_moved_points_count_once(fresh_engines, texts):  # noqa: F811
     """A store closed without compact() leaves exact IDF on disk; after a vacuum, an access change and an
     idempotent re-write move points out of the rebuilt segment (a deleted copy each): compact() again."""
     local, edge = fresh_engines
