@@ -24,7 +24,7 @@ from typing import Any
 from ingest.sentences import sentence_spans
 from ingest.sparse import SparseEncoder
 from retrieval.expand import merge_spans
-from retrieval.focus import LexicalScorer, Scorer, Selection, focus_windows
+from retrieval.focus import LexicalScorer, Scorer, Selection, focus_windows, heading_test
 from retrieval.prompt import PromptTemplate
 from retrieval.relevance import keep_relevant
 from retrieval.schema import Passage, QueryError, Retriever
@@ -239,11 +239,10 @@ class ContextPacker:
 def _cut_points(block: Block) -> list[int]:
     """Offsets in the block's text where a cut may end: after a sentence (or a paragraph), once at least one
     sentence of body text comes before it; never the whole text (that is no cut)."""
-    headings = {h.strip().lstrip("#").strip() for p in block.passages for h in p.heading_path}
+    is_heading = heading_test(block)
     points, body = [], False
     for start, end in sentence_spans(block.text):
-        sentence = block.text[start:end].strip()
-        body = body or not (sentence.startswith("#") or sentence.lstrip("#").strip() in headings)
+        body = body or not is_heading(block.text[start:end].strip())
         if body and end < len(block.text.rstrip()):
             points.append(end)
     return points
@@ -304,7 +303,8 @@ def retrieve_context(retriever: Retriever, packer: ContextPacker, query: str, bu
     stages = stage_options(packer.strategy, expand, mmr)
     encoder = getattr(retriever, "encoder", None)
     if packer.strategy == "focus" and packer.scorer is None and isinstance(encoder, SparseEncoder):
-        packer = ContextPacker(packer.counter, packer.strategy, LexicalScorer(encoder))  # analyze as the index does
+        # analyze as the index does; set on the caller's packer so its memo serves the next calls (eval budgets)
+        packer.scorer = LexicalScorer(encoder)
     passages = retriever.retrieve(query, candidates, filters, truncate, mode=mode, expand=stages["expand"],
                                   mmr=stages["mmr"])
     kept = keep_relevant(passages, min_relevance)

@@ -188,12 +188,19 @@ def _windows(query: str, blocks: Sequence[Block], scorer: Scorer) -> list[_Windo
     return out
 
 
-def _body_units(block: Block, spans: list[tuple[int, int]]) -> list[int]:
-    """Sentences that are not headings (a `#` line or one of the passages' heading path)."""
+def heading_test(block: Block) -> Callable[[str], bool]:
+    """Whether a (stripped) sentence of `block` is a heading: a `#` line or one of its passages' heading path.
+    The one rule for what is not body text, for focus windows and for prefix cuts (context.py) alike."""
     headings = {h.strip().lstrip("#").strip() for p in block.passages for h in p.heading_path}
+    return lambda sentence: sentence.startswith("#") or sentence.lstrip("#").strip() in headings
+
+
+def _body_units(block: Block, spans: list[tuple[int, int]]) -> list[int]:
+    """Sentences that are not headings."""
+    is_heading = heading_test(block)
     out = []
     for u, (s, e) in enumerate(spans):
         sentence = block.text[s:e].strip()
-        if sentence and not (sentence.startswith("#") or sentence.lstrip("#").strip() in headings):
+        if sentence and not is_heading(sentence):
             out.append(u)
     return out
