@@ -33,6 +33,11 @@ DOCUMENT_FIELDS = (P.TITLE, P.AUTHOR, P.FILE_TYPE, P.FILE_SIZE, P.MODIFIED, P.PA
                    P.DATE_PHRASE, P.META, P.OCR, P.OCR_PAGES)
 
 
+def document_fields(payload: dict) -> dict[str, Any]:
+    """The document's fields a payload holds (only those the document has)."""
+    return {k: payload[k] for k in DOCUMENT_FIELDS if payload.get(k) is not None}
+
+
 @dataclass(frozen=True)
 class Passage:
     """One retrieved chunk with its provenance and a score for every stage that ranked it."""
@@ -77,7 +82,7 @@ class Passage:
             chunk_index=int(p.get(P.CHUNK_INDEX, 0)),
             score=hit.score,
             scores={stage: hit.score},
-            document={k: p[k] for k in DOCUMENT_FIELDS if p.get(k) is not None},
+            document=document_fields(p),
         )
 
     def to_dict(self) -> dict:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from fastapi import FastAPI, Security
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingest.schema import FILTER_FIELDS
-from pipelines.service.models import ContextOut, FilterValue, MinRelevance, RetrieveRequest
+from pipelines.service.doors import READ_KEY
+from pipelines.service.models import ContextOut, FilterValue, MinRelevance, check_filters
 from pipelines.service.routes import READ_ERRORS, CallerOf
 from pipelines.service.runtime import ServiceRuntime
 from retrieval.query_check import MAX_QUERY_CHARS
@@ -44,7 +44,7 @@ class ContextRequest(BaseModel):
     @classmethod
     def _known_fields(cls, filters: dict) -> dict:
         """The same filter rule and bounds as /v1/retrieve."""
-        return RetrieveRequest._known_fields(filters)
+        return check_filters(filters)
 
 
 class ContextResponse(ContextOut):
@@ -54,9 +54,7 @@ class ContextResponse(ContextOut):
 
 
 def install_context(app: FastAPI, rt: ServiceRuntime) -> None:
-    read = Security(HTTPBearer(auto_error=False, description="a read key"))
-
-    @app.post("/v1/context", response_model=ContextResponse, dependencies=[read], responses=READ_ERRORS)
+    @app.post("/v1/context", response_model=ContextResponse, dependencies=[READ_KEY], responses=READ_ERRORS)
     async def context(body: ContextRequest, caller: CallerOf) -> ContextResponse:
         """The numbered, cited context for a question within a token budget (PackedContext): blocks merged by
         span, cut at sentence ends, never over the budget by the configured count; with `prompt`, the filled

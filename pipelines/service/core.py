@@ -249,9 +249,14 @@ class QueryBatcher:
         self._thread.start()
 
     def embed_query(self, text: str, truncate: bool = False) -> list[float]:
-        future: Future = Future()
-        self._queue.put(_Pending(text, truncate, future))
-        return future.result()
+        return self.embed_queries([text], truncate)[0]
+
+    def embed_queries(self, texts: Sequence[str], truncate: bool = False) -> list[list[float]]:
+        """Queries queued all at once, so the loop batches them (up to max_batch) instead of one round each."""
+        futures: list[Future] = [Future() for _ in texts]
+        for text, future in zip(texts, futures, strict=True):
+            self._queue.put(_Pending(text, truncate, future))
+        return [f.result() for f in futures]
 
     def close(self) -> None:
         self._queue.put(None)

@@ -26,8 +26,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
 from pipelines.service.dify_filters import to_filters
-from pipelines.service.doors import READ_KEY, admitted, shaped_route
+from pipelines.service.doors import READ_KEY, shaped_route
 from pipelines.service.http import ErrorShape, InvalidKey, MissingKey, NotFound, http_error
+from pipelines.service.models import MAX_FILTER_TEXT, MAX_FILTER_VALUES
 from pipelines.service.routes import CallerOf
 from pipelines.service.runtime import ServiceRuntime
 from retrieval.query_check import MAX_QUERY_CHARS, MAX_TOP_K
@@ -35,7 +36,7 @@ from retrieval.schema import Passage
 
 PATH = "/retrieval"
 MODES = ("dense", "bm25", "hybrid")
-MAX_CONDITIONS, MAX_VALUES, MAX_TEXT = 50, 100, 4096
+MAX_CONDITIONS, MAX_VALUES, MAX_TEXT = 50, MAX_FILTER_VALUES, MAX_FILTER_TEXT  # a condition: as one filter
 
 
 class UnknownKnowledge(NotFound):
@@ -156,7 +157,7 @@ def install_dify(app: FastAPI, rt: ServiceRuntime) -> dict[str, ErrorShape]:
         if filters is None:  # an `and` no value satisfies
             return DifyResponse(records=[])
         setting = body.retrieval_setting
-        async with admitted(rt):
+        with rt.admitted():
             _, passages = await run_in_threadpool(rt.retrieve, caller.principal, body.query, setting.top_k, mode,
                                                   filters, False, None, None)
         threshold = setting.score_threshold or 0.0

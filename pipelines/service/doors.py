@@ -1,5 +1,6 @@
 """What the doors for other platforms share (Dify's /retrieval, OpenAI's /v1/embeddings): a route class that
-answers every error of its routes in the door's own body shape, and admission to the bounded request pool.
+answers every error of its routes in the door's own body shape, and the bearer scheme (admission is
+ServiceRuntime.admitted, shared with /v1).
 
 The app-wide error handlers (http.py) answer in the /v1 API's shape; a client of another platform's API
 reads only its own (`{"error_code", "error_msg"}`, `{"error": {"message", "type", ...}}`), so a door's routes
@@ -10,8 +11,7 @@ bodies before a route runs; it answers those for a door's path with the same sha
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response, Security
@@ -22,7 +22,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.errors import ErrorKind, InternalError, kind_of
 from pipelines.service.http import INTERNAL_MESSAGE, ErrorShape, InvalidInput, invalid_input
-from pipelines.service.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
 # The bearer scheme in the OpenAPI schema (the gate checks the key): the same scheme as the /v1 routes'
@@ -61,9 +60,3 @@ def shaped_route(shape: ErrorShape) -> type[APIRoute]:
 
     return ShapedRoute
 
-
-@asynccontextmanager
-async def admitted(rt: ServiceRuntime) -> AsyncIterator[None]:
-    """A place among the requests in flight (settings.queue_size), or Overloaded (429) without waiting."""
-    with rt.admitted():
-        yield

@@ -17,7 +17,7 @@ from pipelines.service.http import InvalidInput, NotFound
 from pipelines.service.mcp_results import ContextResult, Hit, PassageResult, SearchResult, SourceOut, SourcePage
 from pipelines.service.runtime import ServiceRuntime
 from retrieval.expand import merge_spans
-from retrieval.schema import DOCUMENT_FIELDS
+from retrieval.schema import DOCUMENT_FIELDS, document_fields
 
 LOAD_WAIT_S = 120.0  # a tool call that arrives while the model loads waits for it (a client starts us and asks)
 T = TypeVar("T")
@@ -67,7 +67,7 @@ class McpTools:
                              heading_path=list(hit.get(P.HEADING_PATH) or ()), chunk_index=index,
                              first_index=min(int(r.get(P.CHUNK_INDEX, 0)) for r in rows),
                              last_index=max(int(r.get(P.CHUNK_INDEX, 0)) for r in rows), start=start, end=end,
-                             text=text, document=_document(hit))
+                             text=text, document=document_fields(hit))
 
     def list_sources(self, principal: Principal, contains: str | None, offset: int, limit: int) -> SourcePage:
         """The caller's sources, sorted, one page; `contains` keeps those whose source or title has it (any case).
@@ -81,7 +81,7 @@ class McpTools:
                 title = payload.get(P.TITLE)
                 entry = found[payload[P.SOURCE]] = SourceOut(
                     source=payload[P.SOURCE], title=str(title) if title else None, doc_ids=[], chunks=0,
-                    fields={k: v for k, v in _document(payload).items() if k != P.TITLE})
+                    fields={k: v for k, v in document_fields(payload).items() if k != P.TITLE})
             if payload[P.DOC_ID] not in entry.doc_ids:
                 entry.doc_ids.append(payload[P.DOC_ID])
             entry.chunks += 1
@@ -100,7 +100,3 @@ class McpTools:
         while not self.rt.loaded.wait(0.1) and self.rt.startup_error is None and time.monotonic() < deadline:
             pass
         self.rt.require_ready()
-
-
-def _document(payload: dict) -> dict:
-    return {k: payload[k] for k in DOCUMENT_FIELDS if payload.get(k) is not None}

@@ -11,6 +11,7 @@ from ingest.store.filters import META_PREFIX, check_filter_shape, check_filter_v
 from retrieval.query_check import MAX_EXPAND, MAX_QUERY_CHARS, MAX_TOP_K
 
 MAX_FILTER_VALUES = 100
+MAX_FILTER_TEXT = 4096  # characters of one string value in a filter
 Bound = StrictInt | StrictFloat | StrictStr
 # {field: value}, {field: [values]} or {field: {"gte": x, "lt": y}} (a range on an integer, float or datetime field)
 FilterValue = (StrictInt | StrictFloat | StrictBool | StrictStr | list[StrictInt] | list[StrictStr]
@@ -52,8 +53,8 @@ def check_filters(filters: dict) -> dict:
         values = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
         if not values or len(values) > MAX_FILTER_VALUES:
             raise ValueError(f"filter {key!r}: give 1 to {MAX_FILTER_VALUES} values")
-        if any(isinstance(v, str) and not 0 < len(v) <= 4096 for v in values):
-            raise ValueError(f"filter {key!r}: strings must have 1 to 4096 characters")
+        if any(isinstance(v, str) and not 0 < len(v) <= MAX_FILTER_TEXT for v in values):
+            raise ValueError(f"filter {key!r}: strings must have 1 to {MAX_FILTER_TEXT} characters")
         # A meta.KEY's kind is the service's settings' (meta_fields): the store checks its values with them
         # (a FilterError: 422 naming the field); here only its shape.
         checked[key] = check_filter_shape(key, value) if key.startswith(META_PREFIX) else \

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from pipelines.service.core import SlicedEmbedder
-from pipelines.service.doors import READ_KEY, admitted, shaped_route
+from pipelines.service.doors import READ_KEY, shaped_route
 from pipelines.service.http import ErrorShape, InvalidInput, NotFound, Unauthorized, http_error
 from pipelines.service.routes import CallerOf
 from pipelines.service.runtime import ServiceRuntime
@@ -145,7 +145,7 @@ def embed(rt: ServiceRuntime, texts: list[str], input_type: str) -> tuple[list[l
                                       "shorten it", "input")
     if input_type == "query":
         assert rt.batcher is not None  # set before the runtime reports itself loaded (require_ready)
-        return [rt.batcher.embed_query(t) for t in texts], sum(counts)
+        return rt.batcher.embed_queries(texts), sum(counts)
     return model.embed_documents(texts), sum(counts)
 
 
@@ -173,7 +173,7 @@ def install_embeddings(app: FastAPI, rt: ServiceRuntime) -> dict[str, ErrorShape
         if body.dimensions is not None and body.dimensions != dimension:
             raise EmbeddingInputError(f"dimensions: this model gives {dimension}-dimensional vectors, not "
                                       f"{body.dimensions}", "dimensions")
-        async with admitted(rt):
+        with rt.admitted():
             vectors, tokens = await run_in_threadpool(embed, rt, texts, body.input_type)
         data = [EmbeddingOut(index=i, embedding=encoded(v, body.encoding_format)) for i, v in enumerate(vectors)]
         return EmbeddingResponse(data=data, model=body.model, usage=Usage(prompt_tokens=tokens, total_tokens=tokens))
