@@ -44,6 +44,11 @@ ANALYZER_VERSION = 2
 LINKS = ("", "s", "es", "n", "en", "er", "e")  # German linking elements (Fugenelemente)
 # Average analyzed chunk length in the BM25 weights: the one default (Settings.bm25_avgdl uses it too).
 DEFAULT_AVGDL = 100.0
+# BM25's saturation and length normalisation: k1 0.6, b 0.3 (Robertson's 1.2/0.75 before) were chosen with the
+# hybrid defaults by cross-validation over xquad-de and germandpr-derived with two dense models (docs/eval/hybrid.md):
+# chunks are short and of similar length, and a question's terms recur in the passage that answers it.
+DEFAULT_K1 = 0.6
+DEFAULT_B = 0.3
 MAX_WORD = 80  # longer "words" are ids, hashes or junk: kept whole, never stemmed or split
 SparseVector = tuple[list[int], list[float]]
 
@@ -306,8 +311,8 @@ class SparseEncoder:
     """
 
     analyzer: GermanAnalyzer = field(default_factory=GermanAnalyzer)
-    k1: float = 1.2
-    b: float = 0.75
+    k1: float = DEFAULT_K1
+    b: float = DEFAULT_B
     avgdl: float = DEFAULT_AVGDL
     # query-side only (abbreviations, ingest.abbreviations): documents are encoded without it, so it needs no
     # re-index and is not part of the fingerprint

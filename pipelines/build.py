@@ -115,7 +115,8 @@ def build_sparse_encoder(settings: Settings) -> SparseEncoder:
     analyzer = GermanAnalyzer(stem=settings.bm25_stem, split_compounds=settings.bm25_compounds,
                               stopwords=settings.bm25_stopwords, fold=settings.bm25_fold)
     expander = AbbreviationExpander.default(analyzer) if settings.bm25_abbreviations else None
-    return SparseEncoder(analyzer, avgdl=settings.bm25_avgdl, expander=expander)
+    return SparseEncoder(analyzer, k1=settings.bm25_k1, b=settings.bm25_b, avgdl=settings.bm25_avgdl,
+                         expander=expander)
 
 
 def build_ingest_runner(settings: Settings, embedder: Embedder, store: VectorStore, progress: bool = True,
@@ -174,7 +175,7 @@ def build_retriever(settings: Settings, embedder: QueryEmbedder, store: VectorSt
     from retrieval.hybrid import FusionOptions, HybridRetriever, StageOptions
 
     fusion = FusionOptions(settings.fusion, settings.rrf_k, settings.dense_weight, settings.bm25_weight,
-                           settings.fusion_candidates, settings.citations)
+                           settings.fusion_candidates, settings.citations, settings.dense_strip_question)
     want_reranker = settings.rerank if with_reranker is None else with_reranker
     reranker = build_reranker(settings) if want_reranker else None
     stages = StageOptions(settings.rerank, settings.rerank_candidates, settings.expand, settings.mmr,

@@ -17,7 +17,7 @@ from ingest.chunk import check_overlap
 from ingest.errors import ConfigError, UsageError
 from ingest.meta_fields import MetaSchema
 from ingest.schema import DEFAULT_TENANT, Access
-from ingest.sparse import DEFAULT_AVGDL
+from ingest.sparse import DEFAULT_AVGDL, DEFAULT_B, DEFAULT_K1
 from ingest.store.access import OWNER, Principal
 from ingest.store.base import check_collection_name
 from retrieval.relevance import resolve_min_relevance
@@ -72,18 +72,25 @@ class Settings(BaseSettings):
     # retrieval
     top_k: int = Field(5, ge=1, le=100)
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    # DBSF with the dense leg at 0.3 was best on both dev sets (xquad-de, germandpr-derived) with both
-    # dense models we could run (MiniLM, USE); see docs/eval. Qdrant's DBSF has no weights, so this
-    # default is fused client-side from two searches; `rrf` fuses inside Qdrant in one request.
-    fusion: Literal["rrf", "dbsf"] = "dbsf"
+    # Fusion, dense weight, candidates, BM25 k1/b and the question frame were chosen together by cross-validation
+    # over xquad-de and germandpr-derived with both dense models we could run (MiniLM, USE): docs/eval/hybrid.md.
+    # `dbsf_open` is DBSF without the clip at the top (Qdrant's clips, and its best hits then tie); it and the
+    # weights are fused client-side from two searches; `rrf` fuses inside Qdrant in one request.
+    fusion: Literal["rrf", "dbsf", "dbsf_open"] = "dbsf_open"
     rrf_k: int = Field(60, ge=1, le=10_000)
-    dense_weight: float = Field(0.3, ge=0, le=100)
+    dense_weight: float = Field(0.7, ge=0, le=100)
     bm25_weight: float = Field(1.0, ge=0, le=100)
-    fusion_candidates: int = Field(50, ge=1, le=1000, description="hits per leg before fusion")
+    fusion_candidates: int = Field(100, ge=1, le=1000, description="hits per leg before fusion")
+    dense_strip_question: bool = Field(True, description="cut the question frame (\"Wie viele\", \"Was versteht man "
+                                       "unter\") from the query the dense leg embeds (retrieval/question.py)")
     citations: Literal["boost", "rrf", "off"] = Field(
         "boost", description="a query citing a law section (\"§ 3 BUrlG\"): its chunks first (boost), fused by rank "
         "(rrf) or off; docs/eval/citations.md")
     bm25_avgdl: float = Field(DEFAULT_AVGDL, gt=0, description="average analyzed chunk length for BM25 weights")
+    bm25_k1: float = Field(DEFAULT_K1, ge=0, le=10, description="BM25 term-frequency saturation (per collection: a "
+                           "change re-indexes)")
+    bm25_b: float = Field(DEFAULT_B, ge=0, le=1, description="BM25 length normalisation (per collection: a change "
+                          "re-indexes)")
     bm25_stem: bool = Field(True, description="Snowball German stemming in the BM25 analyzer")
     bm25_compounds: bool = Field(True, description="compound splitting in the BM25 analyzer")
     bm25_stopwords: bool = Field(True, description="drop German stopwords in the BM25 analyzer")

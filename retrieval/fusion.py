@@ -4,7 +4,8 @@ Reciprocal rank fusion runs inside Qdrant (the Query API's RRF); DBSF with leg w
 because Qdrant's DBSF takes no weights (retrieval/hybrid.py).
 
 - `dbsf`: distribution-based score fusion as Qdrant defines it (each list normalised with
-  mean ± 3 sample standard deviations, then summed).
+  mean ± 3 sample standard deviations, then summed); with `clip_top=False` a score above mean + 3 sd
+  keeps its distance instead of being cut to 1 (the `dbsf_open` fusion, docs/eval/hybrid.md).
 - `mmr`: maximal marginal relevance (Carbonell & Goldstein 1998) with cosine similarity.
 
 Every function returns a new list, and equal scores are ordered the same way on every run: by the
@@ -25,6 +26,7 @@ def dbsf(
     scored: Sequence[Sequence[tuple[str, float]]],
     weights: Sequence[float] | None = None,
     limit: int | None = None,
+    clip_top: bool = True,
 ) -> list[tuple[str, float]]:
     """Fuse scored lists by distribution-based score fusion, the way Qdrant does it.
 
@@ -32,7 +34,9 @@ def dbsf(
     a score x becomes (x - (m - 3s)) / 6s, clipped to [0, 1]. As in Qdrant, a list of one point, or
     one whose scores are all equal, gives every point 0.5. The normalised scores are multiplied by
     the list's weight (default 1.0) and summed per id; an empty list contributes nothing. Position in
-    a list (for tie-breaking) is the order of the list as given. Raises RetrievalError for a negative
+    a list (for tie-breaking) is the order of the list as given. With `clip_top=False` only the clip at
+    0 applies: a list's best hits, often more than 3 sd above its mean, keep their distance instead of
+    tying at 1.0 (ties that then go by position and hide which leg was sure). Raises RetrievalError for a negative
     `limit`, a weights sequence whose length differs from the number of lists, a negative or non-finite
     weight, a non-finite score or an id listed twice in one list.
     """
@@ -42,7 +46,7 @@ def dbsf(
     best: dict[str, int] = {}
     for i, points in enumerate(scored):
         _check_unique([item for item, _ in points], f"dbsf: list {i}")
-        normalised = _distr_norm(points, i)
+        normalised = _distr_norm(points, i, clip_top)
         for pos, ((item, _), norm) in enumerate(zip(points, normalised, strict=True), start=1):
             parts.setdefault(item, []).append(ws[i] * norm)
             best[item] = min(best.get(item, pos), pos)
@@ -92,8 +96,9 @@ def _mmr_value(
     return lambda_ * relevance[c] - (1.0 - lambda_) * penalty
 
 
-def _distr_norm(points: Sequence[tuple[str, float]], list_index: int) -> list[float]:
-    """Qdrant's `distr_norm`: mean ± 3 sample std mapped to [0, 1], clipped; 0.5 when degenerate."""
+def _distr_norm(points: Sequence[tuple[str, float]], list_index: int, clip_top: bool = True) -> list[float]:
+    """Qdrant's `distr_norm`: mean ± 3 sample std mapped to [0, 1], clipped (at 0 only without `clip_top`);
+    0.5 when degenerate."""
     values = [float(v) for _, v in points]
     bad = [v for v in values if not math.isfinite(v)]
     if bad:
@@ -105,7 +110,8 @@ def _distr_norm(points: Sequence[tuple[str, float]], list_index: int) -> list[fl
     if std == 0.0:
         return [0.5] * len(values)
     low, high = mean - 3.0 * std, mean + 3.0 * std
-    return [min(1.0, max(0.0, (v - low) / (high - low))) for v in values]
+    top = 1.0 if clip_top else math.inf
+    return [min(top, max(0.0, (v - low) / (high - low))) for v in values]
 
 
 def _unit_vectors(

@@ -19,15 +19,17 @@ from retrieval.citation_leg import check_method, citation_passages, merge, query
 from retrieval.diversify import diversify
 from retrieval.fusion import dbsf
 from retrieval.query_check import check_expand, check_mmr, check_query, check_top_k
+from retrieval.question import strip_question
 from retrieval.relevance import with_relevance
 from retrieval.schema import Passage, QueryEmbedder, RetrievalError
 
 MODES = ("dense", "bm25", "hybrid")
+FUSIONS = ("rrf", "dbsf", "dbsf_open")
 
 
 @dataclass(frozen=True)
 class FusionOptions:
-    method: str = "rrf"  # rrf | dbsf
+    method: str = "rrf"  # rrf | dbsf | dbsf_open (DBSF without the clip at the top; docs/eval/hybrid.md)
     rrf_k: int = 60
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
@@ -35,11 +37,13 @@ class FusionOptions:
     # A query citing "§ 3 BUrlG": the cited sections' chunks first (boost), fused by rank (rrf) or off
     # (retrieval/citation_leg.py; docs/eval/citations.md measures them)
     citations: str = "boost"
+    # The dense leg embeds the query without its question frame ("Wie viele", retrieval/question.py)
+    strip_question: bool = False
 
     def __post_init__(self) -> None:
         check_method(self.citations)
-        if self.method not in ("rrf", "dbsf"):
-            raise RetrievalError(f"fusion: {self.method!r} is not one of ['dbsf', 'rrf']")
+        if self.method not in FUSIONS:
+            raise RetrievalError(f"fusion: {self.method!r} is not one of {sorted(FUSIONS)}")
         if self.rrf_k < 1 or self.candidates < 1:
             raise RetrievalError("fusion: rrf_k and candidates must be at least 1")
 
@@ -123,11 +127,12 @@ class HybridRetriever:
         if mode == "bm25":
             indices, values = self.encoder.encode_query(query)
             return [Passage.from_hit(h, "bm25") for h in self.index.search_sparse(indices, values, top_k, filters)]
-        vector = self.embedder.embed_query(query, truncate=truncate)
+        vector = self.embedder.embed_query(strip_question(query) if self.fusion.strip_question else query,
+                                           truncate=truncate)
         if mode == "dense":
             return [Passage.from_hit(h, "dense") for h in self.index.search_dense(vector, top_k, filters)]
         f = self.fusion
-        if f.method == "dbsf" and f.dense_weight != f.bm25_weight:
+        if f.method == "dbsf_open" or (f.method == "dbsf" and f.dense_weight != f.bm25_weight):
             return self._weighted_dbsf(vector, query, top_k, filters)
         hits = self.index.search_hybrid(vector, self.encoder.encode_query(query), top_k, filters, f.method,
                                         f.rrf_k, (f.dense_weight, f.bm25_weight), max(f.candidates, top_k))
@@ -135,12 +140,14 @@ class HybridRetriever:
                              self.index.search_dense(vector, max(f.candidates, top_k), filters))
 
     def _weighted_dbsf(self, vector: list[float], query: str, top_k: int, filters: dict | None) -> list[Passage]:
-        """DBSF with leg weights, fused here: Qdrant's DBSF takes no weights. Both legs' scores are kept."""
+        """DBSF with leg weights (or without the clip at the top), fused here: Qdrant's DBSF has neither. Both
+        legs' scores are kept."""
         depth = max(self.fusion.candidates, top_k)
         dense = self.index.search_dense(vector, depth, filters)
         sparse = self.index.search_sparse(*self.encoder.encode_query(query), depth, filters)
         fused = dbsf([[(h.chunk_id, h.score) for h in dense], [(h.chunk_id, h.score) for h in sparse]],
-                     weights=[self.fusion.dense_weight, self.fusion.bm25_weight], limit=top_k)
+                     weights=[self.fusion.dense_weight, self.fusion.bm25_weight], limit=top_k,
+                     clip_top=self.fusion.method != "dbsf_open")
         legs = {"dense": {h.chunk_id: h for h in dense}, "bm25": {h.chunk_id: h for h in sparse}}
         out = []
         for chunk_id, score in fused:

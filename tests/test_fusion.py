@@ -36,6 +36,21 @@ def test_dbsf_clips_outliers_beyond_three_std() -> None:
     assert fused["z0"] == pytest.approx(0.5 - math.sqrt(11) / 66, abs=1e-12)
 
 
+def test_dbsf_without_the_top_clip_keeps_an_outlier_apart() -> None:
+    # The same eleven points: the outlier keeps its distance, (10 - (mean - 3 std)) / 6 std > 1;
+    # the zeros are as before. Two clipped outliers of different height stop tying.
+    points = [("top", 10.0)] + [(f"z{i}", 0.0) for i in range(10)]
+    fused = dict(dbsf([points], clip_top=False))
+    mean, std = 10 / 11, 10 / math.sqrt(11)
+    assert fused["top"] == pytest.approx((10 - mean + 3 * std) / (6 * std), abs=1e-12)
+    assert fused["top"] > 1.0
+    assert fused["z0"] == pytest.approx(0.5 - math.sqrt(11) / 66, abs=1e-12)
+    two = [("a", 12.0), ("b", 10.0)] + [(f"z{i}", 0.0) for i in range(50)]
+    assert dict(dbsf([two]))["a"] == dict(dbsf([two]))["b"] == 1.0
+    assert [item for item, _ in dbsf([two], clip_top=False)][:2] == ["a", "b"]
+    assert dict(dbsf([two], clip_top=False))["a"] > dict(dbsf([two], clip_top=False))["b"]
+
+
 def test_dbsf_degenerate_lists_give_one_half() -> None:
     # one point, or all scores equal: 0.5 each, as in Qdrant; an empty list adds nothing.
     fused = dbsf([[("a", 7.0)], [("b", 3.0), ("c", 3.0)], []])

@@ -73,3 +73,41 @@ def test_weighted_dbsf_fuses_both_legs_and_keeps_their_scores(capsys, small_corp
     assert [(h["chunk_id"], h["score"]) for h in hits] == [(c, pytest.approx(s)) for c, s in expected]
     assert all({"dense", "fused"} <= set(h["scores"]) for h in hits)
     assert any("bm25" in h["scores"] for h in hits)
+
+
+def test_dbsf_open_fuses_without_the_top_clip(capsys, small_corpus, monkeypatch):
+    from retrieval.fusion import dbsf
+
+    dense = query(capsys, "Urlaub Werktage Gericht", "--mode", "dense", "--top-k", "3")
+    bm25 = query(capsys, "Urlaub Werktage Gericht", "--mode", "bm25", "--top-k", "3")
+    monkeypatch.setenv("GERMAN_RAG_FUSION", "dbsf_open")
+    monkeypatch.setenv("GERMAN_RAG_DENSE_WEIGHT", "0.3")
+    hits = query(capsys, "Urlaub Werktage Gericht", "--top-k", "3")
+    expected = dbsf([[(h["chunk_id"], h["score"]) for h in dense], [(h["chunk_id"], h["score"]) for h in bm25]],
+                    weights=[0.3, 1.0], limit=3, clip_top=False)
+    assert [(h["chunk_id"], h["score"]) for h in hits] == [(c, pytest.approx(s)) for c, s in expected]
+    assert all({"dense", "fused"} <= set(h["scores"]) for h in hits)
+    assert any("bm25" in h["scores"] for h in hits)
+
+
+def test_bm25_k1_and_b_are_per_collection_and_a_change_reindexes(capsys, small_corpus, monkeypatch):
+    """k1 and b shape the stored sparse vectors: a collection ingested with other values is re-indexed, and its
+    BM25 scores follow the new values."""
+    before = query(capsys, "Urlaub Werktage", "--mode", "bm25", "--top-k", "1")[0]["score"]
+    monkeypatch.setenv("GERMAN_RAG_BM25_K1", "1.2")
+    monkeypatch.setenv("GERMAN_RAG_BM25_B", "0.75")
+    assert main(["ingest", str(small_corpus), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["ingested"], report["unchanged"]) == (3, 0)
+    after = query(capsys, "Urlaub Werktage", "--mode", "bm25", "--top-k", "1")[0]["score"]
+    assert after != pytest.approx(before)
+
+
+def test_the_dense_leg_embeds_the_query_without_its_question_frame(capsys, small_corpus, monkeypatch):
+    """Dense scores for "Wie viele Werktage ..." equal those for "Werktage ..."; with the frame kept they differ."""
+    asked = query(capsys, "Wie viele Werktage Urlaub?", "--mode", "dense", "--top-k", "3")
+    bare = query(capsys, "Werktage Urlaub?", "--mode", "dense", "--top-k", "3")
+    assert [(h["chunk_id"], h["score"]) for h in asked] == [(h["chunk_id"], pytest.approx(h["score"])) for h in bare]
+    monkeypatch.setenv("GERMAN_RAG_DENSE_STRIP_QUESTION", "false")
+    kept = query(capsys, "Wie viele Werktage Urlaub?", "--mode", "dense", "--top-k", "3")
+    assert [h["score"] for h in kept] != pytest.approx([h["score"] for h in bare])

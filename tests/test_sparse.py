@@ -230,13 +230,17 @@ def test_token_ids_are_stable_31_bit_numbers_across_processes() -> None:
 
 def test_document_weights_follow_bm25_saturation() -> None:
     hund, katz = token_id("hund"), token_id("katz")
-    indices, values = SparseEncoder(PLAIN, avgdl=6.0).encode_document("Hund Hunde Katze")
+    indices, values = SparseEncoder(PLAIN, k1=1.2, b=0.75, avgdl=6.0).encode_document("Hund Hunde Katze")
     # dl = 3, avgdl = 6: norm = 1.2 * (1 - 0.75 + 0.75 * 3 / 6) = 0.75
     expected = {hund: 2 * 2.2 / (2 + 0.75), katz: 1 * 2.2 / (1 + 0.75)}
     assert indices == sorted(expected)
     assert values == pytest.approx([expected[i] for i in indices])
-    _, at_average = SparseEncoder(PLAIN, avgdl=3.0).encode_document("Hund Hunde Katze")
+    _, at_average = SparseEncoder(PLAIN, k1=1.2, b=0.75, avgdl=3.0).encode_document("Hund Hunde Katze")
     assert sorted(at_average) == pytest.approx([1.0, 4.4 / 3.2])  # norm = k1 = 1.2 when dl == avgdl
+    # the defaults (k1 0.6, b 0.3): dl = 3, avgdl = 100: norm = 0.6 * (0.7 + 0.3 * 0.03) = 0.4254
+    _, defaults = SparseEncoder(PLAIN).encode_document("Hund Hunde Katze")
+    norm = 0.6 * (1 - 0.3 + 0.3 * 3 / 100)
+    assert sorted(defaults) == pytest.approx(sorted([2 * 1.6 / (2 + norm), 1.6 / (1 + norm)]))
 
 
 def test_length_normalisation_can_be_switched_off_and_k1_changed() -> None:
@@ -284,8 +288,10 @@ def test_sparse_module_imports_neither_retrieval_nor_pipelines() -> None:
     assert not {m for m in modules if m.split(".")[0] in {"retrieval", "pipelines"}}
 
 
-def test_the_encoder_and_the_settings_share_one_avgdl_default() -> None:
-    from ingest.sparse import DEFAULT_AVGDL
+def test_the_encoder_and_the_settings_share_one_default_per_bm25_parameter() -> None:
+    from ingest.sparse import DEFAULT_AVGDL, DEFAULT_B, DEFAULT_K1
     from pipelines.config import Settings
 
     assert SparseEncoder().avgdl == Settings.model_fields["bm25_avgdl"].default == DEFAULT_AVGDL
+    assert SparseEncoder().k1 == Settings.model_fields["bm25_k1"].default == DEFAULT_K1
+    assert SparseEncoder().b == Settings.model_fields["bm25_b"].default == DEFAULT_B

@@ -108,7 +108,8 @@ class IngestRunner:
     @property
     def fingerprint(self) -> str:
         """Everything that shapes a document's points; a change re-ingests the file."""
-        lexical = f"{self.sparse.analyzer.fingerprint()}|{self.sparse.avgdl}" if self.sparse else "none"
+        sparse = self.sparse
+        lexical = f"{sparse.analyzer.fingerprint()}|{sparse.avgdl}|k1={sparse.k1}|b={sparse.b}" if sparse else "none"
         # A tenant other than the default is part of the ids: two tenants' copies of one file are two documents
         # (the default adds nothing, so collections from before tenants keep their ids).
         tenant = "" if self.access.tenant == DEFAULT_TENANT else f"|tenant={self.access.tenant}"
