@@ -151,5 +151,8 @@ def test_a_learned_abbreviation_finds_the_long_form_and_the_reverse(engine, tiny
         # a second ingest with nothing new leaves the list as it was
         build_ingest_runner(settings, embedder, store, progress=False).run([docs])
         assert store.metadata()[LEARNED_KEY] == [["KBV", "Kassenärztliche Bundesvereinigung"]]
+        # the defining document deleted: its definition stays (documented), the long form is still found
+        store.delete_source(next(s for s in store.sources() if s.endswith("definition.txt")))
+        assert store.count() == 3 and "langform.txt" in found("KBV")
     finally:
         store.close()
