@@ -273,6 +273,22 @@ class GermanAnalyzer:
         keys = (self._word("".join(_PIECE.findall(m.group())))[:1] for m in _WORD.finditer(text))
         return [k[0] for k in keys if k]
 
+    def word_groups(self, text: str) -> list[tuple[str, tuple[str, ...]]]:
+        """Per word of `word_keys`, in reading order: (its key, every token `analyze` gives for it): which of a
+        query's tokens a matched phrase covers."""
+        text = fold_gender(unicodedata.normalize("NFKC", text.translate(_INVISIBLE)))
+        groups: list[tuple[str, tuple[str, ...]]] = []
+        for match in _WORD.finditer(text):
+            pieces = _PIECE.findall(match.group())
+            joined = self._word("".join(pieces))
+            if not joined:
+                continue
+            if len(pieces) == 1:
+                groups.append((joined[0], joined))
+            else:  # as `analyze`: each piece's tokens, then the joined form
+                groups.append((joined[0], (*(t for piece in pieces for t in self._word(piece)), joined[0])))
+        return groups
+
     def fingerprint(self) -> str:
         """A short hash of everything that decides the tokens: options, stemmer release, lists."""
         lexicon = self._splitter().digest() if self.split_compounds else "-"
@@ -296,7 +312,8 @@ class GermanAnalyzer:
 
 
 class QueryExpander(Protocol):
-    """Extra query tokens and their weights (each below 1.0, the weight of a token the query has)."""
+    """Query tokens and their weights: extra tokens, and new weights for tokens the query has (a typed phrase
+    whose words share one concept's weight). A token it does not name keeps 1.0."""
 
     def expand(self, text: str) -> Mapping[str, float]: ...
 
@@ -334,12 +351,11 @@ class SparseEncoder:
         return [self.encode_document(t) for t in texts]
 
     def encode_query(self, text: str) -> SparseVector:
-        """(indices, weights) for the query's unique tokens, 1.0 each; an expander's extra tokens keep their own
-        (lower) weights unless the query has the token itself; ([], []) when none are left."""
+        """(indices, weights) for the query's unique tokens, 1.0 each unless the expander weighs them; an
+        expander's tokens take its weights; ([], []) when none are left."""
         weights = dict.fromkeys((token_id(t) for t in self.analyzer.analyze(text)), 1.0)
         for token, weight in (self.expander.expand(text).items() if self.expander else ()):
-            key = token_id(token)
-            weights[key] = max(weights.get(key, 0.0), weight)
+            weights[token_id(token)] = weight
         ids = sorted(weights)
         return ids, [weights[i] for i in ids]
 

@@ -109,14 +109,26 @@ def build_chunker(settings: Settings, tokenizer: Tokenizer) -> Chunker:
     return TokenChunker(tokenizer, ChunkOptions(settings.chunk_tokens, settings.chunk_overlap))
 
 
-def build_sparse_encoder(settings: Settings) -> SparseEncoder:
-    from ingest.abbreviations import AbbreviationExpander
+def build_sparse_encoder(settings: Settings, store: VectorStore | None = None) -> SparseEncoder:
+    """The BM25 encoder; with a `store` (queries), abbreviations expand with the curated list plus what that
+    collection's ingests learned (re-read every 30 s, so a service sees later uploads)."""
+    from ingest.abbreviations import AbbreviationExpander, LearnedExpander
 
     analyzer = GermanAnalyzer(stem=settings.bm25_stem, split_compounds=settings.bm25_compounds,
                               stopwords=settings.bm25_stopwords, fold=settings.bm25_fold)
-    expander = AbbreviationExpander.default(analyzer) if settings.bm25_abbreviations else None
+    expander: AbbreviationExpander | LearnedExpander | None = None
+    if settings.bm25_abbreviations:
+        expander = (LearnedExpander(analyzer, lambda: stored_abbreviations(store)) if store is not None
+                    else AbbreviationExpander.default(analyzer))
     return SparseEncoder(analyzer, k1=settings.bm25_k1, b=settings.bm25_b, avgdl=settings.bm25_avgdl,
                          expander=expander)
+
+
+def stored_abbreviations(store: VectorStore) -> list[tuple[str, str]]:
+    """The abbreviations a collection learned at ingest ([] before its first ingest)."""
+    from ingest.abbreviations import LEARNED_KEY, merge_learned
+
+    return merge_learned(store.metadata().get(LEARNED_KEY), ()) if store.exists() else []
 
 
 def build_ingest_runner(settings: Settings, embedder: Embedder, store: VectorStore, progress: bool = True,
@@ -126,7 +138,7 @@ def build_ingest_runner(settings: Settings, embedder: Embedder, store: VectorSto
 
     return IngestRunner(embedder, build_chunker(settings, embedder), store, model_identity(settings.embed_model),
                         build_sparse_encoder(settings), progress, build_limits(settings), shard, bulk=bulk,
-                        access=settings.access)
+                        access=settings.access, learn_abbreviations=settings.bm25_abbreviations)
 
 
 def build_watcher(settings: Settings, runner: IngestRunner, roots: list, metrics: WatchMetrics | None = None,
@@ -180,7 +192,7 @@ def build_retriever(settings: Settings, embedder: QueryEmbedder, store: VectorSt
     reranker = build_reranker(settings) if want_reranker else None
     stages = StageOptions(settings.rerank, settings.rerank_candidates, settings.expand, settings.mmr,
                           settings.mmr_candidates)
-    return HybridRetriever(embedder, build_sparse_encoder(settings), store, settings.retrieval_mode, fusion,
+    return HybridRetriever(embedder, build_sparse_encoder(settings, store), store, settings.retrieval_mode, fusion,
                            reranker, NeighbourExpander(store), stages)
 
 

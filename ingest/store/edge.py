@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -199,6 +199,16 @@ class EdgeStore(EngineStore):
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read collection metadata {self._meta_file}: {exc}") from exc
 
+    def update_metadata(self, values: Mapping[str, Any]) -> None:
+        meta = self.metadata()
+        meta.update(values)
+        self._write_meta({k: v for k, v in meta.items() if v is not None})
+
+    def _write_meta(self, meta: dict) -> None:
+        tmp = self._meta_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(self._meta_file)  # atomic: a reader sees the old file or the new one
+
     def ensure_collection(self, model: str, dimension: int) -> None:
         """Create the collection for this model, or check that the existing one was built by it."""
         if self.exists():
@@ -219,9 +229,7 @@ class EdgeStore(EngineStore):
             self._conn.shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[kind]))
         self._conn.shard.flush()
         meta = {"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION, "engine": "edge"}
-        tmp = self._meta_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
-        tmp.replace(self._meta_file)  # atomic: the collection exists only once its metadata does
+        self._write_meta(meta)  # the collection exists only once its metadata does
         log.info("collection created", extra={"collection": self.options.collection, "model": model,
                                               "dimension": dimension, "engine": "edge"})
 

@@ -162,6 +162,9 @@ class QdrantStore(EngineStore):
         info = self._call("get_collection", self.options.collection)
         return dict(info.config.metadata or {})
 
+    def update_metadata(self, values: Mapping[str, Any]) -> None:
+        self._call("update_collection", self.options.collection, metadata=dict(values))  # merged by Qdrant
+
     def ensure_collection(self, model: str, dimension: int) -> None:
         """Create the collection for this model, or check that the existing one was built by it."""
         name = self.options.collection

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from tqdm import tqdm
 
+from ingest.abbreviations import LEARNED_KEY, learn_definitions, merge_learned
 from ingest.limits import Limits
 from ingest.parse_worker import ParseWorker
 from ingest.schema import (
@@ -89,6 +90,9 @@ class IngestRunner:
     # then; seconds on a large store, so a watcher turns this off and compacts when idle)
     compact: bool = True
     file_meta: dict[str, dict[str, Scalar]] = field(default_factory=dict)  # source -> its sidecar's metadata
+    # keep the abbreviation definitions the parsed documents write ("Long Form (ABK)") in the collection's
+    # metadata, for the query-time expander (ingest/abbreviations.py)
+    learn_abbreviations: bool = True
 
     def __post_init__(self) -> None:
         self._check_access()
@@ -232,6 +236,7 @@ class IngestRunner:
 
         worker = ParseWorker(self.limits)
         parse = ParseAhead(worker, pending, clock, self.parse_ahead, cancelled)  # starts the worker at once
+        learned: dict[tuple[str, str], None] = {}
         try:
             self.embedder.load()  # weights load while the parse worker starts and parses ahead
             batch: list[tuple[Pending, list[Chunk]] | Removal | FileResult] = []
@@ -243,6 +248,8 @@ class IngestRunner:
                 elif isinstance(value, PASS_THROUGH):
                     batch.append(value)
                 elif isinstance(value, Document):  # always, here: a str is a reason (`why`) above
+                    if self.learn_abbreviations:
+                        learned.update(dict.fromkeys(learn_definitions([value.text])))
                     entry = self._chunk(item, value, clock)
                     batch.append(entry)
                     tokens += 0 if isinstance(entry, PASS_THROUGH) else sum(c.token_count for c in entry[1])
@@ -260,6 +267,8 @@ class IngestRunner:
         parse.close()
         worker.close()
         writer.finish()
+        if learned and not writer.outage:
+            keep_learned(self.io, list(learned))
         return writer.outage
 
     def _chunk(self, item: Pending, doc: Document,
@@ -334,6 +343,19 @@ class IngestRunner:
             return [e if isinstance(e, PASS_THROUGH) else
                     FileResult(e[0].cand.source, "failed", error=f"{e[0].cand.source}: embedding failed: {why}")
                     for e in batch]
+
+
+def keep_learned(store: VectorStore, pairs: list[tuple[str, str]]) -> None:
+    """Merge a run's learned abbreviations into the collection's (read, merge, write: two runs writing at the
+    same moment may drop one's new pairs; the next ingest of those files learns them again). Never fails the
+    run: the documents are written, only their definitions wait for the next run."""
+    try:
+        stored = store.metadata().get(LEARNED_KEY)
+        merged = merge_learned(stored, pairs)
+        if merged != merge_learned(stored, ()):
+            store.update_metadata({LEARNED_KEY: [list(p) for p in merged]})
+    except Exception as exc:
+        log.warning("learned abbreviations not stored; the next run tries again", extra={"error": str(exc)})
 
 
 def compact_quietly(store: VectorStore) -> None:

@@ -54,6 +54,10 @@ class LockedStore(VectorStore):
         with self._lock:
             return self._inner.metadata()
 
+    def update_metadata(self, values: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._inner.update_metadata(values)
+
     def ensure_collection(self, model: str, dimension: int) -> None:
         with self._lock:
             self._inner.ensure_collection(model, dimension)

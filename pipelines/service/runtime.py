@@ -96,7 +96,8 @@ class ServiceRuntime:
             # The CLI's limits, with the service's own parse timeout (a caller waits for the job).
             limits = replace(build_limits(self.settings), parse_timeout_s=self.settings.service_parse_timeout)
             runner = UploadRunner(embedder, build_chunker(self.settings, embedder), self.locked_store,
-                                  self.model_id, build_sparse_encoder(self.settings), progress=False, limits=limits)
+                                  self.model_id, build_sparse_encoder(self.settings), progress=False, limits=limits,
+                                  learn_abbreviations=self.settings.bm25_abbreviations)
             self.jobs = JobManager(runner, self.settings.job_queue_size, self._count_result)
             if self.watch_roots:
                 self._start_watch(embedder)
