@@ -14,11 +14,13 @@ from pipelines.config import Settings
 from retrieval.fusion import dbsf
 
 TEXTS = {
-    "urlaub.txt": "Der Urlaub beträgt jährlich mindestens vierundzwanzig Werktage. Urlaub ist zusammenhängend zu gewähren.",
+    "urlaub.txt": "Der Urlaub beträgt jährlich mindestens vierundzwanzig Werktage. Urlaub ist zusammenhängend "
+                  "zu gewähren.",
     "kuendigung.txt": "Die Kündigungsfrist verlängert sich mit der Dauer des Arbeitsverhältnisses beim Arbeitgeber.",
     "gericht.txt": "Das Bundesverfassungsgericht entscheidet über Verfassungsbeschwerden gegen Urteile der Gerichte.",
     "arbeitszeit.txt": "Die werktägliche Arbeitszeit der Arbeitnehmer darf acht Stunden nicht überschreiten.",
-    "lehrer.txt": "Die Lehrer*innen der Schule unterrichten Mathematik und Deutsch; der Urlaub der Lehrer fällt in die Ferien.",
+    "lehrer.txt": "Die Lehrer*innen der Schule unterrichten Mathematik und Deutsch; der Urlaub der Lehrer fällt "
+                  "in die Ferien.",
 }
 QUERIES = ["Wie viele Werktage Urlaub?", "Kündigungsfrist Arbeitgeber", "Verfassungsbeschwerde Gericht",
            "Arbeitszeit Stunden", "Lehrerinnen Urlaub Ferien", "Mathematik"]
