@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     dense_weight: float = Field(0.7, ge=0, le=100)
     bm25_weight: float = Field(1.0, ge=0, le=100)
     fusion_candidates: int = Field(100, ge=1, le=1000, description="hits per leg before fusion")
-    dense_strip_question: bool = Field(True, description="cut the question frame (\"Wie viele\", \"Was versteht man "
-                                       "unter\") from the query the dense leg embeds (retrieval/question.py)")
+    dense_strip_question: bool = Field(True, description="in hybrid mode, cut the question frame (\"Wie viele\", "
+                                       "\"Was versteht man unter\") from the query the dense leg embeds "
+                                       "(retrieval/question.py)")
     citations: Literal["boost", "rrf", "off"] = Field(
         "boost", description="a query citing a law section (\"§ 3 BUrlG\"): its chunks first (boost), fused by rank "
         "(rrf) or off; docs/eval/citations.md")

@@ -37,7 +37,7 @@ class FusionOptions:
     # A query citing "§ 3 BUrlG": the cited sections' chunks first (boost), fused by rank (rrf) or off
     # (retrieval/citation_leg.py; docs/eval/citations.md measures them)
     citations: str = "boost"
-    # The dense leg embeds the query without its question frame ("Wie viele", retrieval/question.py)
+    # In hybrid mode the dense leg embeds the query without its question frame ("Wie viele", retrieval/question.py)
     strip_question: bool = False
 
     def __post_init__(self) -> None:
@@ -127,8 +127,10 @@ class HybridRetriever:
         if mode == "bm25":
             indices, values = self.encoder.encode_query(query)
             return [Passage.from_hit(h, "bm25") for h in self.index.search_sparse(indices, values, top_k, filters)]
-        vector = self.embedder.embed_query(strip_question(query) if self.fusion.strip_question else query,
-                                           truncate=truncate)
+        # The frame is cut only where it was measured to help: the dense leg of hybrid; dense alone ranks worse
+        # without it (docs/eval/hybrid.md)
+        cut = self.fusion.strip_question and mode == "hybrid"
+        vector = self.embedder.embed_query(strip_question(query) if cut else query, truncate=truncate)
         if mode == "dense":
             return [Passage.from_hit(h, "dense") for h in self.index.search_dense(vector, top_k, filters)]
         f = self.fusion
