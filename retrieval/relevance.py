@@ -47,17 +47,18 @@ class Calibration:
 # Fitted by `python -m benchmarks.abstention --fit` (docs/eval/abstention.md): MiniLM (all-MiniLM-L6-v2),
 # hybrid RRF / bm25, top passage of 1,190 xquad-de questions (label 1) and 1,025 germandpr-derived questions
 # (label 0), both against the xquad-de corpus; standardisation folded into the weights.
-FITTED_ON = ("all-MiniLM-L6-v2, default settings (hybrid = weighted DBSF 0.3/1.0); xquad-de corpus: 1,190 xquad-de "
-             "questions (answerable) vs 1,025 germandpr-derived questions (not); docs/eval/abstention.md")
-SEMANTIC = Calibration((("cosine", 11.7562), ("coverage", 10.5331)), -9.2350, FITTED_ON)
-LEXICAL = Calibration((("coverage", 1.4365), ("bm25_per_term", 2.4112)), -6.4952, FITTED_ON)
+FITTED_ON = ("all-MiniLM-L6-v2, default settings (hybrid = dbsf_open, dense 0.7 / bm25 1.0, 100 candidates, BM25 "
+             "k1 0.6 b 0.3); xquad-de corpus: 1,190 xquad-de questions (answerable) vs 1,025 germandpr-derived "
+             "questions (not); docs/eval/abstention.md")
+SEMANTIC = Calibration((("cosine", 13.0042), ("coverage", 10.1161)), -9.3809, FITTED_ON)
+LEXICAL = Calibration((("coverage", 1.4380), ("bm25_per_term", 2.6698)), -5.9190, FITTED_ON)
 CALIBRATIONS = {"dense": SEMANTIC, "hybrid": SEMANTIC, "bm25": LEXICAL}
 
 # The `min_relevance = "auto"` threshold: the largest cut that keeps >= 0.98 of the answerable xquad-de
 # questions in hybrid mode (0.981 kept, 0.472 of the unanswerable refused; held out on the germandpr-derived
-# corpus: 0.989 kept, 0.330 refused; docs/eval/abstention.md). One number for every mode: in bm25 mode it
-# keeps 0.99 and refuses about half.
-AUTO_MIN_RELEVANCE = 0.084
+# corpus: 0.996 kept, 0.154 refused; docs/eval/abstention.md). One number for every mode: in bm25 mode it
+# keeps 0.99 and refuses about 0.4 (fit direction).
+AUTO_MIN_RELEVANCE = 0.082
 
 
 # Coverage analyzes each passage's text (~3-9 ms for a 256-token chunk on the shared CPU); passages ranked below
