@@ -60,31 +60,17 @@ def test_bad_mode_and_fusion_are_errors():
         FusionOptions(method="max")
 
 
-def test_weighted_dbsf_fuses_both_legs_and_keeps_their_scores(capsys, small_corpus, monkeypatch):
+@pytest.mark.parametrize(("fusion", "clip_top"), [("dbsf", True), ("dbsf_open", False)])
+def test_weighted_dbsf_fuses_both_legs_and_keeps_their_scores(capsys, small_corpus, monkeypatch, fusion, clip_top):
     from retrieval.fusion import dbsf
 
     dense = query(capsys, "Urlaub Werktage Gericht", "--mode", "dense", "--top-k", "3")
     bm25 = query(capsys, "Urlaub Werktage Gericht", "--mode", "bm25", "--top-k", "3")
-    monkeypatch.setenv("GERMAN_RAG_FUSION", "dbsf")
+    monkeypatch.setenv("GERMAN_RAG_FUSION", fusion)
     monkeypatch.setenv("GERMAN_RAG_DENSE_WEIGHT", "0.3")
     hits = query(capsys, "Urlaub Werktage Gericht", "--top-k", "3")
     expected = dbsf([[(h["chunk_id"], h["score"]) for h in dense], [(h["chunk_id"], h["score"]) for h in bm25]],
-                    weights=[0.3, 1.0], limit=3)
-    assert [(h["chunk_id"], h["score"]) for h in hits] == [(c, pytest.approx(s)) for c, s in expected]
-    assert all({"dense", "fused"} <= set(h["scores"]) for h in hits)
-    assert any("bm25" in h["scores"] for h in hits)
-
-
-def test_dbsf_open_fuses_without_the_top_clip(capsys, small_corpus, monkeypatch):
-    from retrieval.fusion import dbsf
-
-    dense = query(capsys, "Urlaub Werktage Gericht", "--mode", "dense", "--top-k", "3")
-    bm25 = query(capsys, "Urlaub Werktage Gericht", "--mode", "bm25", "--top-k", "3")
-    monkeypatch.setenv("GERMAN_RAG_FUSION", "dbsf_open")
-    monkeypatch.setenv("GERMAN_RAG_DENSE_WEIGHT", "0.3")
-    hits = query(capsys, "Urlaub Werktage Gericht", "--top-k", "3")
-    expected = dbsf([[(h["chunk_id"], h["score"]) for h in dense], [(h["chunk_id"], h["score"]) for h in bm25]],
-                    weights=[0.3, 1.0], limit=3, clip_top=False)
+                    weights=[0.3, 1.0], limit=3, clip_top=clip_top)
     assert [(h["chunk_id"], h["score"]) for h in hits] == [(c, pytest.approx(s)) for c, s in expected]
     assert all({"dense", "fused"} <= set(h["scores"]) for h in hits)
     assert any("bm25" in h["scores"] for h in hits)
