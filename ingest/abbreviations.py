@@ -122,6 +122,9 @@ class AbbreviationExpander:
     # a typed long form of at least this many words weighs as its abbreviation would (None: never)
     share_words: int | None = 2
     _entries: tuple[_Entry, ...] = field(init=False, repr=False, compare=False)
+    # first word key of an entry's abbreviation or long form -> the entries': a query looks at the few entries
+    # its words can start, not at all of them (a collection may have learned 1,000 pairs)
+    _by_first: dict[str, tuple[_Entry, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.weight < 1:
@@ -134,6 +137,11 @@ class AbbreviationExpander:
                           tuple(dict.fromkeys(self.analyzer.analyze(long))))
                 entries.append(_Entry(*keys, *tokens))
         object.__setattr__(self, "_entries", tuple(entries))
+        by_first: dict[str, dict[_Entry, None]] = {}
+        for entry in entries:
+            for phrase in (entry.short_keys, entry.long_keys):
+                by_first.setdefault(phrase[0], {})[entry] = None
+        object.__setattr__(self, "_by_first", {k: tuple(v) for k, v in by_first.items()})
 
     @classmethod
     def default(cls, analyzer: GermanAnalyzer, extra: Iterable[tuple[str, str]] = ()) -> AbbreviationExpander:
@@ -147,7 +155,8 @@ class AbbreviationExpander:
         keys = tuple(key for key, _ in groups)
         extra: dict[str, float] = {}
         shared: dict[int, float] = {}  # word position of a typed long form -> the weight its tokens share
-        for entry in self._entries:
+        candidates = dict.fromkeys(e for key in dict.fromkeys(keys) for e in self._by_first.get(key, ()))
+        for entry in candidates:
             if entry.long_tokens and _find(keys, entry.short_keys):
                 _raise(extra, entry.long_tokens, self.weight / len(entry.long_tokens))
             starts = _find(keys, entry.long_keys) if entry.short_tokens else []
