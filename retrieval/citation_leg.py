@@ -18,8 +18,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ingest.citations import query_citations
-from ingest.law_names import LawNames
 from ingest.schema import P
 from ingest.store.base import VectorStore
 from retrieval.schema import Passage, RetrievalError
@@ -82,8 +80,3 @@ def _rrf(searched: Sequence[Passage], exact: Sequence[Passage], k: int) -> list[
         scores = {**p.scores, **({STAGE: 1.0} if c in exact_ids else {}), "fused": fused[c]}
         out.append(replace(p, score=fused[c], scores=scores))
     return out
-
-
-def query_keys(query: str, laws: LawNames | None = None) -> list[str]:
-    """The section-level citation keys of a query ([] when it cites nothing)."""
-    return query_citations(query, laws)

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from ingest.law_names import LawNames
+from ingest.citations import query_citations
 from ingest.schema import StoredHit
 from ingest.sparse import SparseEncoder
 from ingest.store.base import VectorStore
-from retrieval.citation_leg import check_method, citation_passages, merge, query_keys
+from retrieval.citation_leg import check_method, citation_passages, merge
 from retrieval.diversify import diversify
 from retrieval.fusion import dbsf
 from retrieval.query_check import check_expand, check_mmr, check_query, check_top_k
@@ -72,8 +72,7 @@ class HybridRetriever:
 
     def __init__(self, embedder: QueryEmbedder, encoder: SparseEncoder, index: VectorStore,
                  mode: str = "hybrid", fusion: FusionOptions | None = None, reranker: Reranker | None = None,
-                 expander: Expander | None = None, stages: StageOptions | None = None,
-                 laws: LawNames | None = None) -> None:
+                 expander: Expander | None = None, stages: StageOptions | None = None) -> None:
         if mode not in MODES:
             raise RetrievalError(f"mode: {mode!r} is not one of {list(MODES)}")
         self.embedder, self.encoder, self.index = embedder, encoder, index
@@ -81,7 +80,6 @@ class HybridRetriever:
         self.fusion = fusion or FusionOptions()
         self.reranker, self.expander = reranker, expander
         self.stages = stages or StageOptions()
-        self.laws = laws  # law names for the query's citations (None: the curated table)
 
     def retrieve(self, query: str, top_k: int = 5, filters: dict | None = None, truncate: bool = False,
                  mode: str | None = None, rerank: bool | None = None, expand: int | None = None,
@@ -117,7 +115,8 @@ class HybridRetriever:
 
     def _cited(self, query: str, passages: list[Passage], depth: int, filters: dict | None) -> list[Passage]:
         """`passages` with the exact-match leg of the query's legal citations merged in (none: unchanged)."""
-        keys = query_keys(query, self.laws) if self.fusion.citations != "off" else []
+        # law names in a query come from the curated table (ingest/law_names.py)
+        keys = query_citations(query) if self.fusion.citations != "off" else []
         if not keys:
             return passages
         own, citing = citation_passages(self.index, keys, depth, filters)
