@@ -46,7 +46,9 @@ def looks_like_abbreviation(token: str) -> bool:
     return token.upper() not in _NOT_LAWS
 
 
-def fold_word(word: str) -> str:
+def _strip_ending(word: str) -> str:
+    """Lower case and one inflection ending cut ("Bundesurlaubsgesetzes" -> "bundesurlaubsgesetz"): enough to
+    match a law's name in any case; not the analyzer's fold (ingest.sparse.fold_word), which keeps endings."""
     word = word.lower()
     if len(word) > 5 and word.isalpha():
         for ending in _ENDINGS:
@@ -58,7 +60,7 @@ def fold_word(word: str) -> str:
 def folded_words(text: str) -> list[tuple[str, int, int]]:
     """(folded word, start, end) of each word of `text` (a hyphen inside a compound joins its parts)."""
     joined = _JOIN_HYPHEN.sub("\x00", text)  # keeps offsets: the placeholder stands where the hyphen was
-    return [(fold_word(m.group().replace("\x00", "")), m.start(), m.end())
+    return [(_strip_ending(m.group().replace("\x00", "")), m.start(), m.end())
             for m in re.finditer(r"[0-9A-Za-zÄÖÜäöüß\x00]+(?:/[0-9]+)?", joined)]
 
 
