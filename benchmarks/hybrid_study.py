@@ -21,6 +21,7 @@ from scipy import sparse
 from ingest.sparse import SparseEncoder, token_id
 from pipelines.build import build_sparse_encoder
 from pipelines.config import Settings
+from pipelines.evaluation.metrics import dedupe_ranked, mrr_at
 
 DEPTH = 100  # chunks per leg: `german-rag eval` retrieves 100, and each leg returns max(candidates, top_k)
 
@@ -198,16 +199,8 @@ def mrr_at_5(study: Study, fused: np.ndarray, candidates: np.ndarray, tiebreak: 
         cand = np.flatnonzero(candidates[q])
         keys = (tiebreak[q, cand],) if tiebreak is not None else ()
         order = cand[np.lexsort((*keys, -fused[q, cand]))]
-        seen: list[int] = []
-        for c in order[:40]:
-            d = int(study.chunk_docs[c])
-            if d not in seen:
-                seen.append(d)
-                if d in study.relevant[q]:
-                    out[q] = 1.0 / len(seen)
-                    break
-                if len(seen) == 5:
-                    break
+        ranked = dedupe_ranked(study.docs[int(study.chunk_docs[c])] for c in order[:40])
+        out[q] = mrr_at(ranked, {study.docs[d] for d in study.relevant[q]}, 5)
     return out
 
 
