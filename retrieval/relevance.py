@@ -44,9 +44,9 @@ class Calibration:
         return sigmoid(z)
 
 
-# Fitted by `python -m benchmarks.abstention --fit` (docs/eval/abstention.md): MiniLM (all-MiniLM-L6-v2),
-# hybrid RRF / bm25, top passage of 1,190 xquad-de questions (label 1) and 1,025 germandpr-derived questions
-# (label 0), both against the xquad-de corpus; standardisation folded into the weights.
+# Fitted by `python -m benchmarks.abstention fit` (docs/eval/abstention.md): MiniLM (all-MiniLM-L6-v2), the
+# default hybrid and bm25 modes, top passage of 1,190 xquad-de questions (label 1) and 1,025 germandpr-derived
+# questions (label 0), both against the xquad-de corpus; standardisation folded into the weights.
 FITTED_ON = ("all-MiniLM-L6-v2, default settings (hybrid = dbsf_open, dense 0.7 / bm25 1.0, 100 candidates, BM25 "
              "k1 0.6 b 0.3); xquad-de corpus: 1,190 xquad-de questions (answerable) vs 1,025 germandpr-derived "
              "questions (not); docs/eval/abstention.md")
