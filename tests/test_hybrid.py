@@ -5,6 +5,7 @@ import pytest
 from pipelines.cli.main import main
 from retrieval.hybrid import FusionOptions, HybridRetriever
 from retrieval.schema import RetrievalError
+from tests.support.cli_corpus import ingest_texts
 
 DOCS = {
     "gericht.txt": "Das Bundesverfassungsgericht in Karlsruhe entscheidet über Verfassungsbeschwerden.",
@@ -15,13 +16,7 @@ DOCS = {
 
 @pytest.fixture()
 def small_corpus(settings_env, capsys):
-    folder = settings_env / "klein"
-    folder.mkdir()
-    for name, text in DOCS.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    assert main(["ingest", str(folder), "--json"]) == 0
-    capsys.readouterr()
-    return folder
+    return ingest_texts(settings_env / "klein", DOCS, capsys)
 
 
 def query(capsys, *args):

@@ -9,9 +9,9 @@ import pytest
 from benchmarks.hybrid_levers import Config, rm3
 from benchmarks.hybrid_study import Bm25, dbsf_norm, top_lists
 from pipelines.build import build_sparse_encoder, build_store
-from pipelines.cli.main import main
 from pipelines.config import Settings
 from retrieval.fusion import dbsf
+from tests.support.cli_corpus import ingest_texts
 
 TEXTS = {
     "urlaub.txt": "Der Urlaub beträgt jährlich mindestens vierundzwanzig Werktage. Urlaub ist zusammenhängend "
@@ -30,12 +30,7 @@ QUERIES = ["Wie viele Werktage Urlaub?", "Kündigungsfrist Arbeitgeber", "Verfas
 def test_offline_bm25_ranks_and_scores_like_the_store(settings_env, capsys, monkeypatch, k1, b):
     monkeypatch.setenv("GERMAN_RAG_BM25_K1", str(k1))
     monkeypatch.setenv("GERMAN_RAG_BM25_B", str(b))
-    folder = settings_env / "docs"
-    folder.mkdir()
-    for name, text in TEXTS.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    assert main(["ingest", str(folder), "--json"]) == 0
-    capsys.readouterr()
+    ingest_texts(settings_env / "docs", TEXTS, capsys)
     settings = Settings()
     store = build_store(settings)
     try:

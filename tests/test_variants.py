@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from ingest.sparse import ANALYZER_VERSION, CompoundSplitter, GermanAnalyzer, SparseEncoder, fold_word, token_id
 from ingest.variants import fold_gender, fold_spelling, triple_candidates
+from tests.support.cli_corpus import ingest_texts
 
 GENDER_FORMS = ["*innen", ":innen", "Innen", "_innen", "/-innen", "/innen", "(innen)", "*Innen", "\u00b7innen"]
 ANALYZER = GermanAnalyzer()
@@ -141,12 +142,7 @@ def test_variant_queries_find_their_documents_through_the_real_store(settings_en
 
     from pipelines.cli.main import main
 
-    folder = settings_env / "texte"
-    folder.mkdir()
-    for name, body in E2E_DOCS.items():
-        (folder / name).write_text(body, encoding="utf-8")
-    assert main(["ingest", str(folder), "--json"]) == 0
-    capsys.readouterr()
+    ingest_texts(settings_env / "texte", E2E_DOCS, capsys)
     for text, expected in QUERIES:
         assert main(["query", text, "--mode", "bm25", "--top-k", "2", "--json"]) == 0
         hits = json.loads(capsys.readouterr().out)["passages"]
