@@ -38,7 +38,6 @@ class Config:
     agree_low: float | None = None  # adaptive fusion: dense weight at no top-10 agreement (None: fixed weight)
     agree_top: int = 10
     depth: int = DEPTH  # hits per leg: eval asks 100 (top_k); a query for 5 passages fuses 50 (fusion_candidates)
-    stats: int | None = None  # DBSF mean and std from each leg's first `stats` hits (None: all `depth`)
     norm: str = "dbsf"  # how each leg's scores are normalised before the weighted sum (hybrid_study.dbsf_norm)
 
 
@@ -120,7 +119,7 @@ def score(replay: Replay, c: Config) -> np.ndarray:
     if c.mode == "dense":
         return mrr_at_5(s, de, member(de_lists, n))
     weight = _weights(c, de_lists, bm_lists)
-    fused = weight[:, None] * dbsf_norm(de, de_lists, c.norm, c.stats) + dbsf_norm(bm, bm_lists, c.norm, c.stats)
+    fused = weight[:, None] * dbsf_norm(de, de_lists, c.norm) + dbsf_norm(bm, bm_lists, c.norm)
     best = np.minimum(positions(de_lists, n), positions(bm_lists, n))
     return mrr_at_5(s, fused, member(de_lists, n) | member(bm_lists, n), best)
 

@@ -147,28 +147,26 @@ def top_lists(scores: np.ndarray, depth: int = DEPTH, positive: bool = False) ->
     return order
 
 
-def dbsf_norm(scores: np.ndarray, lists: np.ndarray, how: str = "dbsf", stats: int | None = None) -> np.ndarray:
+def dbsf_norm(scores: np.ndarray, lists: np.ndarray, how: str = "dbsf") -> np.ndarray:
     """Queries x chunks: each leg's hits normalised, 0 for chunks the leg did not return. `dbsf` as Qdrant's
     DBSF (mean ± 3 sample std -> [0, 1], clipped); `open`: the same without the clip; `minmax`: best 1, worst
-    of the list 0; `z`: (x - mean) / std. `stats`: mean and std of the first `stats` hits only (the fusion
-    candidates), so a chunk's normalised score does not depend on how many hits were asked for."""
+    of the list 0; `z`: (x - mean) / std."""
     out = np.zeros_like(scores)
     for q in range(scores.shape[0]):
         hits = lists[q][lists[q] >= 0]
         if len(hits) == 0:
             continue
         values = scores[q, hits]
-        head = values[:stats] if stats else values
-        std = float(np.std(head, ddof=1)) if len(head) > 1 else 0.0
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         if std == 0.0:
             out[q, hits] = 0.5
             continue
         if how == "minmax":
             out[q, hits] = (values - values.min()) / (values.max() - values.min())
         elif how == "z":
-            out[q, hits] = (values - head.mean()) / std
+            out[q, hits] = (values - values.mean()) / std
         else:
-            norm = (values - (head.mean() - 3 * std)) / (6 * std)
+            norm = (values - (values.mean() - 3 * std)) / (6 * std)
             out[q, hits] = np.clip(norm, 0.0, 1.0) if how == "dbsf" else norm
     return out
 
