@@ -229,7 +229,7 @@ def changed(config: dict) -> str:
     base = asdict(Config())
     unused = {"prf_terms", "prf_weight"} if not config["prf_docs"] else set()
     unused |= {"agree_top"} if config["agree_low"] is None else set()
-    return ", ".join(f"{k}={v}" for k, v in config.items() if v != base[k] and k not in unused) or "-"
+    return ", ".join(f"{k}={v}" for k, v in config.items() if k in base and v != base[k] and k not in unused) or "-"
 
 
 def tables(report: dict) -> str:
