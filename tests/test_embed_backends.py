@@ -15,7 +15,7 @@ GERMAN = [
     "Arbeitsverhältnis in dem Betrieb oder Unternehmen zwei Jahre bestanden hat, einen Monat zum Ende eines "
     "Kalendermonats.",
 ]
-CPU_BACKENDS = ["torch-int8", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16"]
+CPU_BACKENDS = ["torch-int8", "torch-bf16", "onnx", "onnx-int8", "ct2-int8", "openvino", "openvino-bf16"]
 
 
 def cosines(a, b) -> np.ndarray:
