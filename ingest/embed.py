@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # torch and the backends load with the weights: a run that ne
     from transformers import PreTrainedTokenizerBase
 
     from ingest.embed_backends import BackendRequest, EncoderBackend
+    from ingest.embed_calibrate import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class HFEmbedder:
         self._dimension = 0
         self._max_tokens = 0
         self._directory: Path | None = None
+        self.calibration: Calibration | None = None  # what `auto` measured (or found cached), after `load`
 
     # -- loading -------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -159,9 +161,57 @@ class HFEmbedder:
         threads = self.options.threads or os.cpu_count() or 1
         torch.set_num_threads(threads)
         device = pick_device(self.options.device)
-        self._backend = build_backend(self._backend_request(self._spec, tokenizer, device, threads), model.eval())
+        request = self._backend_request(self._spec, tokenizer, device, threads)
+        if request.name == "auto":
+            self._backend, self.calibration = self._calibrated(request, model.eval())
+        else:
+            self._backend = build_backend(request, model.eval())
         log.info("embedding model loaded", extra={"model": str(self._directory), "device": str(device),
                                                    "backend": self._backend.name})
+
+    def cached_calibration(self) -> Calibration | None:
+        """What `auto` measured for this model on this machine before, without loading weights or measuring;
+        None when nothing is stored, or when `auto` does not measure (another backend, or a GPU)."""
+        import torch
+
+        from ingest.embed_calibrate import cached_calibration
+
+        if self.calibration is not None or self.options.backend != "auto":
+            return self.calibration
+        device = pick_device(self.options.device)
+        request = self._backend_request(self.spec, self._ensure_tokenizer(), device,
+                                        self.options.threads or os.cpu_count() or 1)
+        return cached_calibration(request) if request.name == "auto" and device == torch.device("cpu") else None
+
+    def _calibrated(self, request: BackendRequest, model) -> tuple[EncoderBackend, Calibration]:
+        """`auto` on a CPU: the cached choice for this model and machine, or the bundled texts measured now."""
+        from ingest.embed_calibrate import TIMED_ROWS, TIMED_TOKENS, calibration_texts, choose
+
+        passages, queries = calibration_texts()
+        limit = self._max_tokens
+
+        def capped(rows: list[list[int]]) -> list[list[int]]:
+            return [r if len(r) <= limit else [*r[: limit - 1], r[-1]] for r in rows]
+
+        query_ids = self._encode_ids([self._prompt("query") + q for q in queries])
+        return choose(request, model, self._vectors_with, capped(self.document_ids(passages)), capped(query_ids),
+                      self._windows(" ".join(passages), min(limit, TIMED_TOKENS), TIMED_ROWS))
+
+    def _windows(self, text: str, width: int, count: int) -> list[list[int]]:
+        """Up to `count` rows of exactly `width` tokens (special tokens included) cut from `text`."""
+        full = self._encode_ids([text])[0]
+        core = self._ensure_tokenizer()(text.lower() if self.spec.do_lower_case else text,
+                                        add_special_tokens=False, verbose=False)["input_ids"]
+        start = next(k for k in range(len(full) - len(core) + 1) if full[k: k + len(core)] == core)
+        head, tail = full[:start], full[start + len(core):]  # the model's special tokens around a text
+        inner = width - len(head) - len(tail)
+        return [[*head, *core[i: i + inner], *tail] for i in range(0, len(core) - inner + 1, inner)][:count]
+
+    def _vectors_with(self, backend: EncoderBackend, ids: list[list[int]]):
+        """`ids` embedded as `_embed_ids` does, by `backend` (the calibration's candidates)."""
+        import numpy as np
+
+        return np.asarray(self._embed_ids(ids, backend), dtype=np.float32)
 
     def _backend_request(self, spec: ModelSpec, tokenizer: PreTrainedTokenizerBase, device: torch.device,
                          threads: int) -> BackendRequest:
@@ -273,10 +323,12 @@ class HFEmbedder:
             ids = [*ids[: self.max_tokens - 1], ids[-1]]  # keep the closing special token
         return self._embed_ids([ids])[0]
 
-    def _embed_ids(self, ids: list[list[int]]) -> list[list[float]]:
+    def _embed_ids(self, ids: list[list[int]], backend: EncoderBackend | None = None) -> list[list[float]]:
         if not ids:
             return []
-        self.load()
+        if backend is None:
+            self.load()
+            backend = self._backend
         import torch
 
         batches = token_budget_batches(
@@ -285,19 +337,19 @@ class HFEmbedder:
         out: list[list[float]] = [[] for _ in ids]  # every row is filled: the batches cover every index
         with torch.inference_mode():
             for batch in batches:
-                vectors = self._forward([ids[i] for i in batch])
+                vectors = self._forward([ids[i] for i in batch], backend)
                 for i, vec in zip(batch, vectors.tolist(), strict=True):
                     out[i] = vec
         return out
 
-    def _forward(self, rows: list[list[int]]) -> torch.Tensor:
+    def _forward(self, rows: list[list[int]], backend: EncoderBackend | None) -> torch.Tensor:
         import torch
 
         tokenizer = self._ensure_tokenizer()
         input_ids, mask = _pad(rows, tokenizer.pad_token_id or 0)
         types = torch.zeros_like(input_ids) if "token_type_ids" in tokenizer.model_input_names else None
-        assert self._backend is not None
-        hidden = self._backend.hidden_states(input_ids, mask, types)
+        assert backend is not None
+        hidden = backend.hidden_states(input_ids, mask, types)
         pooled = _pool(hidden, mask.to(hidden.device), self.spec.pooling)
         if self.spec.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)

@@ -15,7 +15,8 @@
 - `torch-bf16`: torch eager with bf16 weights on the CPU: on CPUs with AMX (Sapphire Rapids and later)
   bf16 matmuls run ~10x the fp32 rate; on AVX2-only CPUs they run ~300x slower, so never pick it there;
 - `cuda-bf16`: torch on a CUDA device in bfloat16;
-- `auto`: `cuda-bf16` with a GPU, `torch-bf16` on a CPU with AMX bf16 units, `torch` otherwise.
+- `auto`: `cuda-bf16` with a GPU; on a CPU, the fastest candidate that agrees with fp32 on this machine,
+  measured once per model and CPU (`ingest.embed_calibrate`).
 
 Exported files are cached in a folder keyed by the model's weights and the library versions, so the
 export (seconds for small models, a minute for gBERT-large) happens once per model and backend.
@@ -70,11 +71,9 @@ class BackendRequest:
 def resolve_backend(name: str) -> str:
     if name not in BACKENDS:
         raise BackendError(f"embed_backend={name!r} is not one of {', '.join(BACKENDS)}")
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda-bf16"
-        return "torch-bf16" if cpu_has_bf16_units() else "torch"
-    return name
+    if name == "auto" and torch.cuda.is_available():
+        return "cuda-bf16"
+    return name  # "auto" on a CPU is measured by ingest.embed_calibrate, which builds the chosen backend
 
 
 def cpu_has_bf16_units() -> bool:
@@ -181,6 +180,8 @@ class _HiddenState(torch.nn.Module):
 def build_backend(request: BackendRequest, model: torch.nn.Module) -> EncoderBackend:
     """The backend `request.name` names, for `model` (the fp32 module loaded from transformer_dir)."""
     name = resolve_backend(request.name)
+    if name == "auto":
+        raise BackendError("embed_backend='auto' on a CPU is chosen by measurement (ingest.embed_calibrate.choose)")
     if name == "torch":
         return TorchBackend(name, model.to(request.device), request.device)
     if name == "torch-int8":
@@ -260,7 +261,10 @@ def _export_onnx(model: torch.nn.Module, request: BackendRequest, folder: Path) 
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python conditionals on shapes
-            torch.onnx.export(_HiddenState(model.cpu(), request.token_type_ids), args, str(tmp),
+            # The wrapper in eval mode: export restores the mode it found, and a fresh module is in training
+            # mode, which would switch the model's dropout on for whoever runs it next (a torch backend).
+            wrapper = _HiddenState(model.cpu(), request.token_type_ids).eval()
+            torch.onnx.export(wrapper, args, str(tmp),
                               input_names=names, output_names=["hidden"], dynamic_axes=axes,
                               opset_version=17, dynamo=False)
     except Exception as exc:

@@ -44,10 +44,10 @@ class Settings(BaseSettings):
     embed_batch_tokens: int = Field(8192, ge=64, le=1_000_000)
     embed_threads: int = Field(0, ge=0, le=1024, description="0 = every core")
     # embedding backend
-    embed_backend: Literal["torch", "torch-int8", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16",
-                           "cuda-bf16", "auto"] = Field(
-        "auto", description="auto: cuda-bf16 on a GPU, torch-bf16 on CPUs with AMX, else torch (fp32 eager); "
-        "see ingest.embed_backends")
+    embed_backend: Literal["torch", "torch-int8", "torch-bf16", "onnx", "onnx-int8", "ct2-int8", "openvino",
+                           "openvino-bf16", "cuda-bf16", "auto"] = Field(
+        "auto", description="auto: cuda-bf16 on a GPU; on a CPU the fastest backend whose vectors agree with fp32 "
+        "(cosine >= 0.99), measured once per model and machine; see ingest.embed_backends, ingest.embed_calibrate")
     embed_backend_cache: str | None = Field(None, description="folder for exported models (~/.cache/german-rag)")
     # chunking
     chunk_tokens: int = Field(256, ge=16, le=8192, description="chunk size in model tokens (capped by the model)")

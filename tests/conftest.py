@@ -18,6 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+# `auto` (the default backend) measures speed on first use, so its choice may differ between runs: the suite
+# embeds with fp32 torch unless a test asks for another backend (tests/test_embed_calibrate.py measures auto).
+os.environ.setdefault("GERMAN_RAG_EMBED_BACKEND", "torch")
 SHARED_DATA = Path(os.environ.get("GERMAN_RAG_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 

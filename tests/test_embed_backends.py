@@ -86,7 +86,7 @@ def test_unknown_backend_and_missing_gpu_are_clear_errors(tiny_model_dir, tmp_pa
     import torch
 
     if not torch.cuda.is_available():
-        assert resolve_backend("auto") in ("torch", "torch-bf16")
+        assert resolve_backend("auto") == "auto"  # measured by ingest.embed_calibrate on a CPU
         with pytest.raises(BackendError, match="needs a CUDA GPU"):
             embedder(tiny_model_dir, "cuda-bf16", tmp_path).load()
     assert "auto" in BACKENDS

@@ -23,6 +23,7 @@ from pipelines.build import (
     build_embedder,
     build_ingest_runner,
     build_store,
+    embed_backend_status,
 )
 from pipelines.cli.context_cmd import with_min_relevance
 from pipelines.cli.filter_args import parse_filters
@@ -83,6 +84,8 @@ def format_report(report: IngestReport) -> str:
             lines.append(f"  {f.status.upper()}: {shown(f.error or f.source)}")
         if f.renamed_from:
             lines.append(f"  RENAMED: {shown(f.renamed_from)} -> {shown(f.source)} ({f.chunks_reused} vectors reused)")
+    if s["embed_backend"]:
+        lines.append(f"embedding: {s['embed_backend'].get('summary') or s['embed_backend']['backend']}")
     if s["ocr_pages"]:
         lines.append(f"OCR: {s['ocr_pages']} pages read by OCR, {len(s['ocr_low_confidence'])} of low confidence")
     lines += [f"  OCR LOW CONFIDENCE: {shown(x)}" for x in s["ocr_low_confidence"]]
@@ -345,6 +348,14 @@ def keys_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
 def show_config(args: argparse.Namespace, settings: Settings) -> Outcome:
     data = settings.public_dict()
     text = "\n".join(f"{k} = {v!r}" for k, v in data.items())
+    status = embed_backend_status(settings, measure=args.calibrate)
+    if status is not None:
+        data["embed_backend_auto"] = status
+        text += f"\n\nembedding backend: {status.get('summary') or status['backend']}"
+        for t in status.get("auto", {}).get("trials", []):
+            figures = (f"x{t['speedup']:.2f} fp32, {t['tokens_per_s']:,.0f} tokens/s, min cosine {t['min_cosine']:.4f},"
+                       f" query {t['query_ms']:.1f} ms" if not t["error"] else t["error"])
+            text += f"\n  {t['backend']:<11} {'pass' if t['passed'] else 'FAIL'}  {figures}"
     _out(args, data, text)
     return None
 

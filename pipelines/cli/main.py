@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     _common(p)
     p = sub.add_parser("config", help="print the effective settings, secrets hidden")
+    p.add_argument("--calibrate", action="store_true",
+                   help="with embed_backend=auto: load the model and measure the backends now if not stored yet")
     _common(p)
     p = sub.add_parser("eval", help="evaluate retrieval on a SQuAD, DPR or BEIR dataset")
     p.add_argument("dataset", metavar="DATASET")

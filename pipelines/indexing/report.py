@@ -36,9 +36,12 @@ class IngestReport:
     # Why the store stopped answering mid-run (StoreUnavailableError), or None: the files from then on
     # failed as "not attempted", and the CLI exits 3 (retry later) once it has printed this report.
     outage: str | None = None
+    # The backend that embedded this run's chunks, and with `auto` what it measured (`backend_info`).
+    embed_backend: dict | None = None
 
     def merge(self, other: IngestReport) -> None:
         """Add another run's files, stage times and outage (a run split by access fields)."""
+        self.embed_backend = self.embed_backend or other.embed_backend
         self.files.extend(other.files)
         for stage, seconds in other.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
@@ -81,7 +84,19 @@ class IngestReport:
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "total_seconds": round(self.total_seconds, 3),
             "outage": self.outage,
+            "embed_backend": self.embed_backend,
         }
 
     def to_dict(self) -> dict:
         return {**self.summary(), "files": [asdict(f) for f in self.files]}
+
+
+def backend_info(embedder: object) -> dict:
+    """The loaded embedder's backend, with the figures `auto` chose it by (HFEmbedder); an embedder without
+    backends (USE runs numpy) is named by its class."""
+    info: dict = {"backend": getattr(embedder, "backend_name", type(embedder).__name__)}
+    calibration = getattr(embedder, "calibration", None)
+    if calibration is not None:
+        info["summary"] = calibration.summary()
+        info["auto"] = calibration.to_dict()
+    return info

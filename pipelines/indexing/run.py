@@ -47,7 +47,7 @@ from ingest.store.access import ingest_principal
 from ingest.store.base import VectorStore
 from pipelines.indexing.discover import Candidate, discover, in_shard
 from pipelines.indexing.fields import Scalar, document_fields, meta_hash, ocr_summary
-from pipelines.indexing.report import FileResult, IngestReport
+from pipelines.indexing.report import FileResult, IngestReport, backend_info
 from pipelines.indexing.sidecar import SidecarError, group_by_access, read_sidecar
 from pipelines.indexing.stages import (
     PASS_THROUGH,
@@ -239,6 +239,7 @@ class IngestRunner:
         learned: dict[tuple[str, str], None] = {}
         try:
             self.embedder.load()  # weights load while the parse worker starts and parses ahead
+            clock.report.embed_backend = backend_info(self.embedder)
             batch: list[tuple[Pending, list[Chunk]] | Removal | FileResult] = []
             tokens = 0
             for item, value in parse:

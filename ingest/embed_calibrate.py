@@ -1,0 +1,272 @@
+"""`embed_backend = auto` on a CPU: every candidate backend measured on this machine, the fastest that agrees.
+
+Which backend is fastest depends on the CPU more than on anything we can read from it: int8 pays most where
+the CPU has VNNI (Intel since Cascade Lake, AMD since Zen 4), bf16 only with AMX or AVX512-BF16 units, and one
+int8 runtime can be exact on one instruction set and lose accuracy on another (CTranslate2's int8 through
+oneDNN on AVX2 without VNNI: all-MiniLM on xquad-de min cosine 0.985, exact 0.991 with VNNI). So at the
+first use of a model, `auto` embeds the bundled German texts (`resources/calibration_de.txt`: law
+paragraphs, prose, questions) with fp32 torch and with each candidate, checks every vector's cosine to fp32
+(>= `MIN_COSINE`) and the throughput on the paragraphs, and keeps the fastest that passes. fp32 torch always
+passes, so `auto` is never slower than it by more than the measurement's noise.
+
+The result is cached next to the model's exports, keyed by the CPU (name, flags), the thread count, the
+library versions and the texts, so the measurement (seconds for a small model; for gBERT-large about a
+minute on 2 cores, plus one-time exports) runs once per machine and model. `german-rag config` and the
+ingest report show the choice and its figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from importlib import metadata, resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ingest.embed_backends import (
+    BackendError,
+    BackendRequest,
+    EncoderBackend,
+    TorchBackend,
+    build_backend,
+    export_folder,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_COSINE = 0.99  # the accuracy rule of issue #6 and benchmarks/backend_eval.py, per text
+CANDIDATES = ("ct2-int8", "onnx-int8", "torch-int8", "torch-bf16")
+TIMED_ROWS, TIMED_TOKENS = 8, 256  # speed is timed on 8 windows of the default chunk size cut from the passages
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # without one of these, bf16 matmuls are emulated (~300x slower)
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd",
+             "sve")
+LIBRARIES = ("torch", "onnxruntime", "ctranslate2", "transformers")
+# Settings that change which kernels the runtimes pick (an ISA cap makes another machine of this one).
+KERNEL_ENV = ("CT2_FORCE_CPU_ISA", "CT2_USE_MKL", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+              "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")
+
+# Runs the embedder's own batching, padding and pooling with one backend: token id rows -> unit vectors.
+Encode = Callable[[EncoderBackend, list[list[int]]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate's figures on this machine (an error instead where it cannot be built or run)."""
+
+    backend: str
+    min_cosine: float | None = None
+    mean_cosine: float | None = None
+    tokens_per_s: float | None = None
+    speedup: float | None = None  # fp32 torch's time over this one's, the two timed in turns (best of two each)
+    query_ms: float | None = None  # median of batch-1 question embeddings
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.min_cosine is not None and self.min_cosine >= MIN_COSINE
+
+
+@dataclass
+class Calibration:
+    chosen: str
+    trials: list[Trial]
+    cpu: str
+    isa: list[str]
+    threads: int
+    texts: int
+    tokens: int
+    seconds: float
+    measured_at: str
+    key: str
+    cached: bool = field(default=False, compare=False)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["trials"] = [{**asdict(t), "passed": t.passed} for t in self.trials]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        trials = [Trial(**{k: v for k, v in t.items() if k != "passed"}) for t in data["trials"]]
+        return cls(**{**data, "trials": trials, "cached": True})
+
+    def trial(self, backend: str) -> Trial | None:
+        return next((t for t in self.trials if t.backend == backend), None)
+
+    def summary(self) -> str:
+        """One line: the choice, its speed over fp32, its worst cosine, where and when it was measured."""
+        best = self.trial(self.chosen)
+        figures = (f"x{best.speedup:.2f} fp32 torch, min cosine {best.min_cosine:.4f}"
+                   if best and best.speedup and best.min_cosine is not None else "the fp32 reference")
+        return (f"auto -> {self.chosen} ({figures}; measured on {self.cpu}, {self.threads} threads, "
+                f"{self.measured_at[:10]}{', cached' if self.cached else ''})")
+
+
+def calibration_texts() -> tuple[list[str], list[str]]:
+    """The bundled passages and questions."""
+    passages, queries = [], []
+    text = resources.files("ingest").joinpath("resources/calibration_de.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        kind, _, body = line.partition("\t")
+        if kind == "passage":
+            passages.append(body)
+        elif kind == "query":
+            queries.append(body)
+    return passages, queries
+
+
+def cpu_identity() -> tuple[str, list[str], str]:
+    """CPU model name, the ISA flags that decide kernels, and a digest of every flag."""
+    name, flags = "unknown CPU", ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name == "unknown CPU":
+                    name = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = value.strip()
+    except OSError:
+        pass
+    present = set(flags.split())
+    return name, [f for f in ISA_FLAGS if f in present], hashlib.sha256(flags.encode()).hexdigest()[:12]
+
+
+def candidates() -> list[str]:
+    """The backends `auto` measures here (fp32 torch is the reference, measured first)."""
+    _, isa, _ = cpu_identity()
+    return [c for c in CANDIDATES if c != "torch-bf16" or any(f in isa for f in BF16_FLAGS)]
+
+
+def cache_key(threads: int) -> str:
+    name, _, flags_digest = cpu_identity()
+    versions = []
+    for lib in LIBRARIES:
+        try:
+            versions.append(f"{lib}={metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{lib}=none")
+    texts = resources.files("ingest").joinpath("resources/calibration_de.txt").read_bytes()
+    env = [f"{k}={os.environ[k]}" for k in KERNEL_ENV if k in os.environ]
+    parts = [name, flags_digest, str(threads), *versions, *env, ",".join(candidates()), str(MIN_COSINE),
+             hashlib.sha256(texts).hexdigest()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def cache_file(request: BackendRequest) -> Path:
+    return export_folder(request) / f"auto-{cache_key(request.threads)}.json"
+
+
+def cached_calibration(request: BackendRequest) -> Calibration | None:
+    """The stored measurement for this model on this machine, or None (never measures)."""
+    path = cache_file(request)
+    try:
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def choose(request: BackendRequest, model: torch.nn.Module, encode: Encode, passages: list[list[int]],
+           queries: list[list[int]], timed: list[list[int]]) -> tuple[EncoderBackend, Calibration]:
+    """The backend `auto` picks for `model` here: from the cache, or measured now and cached.
+
+    `passages` and `queries` (token id rows) are checked for accuracy; `timed` (rows shaped like ingest
+    chunks: speed depends on the length through attention and per-call overhead) is timed."""
+    known = cached_calibration(request)
+    if known is not None:
+        return _build(request, model, known.chosen), known
+    return _measure(request, model, encode, passages, queries, timed)
+
+
+def _build(request: BackendRequest, model: torch.nn.Module, name: str) -> EncoderBackend:
+    if name == "torch":
+        return TorchBackend("torch", model, torch.device("cpu"))
+    # bf16 converts the module in place: a trial works on a copy so the fp32 reference stays intact
+    source = copy.deepcopy(model) if name == "torch-bf16" else model
+    return build_backend(replace(request, name=name, device=torch.device("cpu")), source)
+
+
+def _measure(request: BackendRequest, model: torch.nn.Module, encode: Encode, passages: list[list[int]],
+             queries: list[list[int]], timed: list[list[int]]) -> tuple[EncoderBackend, Calibration]:
+    started = time.perf_counter()
+    log.info("embed_backend=auto: measuring the backends on this machine (once per model and CPU)",
+             extra={"candidates": candidates(), "model": str(request.transformer_dir)})
+    reference = _build(request, model, "torch")
+    ref_p, ref_q, ref_query = _vectors(reference, encode, passages, queries)
+    ref_seconds = _seconds(reference, encode, timed)
+    trials = [Trial("torch", 1.0, 1.0, _rate(timed, ref_seconds), 1.0, ref_query)]
+    best: tuple[EncoderBackend, Trial] = (reference, trials[0])
+    for name in candidates():
+        try:
+            backend = _build(request, model, name)
+            vec_p, vec_q, query_ms = _vectors(backend, encode, passages, queries)
+            # Candidate and fp32 timed in turns: a load change on a shared machine hits both alike.
+            seconds, fp32_seconds = [], []
+            for _ in range(2):
+                seconds.append(_seconds(backend, encode, timed))
+                fp32_seconds.append(_seconds(reference, encode, timed))
+        except (BackendError, ImportError, RuntimeError, OSError, ValueError) as exc:
+            trials.append(Trial(name, error=f"{type(exc).__name__}: {exc}"[:300]))
+            log.info("embed_backend=auto: candidate unavailable", extra={"backend": name, "error": str(exc)[:300]})
+            continue
+        cos = np.concatenate([(vec_p * ref_p).sum(1), (vec_q * ref_q).sum(1)])
+        trial = Trial(name, float(cos.min()), float(cos.mean()), _rate(timed, min(seconds)),
+                      min(fp32_seconds) / min(seconds), query_ms)
+        trials.append(trial)
+        log.info("embed_backend=auto: candidate measured", extra=asdict(trial))
+        if trial.passed and (trial.speedup or 0.0) > (best[1].speedup or 0.0):
+            best = (backend, trial)
+        del backend
+    name, isa, _ = cpu_identity()
+    result = Calibration(
+        chosen=best[1].backend, trials=trials, cpu=name, isa=isa, threads=request.threads,
+        texts=len(passages) + len(queries), tokens=sum(len(r) for r in passages + queries),
+        seconds=round(time.perf_counter() - started, 2), measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        key=cache_key(request.threads))
+    _store(cache_file(request), result)
+    log.info("embed_backend=auto: chosen", extra={"backend": result.chosen, "summary": result.summary()})
+    return best[0], result
+
+
+def _vectors(backend: EncoderBackend, encode: Encode, passages: list[list[int]], queries: list[list[int]]
+             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Unit vectors of every passage and question, and the median batch-1 question time (ms)."""
+    encode(backend, passages[:2])  # warm-up: kernels picked, memory allocated
+    vec_p = encode(backend, passages)
+    vec_q, times = [], []
+    for row in queries:
+        started = time.perf_counter()
+        vec_q.append(encode(backend, [row])[0])
+        times.append(time.perf_counter() - started)
+    return _unit(vec_p), _unit(np.stack(vec_q)), float(np.median(times) * 1000)
+
+
+def _seconds(backend: EncoderBackend, encode: Encode, rows: list[list[int]]) -> float:
+    started = time.perf_counter()
+    encode(backend, rows)
+    return time.perf_counter() - started
+
+
+def _rate(rows: list[list[int]], seconds: float) -> float:
+    return sum(len(r) for r in rows) / max(seconds, 1e-9)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _store(path: Path, result: Calibration) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)  # two processes calibrating at once: either complete file wins
