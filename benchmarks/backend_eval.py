@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import DATA, ROOT, finish, machine, markdown_table, write_outputs
 
-DEFAULT_BACKENDS = "torch-int8,torch-bf16,onnx,onnx-int8,openvino,openvino-bf16,cuda-bf16"
+DEFAULT_BACKENDS = "torch-int8,torch-bf16,onnx,onnx-int8,ct2-int8,openvino,openvino-bf16,cuda-bf16,auto"
 METRICS = ("mrr_at_5", "ndcg_at_10", "recall_at_10")
 MIN_COSINE = 0.99
 MAX_DIFF = 0.01
@@ -103,7 +103,7 @@ def table_rows(reference: dict, results: list[dict], modes: list[str], metrics=M
     headers.append("pass")
     rows = []
     for r in [reference, *results]:
-        row: list[object] = [r["backend"]]
+        row: list[object] = [f"auto -> {r['auto']['chosen']}" if r.get("auto") else r["backend"]]
         if r.get("skipped") or (r.get("error") and not r.get("cosine")):
             note = f"skipped: {r['skipped']}" if r.get("skipped") else f"failed: {r['error'][:100]}"
             rows.append(row + [note] + [""] * (len(headers) - 3) + ["skip" if r.get("skipped") else "FAIL"])
@@ -245,6 +245,8 @@ def one_backend(backend, model_dir, passages, queries, ref_p, ref_q, modes, args
         emb = backend_embedder(model_dir, backend, args.backend_cache)
         vec_p, vec_q = embed_all(emb, passages, queries)
         out["cosine"] = {"passages": cosine_stats(vec_p, ref_p), "queries": cosine_stats(vec_q, ref_q)}
+        if emb.calibration is not None:  # auto: what it measured and chose (the eval run reads the same cache)
+            out["auto"] = {"chosen": emb.backend_name, "summary": emb.calibration.summary()}
         del emb
         gc.collect()
     except Exception as exc:  # a backend that cannot run here is reported, not fatal
