@@ -35,11 +35,12 @@ from benchmarks.common import (
     machine,
     markdown_table,
     matmul_gflops,
+    matmul_int8_gops,
     percentile,
     write_outputs,
 )
 
-DEFAULT_BACKENDS = "torch-int8,torch-bf16,onnx,onnx-int8,openvino,openvino-bf16"
+DEFAULT_BACKENDS = "torch-int8,torch-bf16,onnx,onnx-int8,ct2-int8,openvino,openvino-bf16,auto"
 QUESTION = ("Wie lange beträgt die gesetzliche Kündigungsfrist für Arbeitnehmer nach zwei Jahren im Betrieb "
             "und wer muss die Kündigung schriftlich erklären?")
 
@@ -156,8 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
     tokens = sum(len(r) for r in ids)
     flops = sum(flops_per_text(shape, len(r)) for r in ids)
     tok_s, _ = time_pass(ours.document_ids, texts)
-    rates = {"float32": matmul_gflops("float32")}
-    if info["gpu"] or "amx_bf16" in cpu_flags():
+    rates = {"float32": matmul_gflops("float32"), "int8": matmul_int8_gops()}
+    if info["gpu"] or {"amx_bf16", "avx512_bf16"} & cpu_flags():
         rates["bfloat16"] = matmul_gflops("bfloat16", device="cuda" if info["gpu"] else "cpu")
     print(f"{len(texts)} chunks, {tokens} tokens ({tokens / len(texts):.0f} per chunk), "
           f"{flops / tokens / 1e9:.3f} GFLOP/token; matmul {rates}", flush=True)
@@ -216,11 +217,16 @@ def time_backend(backend, model_dir, texts, ours, reference, args, tokens, flops
     except Exception as exc:  # a backend that cannot run here is reported, not fatal
         print(f"{backend}: failed: {exc}", flush=True)
         return {"name": backend, "error": str(exc)[:500]}
-    rate = rates.get("bfloat16", rates["float32"]) if "bf16" in backend else rates["float32"]
-    out = row(backend, seconds, [seconds], tokens, flops, rate, fp32_seconds / seconds,
+    name = backend if emb.calibration is None else f"auto -> {emb.backend_name}"
+    used = emb.backend_name
+    rate = (rates.get("bfloat16", rates["float32"]) if "bf16" in used
+            else rates["int8"] if "int8" in used else rates["float32"])
+    out = row(name, seconds, [seconds], tokens, flops, rate, fp32_seconds / seconds,
               cosines(vectors, reference), len(texts))
     out["fp32_seconds_next_to_it"] = fp32_seconds
-    out["load_seconds"] = load_s
+    out["load_seconds"] = load_s  # with auto: the measurement, when nothing was stored for this machine yet
+    if emb.calibration is not None:
+        out["auto"] = emb.calibration.to_dict()
     out["query_p50_ms"] = query_p50(emb.embed_query, query, args.query_repeats)
     print(f"{backend}: {out['tokens_per_s']:.1f} tokens/s, x{out['speedup_vs_fp32']:.2f} vs fp32, "
           f"min cosine {out['min_cosine']:.4f}", flush=True)
@@ -246,7 +252,7 @@ def _cuda() -> bool:
 
 
 def render(result: dict) -> str:
-    rates = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_gflops"].items())
+    rates = ", ".join(f"{k} {v:.0f} {'GOP' if k == 'int8' else 'GFLOP'}/s" for k, v in result["matmul_gflops"].items())
     head = (f"{result['texts']} German chunks, {result['tokens']} tokens; {result['gflop_per_token']:.3f} GFLOP per "
             f"token (attention included); measured matmul: {rates}; one tokenizer pass over all texts: "
             f"{result['tokenize_seconds'] * 1000:.0f} ms; batch-1 query of {result['query']['tokens']} tokens.\n\n")

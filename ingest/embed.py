@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # torch and the backends load with the weights: a run that ne
     from transformers import PreTrainedTokenizerBase
 
     from ingest.embed_backends import BackendRequest, EncoderBackend
-    from ingest.embed_calibrate import Calibration
+    from ingest.embed_choice import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -170,18 +170,17 @@ class HFEmbedder:
                                                    "backend": self._backend.name})
 
     def cached_calibration(self) -> Calibration | None:
-        """What `auto` measured for this model on this machine before, without loading weights or measuring;
-        None when nothing is stored, or when `auto` does not measure (another backend, or a GPU)."""
-        import torch
-
-        from ingest.embed_calibrate import cached_calibration
+        """What `auto` measured for this model on this CPU before (None: nothing stored, or another backend);
+        reads a file, imports neither torch nor a runtime. On a GPU `auto` runs cuda-bf16 whatever is stored."""
+        from ingest.embed_choice import cached_calibration
 
         if self.calibration is not None or self.options.backend != "auto":
             return self.calibration
-        device = pick_device(self.options.device)
-        request = self._backend_request(self.spec, self._ensure_tokenizer(), device,
-                                        self.options.threads or os.cpu_count() or 1)
-        return cached_calibration(request) if request.name == "auto" and device == torch.device("cpu") else None
+        return cached_calibration(self.spec.transformer_dir, Path(self._cache_dir()),
+                                  self.options.threads or os.cpu_count() or 1)
+
+    def _cache_dir(self) -> str:
+        return self.options.backend_cache or os.path.join(os.path.expanduser("~"), ".cache", "german-rag", "backends")
 
     def _calibrated(self, request: BackendRequest, model) -> tuple[EncoderBackend, Calibration]:
         """`auto` on a CPU: the cached choice for this model and machine, or the bundled texts measured now."""
@@ -217,7 +216,7 @@ class HFEmbedder:
                          threads: int) -> BackendRequest:
         from ingest.embed_backends import BackendRequest, resolve_backend
 
-        cache = self.options.backend_cache or os.path.join(os.path.expanduser("~"), ".cache", "german-rag", "backends")
+        cache = self._cache_dir()
         return BackendRequest(
             name=resolve_backend(self.options.backend), transformer_dir=spec.transformer_dir,
             device=device, threads=threads, cache_dir=Path(cache),

@@ -24,7 +24,6 @@ export (seconds for small models, a minute for gBERT-large) happens once per mod
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ingest.embed_choice import export_folder
 from ingest.errors import ConfigError
 from ingest.schema import IngestError
 
@@ -193,7 +193,7 @@ def build_backend(request: BackendRequest, model: torch.nn.Module) -> EncoderBac
             raise BackendError("embed_backend='cuda-bf16' needs a CUDA GPU; none is visible to torch")
         device = request.device if request.device.type == "cuda" else torch.device("cuda")
         return TorchBackend(name, model.to(device=device, dtype=torch.bfloat16), device)
-    folder = export_folder(request)
+    folder = export_folder(request.transformer_dir, request.cache_dir)
     if name == "ct2-int8":
         return CTranslate2Backend(name, _convert_ct2(request, folder), request.threads)
     onnx_path = _export_onnx(model, request, folder)
@@ -230,20 +230,6 @@ def _quantize_torch(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():  # torch.ao.quantization warns that it moves to torchao; it works
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model.cpu(), spec, dtype=torch.qint8)
-
-
-def export_folder(request: BackendRequest) -> Path:
-    """Cache folder for exports of this model: keyed by its weight files and the library versions."""
-    import onnxruntime
-
-    digest = hashlib.sha256()
-    digest.update(str(request.transformer_dir.resolve()).encode())
-    for path in sorted(request.transformer_dir.glob("*")):
-        if path.is_file() and path.suffix in {".safetensors", ".bin", ".json"}:
-            stat = path.stat()
-            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    digest.update(f"torch={torch.__version__};ort={onnxruntime.__version__}".encode())
-    return request.cache_dir / f"{request.transformer_dir.name}-{digest.hexdigest()[:16]}"
 
 
 def _export_onnx(model: torch.nn.Module, request: BackendRequest, folder: Path) -> Path:

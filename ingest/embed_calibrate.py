@@ -18,97 +18,27 @@ ingest report show the choice and its figures.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ingest.embed_backends import (
-    BackendError,
-    BackendRequest,
-    EncoderBackend,
-    TorchBackend,
-    build_backend,
-    export_folder,
-)
+from ingest.embed_backends import BackendError, BackendRequest, EncoderBackend, TorchBackend, build_backend
+from ingest.embed_choice import Calibration, Trial, cache_file, cache_key, cached_calibration, candidates, cpu_identity
 
 log = logging.getLogger(__name__)
 
-MIN_COSINE = 0.99  # the accuracy rule of issue #6 and benchmarks/backend_eval.py, per text
-CANDIDATES = ("ct2-int8", "onnx-int8", "torch-int8", "torch-bf16")
 TIMED_ROWS, TIMED_TOKENS = 8, 256  # speed is timed on 8 windows of the default chunk size cut from the passages
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # without one of these, bf16 matmuls are emulated (~300x slower)
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd",
-             "sve")
-LIBRARIES = ("torch", "onnxruntime", "ctranslate2", "transformers")
-# Settings that change which kernels the runtimes pick (an ISA cap makes another machine of this one).
-KERNEL_ENV = ("CT2_FORCE_CPU_ISA", "CT2_USE_MKL", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
-              "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")
-
 # Runs the embedder's own batching, padding and pooling with one backend: token id rows -> unit vectors.
 Encode = Callable[[EncoderBackend, list[list[int]]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One candidate's figures on this machine (an error instead where it cannot be built or run)."""
-
-    backend: str
-    min_cosine: float | None = None
-    mean_cosine: float | None = None
-    tokens_per_s: float | None = None
-    speedup: float | None = None  # fp32 torch's time over this one's, the two timed in turns (best of two each)
-    query_ms: float | None = None  # median of batch-1 question embeddings
-    error: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and self.min_cosine is not None and self.min_cosine >= MIN_COSINE
-
-
-@dataclass
-class Calibration:
-    chosen: str
-    trials: list[Trial]
-    cpu: str
-    isa: list[str]
-    threads: int
-    texts: int
-    tokens: int
-    seconds: float
-    measured_at: str
-    key: str
-    cached: bool = field(default=False, compare=False)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["trials"] = [{**asdict(t), "passed": t.passed} for t in self.trials]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Calibration:
-        trials = [Trial(**{k: v for k, v in t.items() if k != "passed"}) for t in data["trials"]]
-        return cls(**{**data, "trials": trials, "cached": True})
-
-    def trial(self, backend: str) -> Trial | None:
-        return next((t for t in self.trials if t.backend == backend), None)
-
-    def summary(self) -> str:
-        """One line: the choice, its speed over fp32, its worst cosine, where and when it was measured."""
-        best = self.trial(self.chosen)
-        figures = (f"x{best.speedup:.2f} fp32 torch, min cosine {best.min_cosine:.4f}"
-                   if best and best.speedup and best.min_cosine is not None else "the fp32 reference")
-        return (f"auto -> {self.chosen} ({figures}; measured on {self.cpu}, {self.threads} threads, "
-                f"{self.measured_at[:10]}{', cached' if self.cached else ''})")
 
 
 def calibration_texts() -> tuple[list[str], list[str]]:
@@ -124,64 +54,13 @@ def calibration_texts() -> tuple[list[str], list[str]]:
     return passages, queries
 
 
-def cpu_identity() -> tuple[str, list[str], str]:
-    """CPU model name, the ISA flags that decide kernels, and a digest of every flag."""
-    name, flags = "unknown CPU", ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and name == "unknown CPU":
-                    name = value.strip()
-                elif key.strip() in ("flags", "Features") and not flags:
-                    flags = value.strip()
-    except OSError:
-        pass
-    present = set(flags.split())
-    return name, [f for f in ISA_FLAGS if f in present], hashlib.sha256(flags.encode()).hexdigest()[:12]
-
-
-def candidates() -> list[str]:
-    """The backends `auto` measures here (fp32 torch is the reference, measured first)."""
-    _, isa, _ = cpu_identity()
-    return [c for c in CANDIDATES if c != "torch-bf16" or any(f in isa for f in BF16_FLAGS)]
-
-
-def cache_key(threads: int) -> str:
-    name, _, flags_digest = cpu_identity()
-    versions = []
-    for lib in LIBRARIES:
-        try:
-            versions.append(f"{lib}={metadata.version(lib)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{lib}=none")
-    texts = resources.files("ingest").joinpath("resources/calibration_de.txt").read_bytes()
-    env = [f"{k}={os.environ[k]}" for k in KERNEL_ENV if k in os.environ]
-    parts = [name, flags_digest, str(threads), *versions, *env, ",".join(candidates()), str(MIN_COSINE),
-             hashlib.sha256(texts).hexdigest()]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def cache_file(request: BackendRequest) -> Path:
-    return export_folder(request) / f"auto-{cache_key(request.threads)}.json"
-
-
-def cached_calibration(request: BackendRequest) -> Calibration | None:
-    """The stored measurement for this model on this machine, or None (never measures)."""
-    path = cache_file(request)
-    try:
-        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def choose(request: BackendRequest, model: torch.nn.Module, encode: Encode, passages: list[list[int]],
            queries: list[list[int]], timed: list[list[int]]) -> tuple[EncoderBackend, Calibration]:
     """The backend `auto` picks for `model` here: from the cache, or measured now and cached.
 
     `passages` and `queries` (token id rows) are checked for accuracy; `timed` (rows shaped like ingest
     chunks: speed depends on the length through attention and per-call overhead) is timed."""
-    known = cached_calibration(request)
+    known = cached_calibration(request.transformer_dir, request.cache_dir, request.threads)
     if known is not None:
         return _build(request, model, known.chosen), known
     return _measure(request, model, encode, passages, queries, timed)
@@ -232,7 +111,7 @@ def _measure(request: BackendRequest, model: torch.nn.Module, encode: Encode, pa
         texts=len(passages) + len(queries), tokens=sum(len(r) for r in passages + queries),
         seconds=round(time.perf_counter() - started, 2), measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         key=cache_key(request.threads))
-    _store(cache_file(request), result)
+    _store(cache_file(request.transformer_dir, request.cache_dir, request.threads), result)
     log.info("embed_backend=auto: chosen", extra={"backend": result.chosen, "summary": result.summary()})
     return best[0], result
 

@@ -213,7 +213,6 @@ def retriever_over(retriever: HybridRetriever, store: VectorStore) -> HybridRetr
 def embed_backend_status(settings: Settings, measure: bool = False) -> dict | None:
     """What `embed_backend = auto` runs on this machine for the configured model (None for a fixed backend):
     the stored measurement, or with `measure` the one made now (loads the model; measures if none is stored)."""
-    from ingest.embed_backends import resolve_backend
     from pipelines.indexing.report import backend_info
 
     if settings.embed_backend != "auto":
@@ -221,13 +220,11 @@ def embed_backend_status(settings: Settings, measure: bool = False) -> dict | No
     embedder = build_embedder(settings)
     if not isinstance(embedder, HFEmbedder):
         return {"backend": backend_info(embedder)["backend"]}
-    if resolve_backend("auto") != "auto":  # a GPU: nothing to measure
-        return {"backend": resolve_backend("auto")}
     if measure:
         embedder.load()
         return backend_info(embedder)
     calibration = embedder.cached_calibration()
     if calibration is None:
         return {"backend": None, "summary": "auto: not measured on this machine yet; the first embedding measures "
-                "it (or `german-rag config --calibrate`)"}
+                "it (or `german-rag config --calibrate`); with a CUDA GPU it runs cuda-bf16"}
     return {"backend": calibration.chosen, "summary": calibration.summary(), "auto": calibration.to_dict()}

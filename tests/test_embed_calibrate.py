@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import ingest.embed_calibrate as calibrate
+import ingest.embed_choice as choice
 from ingest.embed import EmbedderOptions, HFEmbedder
 from tests.test_embed_backends import GERMAN, cosines
 
@@ -25,7 +25,7 @@ def test_auto_measures_every_candidate_and_keeps_the_fastest_that_agrees(tiny_mo
     emb = auto(tiny_model_dir, tmp_path)
     result = emb.calibration
     assert result is not None and not result.cached
-    assert [t.backend for t in result.trials] == ["torch", *calibrate.candidates()]
+    assert [t.backend for t in result.trials] == ["torch", *choice.candidates()]
     passing = [t for t in result.trials if t.passed]
     assert result.chosen == max(passing, key=lambda t: t.speedup or 0).backend == emb.backend_name
     for t in result.trials:
@@ -43,7 +43,7 @@ def test_the_measurement_is_stored_with_the_cpu_and_read_back(tiny_model_dir, tm
     again = auto(tiny_model_dir, tmp_path)
     assert again.calibration is not None and again.calibration.cached and again.calibration == first
     assert again.backend_name == first.chosen and stored.stat().st_mtime_ns == stamp
-    assert json.loads(stored.read_text())["cpu"] == calibrate.cpu_identity()[0]
+    assert json.loads(stored.read_text())["cpu"] == choice.cpu_identity()[0]
     # another instruction set (a kernel cap) is another machine: measured again, stored beside the first
     monkeypatch.setenv("CT2_FORCE_CPU_ISA", "AVX2")
     capped = auto(tiny_model_dir, tmp_path)
@@ -61,17 +61,17 @@ def test_a_damaged_store_is_measured_again(tiny_model_dir, tmp_path):
 
 
 def test_nothing_agrees_closely_enough_keeps_fp32(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(calibrate, "MIN_COSINE", 1.01)  # a rule nothing meets: fp32 torch is what is left
+    monkeypatch.setattr(choice, "MIN_COSINE", 1.01)  # a rule nothing meets: fp32 torch is what is left
     emb = auto(tiny_model_dir, tmp_path)
     assert emb.backend_name == "torch" and emb.calibration is not None
-    assert len(emb.calibration.trials) == 1 + len(calibrate.candidates())
+    assert len(emb.calibration.trials) == 1 + len(choice.candidates())
     assert not any(t.passed for t in emb.calibration.trials)
 
 
 def test_a_candidate_that_cannot_run_here_is_reported_not_chosen(tiny_model_dir, tmp_path, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without a CUDA GPU")
-    monkeypatch.setattr(calibrate, "CANDIDATES", ("cuda-bf16", "onnx-int8"))
+    monkeypatch.setattr(choice, "CANDIDATES", ("cuda-bf16", "onnx-int8"))
     emb = auto(tiny_model_dir, tmp_path)
     assert emb.calibration is not None
     failed = emb.calibration.trial("cuda-bf16")
