@@ -190,10 +190,9 @@ def nncf_int8(fp32: Path, work: Path, emb, keep: bool) -> Path:
 
 def ct2_7bit(request, work: Path):
     """CTranslate2 int8 with every quantized weight rescaled from 127 to 63 steps (7 bits)."""
-    from ctranslate2.converters import TransformersConverter
     from ctranslate2.specs import model_spec
 
-    from ingest.embed_backends import CTranslate2Backend
+    from ingest.embed_backends import CTranslate2Backend, ct2_converter
 
     def seven_bits(layer, name, value):
         key = name.split("/")[-1]
@@ -202,13 +201,6 @@ def ct2_7bit(request, work: Path):
             weights = np.rint(value.numpy().astype(np.float32) * 63 / 127).astype(np.int8)
             setattr(layer, key, model_spec.NumpyVariable(weights))
             setattr(layer, f"{key}_scale", model_spec.NumpyVariable(scale.numpy().astype(np.float32) * 63 / 127))
-
-    class Converter(TransformersConverter):
-        def load_model(self, model_class, path, **kwargs):
-            model = super().load_model(model_class, path, **kwargs)
-            if not hasattr(model.config, "position_embedding_type"):
-                model.config.position_embedding_type = "absolute"
-            return model
 
     original = model_spec.LayerSpec.optimize
 
@@ -219,7 +211,7 @@ def ct2_7bit(request, work: Path):
     out = work / "ct2-int8-7bit"
     model_spec.LayerSpec.optimize = optimize  # for this conversion only
     try:
-        Converter(str(request.transformer_dir)).convert(str(out), quantization="int8", force=True)
+        ct2_converter(request.transformer_dir).convert(str(out), quantization="int8", force=True)
     finally:
         model_spec.LayerSpec.optimize = original
     return CTranslate2Backend("ct2-int8-7bit", out, 2)

@@ -298,19 +298,8 @@ def _convert_openvino(onnx_path: Path, folder: Path) -> Path:
 def _convert_ct2(request: BackendRequest, folder: Path) -> Path:
     try:
         import ctranslate2
-        from ctranslate2.converters import TransformersConverter
     except ImportError as exc:
         raise BackendError("embed_backend='ct2-int8' needs the ctranslate2 package (pip install ctranslate2)") from exc
-
-    class _Converter(TransformersConverter):
-        def load_model(self, model_class, model_name_or_path, **kwargs):
-            # transformers 5 dropped BertConfig.position_embedding_type (absolute is all its BERT runs) and
-            # the converter asserts it; a config.json that still names another kind keeps its value.
-            model = super().load_model(model_class, model_name_or_path, **kwargs)
-            if not hasattr(model.config, "position_embedding_type"):
-                model.config.position_embedding_type = "absolute"
-            return model
-
     path = folder / f"ct2-int8-{ctranslate2.__version__}"
     if (path / "model.bin").exists():
         return path
@@ -318,9 +307,25 @@ def _convert_ct2(request: BackendRequest, folder: Path) -> Path:
     tmp = folder / f"{path.name}.part"
     try:
         # Weights stored as int8 (per output row scales); the embeddings and layer norms stay float32.
-        _Converter(str(request.transformer_dir)).convert(str(tmp), quantization="int8", force=True)
+        ct2_converter(request.transformer_dir).convert(str(tmp), quantization="int8", force=True)
     except Exception as exc:  # the converter raises plain errors for architectures it does not know
         raise BackendError(f"CTranslate2 conversion of {request.transformer_dir} failed: {exc}") from exc
     tmp.rename(path)  # a crash mid-conversion leaves no half folder under the cached name
     log.info("converted model for CTranslate2", extra={"path": str(path)})
     return path
+
+
+def ct2_converter(transformer_dir: Path):
+    """CTranslate2's converter for a transformers directory, mended for transformers 5: its BertConfig has no
+    `position_embedding_type` (absolute is all its BERT runs) and the converter asserts it; a config.json
+    that still names another kind keeps its value."""
+    from ctranslate2.converters import TransformersConverter
+
+    class Converter(TransformersConverter):
+        def load_model(self, model_class, model_name_or_path, **kwargs):
+            model = super().load_model(model_class, model_name_or_path, **kwargs)
+            if not hasattr(model.config, "position_embedding_type"):
+                model.config.position_embedding_type = "absolute"
+            return model
+
+    return Converter(str(transformer_dir))
