@@ -17,8 +17,15 @@ order the report shows them:
 - `li-tuned`: the same llama-index pipeline with embed_batch_size=64 and the node texts sorted by
   length (characters, longest first) before `get_text_embedding_batch`, the vectors put back in node
   order: what a careful user can do through llama-index's public API;
-- `default`: german-rag's product default: `embed_backend=auto` (bf16 on CPUs with AMX, a GPU if
-  there is one, else fp32), edge engine, float16 vector storage.
+- `gr-auto`: german-rag with `embed_backend=auto` (the backend it measured fastest among those that agree
+  with fp32 on this machine) on qdrant-client local mode: the product's model path on llama-index's store;
+- `li-bf16`: llama-index with bf16 weights (`model_kwargs={"dtype": torch.bfloat16}`), its best
+  backend on CPUs with bf16 units (HuggingFaceEmbedding's `backend="onnx"` needs optimum-onnx, whose
+  0.1.0 pins transformers < 5: not installable beside this project's transformers 5);
+- `default`: german-rag's product default: `embed_backend=auto`, edge engine, float16 vector storage.
+
+`auto` measures the backends once per model and machine; the benchmark has it measure (`german-rag config
+--calibrate`, into --backend-cache) before the first round, so no timed run pays for it.
 
 Each german-rag contender also re-ingests the same corpus unchanged, then after 1% of the files
 changed (at least one). With `--repeats N` the first ingests run in N interleaved rounds (every
@@ -54,7 +61,7 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 from qdrant_client import QdrantClient
-corpus, model, path, batch, order = sys.argv[1:6]
+corpus, model, path, batch, order, dtype = sys.argv[1:7]
 stages = {}
 t0 = time.perf_counter()  # after the imports, as german-rag's own total starts after its imports
 t = time.perf_counter(); docs = SimpleDirectoryReader(corpus, recursive=True).load_data()
@@ -62,8 +69,11 @@ stages["parse"] = time.perf_counter() - t
 t = time.perf_counter(); nodes = SentenceSplitter(chunk_size=256, chunk_overlap=32).get_nodes_from_documents(docs)
 stages["chunk"] = time.perf_counter() - t
 t = time.perf_counter()
-embed = HuggingFaceEmbedding(model_name=model, device="cpu", **({} if batch == "default" else
-                                                               {"embed_batch_size": int(batch)}))
+kwargs = {} if batch == "default" else {"embed_batch_size": int(batch)}
+if dtype == "bf16":
+    import torch
+    kwargs["model_kwargs"] = {"dtype": torch.bfloat16}
+embed = HuggingFaceEmbedding(model_name=model, device="cpu", **kwargs)
 texts = [n.get_content(metadata_mode="embed") for n in nodes]
 idx = list(range(len(texts)))
 if order == "sorted":  # group similar lengths so that batches pad less; the vectors go back in node order
@@ -90,6 +100,7 @@ class Contender:
     settings: dict[str, str] = field(default_factory=dict)  # GERMAN_RAG_* for german-rag
     batch: str = "default"  # llama-index embed_batch_size
     order: str = "node"  # llama-index: node order or sorted by length
+    dtype: str = "fp32"  # llama-index: the weights' number type (fp32 or bf16)
 
     @property
     def reingest(self) -> bool:
@@ -103,6 +114,8 @@ CONTENDERS = (
     Contender("gr-edge", "german-rag", "fp32 (`torch`)", "edge, float32",
               {"EMBED_BACKEND": "torch", "QDRANT_ENGINE": "edge", "VECTOR_DATATYPE": "float32"}),
     Contender("li-tuned", "llama-index", "fp32", "local mode", batch="64", order="sorted"),
+    Contender("gr-auto", "german-rag", "`auto`", "local mode", {"EMBED_BACKEND": "auto", "QDRANT_ENGINE": "local"}),
+    Contender("li-bf16", "llama-index", "bf16", "local mode", dtype="bf16"),
     Contender("default", "german-rag", "`auto`", "edge, float16"),
 )
 REFERENCE = "li-default"
@@ -124,6 +137,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", help="working folder (default: a temporary folder, removed afterwards)")
     p.add_argument("--quick", action="store_true", help="2 laws, 20 articles, tiny model only")
     p.add_argument("--json", help="output JSON path (default docs/bench/ingest-<machine>.json)")
+    p.add_argument("--backend-cache", default=str(ROOT / ".cache" / "bench-backends"),
+                   help="exported models and auto's stored measurement")
     args = p.parse_args(argv)
     if args.quick:
         args.laws, args.news, args.models = min(args.laws, 2), min(args.news, 20), "tiny"
@@ -220,10 +235,10 @@ def run_contender(c: Contender, model: str, name: str, folder: Path, round_no: i
     shutil.rmtree(folder, ignore_errors=True)
     corpus = folder / "corpus"
     files = make_corpus(corpus, args.laws, args.news)
-    env = child_env(model, folder, c.settings)
+    env = child_env(model, folder, {"EMBED_BACKEND_CACHE": args.backend_cache, **c.settings})
     if c.pipeline == "llama-index":
         runs = {"first": [sys.executable, "-c", LLAMA_CHILD, str(corpus), model, str(folder / "store"), c.batch,
-                          c.order]}
+                          c.order, c.dtype]}
     else:
         ours = [sys.executable, "-c", OURS_CHILD, "ingest", str(corpus), "--json"]
         runs = {"first": ours, "unchanged": ours, "changed": ours}
@@ -244,12 +259,25 @@ def bench_model(name: str, work: Path, args: argparse.Namespace) -> list[dict]:
     model = model_path(name, work)
     label = Path(name).name
     rows: list[dict] = []
+    if any(c.settings.get("EMBED_BACKEND", "auto") == "auto" for c in args.contenders if c.pipeline == "german-rag"):
+        rows.append(calibrate(model, label, work, args))
     for round_no in range(args.repeats):
         k = round_no % len(args.contenders)
         for c in args.contenders[k:] + args.contenders[:k]:
             # one folder for all: llama-index embeds the file path and shortens chunks by its length
             rows += run_contender(c, model, label, work / f"run-{label}", round_no, args)
     return rows
+
+
+def calibrate(model: str, label: str, work: Path, args: argparse.Namespace) -> dict:
+    """`auto`'s one-time measurement for this model, before the timed runs (they then read it)."""
+    env = child_env(model, work / "calibrate", {"EMBED_BACKEND_CACHE": args.backend_cache})
+    argv = [sys.executable, "-c", OURS_CHILD, "config", "--calibrate", "--json"]
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    status = json.loads(done.stdout)["embed_backend_auto"]
+    print(f"{label}: {status.get('summary')} ({time.perf_counter() - started:.1f} s)", flush=True)
+    return {"model": label, "contender": "calibration", "run": "calibration", "auto": status}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -269,13 +297,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def save(info: dict, args: argparse.Namespace, rows: list[dict], complete: bool) -> tuple[dict, Path]:
-    from ingest.embed_backends import resolve_backend
-
     models = {Path(n.strip()).name: MODELS.get(n.strip(), n.strip()) for n in args.models.split(",")}
+    measured = [r for r in rows if r["run"] == "calibration"]
+    runs = [r for r in rows if r["run"] != "calibration"]
+    chosen = sorted({f"{r['model']}: {r['auto']['backend']}" for r in measured})
     result = {"laws": args.laws, "news": args.news, "files": args.laws + args.news, "changed_fraction": args.changed,
-              "repeats": args.repeats, "memory_interval_s": args.interval, "auto_backend": resolve_backend("auto"),
-              "models": models, "contenders": [asdict(c) for c in args.contenders], "command": command_line(),
-              "complete": complete, "results": rows, "summary": summarize(rows, args.contenders)}
+              "repeats": args.repeats, "memory_interval_s": args.interval,
+              "auto_backend": ", ".join(chosen) or "not measured (no `auto` contender)",
+              "calibrations": measured, "models": models, "contenders": [asdict(c) for c in args.contenders],
+              "command": command_line(), "complete": complete, "results": runs,
+              "summary": summarize(runs, args.contenders)}
     finish(info)
     return result, write_outputs("ingest", info, result, render(result), args.json)
 
@@ -322,13 +353,15 @@ def summarize(rows: list[dict], contenders: list[Contender]) -> list[dict]:
 
 def describe(c: Contender, auto_backend: str) -> tuple[str, str]:
     """(what the contender is, how it batches the model) in the report's words."""
+    if c.pipeline == "llama-index" and c.dtype == "bf16":
+        return "llama-index, bf16 weights", "10 texts (default), node order"
     if c.pipeline == "llama-index":
         what = "llama-index, defaults" if c.batch == "default" else "llama-index, tuned"
         batch = ("10 texts (default), node order" if c.batch == "default"
                  else f"{c.batch} texts, length-sorted by the caller")
         return what, batch
     what = "german-rag, product default" if c.key == "default" else "german-rag"
-    precision = f"`auto` = `{auto_backend}` here" if c.key == "default" else c.precision
+    precision = f"`auto` ({auto_backend} here)" if c.precision == "`auto`" else c.precision
     return f"{what}, {precision}", "8192-token budget, length-sorted"
 
 
@@ -387,7 +420,7 @@ def head(result: dict) -> str:
         f"with its `file_path` metadata prepended (every contender reads the same folder, so that path is the "
         f"same for all). german-rag's stages overlap (parsing in a worker process "
         f"and writing on a thread run while the model embeds), so they add up to more than its total. "
-        f"`auto` resolves to `{result['auto_backend']}` on this machine.\n\n"
+        f"`auto` chose, by its own measurement on this machine: {result['auto_backend']}.\n\n"
         f"## First ingest\n\n")
 
 

@@ -80,12 +80,19 @@ def test_ingest_bench_runs_every_contender_and_reingest(tmp_path, shared_data):
     from benchmarks import ingest_bench
 
     out = tmp_path / "ingest.json"
-    ingest_bench.main(["--quick", "--laws", "1", "--news", "3", "--work", str(tmp_path / "w"), "--json", str(out)])
+    ingest_bench.main(["--quick", "--laws", "1", "--news", "3", "--work", str(tmp_path / "w"), "--json", str(out),
+                       "--backend-cache", str(tmp_path / "backends")])
     data = json.loads(out.read_text())
     rows = {(r["contender"], r["run"]): r for r in data["results"]}
-    assert set(rows) == {(k, "first") for k in ("gr-local", "gr-edge", "default", "li-default", "li-tuned")} | {
-        (k, run) for k in ("gr-local", "gr-edge", "default") for run in ("unchanged", "changed")}
-    for key in ("gr-local", "gr-edge", "default"):
+    ours = ("gr-local", "gr-edge", "gr-auto", "default")
+    assert set(rows) == {(k, "first") for k in (*ours, "li-default", "li-tuned", "li-bf16")} | {
+        (k, run) for k in ours for run in ("unchanged", "changed")}
+    # auto measured once before the timed runs, and every auto run used what it chose
+    [measured] = data["calibrations"]
+    assert rows["gr-auto", "first"]["embed_backend"]["backend"] == measured["auto"]["backend"]
+    assert rows["gr-auto", "first"]["embed_backend"]["auto"]["cached"]
+    assert rows["gr-local", "first"]["embed_backend"] == {"backend": "torch"}
+    for key in ours:
         first, unchanged, changed = (rows[key, run] for run in ("first", "unchanged", "changed"))
         assert first["chunks"] > 0 and first["points_written"] == first["chunks"]
         assert unchanged["points_written"] == 0 and changed["files_changed"] == 1
@@ -97,8 +104,10 @@ def test_ingest_bench_runs_every_contender_and_reingest(tmp_path, shared_data):
         assert r["peak_rss_all_mib"] >= r["largest_process_mib"] > 50
     markdown = out.with_suffix(".md").read_text()
     order = [markdown.index(what) for what in ("| german-rag, fp32 (`torch`) | local mode", "| llama-index, defaults",
-                                               "| llama-index, tuned", "| german-rag, product default")]
+                                               "| llama-index, tuned", "| german-rag, `auto`",
+                                               "| llama-index, bf16 weights", "| german-rag, product default")]
     assert order == sorted(order) and "every 20 ms" in markdown
+    assert f"by its own measurement on this machine: tiny: {measured['auto']['backend']}" in markdown
     assert str(tmp_path) not in out.read_text() + markdown and "/tmp/" not in markdown
 
 
