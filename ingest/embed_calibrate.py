@@ -77,8 +77,10 @@ def _build(request: BackendRequest, model: torch.nn.Module, name: str) -> Encode
 def _measure(request: BackendRequest, model: torch.nn.Module, encode: Encode, passages: list[list[int]],
              queries: list[list[int]], timed: list[list[int]]) -> tuple[EncoderBackend, Calibration]:
     started = time.perf_counter()
-    log.info("embed_backend=auto: measuring the backends on this machine (once per model and CPU)",
-             extra={"candidates": candidates(), "model": str(request.transformer_dir)})
+    # Warnings, though nothing is wrong: the first run pauses here (seconds, about two minutes for gBERT-large
+    # on 2 cores with its exports), once per model and machine, and the user should see why and what came of it.
+    log.warning("embed_backend=auto: measuring the backends on this machine, once per model and CPU",
+                extra={"candidates": candidates(), "model": str(request.transformer_dir)})
     reference = _build(request, model, "torch")
     ref_p, ref_q, ref_query = _vectors(reference, encode, passages, queries)
     ref_seconds = _seconds(reference, encode, timed)
@@ -112,7 +114,7 @@ def _measure(request: BackendRequest, model: torch.nn.Module, encode: Encode, pa
         seconds=round(time.perf_counter() - started, 2), measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         key=cache_key(request.threads))
     _store(cache_file(request.transformer_dir, request.cache_dir, request.threads), result)
-    log.info("embed_backend=auto: chosen", extra={"backend": result.chosen, "summary": result.summary()})
+    log.warning("embed_backend=auto: chosen", extra={"backend": result.chosen, "summary": result.summary()})
     return best[0], result
 
 
