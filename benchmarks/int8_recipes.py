@@ -126,21 +126,25 @@ def ort_dynamic(fp32: Path, work: Path, layers: int) -> Path:
     return out
 
 
-def calibration_feeds(emb, names: set[str], size: int = 8) -> list[dict]:
-    """The bundled calibration texts (not the eval set) as model inputs, `size` per batch."""
-    import torch
-
-    from ingest.embed import _pad
+def calibration_feeds(emb, names: set[str], size: int = 8, same_width: bool = False) -> list[dict]:
+    """The bundled calibration texts (not the eval set) as model inputs, `size` per batch; `same_width` pads
+    every batch to the longest text (ONNX Runtime's calibrator stacks the batches' activations)."""
     from ingest.embed_calibrate import calibration_texts
 
     passages, queries = calibration_texts()
     rows = [r[: emb.max_tokens] for r in emb.document_ids(passages + queries)]
+    pad = emb._ensure_tokenizer().pad_token_id or 0
     feeds = []
     for i in range(0, len(rows), size):
-        ids, mask = _pad(rows[i: i + size], emb._ensure_tokenizer().pad_token_id or 0)
-        feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+        batch = rows[i: i + size]
+        width = max(len(r) for r in (rows if same_width else batch))
+        ids = np.full((len(batch), width), pad, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for j, row in enumerate(batch):
+            ids[j, : len(row)], mask[j, : len(row)] = row, 1
+        feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in names:
-            feed["token_type_ids"] = torch.zeros_like(ids).numpy()
+            feed["token_type_ids"] = np.zeros_like(ids)
         feeds.append(feed)
     return feeds
 
@@ -156,7 +160,7 @@ def ort_static(fp32: Path, work: Path, emb) -> Path:
     )
 
     names = {i.name for i in onnx.load(str(fp32), load_external_data=False).graph.input}
-    batches = iter(calibration_feeds(emb, names))
+    batches = iter(calibration_feeds(emb, names, same_width=True))
 
     class Reader(CalibrationDataReader):
         def get_next(self):
