@@ -75,12 +75,14 @@ def children_cpu():
             total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
 
-corpus, repeats = sys.argv[1], int(sys.argv[2])
+corpus, repeats, fields = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 settings = Settings()
 inner = build_embedder(settings)
 embedder = Recording(inner)
 store = build_store(settings)
 runner = build_ingest_runner(settings, embedder, store, progress=False)
+for key, value in fields.items():  # a variant's IngestRunner fields (e.g. parse_ahead)
+    setattr(runner, key, value)
 cpu, started = time.process_time(), time.perf_counter()
 report = runner.run([corpus])
 ingest_cpu = time.process_time() - cpu
@@ -120,6 +122,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backends", default="torch,torch-bf16", help="comma list of embed_backend values")
     p.add_argument("--code", action="append", default=[],
                    help="LABEL=DIR: a checkout to run besides this one (repeatable); this one is `head`")
+    p.add_argument("--variant", action="append", default=[],
+                   help="LABEL:FIELD=INT[,FIELD=INT]: also run each checkout with these IngestRunner fields set")
     p.add_argument("--repeats", type=int, default=1, help="interleaved rounds")
     p.add_argument("--embed-repeats", type=int, default=1, help="embedding-alone passes per run (the fastest counts)")
     p.add_argument("--work", help="working folder (default: a temporary folder)")
@@ -137,14 +141,26 @@ def checkouts(specs: list[str]) -> dict[str, Path]:
     return out
 
 
-def run_child(code: Path, corpus: Path, store: Path, model: str, backend: str, repeats: int) -> dict:
+def variants(specs: list[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {"": {}}
+    for spec in specs:
+        label, _, assignments = spec.partition(":")
+        try:
+            out[label] = {k: int(v) for k, v in (a.split("=") for a in assignments.split(","))}
+        except ValueError:
+            raise SystemExit(f"--variant {spec!r}: expected LABEL:FIELD=INT[,FIELD=INT]") from None
+    return out
+
+
+def run_child(code: Path, corpus: Path, store: Path, model: str, backend: str, repeats: int,
+              fields: dict[str, int]) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GERMAN_RAG_")}
     env.update({"GERMAN_RAG_EMBED_MODEL": model, "GERMAN_RAG_QDRANT_PATH": str(store), "GERMAN_RAG_OFFLINE": "1",
                 "GERMAN_RAG_EMBED_BACKEND": backend, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 "PYTHONPATH": str(code)})
     shutil.rmtree(store, ignore_errors=True)
-    done = subprocess.run([sys.executable, "-c", CHILD, str(corpus), str(repeats)], cwd=code, env=env,
-                          capture_output=True, text=True)
+    argv = [sys.executable, "-c", CHILD, str(corpus), str(repeats), json.dumps(fields)]
+    done = subprocess.run(argv, cwd=code, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{code} {backend} exited {done.returncode}: {done.stderr[-3000:]}")
     shutil.rmtree(store, ignore_errors=True)
@@ -167,12 +183,15 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(corpus, ignore_errors=True)
         make_corpus(corpus, args.laws, args.news)
         model = model_path(args.model, work)
-        runs = [(label, backend) for backend in backends for label in codes]
+        configs = variants(args.variant)
+        runs = [(label, variant, backend) for backend in backends for label in codes for variant in configs]
         for round_no in range(args.repeats):
             k = round_no % len(runs)
-            for label, backend in runs[k:] + runs[:k]:  # rotated: none always runs first
-                r = run_child(codes[label], corpus, work / "store", model, backend, args.embed_repeats)
-                rows.append({"code": label, "round": round_no, **r})
+            for code, variant, backend in runs[k:] + runs[:k]:  # rotated: none always runs first
+                r = run_child(codes[code], corpus, work / "store", model, backend, args.embed_repeats,
+                              configs[variant])
+                label = f"{code} {variant}".strip()
+                rows.append({"code": label, "fields": configs[variant], "round": round_no, **r})
                 print(f"{label} {backend} round {round_no}: ingest {r['total_seconds']:.1f} s, embedding alone "
                       f"{r['embed_alone_seconds']:.1f} s, x{r['ratio']:.3f}", flush=True)
                 result, path = save(info, args, codes, backends, rows)  # an interrupted run keeps its figures
