@@ -166,6 +166,7 @@ def run_child(code: Path, corpus: Path, store: Path, model: str, backend: str, r
     shutil.rmtree(store, ignore_errors=True)
     result = json.loads(done.stdout[done.stdout.index("{"):])
     result["ratio"] = result["total_seconds"] / result["embed_alone_seconds"]
+    result["outside_model_calls"] = result["total_seconds"] - result["model_seconds_in_ingest"]
     after_load = result["total_seconds"] - result["model_load_seconds"]
     result["ratio_after_load"] = after_load / result["embed_alone_seconds"]
     return result
@@ -218,10 +219,12 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for code, backend in dict.fromkeys((r["code"], r["backend"]) for r in rows):
         group = [r for r in rows if (r["code"], r["backend"]) == (code, backend)]
+        for r in group:  # reports written before this column: derived the same way
+            r.setdefault("outside_model_calls", r["total_seconds"] - r["model_seconds_in_ingest"])
         keys = ("total_seconds", "embed_alone_seconds", "ratio", "ratio_after_load", "model_seconds_in_ingest",
                 "ingest_cpu_seconds",
                 "worker_cpu_seconds", "embed_alone_cpu_seconds", "model_load_seconds", "first_model_call_at",
-                "gaps_between_model_calls", "after_last_model_call")
+                "gaps_between_model_calls", "after_last_model_call", "outside_model_calls")
         out.append({"code": code, "backend": backend, "rounds": len(group), "chunks": group[0]["chunks"],
                     "texts_embedded": group[0]["texts_embedded"], **{k: _median(group, k) for k in keys},
                     "ratios": [round(r["ratio"], 3) for r in group],
@@ -238,13 +241,13 @@ def render(result: dict) -> str:
                      f"**x{s['ratio']:.3f}** ({', '.join(f'{x:.3f}' for x in s['ratios'])})",
                      s["model_load_seconds"], f"x{s['ratio_after_load']:.3f}",
                      " / ".join(f"{st[k]:.1f}" for k in STAGES), s["first_model_call_at"], s["model_seconds_in_ingest"],
-                     s["gaps_between_model_calls"], s["after_last_model_call"],
+                     s["gaps_between_model_calls"], s["after_last_model_call"], s["outside_model_calls"],
                      s["ingest_cpu_seconds"], s["embed_alone_cpu_seconds"], extra_cpu, s["worker_cpu_seconds"]])
     table = markdown_table(
         ["code", "backend", "chunks", "ingest in-process s", "embedding alone s", "ratio (per round)",
          "model load (imports, weights) s", "ratio without the load",
          "parse / chunk / embed / store s", "first model call at s", "in model calls s",
-         "between model calls s", "after the last s", "ingest CPU s (main process)",
+         "between model calls s", "after the last s", "outside model calls s", "ingest CPU s (main process)",
          "embedding alone CPU s", "CPU outside the model s", "parse worker CPU s"], rows)
     return (f"Corpus: {result['laws']} smallest laws from gesetze (Markdown) + {result['news']} 10kgnad articles "
             f"(.txt); model `{result['model']}`; edge store (the default engine). Command: `{result['command']}`.\n\n"
