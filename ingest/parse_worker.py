@@ -63,12 +63,10 @@ def _exit_with(parent_pid: int) -> None:
     threading.Thread(target=watch, name="german-rag-parent-watch", daemon=True).start()
 
 
-def _serve(conn: Connection, limits: Limits, parent_pid: int | None = None, nice: int = 0) -> None:
+def _serve(conn: Connection, limits: Limits, parent_pid: int | None = None) -> None:
     """Worker loop: (path, source) in, (True, Document) or (False, ParseError) out; None or EOF ends it."""
     if parent_pid is not None:
         _exit_with(parent_pid)
-    if nice:
-        os.nice(nice)
     while True:
         try:
             msg = conn.recv()
@@ -129,9 +127,8 @@ def warm_up() -> None:
 class ParseWorker:
     """`parse(path, source)` with the time limit of `limits.parse_timeout_s`."""
 
-    def __init__(self, limits: Limits | None = None, nice: int = 0) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self.nice = nice  # added to the worker process's niceness (an ingest: the model's threads go first)
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._aborted = False
@@ -149,7 +146,7 @@ class ParseWorker:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload([_PRELOAD])
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self.limits, os.getpid(), self.nice), daemon=True,
+        proc = ctx.Process(target=_serve, args=(child, self.limits, os.getpid()), daemon=True,
                            name="german-rag-parse")
         try:
             with _main_module_hidden():

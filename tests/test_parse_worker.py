@@ -40,17 +40,3 @@ def test_library_call_from_a_script_without_main_guard(tmp_path, tiny_model_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["ingested"] == 1 and summary["failed"] == 0
-
-
-def test_worker_runs_at_the_niceness_it_was_given(tmp_path):
-    """An ingest lowers its parse worker's priority: the model's threads go first on a busy machine."""
-    doc = tmp_path / "a.txt"
-    doc.write_text("Ein kurzer Text über Kündigungsfristen.", encoding="utf-8")
-    worker = ParseWorker(Limits(parse_timeout_s=60), nice=3)
-    try:
-        assert "Kündigungsfristen" in worker.parse(doc, "a").text
-        if worker._proc is None:  # no fork server on this platform: parsed in process, nothing to check
-            return
-        assert os.getpriority(os.PRIO_PROCESS, worker._proc.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
-    finally:
-        worker.close()

@@ -81,12 +81,7 @@ class IngestRunner:
     limits: Limits = field(default_factory=Limits)
     shard: tuple[int, int] | None = None  # (index, count): this run takes the files whose path hashes to index
     batch_tokens: int = 32_768  # chunks of several files are embedded together up to this many tokens
-    # files parsed ahead of the model at most (bounded: memory stays flat); more than one model batch holds
-    # (32k tokens: about 30 news articles), so the caller rarely waits for the parser between model calls
-    parse_ahead: int = 64
-    # niceness added to the parse worker: on a machine whose cores the model fills, the parser takes the cycles
-    # the model leaves (the queue above keeps the model fed) instead of stalling the model's threads
-    parse_nice: int = 10
+    parse_ahead: int = 16  # files parsed ahead of the model at most (bounded: memory stays flat)
     bulk: bool = False  # a large load: the server defers HNSW indexing until the run ends
     access: Access = DEFAULT_ACCESS  # tenant and groups of every document this run writes
     # file hash -> a vanished source that stored those bytes (sync: a renamed or moved file): a new source with
@@ -241,7 +236,7 @@ class IngestRunner:
                 return STOPPED
             return f"not attempted: {writer.outage}" if writer.outage else None
 
-        worker = ParseWorker(self.limits, nice=self.parse_nice)
+        worker = ParseWorker(self.limits)
         parse = ParseAhead(worker, pending, clock, self.parse_ahead, cancelled)  # starts the worker at once
         learned: dict[tuple[str, str], None] = {}
         try:
