@@ -72,18 +72,34 @@ class TokenChunker:
         return min(self.options.max_tokens, self.tokenizer.max_tokens)
 
     def chunk(self, doc: Document, doc_id: str) -> list[Chunk]:
+        return self.chunk_ids(doc, doc_id)[0]
+
+    def chunk_ids(self, doc: Document, doc_id: str) -> tuple[list[Chunk], list[list[int]] | None]:
+        """The chunks and, where the tokenizer gives them (`document_ids`), each chunk's token ids as the
+        embedder feeds them (prompt and special tokens included): the chunker counts every chunk with the
+        model's tokenizer anyway, so the caller hands these to `embed_documents` instead of tokenizing again."""
         overhead = self.tokenizer.count_tokens("")
         limit = self.budget - overhead  # content tokens per chunk
         if limit < 8:
             raise ChunkOptionsError(f"chunk budget {self.budget} leaves no room beside {overhead} special tokens")
         units = self._units(doc, limit)
         spans = self._pack(units, limit, doc.text)
-        return [self._make_chunk(doc, doc_id, i, s, e, units) for i, (s, e, units) in enumerate(spans)]
+        chunks = [self._make_chunk(doc, doc_id, i, s, e, units, _size(m)) for i, (s, e, units, m) in enumerate(spans)]
+        rows = [m for *_, m in spans]
+        return chunks, rows if all(isinstance(r, list) for r in rows) else None
 
     # -- units -----------------------------------------------------------------------------------
     def _count(self, texts: list[str]) -> list[int]:
         overhead = self.tokenizer.count_tokens("")
         return [c - overhead for c in self.tokenizer.count_tokens_many(texts)]
+
+    def _measure(self, texts: list[str]) -> list[list[int]] | list[int]:
+        """Per text its token ids as a document (`document_ids`, where the tokenizer has it) or else its
+        `count_tokens`: one tokenizer call for all."""
+        if not texts:
+            return []
+        ids = getattr(self.tokenizer, "document_ids", None)
+        return ids(texts) if callable(ids) else self.tokenizer.count_tokens_many(texts)
 
     def _units(self, doc: Document, limit: int) -> list[_Unit]:
         raw: list[tuple[int, int, int, bool, bool]] = []
@@ -156,7 +172,8 @@ class TokenChunker:
         return out
 
     # -- packing ---------------------------------------------------------------------------------
-    def _pack(self, units: list[_Unit], limit: int, text: str) -> list[tuple[int, int, list[_Unit]]]:
+    def _pack(self, units: list[_Unit], limit: int, text: str) -> list:
+        """(start, end, units, ids or count) per chunk."""
         out: list[tuple[int, int, list[_Unit]]] = []
         current: list[_Unit] = []
         tokens = 0
@@ -190,18 +207,33 @@ class TokenChunker:
         return units[0].start, units[-1].end, list(units)
 
     def _verified(self, spans: list, limit: int, text: str) -> list:
-        """Count each chunk exactly; summed sentence counts can differ where sentences join."""
-        fixed, queue = [], list(spans)
+        """Count each chunk exactly (summed sentence counts can differ where sentences join), all in one
+        tokenizer call; each span gets its ids (or count) as a document, special tokens included."""
+        overhead = self.tokenizer.count_tokens("")
+        measured: list = self._measure([text[s:e] for s, e, _ in spans])
+        fixed = []
+        for (s, e, units), m in zip(spans, measured, strict=True):
+            if len(units) == 1 or _size(m) - overhead <= limit:
+                fixed.append((s, e, units, m))
+            else:
+                fixed.extend(self._resplit(s, e, units, limit, text))
+        return fixed
+
+    def _resplit(self, start: int, end: int, units: list, limit: int, text: str) -> list:
+        """A chunk over the limit: move its last sentence on to its own chunk until each fits (rare)."""
+        overhead = self.tokenizer.count_tokens("")
+        fixed, queue = [], [(start, end, units)]
         while queue:
             s, e, units = queue.pop(0)
-            if len(units) == 1 or self._count([text[s:e]])[0] <= limit:
-                fixed.append((s, e, units))
+            m = self._measure([text[s:e]])[0]
+            if len(units) == 1 or _size(m) - overhead <= limit:
+                fixed.append((s, e, units, m))
                 continue
-            head, tail = units[:-1], units[-1:]  # move the last sentence on to its own chunk
+            head, tail = units[:-1], units[-1:]
             queue[:0] = [(head[0].start, head[-1].end, head), (tail[0].start, tail[0].end, tail)]
         return fixed
 
-    def _make_chunk(self, doc: Document, doc_id: str, index: int, start: int, end: int, units) -> Chunk:
+    def _make_chunk(self, doc: Document, doc_id: str, index: int, start: int, end: int, units, tokens: int) -> Chunk:
         text = doc.text[start:end]
         section = _first_content_section(doc.sections, units)
         return Chunk(
@@ -215,8 +247,12 @@ class TokenChunker:
             page=section.page,
             heading_path=section.heading_path,
             content_hash=sha256_text(text),
-            token_count=self.tokenizer.count_tokens(text),
+            token_count=tokens,  # = count_tokens(text), measured in _verified
         )
+
+
+def _size(measured: list[int] | int) -> int:
+    return len(measured) if isinstance(measured, list) else measured
 
 
 def _first_content_section(sections: tuple[Section, ...], units: list[_Unit]) -> Section:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol, cast
 
 from tqdm import tqdm
 
@@ -51,6 +52,7 @@ from pipelines.indexing.report import FileResult, IngestReport, backend_info
 from pipelines.indexing.sidecar import SidecarError, group_by_access, read_sidecar
 from pipelines.indexing.stages import (
     PASS_THROUGH,
+    Chunked,
     ParseAhead,
     Pending,
     Ready,
@@ -240,7 +242,7 @@ class IngestRunner:
         try:
             self.embedder.load()  # weights load while the parse worker starts and parses ahead
             clock.report.embed_backend = backend_info(self.embedder)
-            batch: list[tuple[Pending, list[Chunk]] | Removal | FileResult] = []
+            batch: list[Chunked | Removal | FileResult] = []
             tokens = 0
             for item, value in parse:
                 why = value if isinstance(value, str) else cancelled()
@@ -272,19 +274,18 @@ class IngestRunner:
             keep_learned(self.io, list(learned))
         return writer.outage
 
-    def _chunk(self, item: Pending, doc: Document,
-               clock: StageClock) -> tuple[Pending, list[Chunk]] | Removal | FileResult:
+    def _chunk(self, item: Pending, doc: Document, clock: StageClock) -> Chunked | Removal | FileResult:
         source = item.cand.source
         try:
             with clock.timed("chunk"):
-                chunks = self.chunker.chunk(doc, item.doc_id)
+                chunks, ids = self._split(doc, item.doc_id)
                 parsed = {**doc.metadata, "pages": doc.metadata.get("pages") or doc.pages or None}
                 item.fields = document_fields(parsed, item.user_meta, item.stamp[1], item.meta_hash,
                                               self.store.options.meta_schema)
                 item.ocr = ocr_summary(doc.metadata, self.limits.ocr.min_confidence)
             if not chunks:
                 raise EmptyDocumentError(f"{source}: no chunks made from {len(doc.text)} characters")
-            return item, chunks
+            return item, chunks, ids
         except ModelUnavailableError:
             raise
         except EmptyDocumentError as exc:
@@ -296,13 +297,22 @@ class IngestRunner:
             log.exception("file failed unexpectedly", extra={"source": source})
             return FileResult(source, "failed", error=f"{source}: {type(exc).__name__}: {exc}")
 
+    def _split(self, doc: Document, doc_id: str) -> tuple[list[Chunk], list[list[int]] | None]:
+        """The document's chunks and, where the chunker counted them with this run's embedder (TokenChunker over
+        an HFEmbedder), their token ids as the model takes them: the model call then skips a second tokenizer
+        pass over every chunk (the vectors are the same: `document_ids` is what `embed_documents` would run)."""
+        with_ids = getattr(self.chunker, "chunk_ids", None)
+        if callable(with_ids) and getattr(self.chunker, "tokenizer", None) is self.embedder:
+            return with_ids(doc, doc_id)
+        return self.chunker.chunk(doc, doc_id), None
+
     def _embed(self, batch: list, clock: StageClock, store_lock: threading.Lock,
                outage: Callable[[], str | None] = lambda: None) -> list[Ready | Removal | FileResult]:
         """Vectors for every chunk of the batch: reused from the store where a file's own chunk text is
         unchanged, otherwise from one model call over all files (similar lengths batch together)."""
         files = [e for e in batch if not isinstance(e, PASS_THROUGH)]
         known: dict[str, dict[str, list[float]]] = {}  # source -> content hash -> stored vector
-        for item, chunks in files:
+        for item, chunks, _ in files:
             # A changed file keeps the vectors of its unchanged chunks; a renamed one takes its old source's.
             origin = item.cand.source if item.had_version else item.reuse_source
             if origin and not outage():
@@ -312,21 +322,21 @@ class IngestRunner:
                 except Exception:
                     log.warning("stored vectors unavailable, embedding again", extra={"source": item.cand.source})
                     break  # one failed lookup is enough: do not wait out the retries once per file
-        new: dict[str, str] = {}  # content hash -> text, each distinct new text embedded once
-        for item, chunks in files:
+        new: dict[str, tuple[str, list[int] | None]] = {}  # content hash -> (text, ids): each new text once
+        for item, chunks, ids in files:
             mine = known.get(item.cand.source, {})
-            for c in chunks:
+            for i, c in enumerate(chunks):
                 if c.content_hash not in mine:
-                    new.setdefault(c.content_hash, c.text)
+                    new.setdefault(c.content_hash, (c.text, ids[i] if ids is not None else None))
         try:
             with clock.timed("embed"):
-                fresh = dict(zip(new, self.embedder.embed_documents(list(new.values())) if new else [], strict=True))
+                fresh = dict(zip(new, self._vectors(list(new.values())), strict=True))
                 out: list[Ready | Removal | FileResult] = []
                 for entry in batch:
                     if isinstance(entry, PASS_THROUGH):
                         out.append(entry)
                         continue
-                    item, chunks = entry
+                    item, chunks, _ = entry
                     mine = known.get(item.cand.source, {})
                     texts = [c.text for c in chunks]
                     out.append(Ready(item, chunks, [mine.get(c.content_hash) or fresh[c.content_hash] for c in chunks],
@@ -344,6 +354,23 @@ class IngestRunner:
             return [e if isinstance(e, PASS_THROUGH) else
                     FileResult(e[0].cand.source, "failed", error=f"{e[0].cand.source}: embedding failed: {why}")
                     for e in batch]
+
+    def _vectors(self, new: list[tuple[str, list[int] | None]]) -> list[list[float]]:
+        """One model call over the new texts, with their token ids where every one has them."""
+        if not new:
+            return []
+        texts = [text for text, _ in new]
+        ids = [row for _, row in new]
+        if all(row is not None for row in ids):
+            return cast(_TakesTokenIds, self.embedder).embed_documents(texts, token_ids=cast(list[list[int]], ids))
+        return self.embedder.embed_documents(texts)
+
+
+class _TakesTokenIds(Protocol):
+    """An embedder that takes the token ids its own `document_ids` gave (HFEmbedder)."""
+
+    def embed_documents(self, texts: Sequence[str], token_ids: Sequence[Sequence[int]] | None = None
+                        ) -> list[list[float]]: ...
 
 
 def keep_learned(store: VectorStore, pairs: list[tuple[str, str]]) -> None:

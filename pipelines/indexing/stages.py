@@ -65,6 +65,9 @@ class Removal:
     reason: str
 
 
+# A parsed file's chunks and, where the chunker gave them, their token ids as the model takes them
+Chunked = tuple[Pending, list[Chunk], list[list[int]] | None]
+
 # Entries of a batch that need no embedding and no chunking: passed through to the writer as they are.
 PASS_THROUGH = (FileResult, Removal)
 
