@@ -77,45 +77,47 @@ def _build(request: BackendRequest, model: torch.nn.Module, name: str) -> Encode
 def _measure(request: BackendRequest, model: torch.nn.Module, encode: Encode, passages: list[list[int]],
              queries: list[list[int]], timed: list[list[int]]) -> tuple[EncoderBackend, Calibration]:
     started = time.perf_counter()
-    # Warnings, though nothing is wrong: the first run pauses here (seconds, about two minutes for gBERT-large
-    # on 2 cores with its exports), once per model and machine, and the user should see why and what came of it.
+    # Warnings, though nothing is wrong: the first run pauses here (seconds for a small model, a minute or two
+    # for gBERT-large on 2 cores, plus its exports), once per model and machine; the user should see why.
     log.warning("embed_backend=auto: measuring the backends on this machine, once per model and CPU",
                 extra={"candidates": candidates(), "model": str(request.transformer_dir)})
     reference = _build(request, model, "torch")
     ref_p, ref_q, ref_query = _vectors(reference, encode, passages, queries)
-    ref_seconds = _seconds(reference, encode, timed)
-    trials = [Trial("torch", 1.0, 1.0, _rate(timed, ref_seconds), 1.0, ref_query)]
-    best: tuple[EncoderBackend, Trial] = (reference, trials[0])
-    for name in candidates():
+    trials = {"torch": Trial("torch", 1.0, 1.0, query_ms=ref_query)}
+    agreeing: dict[str, EncoderBackend] = {"torch": reference}
+    for name in candidates():  # accuracy first: only a backend that agrees with fp32 is worth timing
         try:
             backend = _build(request, model, name)
             vec_p, vec_q, query_ms = _vectors(backend, encode, passages, queries)
-            # Candidate and fp32 timed in turns: a load change on a shared machine hits both alike.
-            seconds, fp32_seconds = [], []
-            for _ in range(2):
-                seconds.append(_seconds(backend, encode, timed))
-                fp32_seconds.append(_seconds(reference, encode, timed))
         except (BackendError, ImportError, RuntimeError, OSError, ValueError) as exc:
-            trials.append(Trial(name, error=f"{type(exc).__name__}: {exc}"[:300]))
+            trials[name] = Trial(name, error=f"{type(exc).__name__}: {exc}"[:300])
             log.info("embed_backend=auto: candidate unavailable", extra={"backend": name, "error": str(exc)[:300]})
             continue
         cos = np.concatenate([(vec_p * ref_p).sum(1), (vec_q * ref_q).sum(1)])
-        trial = Trial(name, float(cos.min()), float(cos.mean()), _rate(timed, min(seconds)),
-                      min(fp32_seconds) / min(seconds), query_ms)
-        trials.append(trial)
-        log.info("embed_backend=auto: candidate measured", extra=asdict(trial))
-        if trial.passed and (trial.speedup or 0.0) > (best[1].speedup or 0.0):
-            best = (backend, trial)
+        trials[name] = Trial(name, float(cos.min()), float(cos.mean()), query_ms=query_ms)
+        if trials[name].passed:
+            agreeing[name] = backend
         del backend
+    # The agreeing backends timed in turns, two rounds, the best of each: a load change on a shared machine
+    # hits them alike. fp32 torch is timed with them, so the speed-ups are ratios from the same minutes.
+    seconds: dict[str, list[float]] = {name: [] for name in agreeing}
+    for _ in range(2):
+        for name, backend in agreeing.items():
+            seconds[name].append(_seconds(backend, encode, timed))
+    for name, times in seconds.items():
+        trials[name] = replace(trials[name], tokens_per_s=_rate(timed, min(times)),
+                               speedup=min(seconds["torch"]) / min(times))
+        log.info("embed_backend=auto: candidate measured", extra=asdict(trials[name]))
+    chosen = max(seconds, key=lambda n: trials[n].speedup or 0.0)
     name, isa, _ = cpu_identity()
     result = Calibration(
-        chosen=best[1].backend, trials=trials, cpu=name, isa=isa, threads=request.threads,
+        chosen=chosen, trials=list(trials.values()), cpu=name, isa=isa, threads=request.threads,
         texts=len(passages) + len(queries), tokens=sum(len(r) for r in passages + queries),
         seconds=round(time.perf_counter() - started, 2), measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         key=cache_key(request.threads))
     _store(cache_file(request.transformer_dir, request.cache_dir, request.threads), result)
     log.warning("embed_backend=auto: chosen", extra={"backend": result.chosen, "summary": result.summary()})
-    return best[0], result
+    return agreeing[chosen], result
 
 
 def _vectors(backend: EncoderBackend, encode: Encode, passages: list[list[int]], queries: list[list[int]]

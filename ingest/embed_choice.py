@@ -35,7 +35,8 @@ class Trial:
     min_cosine: float | None = None
     mean_cosine: float | None = None
     tokens_per_s: float | None = None
-    speedup: float | None = None  # fp32 torch's time over this one's, the two timed in turns (best of two each)
+    speedup: float | None = None  # fp32 torch's time over this one's, timed in turns (best of two); None: not
+    # timed, because it failed the accuracy rule or could not run
     query_ms: float | None = None  # median of batch-1 question embeddings
     error: str | None = None
 

@@ -353,8 +353,10 @@ def show_config(args: argparse.Namespace, settings: Settings) -> Outcome:
         data["embed_backend_auto"] = status
         text += f"\n\nembedding backend: {status.get('summary') or status['backend']}"
         for t in status.get("auto", {}).get("trials", []):
-            figures = (f"x{t['speedup']:.2f} fp32, {t['tokens_per_s']:,.0f} tokens/s, min cosine {t['min_cosine']:.4f},"
-                       f" query {t['query_ms']:.1f} ms" if not t["error"] else t["error"])
+            speed = (f"x{t['speedup']:.2f} fp32, {t['tokens_per_s']:,.0f} tokens/s, " if t["speedup"]
+                     else "not timed, ")
+            figures = (f"{speed}min cosine {t['min_cosine']:.4f}, query {t['query_ms']:.1f} ms" if not t["error"]
+                       else t["error"])
             text += f"\n  {t['backend']:<11} {'pass' if t['passed'] else 'FAIL'}  {figures}"
     _out(args, data, text)
     return None
