@@ -194,7 +194,7 @@ class HFEmbedder:
 
         query_ids = self._encode_ids([self._prompt("query") + q for q in queries])
         return choose(request, model, self._vectors_with, capped(self.document_ids(passages)), capped(query_ids),
-                      self._windows(" ".join(passages), min(limit, TIMED_TOKENS), TIMED_ROWS))
+                      self._windows(" ".join(passages * 4), min(limit, TIMED_TOKENS), TIMED_ROWS))
 
     def _windows(self, text: str, width: int, count: int) -> list[list[int]]:
         """Up to `count` rows of exactly `width` tokens (special tokens included) cut from `text`."""
@@ -328,11 +328,11 @@ class HFEmbedder:
         if backend is None:
             self.load()
             backend = self._backend
+        assert backend is not None
         import torch
 
-        batches = token_budget_batches(
-            [len(r) for r in ids], self.options.max_batch_tokens, self.options.max_batch_size
-        )
+        budget = min(self.options.max_batch_tokens, backend.batch_tokens or self.options.max_batch_tokens)
+        batches = token_budget_batches([len(r) for r in ids], budget, self.options.max_batch_size)
         out: list[list[float]] = [[] for _ in ids]  # every row is filled: the batches cover every index
         with torch.inference_mode():
             for batch in batches:

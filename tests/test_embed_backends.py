@@ -116,3 +116,24 @@ def test_backends_on_the_gbert_large_shape(tmp_path_factory, shared_data):
     for backend in CPU_BACKENDS:
         vectors = embedder(model_dir, backend, cache).embed_documents(GERMAN[:4])
         assert cosines(vectors, reference).min() >= 0.99, backend
+
+
+def test_ct2_runs_batches_of_its_own_size(minilm_dir, backend_cache):
+    """CTranslate2 runs small batches faster (CTranslate2Backend.batch_tokens): the embedder's larger budget
+    is split for it, and the vectors do not depend on how the texts were batched."""
+    emb = HFEmbedder(EmbedderOptions(model=str(minilm_dir), backend="ct2-int8", backend_cache=str(backend_cache)))
+    emb.load()
+    widths: list[tuple[int, int]] = []
+    backend = emb._backend
+    run = backend.hidden_states
+
+    def recorded(ids, mask, types):
+        widths.append(tuple(ids.shape))
+        return run(ids, mask, types)
+
+    backend.hidden_states = recorded
+    texts = [" ".join(GERMAN)] * 20  # 20 texts of the same length: one batch under the default 8,192 tokens
+    vectors = emb.embed_documents(texts)
+    assert emb.options.max_batch_tokens == 8192 and len(widths) > 1
+    assert all(rows * width <= backend.batch_tokens for rows, width in widths)
+    assert cosines(vectors, [emb.embed_query(texts[0])] * 20).min() > 0.9999
