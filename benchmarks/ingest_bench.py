@@ -54,39 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import DATA, ROOT, command_line, finish, machine, markdown_table, news_articles, write_outputs
 from benchmarks.proc_memory import TreePeak
 
-LLAMA_CHILD = r"""
-import json, sys, time
-from llama_index.core import SimpleDirectoryReader
-from llama_index.core.node_parser import SentenceSplitter
-from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-from llama_index.vector_stores.qdrant import QdrantVectorStore
-from qdrant_client import QdrantClient
-corpus, model, path, batch, order, dtype = sys.argv[1:7]
-stages = {}
-t0 = time.perf_counter()  # after the imports, as german-rag's own total starts after its imports
-t = time.perf_counter(); docs = SimpleDirectoryReader(corpus, recursive=True).load_data()
-stages["parse"] = time.perf_counter() - t
-t = time.perf_counter(); nodes = SentenceSplitter(chunk_size=256, chunk_overlap=32).get_nodes_from_documents(docs)
-stages["chunk"] = time.perf_counter() - t
-t = time.perf_counter()
-kwargs = {} if batch == "default" else {"embed_batch_size": int(batch)}
-if dtype == "bf16":
-    import torch
-    kwargs["model_kwargs"] = {"dtype": torch.bfloat16}
-embed = HuggingFaceEmbedding(model_name=model, device="cpu", **kwargs)
-texts = [n.get_content(metadata_mode="embed") for n in nodes]
-idx = list(range(len(texts)))
-if order == "sorted":  # group similar lengths so that batches pad less; the vectors go back in node order
-    idx.sort(key=lambda i: len(texts[i]), reverse=True)
-vectors = embed.get_text_embedding_batch([texts[i] for i in idx])
-for i, v in zip(idx, vectors): nodes[i].embedding = v
-stages["embed"] = time.perf_counter() - t
-t = time.perf_counter(); store = QdrantVectorStore(client=QdrantClient(path=path), collection_name="li")
-store.add(nodes); stages["store"] = time.perf_counter() - t
-print(json.dumps({"files_seen": len(docs), "chunks": len(nodes), "points_written": len(nodes),
-                  "embed_batch_size": embed.embed_batch_size, "stage_seconds": stages,
-                  "total_seconds": time.perf_counter() - t0}))
-"""
+LLAMA_CHILD = str(Path(__file__).with_name("llama_index_ingest.py"))  # the plain llama-index pipeline
 
 OURS_CHILD = "import sys; from pipelines.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -237,7 +205,7 @@ def run_contender(c: Contender, model: str, name: str, folder: Path, round_no: i
     files = make_corpus(corpus, args.laws, args.news)
     env = child_env(model, folder, {"EMBED_BACKEND_CACHE": args.backend_cache, **c.settings})
     if c.pipeline == "llama-index":
-        runs = {"first": [sys.executable, "-c", LLAMA_CHILD, str(corpus), model, str(folder / "store"), c.batch,
+        runs = {"first": [sys.executable, LLAMA_CHILD, str(corpus), model, str(folder / "store"), c.batch,
                           c.order, c.dtype]}
     else:
         ours = [sys.executable, "-c", OURS_CHILD, "ingest", str(corpus), "--json"]
