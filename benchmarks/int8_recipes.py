@@ -135,7 +135,8 @@ def calibration_feeds(emb, names: set[str], size: int = 8, same_width: bool = Fa
     rows = [r[: emb.max_tokens] for r in emb.document_ids(passages + queries)]
     pad = emb._ensure_tokenizer().pad_token_id or 0
     feeds = []
-    for i in range(0, len(rows), size):
+    # same_width: only full batches (the calibrator also needs one batch size)
+    for i in range(0, len(rows) - (size - 1 if same_width else 0), size):
         batch = rows[i: i + size]
         width = max(len(r) for r in (rows if same_width else batch))
         ids = np.full((len(batch), width), pad, dtype=np.int64)
