@@ -6,12 +6,13 @@ int8 runtime can be exact on one instruction set and lose accuracy on another (C
 oneDNN on AVX2 without VNNI: all-MiniLM on xquad-de min cosine 0.985, exact 0.991 with VNNI). So at the
 first use of a model, `auto` embeds the bundled German texts (`resources/calibration_de.txt`: law
 paragraphs, prose, questions) with fp32 torch and with each candidate, checks every vector's cosine to fp32
-(>= `MIN_COSINE`) and the throughput on the paragraphs, and keeps the fastest that passes. fp32 torch always
-passes, so `auto` is never slower than it by more than the measurement's noise.
+(>= `MIN_COSINE`), times those that pass in turns with fp32 on chunk-sized windows of the paragraphs, and
+keeps the fastest. fp32 torch is always among them, so `auto` is never slower than it by more than the
+measurement's noise.
 
 The result is cached next to the model's exports, keyed by the CPU (name, flags), the thread count, the
-library versions and the texts, so the measurement (seconds for a small model; for gBERT-large about a
-minute on 2 cores, plus one-time exports) runs once per machine and model. `german-rag config` and the
+library versions and the texts, so the measurement (15 s for MiniLM; 285 s for the gBERT-large shape on 2
+cores; plus one-time exports) runs once per machine and model. `german-rag config` and the
 ingest report show the choice and its figures.
 """
 
@@ -80,8 +81,8 @@ def _build(request: BackendRequest, model: torch.nn.Module, name: str) -> Encode
 def _measure(request: BackendRequest, model: torch.nn.Module, encode: Encode, passages: list[list[int]],
              queries: list[list[int]], timed: list[list[int]]) -> tuple[EncoderBackend, Calibration]:
     started = time.perf_counter()
-    # Warnings, though nothing is wrong: the first run pauses here (seconds for a small model, a minute or two
-    # for gBERT-large on 2 cores, plus its exports), once per model and machine; the user should see why.
+    # Warnings, though nothing is wrong: the first run pauses here (seconds for a small model, minutes for
+    # gBERT-large on 2 cores, plus its exports), once per model and machine; the user should see why.
     log.warning("embed_backend=auto: measuring the backends on this machine, once per model and CPU",
                 extra={"candidates": candidates(), "model": str(request.transformer_dir)})
     reference = _build(request, model, "torch")
