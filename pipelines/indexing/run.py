@@ -26,6 +26,7 @@ from typing import Protocol, cast
 from tqdm import tqdm
 
 from ingest.abbreviations import LEARNED_KEY, learn_definitions, merge_learned
+from ingest.chunk import TokenChunker
 from ingest.limits import Limits
 from ingest.parse_worker import ParseWorker
 from ingest.schema import (
@@ -301,9 +302,10 @@ class IngestRunner:
         """The document's chunks and, where the chunker counted them with this run's embedder (TokenChunker over
         an HFEmbedder), their token ids as the model takes them: the model call then skips a second tokenizer
         pass over every chunk (the vectors are the same: `document_ids` is what `embed_documents` would run)."""
-        with_ids = getattr(self.chunker, "chunk_ids", None)
-        if callable(with_ids) and getattr(self.chunker, "tokenizer", None) is self.embedder:
-            return with_ids(doc, doc_id)
+        # A subclass that redefines `chunk` is called through `chunk`: the ids would be its parent's chunks.
+        if (isinstance(self.chunker, TokenChunker) and type(self.chunker).chunk is TokenChunker.chunk
+                and self.chunker.tokenizer is self.embedder):
+            return self.chunker.chunk_ids(doc, doc_id)
         return self.chunker.chunk(doc, doc_id), None
 
     def _embed(self, batch: list, clock: StageClock, store_lock: threading.Lock,
