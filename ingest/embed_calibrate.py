@@ -66,15 +66,16 @@ def choose(request: BackendRequest, model: torch.nn.Module, encode: Encode, pass
     chunks: speed depends on the length through attention and per-call overhead) is timed."""
     known = cached_calibration(request.transformer_dir, request.cache_dir, request.threads)
     if known is not None:
-        return _build(request, model, known.chosen), known
+        return _build(request, model, known.chosen, trial=False), known
     return _measure(request, model, encode, passages, queries, timed)
 
 
-def _build(request: BackendRequest, model: torch.nn.Module, name: str) -> EncoderBackend:
+def _build(request: BackendRequest, model: torch.nn.Module, name: str, trial: bool = True) -> EncoderBackend:
     if name == "torch":
         return TorchBackend("torch", model, torch.device("cpu"))
-    # bf16 converts the module in place: a trial works on a copy so the fp32 reference stays intact
-    source = copy.deepcopy(model) if name == "torch-bf16" else model
+    # bf16 converts the module in place: a trial works on a copy so the fp32 reference stays intact; the
+    # stored choice does not (nothing else uses the fp32 module then, and a copy of gBERT-large is 1.3 GB)
+    source = copy.deepcopy(model) if trial and name == "torch-bf16" else model
     return build_backend(replace(request, name=name, device=torch.device("cpu")), source)
 
 
