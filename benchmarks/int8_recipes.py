@@ -104,11 +104,9 @@ def build(recipe: str, emb, work: Path):
 
 def excluded(names: list[str], layers: int) -> list[str]:
     """The MatMuls a recipe keeps in fp32: FFN down projections and the first `layers` layers."""
-    def keep(name: str) -> bool:
-        dotted = name.replace("/", ".").removesuffix(".MatMul")
-        ffn_out = dotted.endswith("output.dense") and "attention" not in dotted
-        return ffn_out or any(f".layer.{n}." in f".{dotted}." for n in range(layers))
-    return [n for n in names if keep(n)]
+    from ingest.embed_backends import keep_fp32
+
+    return [n for n in names if keep_fp32(n, first_layers=layers)]
 
 
 def matmuls(path: Path) -> list[str]:

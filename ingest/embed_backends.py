@@ -78,15 +78,6 @@ def resolve_backend(name: str) -> str:
     return name  # "auto" on a CPU is measured by ingest.embed_calibrate, which builds the chosen backend
 
 
-def cpu_has_bf16_units() -> bool:
-    """AMX bf16 tiles (Intel Sapphire Rapids and later): where bf16 matmuls beat fp32 by far."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in fh)
-    except OSError:
-        return False
-
-
 class TorchBackend:
     """A transformers module run eagerly under inference mode (fp32, int8-dynamic or bf16)."""
 
@@ -218,7 +209,7 @@ def build_backend(request: BackendRequest, model: torch.nn.Module) -> EncoderBac
     return OpenVinoBackend(name, _convert_openvino(onnx_path, folder), request.threads, precision)
 
 
-def keep_fp32(name: str) -> bool:
+def keep_fp32(name: str, first_layers: int = 2) -> bool:
     """Layers int8 leaves in fp32: FFN down projections (BERT `layer.N.output.dense`, fed by GELU
     outputs with outliers) and the whole first two layers (fed by raw embeddings and their first
     mix). Module or ONNX node name.
@@ -229,7 +220,7 @@ def keep_fp32(name: str) -> bool:
     """
     dotted = name.replace("/", ".").removesuffix(".MatMul")
     ffn_out = dotted.endswith("output.dense") and "attention" not in dotted
-    return ffn_out or any(f".layer.{n}." in f".{dotted}." for n in (0, 1))
+    return ffn_out or any(f".layer.{n}." in f".{dotted}." for n in range(first_layers))
 
 
 def _quantize_torch(model: torch.nn.Module) -> torch.nn.Module:
