@@ -213,7 +213,7 @@ def retriever_over(retriever: HybridRetriever, store: VectorStore) -> HybridRetr
 def embed_backend_status(settings: Settings, measure: bool = False) -> dict | None:
     """What `embed_backend = auto` runs on this machine for the configured model (None for a fixed backend):
     the stored measurement, or with `measure` the one made now (loads the model; measures if none is stored)."""
-    from pipelines.indexing.report import backend_info
+    from pipelines.indexing.report import backend_info, describe_backend
 
     if settings.embed_backend != "auto":
         return None
@@ -227,4 +227,4 @@ def embed_backend_status(settings: Settings, measure: bool = False) -> dict | No
     if calibration is None:
         return {"backend": None, "summary": "auto: not measured on this machine yet; the first embedding measures "
                 "it (or `german-rag config --calibrate`); with a CUDA GPU it runs cuda-bf16"}
-    return {"backend": calibration.chosen, "summary": calibration.summary(), "auto": calibration.to_dict()}
+    return describe_backend(calibration.chosen, calibration)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.embed_choice import Calibration
 
 # removed: the file is empty now, so its stored document was deleted (an empty file has nothing to serve);
 # deleted: the file is gone from its folder, so `sync` deleted its stored document
@@ -94,8 +98,14 @@ class IngestReport:
 def backend_info(embedder: object) -> dict:
     """The loaded embedder's backend, with the figures `auto` chose it by (HFEmbedder); an embedder without
     backends (USE runs numpy) is named by its class."""
-    info: dict = {"backend": getattr(embedder, "backend_name", type(embedder).__name__)}
-    calibration = getattr(embedder, "calibration", None)
+    return describe_backend(getattr(embedder, "backend_name", type(embedder).__name__),
+                            getattr(embedder, "calibration", None))
+
+
+def describe_backend(backend: str, calibration: Calibration | None) -> dict:
+    """{backend, and with `auto`: summary, auto (every candidate's figures)}: the ingest report's and
+    `german-rag config`'s shape."""
+    info: dict = {"backend": backend}
     if calibration is not None:
         info["summary"] = calibration.summary()
         info["auto"] = calibration.to_dict()
