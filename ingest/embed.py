@@ -79,6 +79,11 @@ def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
     return ids, mask
 
 
+def _truncated(row: list[int], limit: int) -> list[int]:
+    """`row` cut to `limit` tokens, its closing special token kept."""
+    return row if len(row) <= limit else [*row[: limit - 1], row[-1]]
+
+
 def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_size: int) -> list[list[int]]:
     """Group text indices, longest first, so each padded batch holds at most `max_tokens` tokens."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -188,12 +193,9 @@ class HFEmbedder:
 
         passages, queries = calibration_texts()
         limit = self._max_tokens
-
-        def capped(rows: list[list[int]]) -> list[list[int]]:
-            return [r if len(r) <= limit else [*r[: limit - 1], r[-1]] for r in rows]
-
         query_ids = self._encode_ids([self._prompt("query") + q for q in queries])
-        return choose(request, model, self._vectors_with, capped(self.document_ids(passages)), capped(query_ids),
+        return choose(request, model, self._vectors_with, [_truncated(r, limit) for r in self.document_ids(passages)],
+                      [_truncated(r, limit) for r in query_ids],
                       self._windows(" ".join(passages * 4), min(limit, TIMED_TOKENS), TIMED_ROWS))
 
     def _windows(self, text: str, width: int, count: int) -> list[list[int]]:
@@ -319,7 +321,7 @@ class HFEmbedder:
                     f"query has {len(ids)} tokens, over the model's limit of {self.max_tokens}; "
                     "shorten it or pass truncate"
                 )
-            ids = [*ids[: self.max_tokens - 1], ids[-1]]  # keep the closing special token
+            ids = _truncated(ids, self.max_tokens)
         return self._embed_ids([ids])[0]
 
     def _embed_ids(self, ids: list[list[int]], backend: EncoderBackend | None = None) -> list[list[float]]:
