@@ -32,6 +32,9 @@ class StandinQdrant:
         # per collection: field -> payload index type a client created (local mode keeps none; a server
         # reports them in get_collection's payload_schema, which is how a store finds the ones missing)
         self.indexes: dict[str, dict[str, str]] = {}
+        # per collection: the body of the request that created it (shard_number, replication_factor, ... that
+        # local mode ignores but a cluster applies)
+        self.created: dict[str, dict] = {}
         # (method, path) -> a status to answer instead (a node failing mid-run: 503), or None to serve it
         self.fault: Callable[[str, str], int | None] | None = None
         handler = type("Handler", (_Handler,), {"standin": self})
@@ -132,6 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if rest == "" and method == "PUT":
             req = models.CreateCollection.model_validate(body)
+            self.standin.created[name] = body
             return e.create_collection(name, vectors_config=req.vectors, sparse_vectors_config=req.sparse_vectors,
                                        metadata=req.metadata)
         if rest == "" and method == "DELETE":

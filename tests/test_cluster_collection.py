@@ -1,0 +1,51 @@
+"""A cluster collection is created with the shard number, replication factor and write consistency the
+settings name (GERMAN_RAG_SHARD_NUMBER, ..., as docker-compose.cluster.yml and deploy/k8s set them).
+
+No Qdrant cluster runs here: the REST stand-in (tests/standin/qdrant_rest.py) records the body of the
+create request, which is what a cluster would apply; its local-mode engine ignores the sharding fields.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.build import build_store
+from pipelines.config import load_settings
+from tests.standin.qdrant_rest import StandinQdrant
+
+SHARDING = ("GERMAN_RAG_SHARD_NUMBER", "GERMAN_RAG_REPLICATION_FACTOR", "GERMAN_RAG_WRITE_CONSISTENCY_FACTOR")
+
+
+@pytest.fixture()
+def standin():
+    with StandinQdrant() as s:
+        yield s
+
+
+def create(monkeypatch, url: str, env: dict[str, str]) -> None:
+    for name in SHARDING:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GERMAN_RAG_CONFIG", raising=False)
+    store = build_store(load_settings(qdrant_url=url, collection="cluster", store_retries=0))
+    try:
+        store.ensure_collection("m", 4)
+    finally:
+        store.close()
+
+
+def test_settings_from_the_environment_reach_the_create_request(standin, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no ./german-rag.toml
+    create(monkeypatch, standin.url, dict(zip(SHARDING, ("6", "2", "1"), strict=True)))
+    body = standin.created["cluster"]
+    assert (body["shard_number"], body["replication_factor"], body["write_consistency_factor"]) == (6, 2, 1)
+    assert body["metadata"]["embed_model"] == "m"
+
+
+def test_unset_settings_leave_the_server_defaults(standin, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    create(monkeypatch, standin.url, {})
+    body = standin.created["cluster"]
+    # qdrant-client leaves out fields that are None: the server's own defaults (1 shard per node, 1 copy) apply
+    assert not {"shard_number", "replication_factor", "write_consistency_factor"} & set(body)
