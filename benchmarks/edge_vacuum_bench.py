@@ -127,7 +127,7 @@ def hnsw_case(base: Path, work: Path, n: int, encoder: SparseEncoder) -> dict:
         out["p50_hnsw_ms"] = latencies(store, encoder)
         store.delete_doc("doc-000003")
         if keep:  # what compact() would cost if it kept HNSW
-            out["vacuum_keeping_hnsw_s"], _ = timed(lambda s=store: s._reconfigure(edge_module._HNSW_KB).optimize())
+            out["vacuum_keeping_hnsw_s"], _ = timed(lambda s=store: s._reconfigure(edge_module.HNSW_KB).optimize())
             store._reconfigure(edge_module._PLAIN_KB)
         else:
             out["compact_plain_s"], _ = timed(store.compact)

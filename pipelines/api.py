@@ -30,6 +30,7 @@ from pipelines.config import Settings
 from retrieval.relevance import keep_relevant, resolve_min_relevance
 
 if TYPE_CHECKING:
+    from ingest.store.base import VectorStore
     from pipelines.indexing.report import IngestReport
     from pipelines.indexing.sync import SyncPlan
     from retrieval.context import PackedContext
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
 
 def ingest_paths(settings: Settings, paths: list, progress: bool = True,
-                 shard: tuple[int, int] | None = None, bulk: bool = False, meta: dict | None = None) -> IngestReport:
+                 shard: tuple[int, int] | None = None, bulk: bool = False, meta: dict | None = None,
+                 optimize: bool = True) -> IngestReport:
     """Ingest files and folders (recursively) into the configured collection; returns the per-file report.
 
         report = ingest_paths(Settings(), ["handbuch.pdf", "richtlinien/"], progress=False)
@@ -48,18 +50,34 @@ def ingest_paths(settings: Settings, paths: list, progress: bool = True,
     fails is reported as failed while the run goes on with the rest. `shard=(i, n)` takes the files whose
     path hashes to i of n (parallel jobs); `bulk` defers a server's index building to the end of the run.
     `meta` is user metadata for every document (payload `meta`; a file's sidecar `meta` wins per key).
+    With `optimize`, a run that leaves `optimize_threshold` points or more outside the HNSW index builds it
+    (report `index`); a sharded or bulk run leaves that to `german-rag optimize` once every shard is done.
     """
     embedder = build_embedder(settings)
     store = build_store(settings)
     try:
         runner = build_ingest_runner(settings, embedder, store, progress, shard, bulk)
-        return replace(runner, meta=dict(meta or {})).run(paths)
+        report = replace(runner, meta=dict(meta or {})).run(paths)
+        if optimize and shard is None and not bulk:
+            _build_index(settings, store, report, progress)
+        return report
     finally:
         store.close()
 
 
+def _build_index(settings: Settings, store: VectorStore, report: IngestReport, progress: bool) -> None:
+    """The run's index build, when due (pipelines/indexing/index_build.py), recorded in its report."""
+    from pipelines.indexing.index_build import optimize_if_due
+
+    if report.outage:
+        return
+    build = optimize_if_due(store, settings.optimize_threshold, progress)
+    report.index = build.to_dict() if build else None
+
+
 def sync_paths(settings: Settings, roots: list, progress: bool = True, dry_run: bool = False,
-               allow_mass_delete: bool = False, meta: dict | None = None) -> IngestReport | SyncPlan:
+               allow_mass_delete: bool = False, meta: dict | None = None,
+               optimize: bool = True) -> IngestReport | SyncPlan:
     """Keep a collection in step with folders: ingest what is new or changed under the roots, then delete the
     stored sources under them whose files are gone (renamed files keep their vectors). A dry run returns the
     plan (add, replace, unchanged, rename, delete, refused) and changes nothing.
@@ -82,7 +100,10 @@ def sync_paths(settings: Settings, roots: list, progress: bool = True, dry_run: 
         if dry_run:
             embedder.prepare()  # the fingerprint needs the model's config (never its weights)
             return syncer.plan()
-        return syncer.sync()
+        report = syncer.sync()
+        if optimize:
+            _build_index(settings, store, report, progress)
+        return report
     finally:
         store.close()
 

@@ -66,7 +66,7 @@ EMBEDDERS: dict[str, Callable[[Settings], Embedder]] = {USE_MODEL: _use_embedder
 def build_store(settings: Settings) -> VectorStore:
     """A URL means a server (qdrant-client); otherwise the embedded engine `qdrant_engine` names. The store acts
     for the settings' principal (`tenant`, `groups`; unset: the local owner)."""
-    from ingest.store.base import StoreOptions
+    from ingest.store.base import IndexOptions, StoreOptions
 
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     options = StoreOptions(
@@ -83,6 +83,11 @@ def build_store(settings: Settings) -> VectorStore:
         retry_backoff_s=settings.store_retry_backoff,
         vector_datatype=settings.vector_datatype,
         meta_fields=settings.meta_schema.declared,
+        index=IndexOptions(hnsw_m=settings.hnsw_m, hnsw_ef_construct=settings.hnsw_ef_construct,
+                           hnsw_ef=settings.hnsw_ef, quantization=settings.quantization,
+                           oversampling=settings.quantization_oversampling, rescore=settings.quantization_rescore,
+                           exact=settings.exact_search, optimize_threshold=settings.optimize_threshold,
+                           indexing_threshold_kb=settings.indexing_threshold_kb),
     )
     if settings.qdrant_engine == "edge" and not settings.qdrant_url:
         from ingest.store.edge import EdgeStore

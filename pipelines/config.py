@@ -69,6 +69,22 @@ class Settings(BaseSettings):
     vector_datatype: Literal["float32", "float16"] = Field(
         "float16", description="dense vector storage on a server or the edge engine (local mode: always float32); "
         "fixed when a collection is created")
+    # index lifecycle (HNSW and quantization; docs/bench/scale.md has the measurements behind the defaults)
+    hnsw_m: int = Field(16, ge=2, le=128, description="HNSW links per point (fixed when a collection is created)")
+    hnsw_ef_construct: int = Field(100, ge=4, le=4096, description="HNSW candidates while building (fixed when a "
+                                   "collection is created)")
+    hnsw_ef: int = Field(128, ge=1, le=4096, description="HNSW candidates while searching")
+    quantization: Literal["none", "scalar", "binary", "binary2", "turbo2", "turbo4"] = Field(
+        "scalar", description="compressed vectors in RAM, originals on disk (memory-mapped) for rescoring; fixed "
+        "when a collection is created")
+    quantization_oversampling: float = Field(2.0, ge=1, le=16, description="candidates scored on compressed "
+                                             "vectors per hit asked for, rescored with the originals")
+    quantization_rescore: bool = Field(True, description="order the oversampled candidates by the original vectors")
+    exact_search: bool = Field(False, description="scan every vector (no HNSW, no quantization): exact, slow at scale")
+    optimize_threshold: int = Field(20_000, ge=0, description="after an ingest or sync, build the index when at "
+                                    "least this many points are not in one (0: only `german-rag optimize`)")
+    indexing_threshold_kb: int = Field(10_000, ge=1, description="KB of vectors a segment needs to get an HNSW "
+                                       "graph (smaller ones are scanned exactly)")
     # retrieval
     top_k: int = Field(5, ge=1, le=100)
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"

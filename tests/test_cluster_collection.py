@@ -49,3 +49,27 @@ def test_unset_settings_leave_the_server_defaults(standin, monkeypatch, tmp_path
     body = standin.created["cluster"]
     # qdrant-client leaves out fields that are None: the server's own defaults (1 shard per node, 1 copy) apply
     assert not {"shard_number", "replication_factor", "write_consistency_factor"} & set(body)
+
+
+def test_a_server_collection_gets_the_index_and_quantization_settings(standin, monkeypatch, tmp_path):
+    """HNSW m/ef_construct and quantization (originals on disk) reach a server's create request, and a search
+    asks for hnsw_ef and rescoring over oversampled candidates (the edge engine gets the same, ingest/store/edge.py)."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"GERMAN_RAG_HNSW_M": "24", "GERMAN_RAG_HNSW_EF_CONSTRUCT": "200",
+                        "GERMAN_RAG_QUANTIZATION": "binary2", "GERMAN_RAG_HNSW_EF": "96",
+                        "GERMAN_RAG_QUANTIZATION_OVERSAMPLING": "3"}.items():
+        monkeypatch.setenv(name, value)
+    create(monkeypatch, standin.url, {})
+    body = standin.created["cluster"]
+    assert body["hnsw_config"] == {"m": 24, "ef_construct": 200}
+    assert body["quantization_config"] == {"binary": {"always_ram": True, "encoding": "two_bits"}}
+    assert body["vectors"]["dense"]["on_disk"] is True
+    store = build_store(load_settings(qdrant_url=standin.url, collection="cluster", store_retries=0))
+    try:
+        store.search_dense([0.5, 0.5, 0.5, 0.5], 3)
+        store.search_hybrid([0.5, 0.5, 0.5, 0.5], ([1], [1.0]), 3)
+    finally:
+        store.close()
+    dense, hybrid = standin.queries[-2:]
+    want = {"hnsw_ef": 96, "exact": False, "quantization": {"ignore": False, "rescore": True, "oversampling": 3.0}}
+    assert dense["params"] == want and hybrid["prefetch"][0]["params"] == want

@@ -270,7 +270,8 @@ def test_edge_persists_reopens_and_checks_the_model(tmp_path, texts):
     before = store.search_dense(unit_vector(texts[3]), 3)
     store.close()
     again = EdgeStore(opts)
-    assert again.metadata() == {"embed_model": "modell", "dimension": DIM, "schema_version": 1, "engine": "edge"}
+    assert again.metadata() == {"embed_model": "modell", "dimension": DIM, "schema_version": 1, "engine": "edge",
+                                "index": {"hnsw_m": 16, "hnsw_ef_construct": 100, "quantization": "scalar"}}
     assert again.count() == 20 and again.search_dense(unit_vector(texts[3]), 3) == before
     assert before[0].payload["text"] == texts[3] and before[0].score == pytest.approx(1.0, abs=2e-3)  # float16
     with pytest.raises(StoreError, match=r"built with model 'modell' \(16-d vectors\).*'anderes' \(8-d\)"):

@@ -6,7 +6,7 @@ offers, and the terms it is configured and answered in. Every caller is typed wi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -63,6 +63,75 @@ def check_collection_name(name: str) -> str:
     return name
 
 
+QUANTIZATIONS = ("none", "scalar", "binary", "binary2", "turbo2", "turbo4")
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How dense vectors are indexed and searched once a collection is large; defaults chosen by measurement on
+    real embeddings at 100k and 1M points (docs/bench/scale.md).
+
+    HNSW (`hnsw_m` links per node, `hnsw_ef_construct` candidates while building, `hnsw_ef` while searching) is
+    built by `optimize()`, on a segment only when it holds more than Qdrant's indexing threshold of vectors: a
+    small collection stays an exact scan. `quantization` keeps a compressed copy of every vector in memory and the
+    originals on disk (memory-mapped): a search scores the compressed copies, takes `oversampling` times the
+    asked-for hits and, with `rescore`, orders those by the originals. Fixed when a collection is created (the
+    edge engine records them with the collection). `exact` scans every vector whatever was built.
+    """
+
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    hnsw_ef: int = 128
+    quantization: str = "scalar"
+    oversampling: float = 2.0
+    rescore: bool = True
+    exact: bool = False
+    # points not yet in an HNSW index after an ingest or sync that make it call optimize() (0: never by itself)
+    optimize_threshold: int = 20_000
+    # KB of vectors a segment holds before optimize() gives it a graph (Qdrant's default; about 5,000 1024-d
+    # float16 vectors): below it a segment is scanned exactly, which is as fast
+    indexing_threshold_kb: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.quantization not in QUANTIZATIONS:
+            raise StoreError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {self.quantization!r}")
+        if (self.hnsw_m < 2 or self.hnsw_ef_construct < 4 or self.hnsw_ef < 1 or self.oversampling < 1
+                or self.optimize_threshold < 0 or self.indexing_threshold_kb < 1):
+            raise StoreError("index options: hnsw_m >= 2, hnsw_ef_construct >= 4, hnsw_ef >= 1, oversampling >= 1, "
+                             "optimize_threshold >= 0, indexing_threshold_kb >= 1")
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantization != "none"
+
+    def recorded(self) -> dict[str, Any]:
+        """What a collection records of these at creation (the search-time ones may change later)."""
+        return {"hnsw_m": self.hnsw_m, "hnsw_ef_construct": self.hnsw_ef_construct, "quantization": self.quantization}
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """How much of a collection an HNSW index covers."""
+
+    points: int
+    indexed: int
+    segments: int
+
+    @property
+    def unindexed(self) -> int:
+        return max(0, self.points - self.indexed)
+
+
+@dataclass(frozen=True)
+class OptimizeProgress:
+    """An index build under way: `elapsed_s` of about `estimate_s` (None: no estimate yet), for `points`."""
+
+    points: int
+    elapsed_s: float
+    estimate_s: float | None
+    indexed: int | None = None  # where the engine reports it while building (a server)
+
+
 @dataclass(frozen=True)
 class StoreOptions:
     collection: str = "german_rag"
@@ -83,6 +152,7 @@ class StoreOptions:
     # Declared user metadata fields, key -> kind (settings' `meta_fields`): filters on `meta.KEY` take that kind
     # and the store keeps a payload index on each.
     meta_fields: tuple[tuple[str, str], ...] = ()
+    index: IndexOptions = field(default_factory=IndexOptions)
 
     def __post_init__(self) -> None:
         check_collection_name(self.collection)
@@ -179,6 +249,17 @@ class VectorStore(Protocol):
     def delete_source(self, source: str) -> int: ...
 
     def delete_doc(self, doc_id: str) -> int: ...
+
+    def index_state(self) -> IndexState:
+        """Points, points in an HNSW index, segments."""
+        ...
+
+    def optimize(self, progress: Callable[[OptimizeProgress], None] | None = None) -> bool:
+        """Build HNSW (and the quantized copies) on segments large enough, vacuum and merge segments, blocking
+        until done; `progress` is called about every second. Searches wait meanwhile on the edge engine (its
+        build runs in a child process; this store's shard is closed until it ends); a server keeps answering
+        from the old segments. True if anything was rebuilt."""
+        ...
 
     def compact(self) -> bool:
         """Let the deletes and updates since the last call count in scoring: the edge engine vacuums segments

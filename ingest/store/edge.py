@@ -18,7 +18,10 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -27,7 +30,23 @@ import qdrant_edge as qe
 
 from ingest.schema import P, StoredHit, StoreError
 from ingest.store.access import OWNER, Principal
-from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions
+from ingest.store.base import (
+    DENSE,
+    SCHEMA_VERSION,
+    SPARSE,
+    IndexOptions,
+    IndexState,
+    OptimizeProgress,
+    StoreLockedError,
+    StoreOptions,
+)
+from ingest.store.edge_build import (
+    INDEXED_DELETED_THRESHOLD,
+    INDEXED_VACUUM_MIN,
+    LEGACY_INDEX,
+    PLAIN_KB,
+    shard_config,
+)
 from ingest.store.edge_convert import edge_point, to_edge_filter
 from ingest.store.engine import EngineStore
 from ingest.store.filters import FilterSpec, FilterValue, build_filter
@@ -40,21 +59,21 @@ _INDEX_KIND = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSch
 _SCROLL_PAGE = 1024
 _DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
 # Qdrant counts a deleted point in its segment's BM25 IDF until the segment is vacuumed, and its defaults
-# vacuum only at 20 % deleted and 1000 vectors: so `compact()` vacuums every segment with a deleted point.
-# indexing_threshold 0 keeps a vacuum from building HNSW (seconds at 10k, minutes at 100k): segments stay
-# plain, as writes leave them, unless `optimize()` is asked for HNSW (docs/bench/edge_vacuum-*.md).
-_PLAIN_KB, _HNSW_KB = 0, 10_000  # 10,000 KB of vectors: Qdrant's default indexing threshold
+# vacuum only at 20 % deleted and 1000 vectors: so `compact()` vacuums every segment with a deleted point while
+# the collection has no index. Writes and such vacuums load the shard with indexing threshold 0 (PLAIN_KB): no
+# graph is built (seconds at 10k, minutes at 100k) unless `optimize()` asks for it (docs/bench/edge_vacuum-*.md,
+# docs/bench/scale.md).
+_POLL_S = 1.0
+_RATE_KEY = "hnsw_build_points_per_s"  # collection metadata: the last build's speed, for the next estimate
 
 
-def _optimizers(indexing_kb: int) -> qe.EdgeOptimizersConfig:
-    return qe.EdgeOptimizersConfig(deleted_threshold=0.0, vacuum_min_vector_number=1, indexing_threshold=indexing_kb)
-
-
-def _reconfigured(indexing_kb: int) -> qe.EdgeConfig:
-    """The config a shard is loaded with: vectors as stored (the sparse one, unchanged, only because the
-    binding needs one), the optimizers ours (older shards had Qdrant's defaults)."""
-    return qe.EdgeConfig(sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-                         optimizers=_optimizers(indexing_kb))
+def _child_env() -> dict[str, str]:
+    """This process's environment with this code's folder first on the module path: the child imports the same
+    `ingest` package this process runs, installed or not."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,10 @@ class EdgeSearch:
     exact: bool = False
     hnsw_ef: int | None = 128
 
+    @classmethod
+    def of(cls, index: IndexOptions) -> EdgeSearch:
+        return cls(exact=index.exact, hnsw_ef=index.hnsw_ef)
+
 
 @dataclass
 class _EdgeConnection:
@@ -75,7 +98,8 @@ class _EdgeConnection:
 
     lock: IO[str] | None = None
     shard: qe.EdgeShard | None = None
-    indexing_kb: int = _PLAIN_KB  # what a shard.optimize() may index: 0 except while optimize() builds HNSW
+    indexing_kb: int = PLAIN_KB  # what a shard.optimize() may index: 0 except while optimize() builds HNSW
+    index: dict[str, Any] | None = None  # the collection's recorded HNSW and quantization settings
     changed: bool = False  # written since the last compact(): a delete, or an update that moved a point
 
 
@@ -86,7 +110,7 @@ class EdgeStore(EngineStore):
         if not options.path:
             raise StoreError("the edge engine needs an embedded path (qdrant_path); a URL means a server")
         self.options = options
-        self.search = search or EdgeSearch()
+        self.search = search or EdgeSearch.of(options.index)
         self.principal = principal
         self._conn = _EdgeConnection()  # shared with this store's scoped views (copies)
 
@@ -133,12 +157,20 @@ class EdgeStore(EngineStore):
             self._acquire()
             if not self.exists():
                 raise StoreError(f"collection {self.options.collection!r} does not exist at {self.location}")
-            return self._load(_PLAIN_KB)
+            return self._load(PLAIN_KB)
         return self._conn.shard
+
+    @property
+    def _index(self) -> dict[str, Any]:
+        """The HNSW and quantization settings this collection was created with (older ones: Qdrant's defaults)."""
+        if self._conn.index is None:
+            recorded = self.metadata().get("index") if self.exists() else None
+            self._conn.index = dict(recorded) if isinstance(recorded, dict) else dict(LEGACY_INDEX)
+        return self._conn.index
 
     def _load(self, indexing_kb: int) -> qe.EdgeShard:
         try:
-            shard = qe.EdgeShard.load(str(self._dir / "shard"), _reconfigured(indexing_kb))
+            shard = qe.EdgeShard.load(str(self._dir / "shard"), shard_config(self._index, indexing_kb))
         except Exception as exc:  # the binding raises plain Exception
             raise StoreError(f"cannot open the edge shard at {self._dir / 'shard'}: {exc}") from exc
         self._conn.shard, self._conn.indexing_kb = shard, indexing_kb
@@ -168,24 +200,93 @@ class EdgeStore(EngineStore):
             self._conn.lock.close()
             self._conn.lock = None
 
-    def optimize(self) -> bool:
-        """Build HNSW on segments over 10,000 KB of vectors (Qdrant's default), vacuum and merge segments
-        (blocking; seconds at 10k 1024-d points on 2 cores, minutes at 100k)."""
-        done = bool(self._reconfigure(_HNSW_KB).optimize())
-        self._reconfigure(_PLAIN_KB)
+    def index_state(self) -> IndexState:
+        """Points, dense vectors in an HNSW graph, segments. The engine counts every sparse vector as indexed
+        (its inverted index), deleted ones too until a vacuum: those are taken off, and without a graph on disk
+        nothing is indexed."""
+        info = self.shard.info()
+        points = int(info.points_count)
+        indexed = 0
+        if self._has_graph():
+            sparse = self.shard.count(qe.CountRequest(exact=True, filter=qe.Filter(
+                must=[qe.HasVectorCondition(SPARSE)])))
+            indexed = min(points, max(0, int(info.indexed_vectors_count) - int(sparse)))
+        return IndexState(points=points, indexed=indexed, segments=int(info.segments_count))
+
+    def _has_graph(self) -> bool:
+        """A segment with a dense HNSW graph exists (the engine says so only on disk)."""
+        return any((self._dir / "shard" / "segments").glob(f"*/vector_index-{DENSE}/graph.bin"))
+
+    def optimize(self, progress: Callable[[OptimizeProgress], None] | None = None) -> bool:
+        """Build HNSW and the quantized copies on segments over 10,000 KB of vectors (Qdrant's default), vacuum
+        and merge segments, in a child process (ingest/store/edge_build.py: the engine holds the GIL while it
+        builds); searches through this store wait until it returns. `progress` gets the time spent and an
+        estimate from this collection's last build. True if a segment was rebuilt."""
+        state = self.index_state()
+        started = time.perf_counter()
+        done = self._build(self.options.index.indexing_threshold_kb, state, progress)
+        elapsed = time.perf_counter() - started
+        if state.unindexed >= 10_000 and elapsed > 1:  # a build long enough to time: the next estimate's rate
+            self.update_metadata({_RATE_KEY: round(state.unindexed / elapsed, 1)})
         self._conn.changed = False
         return done
 
     def compact(self) -> bool:
-        """Vacuum every segment that holds a deleted point, so BM25's IDF counts only live points (as local
-        mode's does); never builds HNSW (a vacuumed segment is plain). Call once after a batch of deletes or
-        updates (an ingest run, a sync): it rebuilds each such segment whole (docs/bench/edge_vacuum-*.md).
-        `close()` calls it when the store was written to. True if a segment was rebuilt."""
+        """Vacuum segments with deleted points so BM25's IDF counts only live points (as local mode's does). A
+        collection without an index vacuums every segment with a deleted point (cheap: plain segments); one with
+        an index only segments with >= 20 % deleted (Qdrant's rule), whose graphs are rebuilt in a child process
+        like `optimize()`'s. Call once after a batch of deletes or updates (an ingest run, a sync): it rebuilds
+        each such segment whole (docs/bench/edge_vacuum-*.md). `close()` calls it when the store was written to.
+        True if a segment was rebuilt."""
         if self._conn.shard is None and not self.exists():
             return False
-        done = bool(self._reconfigure(_PLAIN_KB).optimize())
+        if self._has_graph():
+            state = self.index_state()
+            done = self._build(self.options.index.indexing_threshold_kb, state, None, INDEXED_DELETED_THRESHOLD,
+                               INDEXED_VACUUM_MIN)
+        else:
+            done = bool(self._reconfigure(PLAIN_KB).optimize())
         self._conn.changed = False
         return done
+
+    def _build(self, indexing_kb: int, state: IndexState, progress: Callable[[OptimizeProgress], None] | None,
+               deleted_threshold: float = 0.0, vacuum_min: int = 1) -> bool:
+        """The shard's optimizers in a child process on this shard's folder, this store's shard closed (its lock
+        kept) meanwhile and opened again after, also when the child fails or this process is interrupted."""
+        shard = self.shard
+        shard.flush()
+        shard.close()
+        self._conn.shard = None
+        spec = {"index": self._index, "indexing_kb": indexing_kb, "deleted_threshold": deleted_threshold,
+                "vacuum_min": vacuum_min}
+        rate = self.metadata().get(_RATE_KEY)
+        estimate = state.unindexed / float(rate) if rate and state.unindexed else None
+        started = time.perf_counter()
+        try:
+            child = subprocess.Popen([sys.executable, "-m", "ingest.store.edge_build", str(self._dir / "shard"),
+                                      json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=_child_env())
+        except OSError as exc:
+            self._load(PLAIN_KB)
+            raise StoreError(f"cannot start the index build of {self.location}: {exc}") from exc
+        try:
+            while True:
+                try:
+                    out, err = child.communicate(timeout=_POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    if progress:
+                        progress(OptimizeProgress(state.unindexed, time.perf_counter() - started, estimate))
+        except BaseException:
+            child.terminate()  # the engine's optimizer writes new segments aside and swaps them in: safe to stop
+            child.wait()
+            raise
+        finally:
+            self._load(PLAIN_KB)
+        if child.returncode != 0:
+            raise StoreError(f"building the index of {self.location} failed (exit {child.returncode}): "
+                             f"{err.strip()[-2000:]}")
+        return bool(json.loads(out.strip().splitlines()[-1])["changed"])
 
     # -- collection ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -218,17 +319,23 @@ class EdgeStore(EngineStore):
         shard_dir = self._dir / "shard"
         if shard_dir.exists():  # a create that died before its metadata was written: nothing was stored
             shutil.rmtree(shard_dir)
+        index = self.options.index
+        self._conn.index = index.recorded()
+        base = shard_config(self._conn.index, PLAIN_KB)
+        # quantized: the originals stay on disk (memory-mapped, read to rescore); else in RAM, read by every search
+        memory = qe.Memory.Cached if index.quantized else None
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine,
-                                                datatype=_DATATYPE[self.options.vector_datatype])},
+                                                datatype=_DATATYPE[self.options.vector_datatype], memory=memory)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-            optimizers=_optimizers(_PLAIN_KB),
+            hnsw_config=base.hnsw_config, quantization_config=base.quantization_config, optimizers=base.optimizers,
         )
         self._conn.shard = qe.EdgeShard.create(str(shard_dir), config)
         for key, kind in self.options.index_fields().items():  # the engine uses payload indexes for filters
             self._conn.shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_KIND[kind]))
         self._conn.shard.flush()
-        meta = {"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION, "engine": "edge"}
+        meta = {"embed_model": model, "dimension": dimension, "schema_version": SCHEMA_VERSION, "engine": "edge",
+                "index": self._conn.index}
         self._write_meta(meta)  # the collection exists only once its metadata does
         log.info("collection created", extra={"collection": self.options.collection, "model": model,
                                               "dimension": dimension, "engine": "edge"})
@@ -294,7 +401,13 @@ class EdgeStore(EngineStore):
 
     # -- search ----------------------------------------------------------------------------------
     def _params(self) -> qe.SearchParams:
-        return qe.SearchParams(exact=self.search.exact, hnsw_ef=self.search.hnsw_ef)
+        exact = self.search.exact
+        quantization = None
+        if self._index.get("quantization", "none") != "none":
+            index = self.options.index  # exact: the originals only, so exact means exact
+            quantization = qe.QuantizationSearchParams(ignore=exact, rescore=index.rescore,
+                                                       oversampling=index.oversampling)
+        return qe.SearchParams(exact=exact, hnsw_ef=self.search.hnsw_ef, quantization=quantization)
 
     def _query(self, request: qe.QueryRequest) -> list[StoredHit]:
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,16 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from ingest.schema import Access, Chunk, P, StoredHit, StoreError, chunk_payload
 from ingest.store.access import OWNER, Principal
-from ingest.store.base import DENSE, SCHEMA_VERSION, SPARSE, StoreLockedError, StoreOptions, StoreUnavailableError
+from ingest.store.base import (
+    DENSE,
+    SCHEMA_VERSION,
+    SPARSE,
+    IndexState,
+    OptimizeProgress,
+    StoreLockedError,
+    StoreOptions,
+    StoreUnavailableError,
+)
 from ingest.store.engine import EngineStore
 from ingest.store.filters import Condition, FilterSpec, FilterValue, Range, build_filter
 
@@ -70,6 +79,22 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, UnexpectedResponse):
         return exc.status_code in _TRANSIENT_STATUS
     return isinstance(exc, ResponseHandlingException | httpx.TransportError | ConnectionError | TimeoutError)
+
+
+def client_quantization(kind: str) -> models.QuantizationConfig | None:
+    """A quantization setting as qdrant-client's config, the same as the edge engine's
+    (ingest/store/edge_build.py): compressed copies in RAM."""
+    if kind == "scalar":
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
+    if kind in ("binary", "binary2"):
+        encoding = models.BinaryQuantizationEncoding.ONE_BIT if kind == "binary" else \
+            models.BinaryQuantizationEncoding.TWO_BITS
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True, encoding=encoding))
+    if kind in ("turbo2", "turbo4"):
+        bits = models.TurboQuantBitSize.BITS2 if kind == "turbo2" else models.TurboQuantBitSize.BITS4
+        return models.TurboQuantization(turbo=models.TurboQuantQuantizationConfig(always_ram=True, bits=bits))
+    return None
 
 
 BULK_KEY = "german_rag_bulk_indexing_threshold"  # collection metadata: the threshold to restore after a bulk load
@@ -205,11 +230,17 @@ class QdrantStore(EngineStore):
 
     def _create(self, name: str, model: str, dimension: int) -> None:
         o = self.options
+        index = o.index
+        server = bool(o.url)  # local mode has neither HNSW nor quantization (and warns about both)
         self._call("create_collection",
             name,
-            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE,
-                                                       datatype=models.Datatype(o.vector_datatype))},
+            vectors_config={DENSE: models.VectorParams(
+                size=dimension, distance=models.Distance.COSINE, datatype=models.Datatype(o.vector_datatype),
+                on_disk=True if server and index.quantized else None)},  # quantized: originals memory-mapped
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            hnsw_config=models.HnswConfigDiff(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct)
+            if server else None,
+            quantization_config=client_quantization(index.quantization) if server else None,
             shard_number=o.shard_number,
             replication_factor=o.replication_factor,
             write_consistency_factor=o.write_consistency_factor,
@@ -297,12 +328,53 @@ class QdrantStore(EngineStore):
         flt = self._native(self._filter(filters))
         return self._call("count", self.options.collection, count_filter=flt, exact=True).count
 
+    # -- index ----------------------------------------------------------------------------------
+    def index_state(self) -> IndexState:
+        """A server's counts; local mode has no index to build: every point counts as indexed (scanned exactly)."""
+        if not self.options.url:
+            return IndexState(points=self.count(), indexed=self.count(), segments=1)
+        info = self._call("get_collection", self.options.collection)
+        return IndexState(points=int(info.points_count or 0), indexed=self._dense_indexed(info),
+                          segments=int(info.segments_count or 0))
+
+    def _dense_indexed(self, info: models.CollectionInfo) -> int:
+        """Qdrant counts every sparse vector as indexed (its inverted index): taken off, to count the dense
+        vectors in an HNSW graph."""
+        has_sparse = models.Filter(must=[models.HasVectorCondition(has_vector=SPARSE)])
+        sparse = self._call("count", self.options.collection, count_filter=has_sparse, exact=True).count
+        return max(0, int(info.indexed_vectors_count or 0) - int(sparse))
+
+    def optimize(self, progress: Callable[[OptimizeProgress], None] | None = None) -> bool:
+        """On a server: restore indexing a bulk load deferred, then wait (reporting progress) until its optimizer
+        has indexed what it will; searches keep answering meanwhile. Local mode has no index: False."""
+        if not self.options.url:
+            return False
+        restored = self.end_bulk()
+        started, state = time.perf_counter(), self.index_state()
+        while True:
+            info = self._call("get_collection", self.options.collection)
+            if info.status == models.CollectionStatus.GREEN:
+                return restored or state.indexed != self._dense_indexed(info)
+            if progress:
+                progress(OptimizeProgress(int(info.points_count or 0), time.perf_counter() - started, None,
+                                          self._dense_indexed(info)))
+            time.sleep(1.0)
+
+    def _params(self) -> models.SearchParams | None:
+        """HNSW candidates and quantization rescoring on a server (local mode scans exactly, always)."""
+        if not self.options.url:
+            return None
+        index = self.options.index
+        quantization = models.QuantizationSearchParams(ignore=index.exact, rescore=index.rescore,
+                                                       oversampling=index.oversampling) if index.quantized else None
+        return models.SearchParams(hnsw_ef=index.hnsw_ef, exact=index.exact, quantization=quantization)
+
     # -- search ----------------------------------------------------------------------------------
     def search_dense(self, vector: Sequence[float], top_k: int,
                      filters: dict[str, FilterValue] | None = None) -> list[StoredHit]:
         res = self._call("query_points",
             self.options.collection, query=list(vector), using=DENSE, limit=top_k,
-            query_filter=self._native(self._filter(filters)), with_payload=True,
+            query_filter=self._native(self._filter(filters)), with_payload=True, search_params=self._params(),
         )
         return [StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
@@ -322,7 +394,8 @@ class QdrantStore(EngineStore):
                       weights: tuple[float, float] | None = None, candidates: int = 50) -> list[StoredHit]:
         """Both legs prefetched and fused inside Qdrant (Query API): RRF (constant, weights) or DBSF."""
         flt = self._native(self._filter(filters))
-        prefetch = [models.Prefetch(query=list(dense), using=DENSE, limit=candidates, filter=flt)]
+        prefetch = [models.Prefetch(query=list(dense), using=DENSE, limit=candidates, filter=flt,
+                                    params=self._params())]
         if sparse[0]:
             prefetch.append(models.Prefetch(
                 query=models.SparseVector(indices=list(sparse[0]), values=list(sparse[1])),

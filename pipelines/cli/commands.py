@@ -57,9 +57,9 @@ Outcome = ErrorKind | None
 
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> Outcome:
-    handler = {"ingest": ingest, "sync": sync, "query": query, "delete": delete, "config": show_config, "demo": demo,
-               "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve, "keys": keys_cmd, "watch": watch,
-               "mcp": mcp_cmd, "context": context}
+    handler = {"ingest": ingest, "sync": sync, "query": query, "delete": delete, "optimize": optimize_cmd,
+               "config": show_config, "demo": demo, "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve,
+               "keys": keys_cmd, "watch": watch, "mcp": mcp_cmd, "context": context}
     return handler[command](args, settings)
 
 
@@ -86,6 +86,9 @@ def format_report(report: IngestReport) -> str:
             lines.append(f"  RENAMED: {shown(f.renamed_from)} -> {shown(f.source)} ({f.chunks_reused} vectors reused)")
     if s["embed_backend"]:
         lines.append(f"embedding: {s['embed_backend'].get('summary') or s['embed_backend']['backend']}")
+    if s.get("index"):
+        after, seconds = s["index"]["after"], s["index"]["seconds"]
+        lines.append(f"index built: {after['indexed']:,} of {after['points']:,} points in HNSW ({seconds:.1f} s)")
     if s["ocr_pages"]:
         lines.append(f"OCR: {s['ocr_pages']} pages read by OCR, {len(s['ocr_low_confidence'])} of low confidence")
     lines += [f"  OCR LOW CONFIDENCE: {shown(x)}" for x in s["ocr_low_confidence"]]
@@ -108,7 +111,7 @@ def ingest(args: argparse.Namespace, settings: Settings) -> Outcome:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     report = ingest_paths(settings, _paths(args.paths), progress=not args.json, shard=shard, bulk=args.bulk,
-                          meta=parse_meta(args.meta, settings.meta_schema))
+                          meta=parse_meta(args.meta, settings.meta_schema), optimize=not args.no_optimize)
     summary = report.summary()
     audit("ingest", settings.tenant, cli_key(), files=summary["files_seen"], ingested=summary["ingested"],
           removed=summary["removed"], points_written=summary["points_written"],
@@ -143,7 +146,8 @@ def sync(args: argparse.Namespace, settings: Settings) -> Outcome:
     from pipelines.indexing.report import IngestReport
 
     result = sync_paths(settings, _paths(args.paths), progress=not args.json, dry_run=args.dry_run,
-                        allow_mass_delete=args.allow_mass_delete, meta=parse_meta(args.meta, settings.meta_schema))
+                        allow_mass_delete=args.allow_mass_delete, meta=parse_meta(args.meta, settings.meta_schema),
+                        optimize=not args.no_optimize)
     if not isinstance(result, IngestReport):  # a dry run's plan
         plan = result.to_dict()
         _out(args, plan, format_plan(plan))
@@ -223,6 +227,21 @@ def _matching(stored: dict, target: str, given: str) -> tuple[str, list[str]]:
         if names:
             return name or target, names
     return target, []
+
+
+def optimize_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
+    """Build the collection's HNSW index (and quantized copies) now, with progress; print before and after."""
+    from pipelines.indexing.index_build import optimize
+
+    store = build_store(settings)
+    try:
+        store.require_collection()
+        build = optimize(store, progress=not args.json)
+    finally:
+        store.close()
+    _out(args, {"collection": settings.collection, **build.to_dict()},
+         f"{'built' if build.changed else 'nothing to build'}; {build.summary()}")
+    return None
 
 
 def delete(args: argparse.Namespace, settings: Settings) -> Outcome:

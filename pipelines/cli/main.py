@@ -64,6 +64,11 @@ def _ingest_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parse-timeout", type=float, help="seconds to parse one file (0: no worker, no limit)")
 
 
+def _optimize_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-optimize", action="store_true", help="do not build the HNSW index at the end, even "
+                        "past optimize_threshold unindexed points (run `german-rag optimize` later)")
+
+
 def _meta_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                         help="user metadata of every document of the run (payload meta.KEY; a file's sidecar wins); "
@@ -77,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--shard", metavar="I/N", help="take only shard I of N (0 <= I < N; stable hash of the path)")
     p.add_argument("--bulk", action="store_true", help="a large load into a server: defer HNSW indexing to the end")
+    _optimize_flag(p)
     _meta_flag(p)
     _ingest_flags(p)
     _common(p)
@@ -87,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "deleted; change nothing")
     p.add_argument("--allow-mass-delete", action="store_true", help="delete even when more than "
                    "sync_max_delete_share of a root's sources are gone")
+    _optimize_flag(p)
     _meta_flag(p)
     _ingest_flags(p)
     _common(p)
@@ -110,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-relevance", metavar="X", help=MIN_RELEVANCE_HELP)
     _common(p)
     add_context_parser(sub, _common)
+    p = sub.add_parser("optimize", help="build the HNSW index and quantized vectors now (ingest and sync do it by "
+                       "themselves past optimize_threshold unindexed points)")
+    _common(p)
     p = sub.add_parser("delete", help="remove a source (a file as ingested, or every source under a folder)")
     p.add_argument("source", metavar="SOURCE", help="file or folder path (the file may be gone), or upload:NAME")
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")

@@ -42,6 +42,8 @@ class IngestReport:
     outage: str | None = None
     # The backend that embedded this run's chunks, and with `auto` what it measured (`backend_info`).
     embed_backend: dict | None = None
+    # The index build the run ended with (pipelines/indexing/index_build.py IndexBuild.to_dict), or None
+    index: dict | None = None
 
     def merge(self, other: IngestReport) -> None:
         """Add another run's files, stage times and outage (a run split by access fields)."""
@@ -89,6 +91,7 @@ class IngestReport:
             "total_seconds": round(self.total_seconds, 3),
             "outage": self.outage,
             "embed_backend": self.embed_backend,
+            "index": self.index,
         }
 
     def to_dict(self) -> dict:

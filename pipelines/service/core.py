@@ -20,7 +20,7 @@ from typing import Any
 
 from ingest.schema import DEFAULT_ACCESS, Access, Chunk, Embedder, StoredHit, TokenLimitError
 from ingest.store.access import Principal
-from ingest.store.base import DocState, StoreFilters, VectorStore
+from ingest.store.base import DocState, IndexState, OptimizeProgress, StoreFilters, VectorStore
 
 log = logging.getLogger(__name__)
 EMBED_SLICE = 8  # texts per locked embed call during ingest: bounds how long a retrieve waits for the model
@@ -111,6 +111,14 @@ class LockedStore(VectorStore):
     def compact(self) -> bool:
         with self._lock:
             return self._inner.compact()
+
+    def index_state(self) -> IndexState:
+        with self._lock:
+            return self._inner.index_state()
+
+    def optimize(self, progress: Callable[[OptimizeProgress], None] | None = None) -> bool:
+        with self._lock:  # an embedded store's searches wait for the build (its shard is closed meanwhile)
+            return self._inner.optimize(progress)
 
     def count(self, filters: StoreFilters | None = None) -> int:
         with self._lock:

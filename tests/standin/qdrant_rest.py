@@ -35,6 +35,7 @@ class StandinQdrant:
         # per collection: the body of the request that created it (shard_number, replication_factor, ... that
         # local mode ignores but a cluster applies)
         self.created: dict[str, dict] = {}
+        self.queries: list[dict] = []  # the body of every query request, in order
         # (method, path) -> a status to answer instead (a node failing mid-run: 503), or None to serve it
         self.fault: Callable[[str, str], int | None] | None = None
         handler = type("Handler", (_Handler,), {"standin": self})
@@ -149,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
             return {"operation_id": 0, "status": "completed"}
         if not e.collection_exists(name):
             raise KeyError(name)
+        if rest == "/points/query":
+            self.standin.queries.append(body)  # as sent: what a server would be asked (params, prefetch)
         return self._points(e, name, rest, body)
 
     @staticmethod
