@@ -37,7 +37,7 @@ MAX_WINDOW = 200  # chunks on each side of the chosen one that the document view
 
 
 class Capabilities(BaseModel):
-    tenant: str
+    tenant: str | None = Field(description="the key's tenant; none: the local owner (no keys set)")
     groups: list[str]
     role: str
     may_write: bool
