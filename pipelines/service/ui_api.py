@@ -67,7 +67,7 @@ class HighlightRequest(BaseModel):
 
 class HighlightResponse(BaseModel):
     terms: list[str] = Field(description="the query's index terms (stems, compound parts, folded spelling)")
-    spans: list[list[tuple[int, int]]] = Field(description="per text: sorted [start, end) character spans")
+    spans: list[list[list[int]]] = Field(description="per text: sorted [start, end] pairs of character offsets")
 
 
 class DocumentText(BaseModel):
@@ -128,7 +128,7 @@ def install_ui_api(app: FastAPI, rt: ServiceRuntime) -> None:
         """Spans of each text whose BM25 index terms are the query's: stems, compound parts and folded spellings
         match as they do in search (`Kündigungsfristen` for `Kündigungsfrist`, `gericht` in `Bundesgericht`)."""
         terms, spans = await run_in_threadpool(highlight, encoder(), body.query, body.texts)
-        return HighlightResponse(terms=terms, spans=spans)
+        return HighlightResponse(terms=terms, spans=[[[a, b] for a, b in text] for text in spans])
 
     @app.get("/v1/documents/{doc_id}/text", response_model=DocumentText, dependencies=[READ_KEY],
              responses=READ_ERRORS | {404: {"model": ErrorOut}})
@@ -144,11 +144,10 @@ def install_ui_api(app: FastAPI, rt: ServiceRuntime) -> None:
             if value is not None and not is_uuid(value):
                 raise InvalidInput(f"{name}: {value[:80]!r} is not an id (a UUID)")
         doc_id = doc_id.lower()
-        rows = await run_in_threadpool(_window, rt.store_for(caller.principal), doc_id, chunk_index, chunk_id, window)
+        index, rows = await run_in_threadpool(_window, rt.store_for(caller.principal), doc_id, chunk_index, chunk_id,
+                                              window)
         if not rows:
             raise NotFound(f"doc_id: no chunks of document {doc_id} at the chunk asked for")
-        index = chunk_index if chunk_id is None else int(next(
-            r.get(P.CHUNK_INDEX, 0) for r in rows if r[P.CHUNK_ID] == chunk_id.lower()))
         return _document_text(doc_id, index, rows)
 
     @app.get("/v1/sources", response_model=SourceList, dependencies=[READ_KEY], responses=READ_ERRORS)
@@ -164,14 +163,16 @@ def install_ui_api(app: FastAPI, rt: ServiceRuntime) -> None:
                           sources=[rows[s] for s in names[offset: offset + limit]])
 
 
-def _window(store: VectorStore, doc_id: str, index: int, chunk_id: str | None, window: int) -> list[dict]:
-    """The chunks from `window` before the chosen one (by index, or by id within `doc_id`) to `window` after."""
+def _window(store: VectorStore, doc_id: str, index: int, chunk_id: str | None,
+            window: int) -> tuple[int, list[dict]]:
+    """The chosen chunk's index (given, or found by its id within `doc_id`) and the chunks from `window` before
+    it to `window` after it ([] when there are none the caller may read)."""
     if chunk_id is not None:
         hit = store.fetch_chunk(chunk_id.lower())
         if hit is None or hit.get(P.DOC_ID) != doc_id:  # another document's chunk, or one the caller may not read
-            return []
+            return index, []
         index = int(hit.get(P.CHUNK_INDEX, 0))
-    return store.fetch_chunks(doc_id, list(range(max(0, index - window), index + window + 1)))
+    return index, store.fetch_chunks(doc_id, list(range(max(0, index - window), index + window + 1)))
 
 
 def _document_text(doc_id: str, chunk_index: int, rows: list[dict]) -> DocumentText:
