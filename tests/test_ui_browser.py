@@ -102,7 +102,19 @@ def test_search_shows_the_passage_with_analyzer_highlights_and_score_bars(server
     assert "Kalendertage" in text and "tage" in inside, inside
     stages = [m.get_attribute("data-stage") for m in first.find_elements(By.CSS_SELECTOR, ".score")]
     assert "bm25" in stages and first.find_elements(By.CSS_SELECTOR, ".score meter")
-    shot(browser, "suche")
+    if SHOTS:  # the screenshot in hybrid mode: dense, BM25 and fused scores side by side
+        search(browser, "Wie viele Werktage beträgt der Urlaub jährlich mindestens?", mode="hybrid")
+        browser.execute_script("document.getElementById('search-form').scrollIntoView()")
+        shot(browser, "suche")
+
+
+def test_filters_narrow_the_search(server, browser):
+    open_page(browser, server, "/ui/", READ_KEY)
+    browser.find_element(By.CSS_SELECTOR, "details.filters summary").click()
+    browser.find_element(By.ID, "f-source").send_keys("upload:arbzg.md")
+    results = search(browser, "Wie viele Werktage beträgt der Urlaub jährlich mindestens?")
+    sources = {r.find_element(By.CSS_SELECTOR, ".where .source").text for r in results}
+    assert sources == {"upload:arbzg.md"}, sources
 
 
 def test_document_view_scrolls_to_the_exact_span(server, browser):
@@ -230,3 +242,18 @@ def test_keyboard_alone_reaches_search_and_results(server, browser):
     browser.switch_to.active_element.send_keys("Kantine\ue007")  # Enter submits the form
     wait(browser, lambda d: "Kantine" in (d.execute_script("return sessionStorage.getItem('german-rag-last-search')")
                                           or "") and d.find_elements(By.CSS_SELECTOR, "#results > li"), "results")
+
+
+@pytest.mark.parametrize("path", ["/ui/", "/ui/quellen", "/ui/hochladen", "/ui/kontext"])
+def test_pages_reflow_at_200_percent_zoom(server, browser, path):
+    """At 200 % zoom a 1280 px window is 640 CSS px wide: every page must fit it without scrolling sideways."""
+    open_page(browser, server, path, WRITE_KEY)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 640, "height": 900, "deviceScaleFactor": 2, "mobile": False})
+    try:
+        if path == "/ui/":
+            search(browser, "Wie viele Werktage beträgt der Urlaub jährlich mindestens?")
+        widths = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[1] <= 640 and widths[0] <= widths[1], widths
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
