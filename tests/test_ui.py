@@ -3,6 +3,10 @@ endpoints its scripts use (whoami, highlight, document text, sources) with the k
 
 from __future__ import annotations
 
+import fnmatch
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from ingest.sparse import SparseEncoder
@@ -96,3 +100,12 @@ def test_sources_list_pages_and_searches(server):
         assert [s["source"] for s in found] == [f"upload:{HOSTILE_NAME}"]
         assert found[0]["chunks"] >= 1 and found[0]["ingested_at"].startswith("20")
         assert found[0]["fields"]["file_type"]
+
+
+def test_every_template_and_static_file_ships_in_the_wheel():
+    """pyproject's package-data globs cover every file of the page, so an installed wheel serves it."""
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["pipelines"]
+    files = [p.relative_to(root / "pipelines").as_posix() for folder in ("templates", "static")
+             for p in (root / "pipelines" / "service" / folder).iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), (files, globs)

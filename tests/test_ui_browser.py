@@ -45,6 +45,7 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--lang=de-DE",
                 "--window-size=1280,900", "--disable-extensions", "--no-first-run"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: CSP violations, script errors
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -257,3 +258,13 @@ def test_pages_reflow_at_200_percent_zoom(server, browser, path):
         assert widths[1] <= 640 and widths[0] <= widths[1], widths
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_no_page_breaks_its_own_csp_or_throws(server, browser):
+    """The pages' own scripts and styles obey the CSP (no inline style, no eval) and raise no uncaught error;
+    the console of every test so far in this module is read (the log is drained on each read)."""
+    for path in ("/ui/", "/ui/quellen", "/ui/hochladen", "/ui/kontext", "/ui/dokument"):
+        open_page(browser, server, path, WRITE_KEY)
+    problems = [e["message"] for e in browser.get_log("browser")
+                if "Content Security Policy" in e["message"] or "Uncaught" in e["message"]]
+    assert not problems, problems
