@@ -109,3 +109,24 @@ def test_every_template_and_static_file_ships_in_the_wheel():
     files = [p.relative_to(root / "pipelines").as_posix() for folder in ("templates", "static")
              for p in (root / "pipelines" / "service" / folder).iterdir()]
     assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), (files, globs)
+
+
+def test_another_tenants_document_is_not_there_for_the_page(tiny_model_dir, tmp_path):
+    """The page's reads go through the caller's view: another tenant's sources, text and highlights stay hidden."""
+    from pipelines.service.principals import add_key
+    from tests.test_service_support import example_files, live_server, service_settings, wait_job
+
+    keys = {t: add_key(tmp_path / "keys.toml", t, (), "write", t)[0] for t in ("acme", "globex")}
+    settings = service_settings(tiny_model_dir, tmp_path / "q", keys_file=str(tmp_path / "keys.toml"))
+    with live_server(settings) as live:
+        with live.client(keys["globex"]) as globex:
+            assert wait_job(globex, globex.post("/v1/documents", files=example_files("burlg.md")).json()["job_id"])
+            found = globex.post("/v1/retrieve", json={"query": "Urlaub", "mode": "bm25", "top_k": 1}).json()
+            hit = found["passages"][0]
+            assert globex.get("/v1/sources").json()["total"] == 1
+        with live.client(keys["acme"]) as acme:
+            assert acme.get("/v1/whoami").json()["tenant"] == "acme"
+            assert acme.get("/v1/sources").json() == {"total": 0, "offset": 0, "limit": 20, "sources": []}
+            for params in ({"chunk_id": hit["chunk_id"]}, {"chunk_index": hit["chunk_index"]}):
+                r = acme.get(f"/v1/documents/{hit['doc_id']}/text", params=params)
+                assert r.status_code == 404 and hit["text"][:40] not in r.text, r.text
