@@ -7,6 +7,7 @@
   let offset = 0;
   let total = 0;
   let mayWrite = false;
+  let latest = 0; // only the newest request may fill the table (an older answer can arrive later)
 
   function limit() {
     return Number(document.getElementById("page-size").value) || 20;
@@ -39,10 +40,12 @@
   }
 
   async function load() {
+    const mine = ++latest;
     const q = new URLSearchParams({ contains: document.getElementById("contains").value.trim(), offset,
       limit: limit() });
     try {
       const page = await api("GET", "/v1/sources?" + q.toString());
+      if (mine !== latest) return;
       total = page.total;
       document.getElementById("sources-body").replaceChildren(...page.sources.map(row));
       const last = Math.min(offset + page.sources.length, total);
@@ -53,7 +56,7 @@
       document.getElementById("prev-page").disabled = offset === 0;
       document.getElementById("next-page").disabled = offset + limit() >= total;
     } catch (error) {
-      fail(error);
+      if (mine === latest) fail(error);
     }
   }
 
