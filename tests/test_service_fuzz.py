@@ -28,8 +28,9 @@ def fuzz_server(tiny_model_dir, tmp_path_factory):
 def test_no_input_causes_a_server_error(fuzz_server):
     schema = schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    # 11 paths (with /retrieval, /v1/embeddings, /v1/context); /v1/documents: GET, POST, DELETE
-    assert len(operations) == 13
+    # 15 paths (with /retrieval, /v1/embeddings, /v1/context and the search page's /v1/whoami, /v1/highlight,
+    # /v1/documents/{doc_id}/text, /v1/sources); /v1/documents: GET, POST, DELETE
+    assert len(operations) == 17
     checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
     for operation in operations:  # schemathesis' pytest plugin does not load under this pytest; drive it directly
 

@@ -25,6 +25,8 @@ from pipelines.service.mcp import mount_mcp
 from pipelines.service.openai_embeddings import install_embeddings
 from pipelines.service.routes import install_routes
 from pipelines.service.runtime import UPLOAD_PATH, ServiceRuntime
+from pipelines.service.ui import install_ui
+from pipelines.service.ui_api import install_ui_api
 
 log = logging.getLogger(__name__)
 JSON_BODY_LIMIT = 1 << 20  # a retrieve request is a query and a few filters; nothing needs more
@@ -73,6 +75,8 @@ def create_app(settings: Settings, watch: Sequence[str] = ()) -> FastAPI:
     shapes = {**install_dify(app, runtime), **install_embeddings(app, runtime)}
     mcp_sessions = mount_mcp(app, runtime)  # POST /mcp: the MCP tools, behind the same gate and keys
     install_context(app, runtime)  # POST /v1/context (context_route.py)
+    install_ui_api(app, runtime)  # what the search page reads: /v1/whoami, /v1/highlight, document text, sources
+    install_ui(app)  # the search page: /ui (ui.py), its CSP on every /ui answer
     # Middleware, innermost first: the gate (keys, lengths, upload slots) before any body byte is read,
     # CORS outside it (a refusal still carries CORS headers), metrics outermost (every answer counted).
     upload_limit = settings.max_upload_files * (settings.max_upload_bytes + 1024) + MULTIPART_OVERHEAD

@@ -33,6 +33,8 @@ from pipelines.service.principals import Caller, Principals
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # /readyz shows details only to a read key (the route decides)
+# The search page's shells and static files (ui.py): they hold no data; their scripts call /v1 with the user's key
+OPEN_PREFIXES = ("/ui/",)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # A body declared a little over its limit is read and dropped before the 413 goes out: a server that answers
 # and closes while the client is still sending makes the kernel reset the connection, and the client sees
@@ -63,7 +65,7 @@ class GatePolicy:
 def required_scope(method: str, path: str, upload_path: str) -> str | None:
     """The key a request needs: None (open), "read" or "write". Anything not named open needs a key,
     so a route added later is closed by default (the OpenAPI schema and unknown paths included)."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or (method in ("GET", "HEAD") and (path == "/ui" or path.startswith(OPEN_PREFIXES))):
         return None
     if method == "DELETE" or (method in BODY_METHODS and path == upload_path):
         return "write"
