@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model-dir", help="sentence-transformers directory to time (default: the random gBERT-large)")
     p.add_argument("--cache", default=str(ROOT / ".cache" / "bench-models"), help="where the random model is built")
     p.add_argument("--texts", type=int, default=16, help="German chunks to embed per pass")
+    p.add_argument("--texts-file", help="JSON list of chunks to embed instead of sampling them (--dump-texts)")
+    p.add_argument("--dump-texts", help="write the sampled chunks to this JSON file and stop")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours vs sentence-transformers")
     p.add_argument("--quick", action="store_true", help="4 chunks, 1 round, 5 query repeats")
     p.add_argument("--chunk-tokens", type=int, default=256, help="chunk size in model tokens")
@@ -152,7 +154,13 @@ def main(argv: list[str] | None = None) -> dict:
     config = json.loads((model_dir / "config.json").read_text())
     shape = Shape(config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"])
     ours, load_s = our_embedder(model_dir, "torch", args)
-    texts = sample_chunks(ours, args.texts, args.chunk_tokens)
+    if args.texts_file:  # chunks made beforehand (a machine without the chunker's dependencies)
+        texts = json.loads(Path(args.texts_file).read_text(encoding="utf-8"))[:args.texts]
+    else:
+        texts = sample_chunks(ours, args.texts, args.chunk_tokens)
+        if args.dump_texts:
+            Path(args.dump_texts).write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+            return
     ids = ours.document_ids(texts)
     tokens = sum(len(r) for r in ids)
     flops = sum(flops_per_text(shape, len(r)) for r in ids)

@@ -322,8 +322,9 @@ class EdgeStore(EngineStore):
         index = self.options.index
         self._conn.index = index.recorded()
         base = shard_config(self._conn.index, PLAIN_KB)
-        # quantized: the originals stay on disk (memory-mapped, read to rescore); else in RAM, read by every search
-        memory = qe.Memory.Cached if index.quantized else None
+        # quantized: the originals stay on disk (memory-mapped, not preloaded: only rescoring reads them); else in
+        # RAM, read by every search
+        memory = qe.Memory.Cold if index.quantized else None
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine,
                                                 datatype=_DATATYPE[self.options.vector_datatype], memory=memory)},
