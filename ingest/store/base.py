@@ -81,7 +81,7 @@ class IndexOptions:
 
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
-    hnsw_ef: int = 128
+    hnsw_ef: int = 512  # the smallest tried with dense recall@10 >= 0.98 at 1M chunks, with margin (0.996)
     quantization: str = "scalar"
     oversampling: float = 2.0
     rescore: bool = True

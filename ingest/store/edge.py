@@ -85,7 +85,7 @@ class EdgeSearch:
     """
 
     exact: bool = False
-    hnsw_ef: int | None = 128
+    hnsw_ef: int | None = 512
 
     @classmethod
     def of(cls, index: IndexOptions) -> EdgeSearch:
