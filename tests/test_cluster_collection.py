@@ -73,3 +73,19 @@ def test_a_server_collection_gets_the_index_and_quantization_settings(standin, m
     dense, hybrid = standin.queries[-2:]
     want = {"hnsw_ef": 96, "exact": False, "quantization": {"ignore": False, "rescore": True, "oversampling": 3.0}}
     assert dense["params"] == want and hybrid["prefetch"][0]["params"] == want
+
+
+def test_optimize_on_a_server_restores_what_a_bulk_load_deferred_and_waits_for_green(standin, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    create(monkeypatch, standin.url, {})
+    store = build_store(load_settings(qdrant_url=standin.url, collection="cluster", store_retries=0))
+    try:
+        assert store.begin_bulk() is True and standin.indexing_threshold["cluster"] == 0
+        seen: list = []
+        assert store.optimize(seen.append) is True  # the deferred indexing came back
+        assert standin.indexing_threshold["cluster"] == 20_000
+        assert store.optimize() is False  # nothing deferred, nothing changed
+        state = store.index_state()
+        assert (state.points, state.indexed) == (0, 0)
+    finally:
+        store.close()

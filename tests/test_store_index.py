@@ -51,11 +51,11 @@ def make_store(tmp_path, quantization: str = "scalar", **kw) -> EdgeStore:
     return store
 
 
-def fill(store: EdgeStore, x: np.ndarray, docs: int = 6) -> None:
+def fill(store: EdgeStore, x: np.ndarray, docs: int = 6, name: str = "doc") -> None:
     per = len(x) // docs
     for d in range(docs):
         part = x[d * per:(d + 1) * per]
-        store.upsert_chunks(chunks(len(part), f"doc{d}.txt"), part.tolist(), doc_hash=f"h{d}")
+        store.upsert_chunks(chunks(len(part), f"{name}{d}.txt"), part.tolist(), doc_hash=f"{name}{d}")
 
 
 def top_ids(store: EdgeStore, queries: np.ndarray, k: int = 10) -> list[list[str]]:
@@ -118,7 +118,8 @@ def test_progress_is_reported_and_the_next_build_has_an_estimate(tmp_path, monke
     assert seen and seen[0].points == N and seen[0].estimate_s is None  # no earlier build to time by
     assert all(b.elapsed_s >= a.elapsed_s for a, b in itertools.pairwise(seen))
     store.update_metadata({"hnsw_build_points_per_s": 1000.0})
-    fill(store, vectors(1200, seed=3), docs=2)  # new points outside the index
+    fill(store, vectors(1200, seed=3), docs=2, name="new")  # new documents: points outside the index
+    assert store.index_state().unindexed == 1200
     later: list[OptimizeProgress] = []
     store.optimize(later.append)
     assert later and later[0].estimate_s is not None and later[0].estimate_s > 0

@@ -351,10 +351,19 @@ class QdrantStore(EngineStore):
             return False
         restored = self.end_bulk()
         started, state = time.perf_counter(), self.index_state()
+        nudged = False
         while True:
             info = self._call("get_collection", self.options.collection)
             if info.status == models.CollectionStatus.GREEN:
                 return restored or state.indexed != self._dense_indexed(info)
+            if info.status == models.CollectionStatus.RED:
+                raise StoreError(f"collection {self.options.collection!r} at {self.location} is red (an optimizer "
+                                 f"failed): {info.optimizer_status}")
+            if info.status == models.CollectionStatus.GREY and not nudged:
+                # grey: optimizations pending but not started until the next update; an empty one starts them
+                self._call("update_collection", self.options.collection,
+                           optimizers_config=models.OptimizersConfigDiff())
+                nudged = True
             if progress:
                 progress(OptimizeProgress(int(info.points_count or 0), time.perf_counter() - started, None,
                                           self._dense_indexed(info)))
