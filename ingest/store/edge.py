@@ -65,6 +65,9 @@ _DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorSt
 # docs/bench/scale.md).
 _POLL_S = 1.0
 _RATE_KEY = "hnsw_build_points_per_s"  # collection metadata: the last build's speed, for the next estimate
+# collection metadata: points written (new or updated) since the last index build. The engine cannot say which
+# points sit outside a graph (an updated point's old copy still counts as indexed until a vacuum), so we count.
+_WRITTEN_KEY = "points_written_since_index"
 
 
 def _child_env() -> dict[str, str]:
@@ -101,6 +104,8 @@ class _EdgeConnection:
     indexing_kb: int = PLAIN_KB  # what a shard.optimize() may index: 0 except while optimize() builds HNSW
     index: dict[str, Any] | None = None  # the collection's recorded HNSW and quantization settings
     changed: bool = False  # written since the last compact(): a delete, or an update that moved a point
+    written: int = 0  # points written since _WRITTEN_KEY was last stored
+    building: bool = False  # a child process has the shard: nothing may open it meanwhile
 
 
 class EdgeStore(EngineStore):
@@ -154,6 +159,8 @@ class EdgeStore(EngineStore):
     def shard(self) -> qe.EdgeShard:
         """The open shard; opening takes the path's lock first."""
         if self._conn.shard is None:
+            if self._conn.building:  # the child owns the folder until it ends; a second opener could corrupt it
+                raise StoreError(f"the index of {self.location} is being built; searches wait until it is done")
             self._acquire()
             if not self.exists():
                 raise StoreError(f"collection {self.options.collection!r} does not exist at {self.location}")
@@ -169,8 +176,12 @@ class EdgeStore(EngineStore):
         return self._conn.index
 
     def _load(self, indexing_kb: int) -> qe.EdgeShard:
+        """Open the shard. Without a graph every segment with a deleted point is vacuumed (exact BM25 IDF; plain
+        segments are cheap to rebuild); with one, Qdrant's rule (>= 20 % deleted) decides, since rebuilding a
+        segment rebuilds its graph (minutes at a million points)."""
+        rule = (INDEXED_DELETED_THRESHOLD, INDEXED_VACUUM_MIN) if self._has_graph() else (0.0, 1)
         try:
-            shard = qe.EdgeShard.load(str(self._dir / "shard"), shard_config(self._index, indexing_kb))
+            shard = qe.EdgeShard.load(str(self._dir / "shard"), shard_config(self._index, indexing_kb, *rule))
         except Exception as exc:  # the binding raises plain Exception
             raise StoreError(f"cannot open the edge shard at {self._dir / 'shard'}: {exc}") from exc
         self._conn.shard, self._conn.indexing_kb = shard, indexing_kb
@@ -192,6 +203,7 @@ class EdgeStore(EngineStore):
         if self._conn.shard is not None:
             if self._conn.changed:  # a caller that never called compact() still leaves exact IDF on disk
                 self.compact()
+            self._store_written()
             self._conn.shard.flush()
             self._conn.shard.close()
             self._conn.shard = None
@@ -201,17 +213,21 @@ class EdgeStore(EngineStore):
             self._conn.lock = None
 
     def index_state(self) -> IndexState:
-        """Points, dense vectors in an HNSW graph, segments. The engine counts every sparse vector as indexed
-        (its inverted index), deleted ones too until a vacuum: those are taken off, and without a graph on disk
-        nothing is indexed."""
+        """Points, points in an HNSW graph (all but those written since the last build; none without a graph on
+        disk), segments."""
         info = self.shard.info()
         points = int(info.points_count)
-        indexed = 0
-        if self._has_graph():
-            sparse = self.shard.count(qe.CountRequest(exact=True, filter=qe.Filter(
-                must=[qe.HasVectorCondition(SPARSE)])))
-            indexed = min(points, max(0, int(info.indexed_vectors_count) - int(sparse)))
+        indexed = max(0, points - self._written_since_index()) if self._has_graph() else 0
         return IndexState(points=points, indexed=indexed, segments=int(info.segments_count))
+
+    def _written_since_index(self) -> int:
+        return int(self.metadata().get(_WRITTEN_KEY) or 0) + self._conn.written
+
+    def _store_written(self) -> None:
+        """Add this connection's written points to the collection's count (once per close, not per write)."""
+        if self._conn.written and self.exists():
+            self.update_metadata({_WRITTEN_KEY: self._written_since_index()})
+            self._conn.written = 0
 
     def _has_graph(self) -> bool:
         """A segment with a dense HNSW graph exists (the engine says so only on disk)."""
@@ -226,26 +242,28 @@ class EdgeStore(EngineStore):
         started = time.perf_counter()
         done = self._build(self.options.index.indexing_threshold_kb, state, progress)
         elapsed = time.perf_counter() - started
+        facts: dict[str, Any] = {_WRITTEN_KEY: 0}  # every segment large enough has its graph now
         if state.unindexed >= 10_000 and elapsed > 1:  # a build long enough to time: the next estimate's rate
-            self.update_metadata({_RATE_KEY: round(state.unindexed / elapsed, 1)})
+            facts[_RATE_KEY] = round(state.unindexed / elapsed, 1)
+        self._conn.written = 0
+        self.update_metadata(facts)
         self._conn.changed = False
         return done
 
     def compact(self) -> bool:
-        """Vacuum segments with deleted points so BM25's IDF counts only live points (as local mode's does). A
-        collection without an index vacuums every segment with a deleted point (cheap: plain segments); one with
-        an index only segments with >= 20 % deleted (Qdrant's rule), whose graphs are rebuilt in a child process
-        like `optimize()`'s. Call once after a batch of deletes or updates (an ingest run, a sync): it rebuilds
-        each such segment whole (docs/bench/edge_vacuum-*.md). `close()` calls it when the store was written to.
-        True if a segment was rebuilt."""
+        """Vacuum segments with deleted points so BM25's IDF counts only live points (as local mode's does), in
+        this process, never building a graph (`optimize()` does). Without an index every segment with a deleted
+        point is vacuumed (plain segments: cheap); with one only segments with >= 20 % deleted (Qdrant's rule,
+        see `_load`): such a segment comes back plain, so its points count as written and the next ingest or
+        sync past `optimize_threshold` rebuilds it. Call once after a batch of deletes or updates (an ingest run,
+        a sync): it rebuilds each such segment whole (docs/bench/edge_vacuum-*.md). `close()` calls it when the
+        store was written to. True if a segment was rebuilt."""
         if self._conn.shard is None and not self.exists():
             return False
-        if self._has_graph():
-            state = self.index_state()
-            done = self._build(self.options.index.indexing_threshold_kb, state, None, INDEXED_DELETED_THRESHOLD,
-                               INDEXED_VACUUM_MIN)
-        else:
-            done = bool(self._reconfigure(PLAIN_KB).optimize())
+        indexed = self._has_graph()
+        done = bool(self._reconfigure(PLAIN_KB).optimize())
+        if done and indexed:
+            self._conn.written += self.index_state().points  # unknown which segment lost its graph: rebuild all
         self._conn.changed = False
         return done
 
@@ -254,9 +272,9 @@ class EdgeStore(EngineStore):
         """The shard's optimizers in a child process on this shard's folder, this store's shard closed (its lock
         kept) meanwhile and opened again after, also when the child fails or this process is interrupted."""
         shard = self.shard
+        self._conn.shard = None  # from here on nothing uses the old handle, also if closing it fails
         shard.flush()
         shard.close()
-        self._conn.shard = None
         spec = {"index": self._index, "indexing_kb": indexing_kb, "deleted_threshold": deleted_threshold,
                 "vacuum_min": vacuum_min}
         rate = self.metadata().get(_RATE_KEY)
@@ -269,6 +287,7 @@ class EdgeStore(EngineStore):
         except OSError as exc:
             self._load(PLAIN_KB)
             raise StoreError(f"cannot start the index build of {self.location}: {exc}") from exc
+        self._conn.building = True
         try:
             while True:
                 try:
@@ -278,15 +297,28 @@ class EdgeStore(EngineStore):
                     if progress:
                         progress(OptimizeProgress(state.unindexed, time.perf_counter() - started, estimate))
         except BaseException:
-            child.terminate()  # the engine's optimizer writes new segments aside and swaps them in: safe to stop
+            # SIGINT reaches the child too, but it holds its GIL inside the engine: only a signal stops it. The
+            # engine's optimizer writes new segments aside and swaps them in, so a stopped build loses nothing.
+            child.terminate()
             child.wait()
             raise
         finally:
-            self._load(PLAIN_KB)
+            self._conn.building = False
+            self._reopen_after_build()
         if child.returncode != 0:
             raise StoreError(f"building the index of {self.location} failed (exit {child.returncode}): "
                              f"{err.strip()[-2000:]}")
         return bool(json.loads(out.strip().splitlines()[-1])["changed"])
+
+    def _reopen_after_build(self) -> None:
+        """Open the shard again; if that fails while another error is on its way out, that error is kept and
+        this one logged (the store opens the shard again on its next use)."""
+        try:
+            self._load(PLAIN_KB)
+        except StoreError as exc:
+            if sys.exc_info()[0] is None:
+                raise
+            log.error("shard not reopened after the index build", extra={"error": str(exc)})
 
     # -- collection ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -377,6 +409,7 @@ class EdgeStore(EngineStore):
         # each update is in the shard's write-ahead log when it returns (durable, like wait=True);
         # segments are flushed on close, not per call (a flush per document made ingest 50x slower)
         self.shard.update(qe.UpdateOperation.upsert_points(points))
+        self._conn.written += len(points)  # new or updated: outside any graph until the next build
         self._conn.changed = True  # a point that existed in a vacuumed (read-only) segment moves: a deleted copy
 
     _point = staticmethod(edge_point)

@@ -351,7 +351,7 @@ class QdrantStore(EngineStore):
             return False
         restored = self.end_bulk()
         started, state = time.perf_counter(), self.index_state()
-        nudged = False
+        nudged, polls = False, 0
         while True:
             info = self._call("get_collection", self.options.collection)
             if info.status == models.CollectionStatus.GREEN:
@@ -364,7 +364,8 @@ class QdrantStore(EngineStore):
                 self._call("update_collection", self.options.collection,
                            optimizers_config=models.OptimizersConfigDiff())
                 nudged = True
-            if progress:
+            polls += 1
+            if progress and polls % 5 == 1:  # an exact count of the sparse vectors each time: not every second
                 progress(OptimizeProgress(int(info.points_count or 0), time.perf_counter() - started, None,
                                           self._dense_indexed(info)))
             time.sleep(1.0)
