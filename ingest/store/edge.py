@@ -224,10 +224,11 @@ class EdgeStore(EngineStore):
         return int(self.metadata().get(_WRITTEN_KEY) or 0) + self._conn.written
 
     def _store_written(self) -> None:
-        """Add this connection's written points to the collection's count (once per close, not per write)."""
-        if self._conn.written and self.exists():
+        """Add this connection's written points to the collection's count (once per close, not per write); a
+        collection without a graph keeps no count (its first build covers every point)."""
+        if self._conn.written and self.exists() and self._has_graph():
             self.update_metadata({_WRITTEN_KEY: self._written_since_index()})
-            self._conn.written = 0
+        self._conn.written = 0
 
     def _has_graph(self) -> bool:
         """A segment with a dense HNSW graph exists (the engine says so only on disk)."""
