@@ -30,48 +30,12 @@ from ingest.store.base import (
     StoreUnavailableError,
 )
 from ingest.store.engine import EngineStore
-from ingest.store.filters import Condition, FilterSpec, FilterValue, Range, build_filter
+from ingest.store.filters import FilterSpec, FilterValue, build_filter
+from ingest.store.qdrant_convert import client_quantization, index_schema, to_client_filter
 
 log = logging.getLogger(__name__)
 
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-def to_client_filter(spec: FilterSpec | None) -> models.Filter | None:
-    """The neutral filter spec as qdrant-client's filter (server and local mode); None stays None."""
-    return None if spec is None else _client_filter(spec)
-
-
-def _client_clause(c: Condition | FilterSpec) -> models.Condition:
-    if isinstance(c, FilterSpec):
-        return _client_filter(c)
-    if c.empty:
-        return models.IsEmptyCondition(is_empty=models.PayloadField(key=c.key))
-    if c.range is not None:
-        return models.FieldCondition(key=c.key, range=_client_range(c.range))
-    match = models.MatchAny(any=c.value) if isinstance(c.value, list) else models.MatchValue(value=c.value)
-    return models.FieldCondition(key=c.key, match=match)
-
-
-def _client_range(r: Range) -> models.Range | models.DatetimeRange:
-    bounds = {"gt": r.gt, "gte": r.gte, "lt": r.lt, "lte": r.lte}
-    # ISO strings: pydantic parses them; a date alone is midnight UTC, as stored dates are read
-    return models.DatetimeRange(**bounds) if r.kind == "datetime" else models.Range(**bounds)  # type: ignore[arg-type]
-
-
-def _client_filter(spec: FilterSpec) -> models.Filter:
-    return models.Filter(must=[_client_clause(c) for c in spec.must] or None,
-                         must_not=[_client_clause(c) for c in spec.must_not] or None,
-                         should=[_client_clause(c) for c in spec.should] or None)
-
-
-def _index_schema(key: str, kind: str) -> models.PayloadSchemaType | models.KeywordIndexParams:
-    """A field's payload index on a server (kind: keyword, integer, float, datetime or bool; a `meta.KEY` path
-    indexes the nested key); `tenant` is marked is_tenant (Qdrant's multitenancy layout: points
-    of one tenant stored together, every read filters by it)."""
-    if key == P.TENANT:
-        return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
-    return models.PayloadSchemaType(kind)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -79,22 +43,6 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, UnexpectedResponse):
         return exc.status_code in _TRANSIENT_STATUS
     return isinstance(exc, ResponseHandlingException | httpx.TransportError | ConnectionError | TimeoutError)
-
-
-def client_quantization(kind: str) -> models.QuantizationConfig | None:
-    """A quantization setting as qdrant-client's config, the same as the edge engine's
-    (ingest/store/edge_build.py): compressed copies in RAM."""
-    if kind == "scalar":
-        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
-            type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
-    if kind in ("binary", "binary2"):
-        encoding = models.BinaryQuantizationEncoding.ONE_BIT if kind == "binary" else \
-            models.BinaryQuantizationEncoding.TWO_BITS
-        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True, encoding=encoding))
-    if kind in ("turbo2", "turbo4"):
-        bits = models.TurboQuantBitSize.BITS2 if kind == "turbo2" else models.TurboQuantBitSize.BITS4
-        return models.TurboQuantization(turbo=models.TurboQuantQuantizationConfig(always_ram=True, bits=bits))
-    return None
 
 
 BULK_KEY = "german_rag_bulk_indexing_threshold"  # collection metadata: the threshold to restore after a bulk load
@@ -210,7 +158,7 @@ class QdrantStore(EngineStore):
             return
         if o.url:  # embedded mode ignores payload indexes (and warns); a server needs them for filters
             for key, kind in o.index_fields().items():
-                self._call("create_payload_index", name, key, _index_schema(key, kind))
+                self._call("create_payload_index", name, key, index_schema(key, kind))
         log.info("collection created", extra={"collection": name, "model": model, "dimension": dimension})
 
     def _add_missing_indexes(self) -> None:
@@ -224,7 +172,7 @@ class QdrantStore(EngineStore):
         wanted = self.options.index_fields()
         missing = [key for key in wanted if key not in present]
         for key in missing:
-            self._call("create_payload_index", name, key, _index_schema(key, wanted[key]))
+            self._call("create_payload_index", name, key, index_schema(key, wanted[key]))
         if missing:
             log.info("payload indexes added", extra={"collection": name, "fields": missing})
 
