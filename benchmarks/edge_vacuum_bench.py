@@ -32,9 +32,9 @@ from benchmarks.common import timed as common_timed
 from benchmarks.store_engines_bench import unique_windows
 from ingest.schema import Chunk, P, make_chunk_id, sha256_text
 from ingest.sparse import SparseEncoder
-from ingest.store import edge as edge_module
 from ingest.store.base import StoreOptions
 from ingest.store.edge import EdgeStore
+from ingest.store.edge_build import HNSW_KB, LEGACY_INDEX, PLAIN_KB, shard_config
 
 DOC = 10  # chunks per document
 WINDOWS = 4000  # distinct texts (sparse vectors encoded once), reused in a cycle
@@ -127,8 +127,8 @@ def hnsw_case(base: Path, work: Path, n: int, encoder: SparseEncoder) -> dict:
         out["p50_hnsw_ms"] = latencies(store, encoder)
         store.delete_doc("doc-000003")
         if keep:  # what compact() would cost if it kept HNSW
-            out["vacuum_keeping_hnsw_s"], _ = timed(lambda s=store: s._reconfigure(edge_module.HNSW_KB).optimize())
-            store._reconfigure(edge_module._PLAIN_KB)
+            out["vacuum_keeping_hnsw_s"], _ = timed(lambda s=store: s._reconfigure(HNSW_KB).optimize())
+            store._reconfigure(PLAIN_KB)
         else:
             out["compact_plain_s"], _ = timed(store.compact)
             out["p50_after_plain_compact_ms"] = latencies(store, encoder)
@@ -140,7 +140,7 @@ def hnsw_case(base: Path, work: Path, n: int, encoder: SparseEncoder) -> dict:
 def ingest_configs(root: Path, n: int, texts: list[str], sparse: list) -> dict:
     """Upsert rate of the same points into a shard with today's optimizer config and with Qdrant's defaults."""
     out: dict[str, int] = {}
-    configs = [("compact_config", edge_module._optimizers(edge_module._PLAIN_KB)), ("defaults", None)]
+    configs = [("compact_config", shard_config(LEGACY_INDEX, PLAIN_KB).optimizers), ("defaults", None)]
     for i, (name, optimizers) in enumerate(configs * 3):  # alternating, best of three each
         cfg = qe.EdgeConfig(vectors={"dense": qe.EdgeVectorParams(size=1024, distance=qe.Distance.Cosine,
                                                                   datatype=qe.VectorStorageDatatype.Float16)},

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ingest.schema import Chunk, make_chunk_id, sha256_text
-from ingest.store import edge as edge_module
+from ingest.store import edge_index as index_module
 from ingest.store.base import IndexOptions, OptimizeProgress, StoreOptions
 from ingest.store.edge import EdgeSearch, EdgeStore
 
@@ -110,7 +110,7 @@ def test_a_quantized_collection_round_trips_through_reopen(tmp_path):
 
 
 def test_progress_is_reported_and_the_next_build_has_an_estimate(tmp_path, monkeypatch):
-    monkeypatch.setattr(edge_module, "_POLL_S", 0.005)
+    monkeypatch.setattr(index_module, "_POLL_S", 0.005)
     store = make_store(tmp_path, "scalar")
     fill(store, vectors())
     seen: list[OptimizeProgress] = []
@@ -168,7 +168,7 @@ def test_a_failed_build_is_a_store_error_and_the_store_stays_usable(tmp_path, mo
     def broken(cmd, **kw):  # the child runs, and fails, for real: a module that does not exist
         return real_popen([sys.executable, "-m", "ingest.store.no_such_module"], **kw)
 
-    monkeypatch.setattr(edge_module.subprocess, "Popen", broken)
+    monkeypatch.setattr(index_module.subprocess, "Popen", broken)
     from ingest.schema import StoreError
 
     with pytest.raises(StoreError, match="building the index"):

@@ -18,13 +18,10 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import qdrant_edge as qe
 
@@ -48,6 +45,7 @@ from ingest.store.edge_build import (
     shard_config,
 )
 from ingest.store.edge_convert import edge_point, to_edge_filter
+from ingest.store.edge_index import EdgeConnection, EdgeIndexer
 from ingest.store.engine import EngineStore
 from ingest.store.filters import FilterSpec, FilterValue, build_filter
 
@@ -58,25 +56,8 @@ _INDEX_KIND = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSch
                "bool": qe.PayloadSchemaType.Bool}
 _SCROLL_PAGE = 1024
 _DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
-# Qdrant counts a deleted point in its segment's BM25 IDF until the segment is vacuumed, and its defaults
-# vacuum only at 20 % deleted and 1000 vectors: so `compact()` vacuums every segment with a deleted point while
-# the collection has no index. Writes and such vacuums load the shard with indexing threshold 0 (PLAIN_KB): no
-# graph is built (seconds at 10k, minutes at 100k) unless `optimize()` asks for it (docs/bench/edge_vacuum-*.md,
-# docs/bench/scale.md).
-_POLL_S = 1.0
-_RATE_KEY = "hnsw_build_points_per_s"  # collection metadata: the last build's speed, for the next estimate
-# collection metadata: points written (new or updated) since the last index build. The engine cannot say which
-# points sit outside a graph (an updated point's old copy still counts as indexed until a vacuum), so we count.
-_WRITTEN_KEY = "points_written_since_index"
-
-
-def _child_env() -> dict[str, str]:
-    """This process's environment with this code's folder first on the module path: the child imports the same
-    `ingest` package this process runs, installed or not."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
+# Writes and vacuums load the shard with indexing threshold 0 (PLAIN_KB): no graph is built (seconds at 10k,
+# minutes at 100k) unless `optimize()` asks for it; the index lifecycle is ingest/store/edge_index.py.
 
 
 @dataclass(frozen=True)
@@ -95,19 +76,6 @@ class EdgeSearch:
         return cls(exact=index.exact, hnsw_ef=index.hnsw_ef)
 
 
-@dataclass
-class _EdgeConnection:
-    """The open shard and the path's lock, shared by a store and its scoped views."""
-
-    lock: IO[str] | None = None
-    shard: qe.EdgeShard | None = None
-    indexing_kb: int = PLAIN_KB  # what a shard.optimize() may index: 0 except while optimize() builds HNSW
-    index: dict[str, Any] | None = None  # the collection's recorded HNSW and quantization settings
-    changed: bool = False  # written since the last compact(): a delete, or an update that moved a point
-    written: int = 0  # points written since _WRITTEN_KEY was last stored
-    building: bool = False  # a child process has the shard: nothing may open it meanwhile
-
-
 class EdgeStore(EngineStore):
     """Collection schema, idempotent batched writes, deletes and searches on an in-process Qdrant shard."""
 
@@ -117,7 +85,7 @@ class EdgeStore(EngineStore):
         self.options = options
         self.search = search or EdgeSearch.of(options.index)
         self.principal = principal
-        self._conn = _EdgeConnection()  # shared with this store's scoped views (copies)
+        self._conn = EdgeConnection()  # shared with this store's scoped views (copies)
 
     # -- paths, lock, shard ----------------------------------------------------------------------
     @property
@@ -179,7 +147,7 @@ class EdgeStore(EngineStore):
         """Open the shard. Without a graph every segment with a deleted point is vacuumed (exact BM25 IDF; plain
         segments are cheap to rebuild); with one, Qdrant's rule (>= 20 % deleted) decides, since rebuilding a
         segment rebuilds its graph (minutes at a million points)."""
-        rule = (INDEXED_DELETED_THRESHOLD, INDEXED_VACUUM_MIN) if self._has_graph() else (0.0, 1)
+        rule = (INDEXED_DELETED_THRESHOLD, INDEXED_VACUUM_MIN) if EdgeIndexer(self).has_graph() else (0.0, 1)
         try:
             shard = qe.EdgeShard.load(str(self._dir / "shard"), shard_config(self._index, indexing_kb, *rule))
         except Exception as exc:  # the binding raises plain Exception
@@ -203,7 +171,7 @@ class EdgeStore(EngineStore):
         if self._conn.shard is not None:
             if self._conn.changed:  # a caller that never called compact() still leaves exact IDF on disk
                 self.compact()
-            self._store_written()
+            EdgeIndexer(self).store_written()
             self._conn.shard.flush()
             self._conn.shard.close()
             self._conn.shard = None
@@ -212,114 +180,19 @@ class EdgeStore(EngineStore):
             self._conn.lock.close()
             self._conn.lock = None
 
+    # -- the index (ingest/store/edge_index.py) --------------------------------------------------
     def index_state(self) -> IndexState:
-        """Points, points in an HNSW graph (all but those written since the last build; none without a graph on
-        disk), segments."""
-        info = self.shard.info()
-        points = int(info.points_count)
-        indexed = max(0, points - self._written_since_index()) if self._has_graph() else 0
-        return IndexState(points=points, indexed=indexed, segments=int(info.segments_count))
-
-    def _written_since_index(self) -> int:
-        return int(self.metadata().get(_WRITTEN_KEY) or 0) + self._conn.written
-
-    def _store_written(self) -> None:
-        """Add this connection's written points to the collection's count (once per close, not per write); a
-        collection without a graph keeps no count (its first build covers every point)."""
-        if self._conn.written and self.exists() and self._has_graph():
-            self.update_metadata({_WRITTEN_KEY: self._written_since_index()})
-        self._conn.written = 0
-
-    def _has_graph(self) -> bool:
-        """A segment with a dense HNSW graph exists (the engine says so only on disk)."""
-        return any((self._dir / "shard" / "segments").glob(f"*/vector_index-{DENSE}/graph.bin"))
+        return EdgeIndexer(self).state()
 
     def optimize(self, progress: Callable[[OptimizeProgress], None] | None = None) -> bool:
-        """Build HNSW and the quantized copies on segments over 10,000 KB of vectors (Qdrant's default), vacuum
-        and merge segments, in a child process (ingest/store/edge_build.py: the engine holds the GIL while it
-        builds); searches through this store wait until it returns. `progress` gets the time spent and an
-        estimate from this collection's last build. True if a segment was rebuilt."""
-        state = self.index_state()
-        started = time.perf_counter()
-        done = self._build(self.options.index.indexing_threshold_kb, state, progress)
-        elapsed = time.perf_counter() - started
-        facts: dict[str, Any] = {_WRITTEN_KEY: 0}  # every segment large enough has its graph now
-        if state.unindexed >= 10_000 and elapsed > 1:  # a build long enough to time: the next estimate's rate
-            facts[_RATE_KEY] = round(state.unindexed / elapsed, 1)
-        self._conn.written = 0
-        self.update_metadata(facts)
-        self._conn.changed = False
-        return done
+        """Build HNSW and the quantized copies in a child process; searches through this store wait (see
+        `EdgeIndexer.optimize`)."""
+        return EdgeIndexer(self).optimize(progress)
 
     def compact(self) -> bool:
-        """Vacuum segments with deleted points so BM25's IDF counts only live points (as local mode's does), in
-        this process, never building a graph (`optimize()` does). Without an index every segment with a deleted
-        point is vacuumed (plain segments: cheap); with one only segments with >= 20 % deleted (Qdrant's rule,
-        see `_load`): such a segment comes back plain, so its points count as written and the next ingest or
-        sync past `optimize_threshold` rebuilds it. Call once after a batch of deletes or updates (an ingest run,
-        a sync): it rebuilds each such segment whole (docs/bench/edge_vacuum-*.md). `close()` calls it when the
-        store was written to. True if a segment was rebuilt."""
-        if self._conn.shard is None and not self.exists():
-            return False
-        indexed = self._has_graph()
-        done = bool(self._reconfigure(PLAIN_KB).optimize())
-        if done and indexed:
-            self._conn.written += self.index_state().points  # unknown which segment lost its graph: rebuild all
-        self._conn.changed = False
-        return done
-
-    def _build(self, indexing_kb: int, state: IndexState, progress: Callable[[OptimizeProgress], None] | None,
-               deleted_threshold: float = 0.0, vacuum_min: int = 1) -> bool:
-        """The shard's optimizers in a child process on this shard's folder, this store's shard closed (its lock
-        kept) meanwhile and opened again after, also when the child fails or this process is interrupted."""
-        shard = self.shard
-        self._conn.shard = None  # from here on nothing uses the old handle, also if closing it fails
-        shard.flush()
-        shard.close()
-        spec = {"index": self._index, "indexing_kb": indexing_kb, "deleted_threshold": deleted_threshold,
-                "vacuum_min": vacuum_min}
-        rate = self.metadata().get(_RATE_KEY)
-        estimate = state.unindexed / float(rate) if rate and state.unindexed else None
-        started = time.perf_counter()
-        try:
-            child = subprocess.Popen([sys.executable, "-m", "ingest.store.edge_build", str(self._dir / "shard"),
-                                      json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=_child_env())
-        except OSError as exc:
-            self._load(PLAIN_KB)
-            raise StoreError(f"cannot start the index build of {self.location}: {exc}") from exc
-        self._conn.building = True
-        try:
-            while True:
-                try:
-                    out, err = child.communicate(timeout=_POLL_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    if progress:
-                        progress(OptimizeProgress(state.unindexed, time.perf_counter() - started, estimate))
-        except BaseException:
-            # SIGINT reaches the child too, but it holds its GIL inside the engine: only a signal stops it. The
-            # engine's optimizer writes new segments aside and swaps them in, so a stopped build loses nothing.
-            child.terminate()
-            child.wait()
-            raise
-        finally:
-            self._conn.building = False
-            self._reopen_after_build()
-        if child.returncode != 0:
-            raise StoreError(f"building the index of {self.location} failed (exit {child.returncode}): "
-                             f"{err.strip()[-2000:]}")
-        return bool(json.loads(out.strip().splitlines()[-1])["changed"])
-
-    def _reopen_after_build(self) -> None:
-        """Open the shard again; if that fails while another error is on its way out, that error is kept and
-        this one logged (the store opens the shard again on its next use)."""
-        try:
-            self._load(PLAIN_KB)
-        except StoreError as exc:
-            if sys.exc_info()[0] is None:
-                raise
-            log.error("shard not reopened after the index build", extra={"error": str(exc)})
+        """Vacuum segments with deleted points in this process, never building a graph (`EdgeIndexer.compact`).
+        `close()` calls it when the store was written to. True if a segment was rebuilt."""
+        return EdgeIndexer(self).compact()
 
     # -- collection ------------------------------------------------------------------------------
     def exists(self) -> bool:
