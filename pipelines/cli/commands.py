@@ -27,10 +27,12 @@ from pipelines.build import (
 )
 from pipelines.cli.context_cmd import with_min_relevance
 from pipelines.cli.filter_args import parse_filters
+from pipelines.cli.optimize_cmd import optimize_cmd
+from pipelines.cli.output import out as _out
 from pipelines.config import Settings
 from pipelines.indexing.discover import parse_shard
 from pipelines.logs import audit
-from pipelines.sources import file_path, shown, source_query, typed_source, under, valid_text
+from pipelines.sources import file_path, shown, source_query, typed_source, under
 from retrieval.query_check import check_expand, check_mmr
 from retrieval.schema import QueryError
 
@@ -61,10 +63,6 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> Outcome:
                "config": show_config, "demo": demo, "eval": evaluate_cmd, "verify": verify_cmd, "serve": serve,
                "keys": keys_cmd, "watch": watch, "mcp": mcp_cmd, "context": context}
     return handler[command](args, settings)
-
-
-def _out(args: argparse.Namespace, data: dict, text: str) -> None:
-    print(json.dumps(valid_text(data), ensure_ascii=False, indent=2) if args.json else valid_text(text))
 
 
 # -- ingest ------------------------------------------------------------------------------------------
@@ -227,21 +225,6 @@ def _matching(stored: dict, target: str, given: str) -> tuple[str, list[str]]:
         if names:
             return name or target, names
     return target, []
-
-
-def optimize_cmd(args: argparse.Namespace, settings: Settings) -> Outcome:
-    """Build the collection's HNSW index (and quantized copies) now, with progress; print before and after."""
-    from pipelines.indexing.index_build import optimize
-
-    store = build_store(settings)
-    try:
-        store.require_collection()
-        build = optimize(store, progress=not args.json)
-    finally:
-        store.close()
-    _out(args, {"collection": settings.collection, **build.to_dict()},
-         f"{'built' if build.changed else 'nothing to build'}; {build.summary()}")
-    return None
 
 
 def delete(args: argparse.Namespace, settings: Settings) -> Outcome:
