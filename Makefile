@@ -11,6 +11,8 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-deu tesseract-ocr-osd poppler-utils
 # The search page's browser tests (tests/test_ui_browser.py, marker `browser`): headless chromium and its driver
 BROWSER_PACKAGES := chromium chromium-driver
+# one apt-get call for system-deps and browser-deps (as root; quiet, without recommended extras)
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 .PHONY: venv demo demo-minilm test lint clean system-deps browser-deps
 
@@ -20,8 +22,7 @@ system-deps:
 	if command -v pdftoppm >/dev/null && echo "$$langs" | grep -qx deu && echo "$$langs" | grep -qx osd; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing $(SYSTEM_PACKAGES) (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			$(SYSTEM_PACKAGES) >/dev/null; \
+		$(APT_INSTALL) $(SYSTEM_PACKAGES) >/dev/null; \
 	else \
 		echo "german-rag needs the system packages $(SYSTEM_PACKAGES) for OCR;" \
 			"install them (Debian/Ubuntu: sudo apt-get install $(SYSTEM_PACKAGES)) or run make as root" >&2; \
@@ -33,8 +34,7 @@ browser-deps:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing $(BROWSER_PACKAGES) (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			$(BROWSER_PACKAGES) >/dev/null; \
+		$(APT_INSTALL) $(BROWSER_PACKAGES) >/dev/null; \
 	else \
 		echo "note: the browser tests are skipped without $(BROWSER_PACKAGES)" \
 			"(Debian/Ubuntu: sudo apt-get install $(BROWSER_PACKAGES))" >&2; \
